@@ -1,0 +1,1 @@
+//! Criterion benchmarks for lanes live beside this crate root (`benches/*.rs`).

@@ -1,0 +1,279 @@
+//! The message assembler: the fragmentation rules of RFC 6455 §5.4 as a state machine.
+//!
+//! The runtime hands it each frame header as it is decoded, the (unmasked) payload of data
+//! frames as it arrives, and the end of each frame. The assembler says what the frame is, keeps
+//! the running size of the open message against the maximum, validates text incrementally (so
+//! invalid UTF-8 fails fast, even mid-frame), and says when a message is complete. It holds no
+//! payload: where the bytes live is the runtime's business.
+//!
+//! ```
+//! use lanes_proto::assembler::{FrameKind, MessageAssembler, MessageKind};
+//! use lanes_proto::frame::{FrameHeader, OpCode};
+//! use lanes_proto::ProtocolError;
+//!
+//! let mut assembler = MessageAssembler::new(1 << 20);
+//! // "Hel" then "lo" (RFC 6455 §5.7), with a ping in between.
+//! let kind = assembler.handle_header(&FrameHeader::new(false, OpCode::Text, 3)).unwrap();
+//! assert_eq!(kind, FrameKind::Data { kind: MessageKind::Text, first: true, last: false });
+//! assembler.handle_data(b"Hel").unwrap();
+//! assert_eq!(assembler.handle_frame_end(), Ok(None));
+//! let ping = assembler.handle_header(&FrameHeader::new(true, OpCode::Ping, 0)).unwrap();
+//! assert_eq!(ping, FrameKind::Control(OpCode::Ping));
+//! assert_eq!(assembler.handle_frame_end(), Ok(None));
+//! assembler.handle_header(&FrameHeader::new(true, OpCode::Continuation, 2)).unwrap();
+//! assembler.handle_data(b"lo").unwrap();
+//! assert_eq!(assembler.handle_frame_end(), Ok(Some(MessageKind::Text)));
+//!
+//! // A continuation with no open message is an error.
+//! let stray = FrameHeader::new(true, OpCode::Continuation, 1);
+//! assert_eq!(assembler.handle_header(&stray), Err(ProtocolError::UnexpectedContinuation));
+//! ```
+
+use crate::error::ProtocolError;
+use crate::frame::{FrameHeader, OpCode};
+use crate::utf8::Utf8Validator;
+
+/// The default [`MessageAssembler`] maximum message size: 16 MiB.
+pub const DEFAULT_MAX_MESSAGE_LEN: u64 = 16 << 20;
+
+/// The type of a data message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// UTF-8 text (opcode 0x1).
+    Text,
+    /// Arbitrary bytes (opcode 0x2).
+    Binary,
+}
+
+/// What a frame is, as the assembler sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// A control frame (close, ping or pong), which may sit between fragments of a message.
+    Control(OpCode),
+    /// A frame carrying (part of) a data message.
+    Data {
+        /// The type of the message this frame belongs to.
+        kind: MessageKind,
+        /// Whether this frame starts the message (opcode text/binary, not continuation).
+        first: bool,
+        /// Whether this frame ends the message (FIN set).
+        last: bool,
+    },
+}
+
+/// The state of a data message being received.
+#[derive(Debug, Clone, Copy)]
+struct OpenMessage {
+    kind: MessageKind,
+    /// Payload bytes declared by this message's frames so far, the current one included.
+    declared_len: u64,
+}
+
+/// Tracks fragmentation, message size and text validity for one connection's receive side.
+#[derive(Debug, Clone)]
+pub struct MessageAssembler {
+    max_message_len: u64,
+    open: Option<OpenMessage>,
+    /// Whether the frame now being received is a data frame.
+    in_data_frame: bool,
+    /// Whether the frame now being received has FIN set.
+    frame_is_last: bool,
+    utf8: Utf8Validator,
+}
+
+impl MessageAssembler {
+    /// An assembler that refuses messages longer than `max_message_len` bytes.
+    pub const fn new(max_message_len: u64) -> MessageAssembler {
+        MessageAssembler {
+            max_message_len,
+            open: None,
+            in_data_frame: false,
+            frame_is_last: false,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// Whether a fragmented data message has started and not yet ended.
+    pub const fn is_message_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// Takes the header of the next frame. Errors: a continuation with no open message, a new
+    /// text or binary frame while a message is open, and a message that would grow past the
+    /// maximum (checked from the declared length, before any payload is buffered).
+    pub fn handle_header(&mut self, header: &FrameHeader) -> Result<FrameKind, ProtocolError> {
+        let (kind, first) = match header.opcode {
+            OpCode::Close | OpCode::Ping | OpCode::Pong => {
+                self.in_data_frame = false;
+                return Ok(FrameKind::Control(header.opcode));
+            }
+            OpCode::Continuation => match self.open {
+                Some(open) => (open.kind, false),
+                None => return Err(ProtocolError::UnexpectedContinuation),
+            },
+            OpCode::Text | OpCode::Binary if self.open.is_some() => {
+                return Err(ProtocolError::ExpectedContinuation);
+            }
+            OpCode::Text => (MessageKind::Text, true),
+            OpCode::Binary => (MessageKind::Binary, true),
+        };
+        let so_far = self.open.map_or(0, |open| open.declared_len);
+        let declared_len = so_far.saturating_add(header.payload_len);
+        if declared_len > self.max_message_len {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        self.open = Some(OpenMessage { kind, declared_len });
+        self.in_data_frame = true;
+        self.frame_is_last = header.fin;
+        Ok(FrameKind::Data {
+            kind,
+            first,
+            last: header.fin,
+        })
+    }
+
+    /// Takes the next piece of a data frame's payload (already unmasked, and inflated where an
+    /// extension compressed it). Text is validated as it comes: an impossible byte fails now.
+    /// Payload of control frames is not passed here.
+    pub fn handle_data(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
+        match self.open {
+            Some(OpenMessage {
+                kind: MessageKind::Text,
+                ..
+            }) if self.in_data_frame => self.utf8.feed(payload),
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the end of the current frame. Returns the message's kind when this frame completed
+    /// a data message; fails when a text message ends in the middle of a character.
+    pub fn handle_frame_end(&mut self) -> Result<Option<MessageKind>, ProtocolError> {
+        if !self.in_data_frame {
+            return Ok(None);
+        }
+        self.in_data_frame = false;
+        if !self.frame_is_last {
+            return Ok(None);
+        }
+        let finished = self.open.take().map(|open| open.kind);
+        if finished == Some(MessageKind::Text) {
+            self.utf8.finish()?;
+        }
+        Ok(finished)
+    }
+
+    /// Forgets any open message (after an error, or to reuse the assembler).
+    pub fn reset(&mut self) {
+        self.open = None;
+        self.in_data_frame = false;
+        self.frame_is_last = false;
+        self.utf8.reset();
+    }
+}
+
+impl Default for MessageAssembler {
+    fn default() -> MessageAssembler {
+        MessageAssembler::new(DEFAULT_MAX_MESSAGE_LEN)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(fin: bool, opcode: OpCode, len: u64) -> FrameHeader {
+        FrameHeader::new(fin, opcode, len)
+    }
+
+    #[test]
+    fn single_frame_messages() {
+        let mut a = MessageAssembler::default();
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Binary, 4)),
+            Ok(FrameKind::Data {
+                kind: MessageKind::Binary,
+                first: true,
+                last: true
+            })
+        );
+        a.handle_data(&[0xff, 0xfe, 0, 1]).unwrap(); // binary: not validated
+        assert_eq!(a.handle_frame_end(), Ok(Some(MessageKind::Binary)));
+        assert!(!a.is_message_open());
+    }
+
+    #[test]
+    fn new_data_frame_inside_a_message_is_an_error() {
+        let mut a = MessageAssembler::default();
+        a.handle_header(&header(false, OpCode::Text, 1)).unwrap();
+        a.handle_data(b"a").unwrap();
+        a.handle_frame_end().unwrap();
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Binary, 1)),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Text, 1)),
+            Err(ProtocolError::ExpectedContinuation)
+        );
+    }
+
+    #[test]
+    fn control_frames_between_fragments_keep_the_message() {
+        let mut a = MessageAssembler::default();
+        a.handle_header(&header(false, OpCode::Text, 2)).unwrap();
+        a.handle_data(&"é".as_bytes()[..1]).unwrap(); // half a character
+        assert_eq!(a.handle_frame_end(), Ok(None));
+        for op in [OpCode::Ping, OpCode::Pong] {
+            assert_eq!(
+                a.handle_header(&header(true, op, 0)),
+                Ok(FrameKind::Control(op))
+            );
+            a.handle_data(b"\xff").unwrap(); // control payload is not text: ignored
+            assert_eq!(a.handle_frame_end(), Ok(None));
+        }
+        a.handle_header(&header(true, OpCode::Continuation, 1))
+            .unwrap();
+        a.handle_data(&"é".as_bytes()[1..]).unwrap();
+        assert_eq!(a.handle_frame_end(), Ok(Some(MessageKind::Text)));
+    }
+
+    #[test]
+    fn text_fails_fast_and_at_the_end() {
+        let mut a = MessageAssembler::default();
+        a.handle_header(&header(false, OpCode::Text, 3)).unwrap();
+        assert_eq!(a.handle_data(b"a\xce\x41"), Err(ProtocolError::InvalidUtf8));
+
+        let mut a = MessageAssembler::default();
+        a.handle_header(&header(true, OpCode::Text, 2)).unwrap();
+        a.handle_data(b"a\xce").unwrap();
+        assert_eq!(a.handle_frame_end(), Err(ProtocolError::InvalidUtf8));
+    }
+
+    #[test]
+    fn message_size_counts_every_fragment() {
+        let mut a = MessageAssembler::new(10);
+        a.handle_header(&header(false, OpCode::Binary, 6)).unwrap();
+        a.handle_frame_end().unwrap();
+        a.handle_header(&header(false, OpCode::Continuation, 4))
+            .unwrap();
+        a.handle_frame_end().unwrap();
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Continuation, 1)),
+            Err(ProtocolError::MessageTooBig)
+        );
+        let mut a = MessageAssembler::new(10);
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Text, 11)),
+            Err(ProtocolError::MessageTooBig)
+        );
+        // Declared lengths near u64::MAX do not overflow.
+        let mut a = MessageAssembler::new(u64::MAX - 1);
+        a.handle_header(&header(false, OpCode::Binary, u64::MAX - 2))
+            .unwrap();
+        a.handle_frame_end().unwrap();
+        assert_eq!(
+            a.handle_header(&header(true, OpCode::Continuation, u64::MAX >> 1)),
+            Err(ProtocolError::MessageTooBig)
+        );
+    }
+}

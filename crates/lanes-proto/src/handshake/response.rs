@@ -1,0 +1,196 @@
+//! The server's answers: the 101 Switching Protocols response, and error responses.
+
+use core::fmt;
+
+use super::accept_key::accept_key;
+use super::extension::parse_extensions;
+use super::request::UpgradeRequest;
+use super::token::{is_safe_field_value, is_token};
+
+/// What the application chose when it accepted an upgrade.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AcceptOptions<'a> {
+    /// The subprotocol to confirm; it must be one the client offered. Default: none.
+    pub subprotocol: Option<&'a str>,
+    /// The `Sec-WebSocket-Extensions` value to answer with, such as
+    /// `permessage-deflate; server_no_context_takeover`; every extension named must have been
+    /// offered. Default: none.
+    pub extensions: Option<&'a str>,
+    /// Extra header fields (name, value), for example `Set-Cookie`. Names must be tokens and
+    /// values must not hold CR, LF or other control characters. Default: none.
+    pub extra_headers: &'a [(&'a str, &'a str)],
+}
+
+/// Why a 101 response could not be built: the application's choice does not fit the request.
+///
+/// This is a bug in the application, not the peer's fault; a server answers 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcceptError {
+    /// The chosen subprotocol was not offered by the client (RFC 6455 §4.2.2).
+    SubprotocolNotOffered,
+    /// An accepted extension was not offered by the client (RFC 6455 §9.1).
+    ExtensionNotOffered,
+    /// The extensions value does not follow RFC 6455 §9.1.
+    MalformedExtensions,
+    /// An extra header has a name that is not a token, or a value with forbidden bytes.
+    InvalidHeader,
+}
+
+impl fmt::Display for AcceptError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            AcceptError::SubprotocolNotOffered => "chosen subprotocol was not offered",
+            AcceptError::ExtensionNotOffered => "accepted extension was not offered",
+            AcceptError::MalformedExtensions => "malformed extensions value",
+            AcceptError::InvalidHeader => "invalid extra header name or value",
+        })
+    }
+}
+
+impl std::error::Error for AcceptError {}
+
+/// Appends the 101 Switching Protocols response for `request` to `out`.
+///
+/// On error nothing is appended.
+///
+/// ```
+/// use lanes_proto::handshake::{
+///     write_accept, AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeRequest,
+/// };
+/// let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///     Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+/// let Ok(Parsed::Complete(head)) = RequestHead::parse(bytes, &HeadLimits::default()) else {
+///     panic!()
+/// };
+/// let request = UpgradeRequest::validate(head).unwrap();
+/// let mut out = Vec::new();
+/// let options = AcceptOptions { subprotocol: Some("chat"), ..AcceptOptions::default() };
+/// write_accept(&request, &options, &mut out).unwrap();
+/// assert_eq!(
+///     out,
+///     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+///       Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+/// );
+/// ```
+pub fn write_accept(
+    request: &UpgradeRequest<'_>,
+    options: &AcceptOptions<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), AcceptError> {
+    if let Some(chosen) = options.subprotocol
+        && !request.subprotocols().contains(&chosen)
+    {
+        return Err(AcceptError::SubprotocolNotOffered);
+    }
+    if let Some(value) = options.extensions {
+        if !is_safe_field_value(value.as_bytes()) {
+            return Err(AcceptError::MalformedExtensions);
+        }
+        let mut accepted = Vec::new();
+        parse_extensions(value.as_bytes(), &mut accepted)
+            .map_err(|_| AcceptError::MalformedExtensions)?;
+        let offered = request.extensions();
+        if !accepted
+            .iter()
+            .all(|a| offered.iter().any(|o| o.name.eq_ignore_ascii_case(a.name)))
+        {
+            return Err(AcceptError::ExtensionNotOffered);
+        }
+    }
+    for (name, value) in options.extra_headers {
+        if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
+            return Err(AcceptError::InvalidHeader);
+        }
+    }
+
+    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
+    out.extend_from_slice(b"Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    out.extend_from_slice(&accept_key(request.key()));
+    out.extend_from_slice(b"\r\n");
+    if let Some(chosen) = options.subprotocol {
+        push_header(out, "Sec-WebSocket-Protocol", chosen);
+    }
+    if let Some(value) = options.extensions {
+        push_header(out, "Sec-WebSocket-Extensions", value);
+    }
+    for (name, value) in options.extra_headers {
+        push_header(out, name, value);
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
+}
+
+/// Appends a complete error response: status line, `extra` headers, `Connection: close`, and
+/// `body` as `text/plain`.
+pub(crate) fn write_error_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra: &[(&str, &str)],
+    body: &[u8],
+) {
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in extra {
+        push_header(out, name, value);
+    }
+    out.extend_from_slice(b"Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
+}
+
+fn push_header(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The reason phrase for the statuses a handshake answers with.
+const fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Error",
+    }
+}
+
+/// Appends an error response with any status, for an application that rejects an upgrade
+/// (authentication failed, unknown path, ...).
+///
+/// ```
+/// let mut out = Vec::new();
+/// lanes_proto::handshake::write_reject(&mut out, 403, b"no entry");
+/// assert!(out.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+/// assert!(out.ends_with(b"Content-Length: 8\r\n\r\nno entry"));
+/// ```
+pub fn write_reject(out: &mut Vec<u8>, status: u16, body: &[u8]) {
+    write_error_response(out, status, &[], body);
+}

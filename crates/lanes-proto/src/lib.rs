@@ -1,0 +1,41 @@
+//! # lanes-proto
+//!
+//! The sans-IO core of lanes: everything RFC 6455 says about bytes, and nothing about sockets,
+//! threads or clocks.
+//!
+//! What it does, one module per concern:
+//! - [`handshake`]: the opening handshake, server side (parse, validate per RFC 6455 §4.2.1,
+//!   expose path/query/headers/subprotocols/extensions, build the 101 or the error response)
+//!   and client side (build the request, check the response).
+//! - [`frame`]: frame header decoding with every rule of §5.2 and §5.5 enforced as soon as the
+//!   bytes are there, and encoding with minimal lengths.
+//! - [`mask`]: the unmasking kernel, word-at-a-time, resumable at any phase.
+//! - [`utf8`]: UTF-8 validation, whole or incremental across fragments, failing fast.
+//! - [`close`]: close codes and close frame payloads.
+//! - [`assembler`]: the fragmentation rules of §5.4 and the message size limit.
+//! - [`ProtocolError`], [`HandshakeError`], [`ResponseError`]: one variant per rule, each knowing
+//!   its close code or HTTP status.
+//!
+//! What it does not do: read or write sockets, buffer payloads, keep time (ping intervals and
+//! timeouts are the runtime's), generate random numbers (a client supplies its key nonce and
+//! masking keys), or compress (permessage-deflate comes with its own issue).
+//!
+//! Limits: no input panics (the decoders are fuzzed); every size a peer controls is bounded by
+//! a documented setting ([`handshake::HeadLimits`], [`frame::FrameConfig::max_frame_len`],
+//! [`assembler::MessageAssembler::new`]'s maximum message size).
+//!
+//! This crate contains no `unsafe` code.
+
+#![forbid(unsafe_code)]
+
+pub mod assembler;
+pub mod close;
+mod error;
+pub mod frame;
+pub mod handshake;
+pub mod mask;
+pub mod utf8;
+
+pub use close::{CloseCode, CloseFrame};
+pub use error::{HandshakeError, ProtocolError, ResponseError};
+pub use frame::{FrameHeader, OpCode, Role};
