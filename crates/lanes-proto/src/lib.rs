@@ -24,9 +24,11 @@
 //! a documented setting ([`handshake::HeadLimits`], [`frame::FrameConfig::max_frame_len`],
 //! [`assembler::MessageAssembler::new`]'s maximum message size).
 //!
-//! This crate contains no `unsafe` code.
+//! Unsafe code: one block, in [`mask::apply_mask`], which calls the kernel compiled for AVX2
+//! after checking at run time that the CPU has AVX2 (measured: 4 KiB unmasking goes from 0.70x
+//! to about 1x memcpy). Everything else is `deny(unsafe_code)`.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 pub mod assembler;
 pub mod close;

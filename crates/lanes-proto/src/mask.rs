@@ -20,17 +20,47 @@
 //! ```
 
 /// Bytes handled per iteration of the wide loop: eight 64-bit words, which the compiler turns
-/// into vector XORs (SSE2 on every x86-64) without any `unsafe`.
+/// into vector XORs (SSE2 on every x86-64, AVX2 where detected).
 const BLOCK_LEN: usize = 64;
+
+/// Payloads shorter than this skip the CPU feature check: the SSE2 loop is already as fast as
+/// the call overhead allows.
+#[cfg(target_arch = "x86_64")]
+const AVX2_MIN_LEN: usize = 128;
 
 /// XORs `buf` with `key`, starting at position `phase` (taken mod 4) of the key; returns the
 /// phase after the last byte, `(phase + buf.len()) % 4`.
 ///
 /// Works a 64-byte block at a time, then 8 bytes at a time, then byte by byte for the tail.
-/// Safe code only: `chunks_exact_mut` plus `u64::from_ne_bytes` compiles to unaligned word loads
-/// and stores, so any alignment of `buf` is fine.
+/// `chunks_exact_mut` plus `u64::from_ne_bytes` compiles to unaligned word loads and stores, so
+/// any alignment of `buf` is fine; the compiler turns the block loop into vector XORs. On x86-64
+/// CPUs with AVX2 (detected at run time), payloads of 128 bytes or more run the same code
+/// compiled for AVX2, which doubles the vector width: the benchmark `benches/unmask.rs` measured
+/// 4 KiB at about 0.70x memcpy with SSE2 and at memcpy speed with AVX2.
 #[inline]
 pub fn apply_mask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if buf.len() >= AVX2_MIN_LEN && std::is_x86_feature_detected!("avx2") {
+        // SAFETY: `apply_mask_avx2` only requires the CPU to support AVX2, which was just
+        // checked at run time. Its body is safe code.
+        #[allow(unsafe_code)]
+        return unsafe { apply_mask_avx2(buf, key, phase) };
+    }
+    apply_mask_baseline(buf, key, phase)
+}
+
+/// [`apply_mask_baseline`] compiled with AVX2 enabled.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn apply_mask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    apply_mask_baseline(buf, key, phase)
+}
+
+/// The word-at-a-time kernel without run-time CPU dispatch: the vector width is whatever the
+/// crate was compiled for (SSE2 for the default x86-64 target). [`apply_mask`] is the one to
+/// use; this one is public so that benchmarks can compare the two in one run.
+#[inline(always)]
+pub fn apply_mask_baseline(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     let phase = phase & 3;
     let next_phase = (phase + buf.len()) & 3;
     let rotated = rotate_key(key, phase);
@@ -119,8 +149,17 @@ mod tests {
                 for phase in 0..4 {
                     fast.copy_from_slice(&source);
                     slow.copy_from_slice(&source);
-                    let a = apply_mask(&mut fast[align..align + len], key, phase);
                     let b = apply_mask_bytewise(&mut slow[align..align + len], key, phase);
+                    // The dispatching entry point (AVX2 where the CPU has it) and the portable
+                    // kernel, each against the reference.
+                    let mut portable = source.clone();
+                    let p = apply_mask_baseline(&mut portable[align..align + len], key, phase);
+                    assert_eq!(p, b, "phase len={len} align={align} phase={phase}");
+                    assert_eq!(
+                        portable, slow,
+                        "bytes len={len} align={align} phase={phase}"
+                    );
+                    let a = apply_mask(&mut fast[align..align + len], key, phase);
                     assert_eq!(a, b, "phase len={len} align={align} phase={phase}");
                     assert_eq!(fast, slow, "bytes len={len} align={align} phase={phase}");
                 }

@@ -12,7 +12,7 @@ use crate::error::HandshakeError;
 ///
 /// This is any request, not yet checked to be a WebSocket upgrade, so that a server can also
 /// answer plain HTTP requests on the same port. [`UpgradeRequest::validate`] checks it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead<'b> {
     method: &'b str,
     target: &'b str,

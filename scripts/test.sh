@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every test of lanes: formatting, clippy, the workspace's unit, integration and doc tests,
+# the check that lanes-proto stays free of I/O crates, and the fuzz targets (built, replayed on
+# their committed corpus, and fuzzed briefly).
+#
+# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz if it is missing)
+#        LANES_FUZZ_SECONDS=60 scripts/test.sh   (fuzz each target longer; 0 skips fuzzing)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test --workspace"
+cargo test --workspace --locked
+
+step "lanes-proto depends on no I/O crate"
+io_deps=$(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{print $1}' \
+  | grep -E '^(mio|socket2|libc|tokio|crossbeam.*|core_affinity)$' || true)
+if [ -n "$io_deps" ]; then
+  echo "lanes-proto must not depend on: $io_deps" >&2
+  exit 1
+fi
+echo "ok: $(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{print $1}' | sort -u | tr '\n' ' ')"
+
+step "fuzz targets: build, replay the corpus, fuzz briefly"
+scripts/fuzz.sh smoke "${LANES_FUZZ_SECONDS:-10}"
+
+echo
+echo "all tests passed"
