@@ -531,4 +531,43 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        /// Any encodable header decodes back to itself, and any prefix of it asks for exactly
+        /// the missing bytes.
+        #[test]
+        fn encode_decode_round_trip(
+            fin in proptest::bool::ANY,
+            rsv in 0u8..8,
+            op in proptest::sample::select(vec![0u8, 1, 2, 8, 9, 10]),
+            len in proptest::prop_oneof![0u64..=125, 126u64..=0xffff, 0x1_0000u64..(1u64 << 63)],
+            mask in proptest::option::of(proptest::prelude::any::<[u8; 4]>()),
+        ) {
+            let opcode = OpCode::from_u8(op).unwrap();
+            let len = if opcode.is_control() { len % 126 } else { len };
+            let fin = fin || opcode.is_control();
+            let header = FrameHeader { fin, rsv: rsv << 4, opcode, mask, payload_len: len };
+            let mut out = [0u8; MAX_HEADER_LEN];
+            let n = header.encode(&mut out);
+            let config = FrameConfig {
+                role: if mask.is_some() { Role::Server } else { Role::Client },
+                allowed_rsv: RSV_BITS,
+                max_frame_len: u64::MAX,
+            };
+            proptest::prop_assert_eq!(
+                decode(&out[..n], &config),
+                Ok(HeaderDecode::Complete { header, header_len: n })
+            );
+            for have in 0..n {
+                let need = match decode(&out[..have], &config) {
+                    Ok(HeaderDecode::NeedMore(need)) => need,
+                    other => panic!("{other:?}"),
+                };
+                proptest::prop_assert!(need >= 1 && have + need <= n);
+                if have >= 2 {
+                    proptest::prop_assert_eq!(have + need, n);
+                }
+            }
+        }
+    }
 }

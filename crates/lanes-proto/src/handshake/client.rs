@@ -179,14 +179,7 @@ impl ClientHandshake {
         if status != 101 {
             return Err(ResponseError::Status(status));
         }
-        let headers: Vec<Header<'b>> = response
-            .headers
-            .iter()
-            .map(|h| Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect();
+        let headers = Header::collect(response.headers);
         let named = |name: &'static str| {
             headers
                 .iter()

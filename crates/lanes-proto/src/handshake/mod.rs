@@ -63,3 +63,16 @@ pub struct Header<'b> {
     /// The field value as sent, without surrounding white space; not necessarily UTF-8.
     pub value: &'b [u8],
 }
+
+impl<'b> Header<'b> {
+    /// Copies httparse's parsed fields (references into the input) into our own type.
+    fn collect(parsed: &[httparse::Header<'b>]) -> Vec<Header<'b>> {
+        parsed
+            .iter()
+            .map(|h| Header {
+                name: h.name,
+                value: h.value,
+            })
+            .collect()
+    }
+}

@@ -64,14 +64,7 @@ impl<'b> RequestHead<'b> {
         else {
             return Err(HandshakeError::MalformedHead);
         };
-        let headers = request
-            .headers
-            .iter()
-            .map(|h| Header {
-                name: h.name,
-                value: h.value,
-            })
-            .collect();
+        let headers = Header::collect(request.headers);
         Ok(Parsed::Complete(RequestHead {
             method,
             target,
