@@ -9,7 +9,7 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, OpCode};
 use lanes_proto::handshake::{
-    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeRequest, write_accept,
+    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
 };
 use lanes_proto::utf8::{Utf8Validator, validate};
 
@@ -111,7 +111,7 @@ fn handshake(c: &mut Criterion) {
             else {
                 return 0;
             };
-            let Ok(request) = UpgradeRequest::validate(head) else {
+            let Ok(request) = UpgradeOffer::validate(&head) else {
                 return 0;
             };
             if write_accept(&request, &AcceptOptions::default(), &mut out).is_err() {

@@ -7,7 +7,7 @@
 #![no_main]
 
 use lanes_proto::handshake::{
-    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeRequest, accept_key, write_accept,
+    AcceptOptions, ClientHandshake, ClientRequest, HeadLimits, Parsed, RequestHead, UpgradeOffer, accept_key, write_accept,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -32,6 +32,15 @@ fn httparse_header() -> httparse::Header<'static> {
 
 fuzz_target!(|input: &[u8]| {
     let limits = HeadLimits { max_head_len: 2048, max_headers: 24 };
+    // The client's response check on the same bytes: never panics, and a complete response
+    // never claims more bytes than it was given.
+    let mut request = Vec::new();
+    let request_line = ClientRequest { subprotocols: &["chat"], extensions: Some("x-a"), ..ClientRequest::new("h", "/") };
+    let client = ClientHandshake::new(&request_line, [7; 16], &mut request).expect("valid request").with_limits(limits);
+    if let Ok(Parsed::Complete(response)) = client.handle_response(input) {
+        assert!(response.head_len <= input.len());
+        assert!(response.subprotocol.is_none_or(|p| p == "chat"));
+    }
     let whole = RequestHead::parse(input, &limits);
     // Every prefix: Partial, or the same outcome as the whole once the head is complete.
     if let Ok(Parsed::Complete(head)) = &whole {
@@ -53,7 +62,7 @@ fuzz_target!(|input: &[u8]| {
         }
         Ok(Parsed::Complete(head)) => {
             assert!(head.head_len() <= input.len() && head.head_len() <= limits.max_head_len);
-            match UpgradeRequest::validate(head) {
+            match UpgradeOffer::validate(&head) {
                 Err(error) => {
                     let mut out = Vec::new();
                     error.write_response(&mut out);
@@ -61,6 +70,7 @@ fuzz_target!(|input: &[u8]| {
                     assert_eq!(status, error.status());
                     if status == 426 {
                         assert!(fields.iter().any(|(n, v)| n == "sec-websocket-version" && v == b"13"));
+                        assert!(fields.iter().any(|(n, v)| n == "upgrade" && v == b"websocket"));
                     }
                 }
                 Ok(request) => {

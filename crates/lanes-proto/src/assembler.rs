@@ -67,6 +67,9 @@ struct OpenMessage {
     kind: MessageKind,
     /// Payload bytes declared by this message's frames so far, the current one included.
     declared_len: u64,
+    /// Payload bytes passed to `handle_data` so far (after inflation, where an extension
+    /// compresses: this is what bounds a decompression bomb).
+    received_len: u64,
 }
 
 /// Tracks fragmentation, message size and text validity for one connection's receive side.
@@ -117,12 +120,18 @@ impl MessageAssembler {
             OpCode::Text => (MessageKind::Text, true),
             OpCode::Binary => (MessageKind::Binary, true),
         };
-        let so_far = self.open.map_or(0, |open| open.declared_len);
+        let (so_far, received_len) = self
+            .open
+            .map_or((0, 0), |open| (open.declared_len, open.received_len));
         let declared_len = so_far.saturating_add(header.payload_len);
         if declared_len > self.max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
-        self.open = Some(OpenMessage { kind, declared_len });
+        self.open = Some(OpenMessage {
+            kind,
+            declared_len,
+            received_len,
+        });
         self.in_data_frame = true;
         self.frame_is_last = header.fin;
         Ok(FrameKind::Data {
@@ -134,14 +143,22 @@ impl MessageAssembler {
 
     /// Takes the next piece of a data frame's payload (already unmasked, and inflated where an
     /// extension compressed it). Text is validated as it comes: an impossible byte fails now.
-    /// Payload of control frames is not passed here.
+    /// The bytes passed here count against the maximum message size too, so inflated data
+    /// that outgrows it fails as soon as it does. Payload of control frames is not passed here.
     pub fn handle_data(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
-        match self.open {
-            Some(OpenMessage {
-                kind: MessageKind::Text,
-                ..
-            }) if self.in_data_frame => self.utf8.feed(payload),
-            _ => Ok(()),
+        if !self.in_data_frame {
+            return Ok(());
+        }
+        let Some(open) = self.open.as_mut() else {
+            return Ok(());
+        };
+        open.received_len = open.received_len.saturating_add(payload.len() as u64);
+        if open.received_len > self.max_message_len {
+            return Err(ProtocolError::MessageTooBig);
+        }
+        match open.kind {
+            MessageKind::Text => self.utf8.feed(payload),
+            MessageKind::Binary => Ok(()),
         }
     }
 
@@ -266,6 +283,11 @@ mod tests {
             a.handle_header(&header(true, OpCode::Text, 11)),
             Err(ProtocolError::MessageTooBig)
         );
+        // Bytes passed in (inflated data, say) count as well as declared lengths.
+        let mut a = MessageAssembler::new(10);
+        a.handle_header(&header(false, OpCode::Binary, 4)).unwrap();
+        a.handle_data(&[0; 8]).unwrap();
+        assert_eq!(a.handle_data(&[0; 3]), Err(ProtocolError::MessageTooBig));
         // Declared lengths near u64::MAX do not overflow.
         let mut a = MessageAssembler::new(u64::MAX - 1);
         a.handle_header(&header(false, OpCode::Binary, u64::MAX - 2))

@@ -144,7 +144,10 @@ impl<'a> CloseFrame<'a> {
 /// Writes a close payload (code and reason) into `out` and returns its length.
 ///
 /// The reason is cut to [`MAX_CLOSE_REASON_LEN`] bytes at a character boundary, so the result
-/// always fits a control frame and is always valid UTF-8.
+/// always fits a control frame and is always valid UTF-8. A code that may not be sent
+/// ([`CloseCode::is_valid_on_wire`] is false: 1005, 1006, 1015, ...) gives an empty payload,
+/// which is how "no status code" is said on the wire (RFC 6455 §5.5.1), and the reason is
+/// dropped with it.
 ///
 /// ```
 /// use lanes_proto::{CloseCode, close::{write_close_payload, MAX_CLOSE_PAYLOAD_LEN}};
@@ -157,6 +160,9 @@ pub fn write_close_payload(
     code: CloseCode,
     reason: &str,
 ) -> usize {
+    if !code.is_valid_on_wire() {
+        return 0;
+    }
     let reason = truncate_at_char_boundary(reason, MAX_CLOSE_REASON_LEN);
     out[..2].copy_from_slice(&code.0.to_be_bytes());
     out[2..2 + reason.len()].copy_from_slice(reason.as_bytes());
@@ -257,5 +263,19 @@ mod tests {
         let parsed = CloseFrame::parse(&buf[..len]).unwrap();
         assert_eq!(parsed.code, Some(CloseCode::new(4001)));
         assert_eq!(parsed.reason, "é".repeat(61));
+        for never_sent in [
+            CloseCode::NO_STATUS,
+            CloseCode::ABNORMAL,
+            CloseCode::new(1015),
+        ] {
+            assert_eq!(write_close_payload(&mut buf, never_sent, "x"), 0);
+        }
+        assert_eq!(
+            CloseFrame::parse(&buf[..0]),
+            Ok(CloseFrame {
+                code: None,
+                reason: ""
+            })
+        );
     }
 }

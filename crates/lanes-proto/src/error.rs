@@ -127,6 +127,11 @@ pub enum HandshakeError {
     HttpVersion,
     /// There is no `Host` header field (RFC 6455 §4.1).
     MissingHost,
+    /// There is more than one `Host` header field (RFC 9112 §3.2).
+    DuplicateHost,
+    /// The request announces a body (`Content-Length` other than 0, or `Transfer-Encoding`).
+    /// An upgrade request has none; accepting one would read its bytes as WebSocket frames.
+    UnexpectedBody,
     /// `Upgrade` is absent or does not name `websocket`.
     NotWebSocketUpgrade,
     /// `Connection` does not contain the token `upgrade`.
@@ -135,7 +140,7 @@ pub enum HandshakeError {
     MissingKey,
     /// `Sec-WebSocket-Key` appears more than once, or does not base64-decode to 16 bytes.
     InvalidKey,
-    /// `Sec-WebSocket-Version` is absent or is not 13.
+    /// `Sec-WebSocket-Version` is absent, or is anything but one field with the value 13.
     UnsupportedVersion,
     /// `Sec-WebSocket-Extensions` does not follow the grammar of RFC 6455 §9.1.
     MalformedExtensions,
@@ -173,6 +178,8 @@ impl HandshakeError {
             HandshakeError::MethodNotGet => "method must be GET",
             HandshakeError::HttpVersion => "HTTP/1.1 or later required",
             HandshakeError::MissingHost => "missing Host header",
+            HandshakeError::DuplicateHost => "more than one Host header",
+            HandshakeError::UnexpectedBody => "upgrade request must not have a body",
             HandshakeError::NotWebSocketUpgrade => "Upgrade header must contain websocket",
             HandshakeError::ConnectionNotUpgrade => "Connection header must contain upgrade",
             HandshakeError::MissingKey => "missing Sec-WebSocket-Key",
@@ -197,7 +204,10 @@ impl HandshakeError {
     /// ```
     pub fn write_response(&self, out: &mut Vec<u8>) {
         let extra: &[(&str, &str)] = match self {
-            HandshakeError::UnsupportedVersion => &[("Sec-WebSocket-Version", "13")],
+            // RFC 6455 §4.4 asks for the supported version; RFC 9110 §15.5.22 for Upgrade.
+            HandshakeError::UnsupportedVersion => {
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+            }
             HandshakeError::MethodNotGet => &[("Allow", "GET")],
             _ => &[],
         };
@@ -222,7 +232,7 @@ impl std::error::Error for HandshakeError {}
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ResponseError {
-    /// The bytes are not an HTTP/1.x response head.
+    /// The bytes are not an HTTP/1.1 response head.
     MalformedHead,
     /// The response head is longer than the configured maximum.
     HeadTooLarge,
@@ -240,6 +250,8 @@ pub enum ResponseError {
     UnrequestedSubprotocol,
     /// The server accepted an extension the client did not offer.
     UnrequestedExtension,
+    /// The server accepted the same extension more than once.
+    DuplicateExtension,
     /// `Sec-WebSocket-Extensions` in the response does not follow RFC 6455 §9.1.
     MalformedExtensions,
     /// A value given to build the request (host, path, subprotocol, header) holds bytes that
@@ -268,6 +280,9 @@ impl fmt::Display for ResponseError {
             }
             ResponseError::UnrequestedExtension => {
                 f.write_str("server accepted an extension that was not offered")
+            }
+            ResponseError::DuplicateExtension => {
+                f.write_str("server accepted the same extension twice")
             }
             ResponseError::MalformedExtensions => {
                 f.write_str("malformed Sec-WebSocket-Extensions in response")

@@ -114,8 +114,9 @@ pub enum Role {
 pub struct FrameConfig {
     /// Our role; decides whether received frames must be masked. No default.
     pub role: Role,
-    /// RSV bits that a negotiated extension claims ([`RSV1`] for permessage-deflate); any other
-    /// RSV bit set is a protocol error. Default: none.
+    /// RSV bits that a negotiated extension claims ([`RSV1`] for permessage-deflate), allowed on
+    /// the first frame of a data message (opcode text or binary) only; any other RSV bit, and
+    /// any RSV bit on a continuation or control frame, is a protocol error. Default: none.
     pub allowed_rsv: u8,
     /// The largest payload a single frame may declare, in bytes. Default:
     /// [`DEFAULT_MAX_FRAME_LEN`] (16 MiB). Bounds the memory a peer can make us commit to one
@@ -179,7 +180,10 @@ pub enum HeaderDecode {
 /// Each rule is checked as soon as its bytes are present: reserved opcodes, unclaimed RSV bits
 /// and a fragmented control frame from the first byte; the masking rule and an over-long control
 /// frame from the second; the 64-bit length's top bit and the maximum frame size from the
-/// extended length. Bytes past the header are not looked at.
+/// extended length, before the masking key. Bytes past the header are not looked at.
+///
+/// RSV bits in [`FrameConfig::allowed_rsv`] are accepted on text and binary frames only; on
+/// continuation and control frames every RSV bit is a protocol error (RFC 7692 §6.1).
 ///
 /// ```
 /// use lanes_proto::frame::{decode_header, FrameConfig, HeaderDecode, OpCode};
@@ -202,7 +206,13 @@ pub fn decode_header(buf: &[u8], config: &FrameConfig) -> Result<HeaderDecode, P
     let rsv = first & RSV_BITS;
     let raw_opcode = first & OPCODE_BITS;
     let opcode = OpCode::from_u8(raw_opcode).ok_or(ProtocolError::ReservedOpcode(raw_opcode))?;
-    let unclaimed = rsv & !config.allowed_rsv;
+    // Extensions claim RSV bits for the first frame of a data message only (RFC 7692 §6.1; no
+    // registered extension defines them on control or continuation frames).
+    let allowed_rsv = match opcode {
+        OpCode::Text | OpCode::Binary => config.allowed_rsv,
+        _ => 0,
+    };
+    let unclaimed = rsv & !allowed_rsv;
     if unclaimed != 0 {
         return Err(ProtocolError::ReservedBits(unclaimed));
     }
@@ -224,16 +234,17 @@ pub fn decode_header(buf: &[u8], config: &FrameConfig) -> Result<HeaderDecode, P
     if is_control && u64::from(len7) > MAX_CONTROL_PAYLOAD_LEN {
         return Err(ProtocolError::ControlFrameTooLong);
     }
-    let extended_len = match len7 {
-        LEN7_U16 => 2,
-        LEN7_U64 => 8,
-        _ => 0,
+    let length_end = match len7 {
+        LEN7_U16 => 4,
+        LEN7_U64 => 10,
+        _ => 2,
     };
-    let header_len = 2 + extended_len + if masked { 4 } else { 0 };
-    if buf.len() < header_len {
+    let header_len = length_end + if masked { 4 } else { 0 };
+    if buf.len() < length_end {
         return Ok(HeaderDecode::NeedMore(header_len - buf.len()));
     }
 
+    // The length is checked before the masking key arrives.
     let payload_len = match len7 {
         LEN7_U16 => u64::from(u16::from_be_bytes([buf[2], buf[3]])),
         LEN7_U64 => {
@@ -250,9 +261,16 @@ pub fn decode_header(buf: &[u8], config: &FrameConfig) -> Result<HeaderDecode, P
     if payload_len > config.max_frame_len {
         return Err(ProtocolError::FrameTooBig);
     }
+    if buf.len() < header_len {
+        return Ok(HeaderDecode::NeedMore(header_len - buf.len()));
+    }
     let mask = masked.then(|| {
-        let at = 2 + extended_len;
-        [buf[at], buf[at + 1], buf[at + 2], buf[at + 3]]
+        [
+            buf[length_end],
+            buf[length_end + 1],
+            buf[length_end + 2],
+            buf[length_end + 3],
+        ]
     });
     Ok(HeaderDecode::Complete {
         header: FrameHeader {
@@ -318,7 +336,14 @@ impl FrameHeader {
     ///
     /// A payload length of 2^63 or more cannot be encoded; it is written as 2^63 - 1 (no frame
     /// that long can exist in memory).
+    ///
+    /// A control frame must have FIN set and at most 125 bytes of payload (RFC 6455 §5.5);
+    /// debug builds assert it, release builds write what they are given.
     pub fn encode(&self, out: &mut [u8; MAX_HEADER_LEN]) -> usize {
+        debug_assert!(
+            !self.opcode.is_control() || (self.fin && self.payload_len <= MAX_CONTROL_PAYLOAD_LEN),
+            "invalid control frame header: {self:?}"
+        );
         out[0] = (if self.fin { FIN_BIT } else { 0 }) | (self.rsv & RSV_BITS) | self.opcode.as_u8();
         let mask_bit = if self.mask.is_some() { MASK_BIT } else { 0 };
         let len = self.payload_len.min(u64::MAX >> 1);
@@ -394,6 +419,19 @@ mod tests {
             decode(&[0xe1, 0x80], &deflate),
             Err(ProtocolError::ReservedBits(RSV2))
         );
+        // RSV1 is for the first frame of a data message only.
+        assert_eq!(
+            decode(&[0xc9, 0x80], &deflate),
+            Err(ProtocolError::ReservedBits(RSV1))
+        );
+        assert_eq!(
+            decode(&[0xc0, 0x80], &deflate),
+            Err(ProtocolError::ReservedBits(RSV1))
+        );
+        assert!(matches!(
+            decode(&[0xc2, 0x80, 1, 2, 3, 4], &deflate),
+            Ok(HeaderDecode::Complete { .. })
+        ));
     }
 
     #[test]
@@ -463,6 +501,21 @@ mod tests {
                 header_len: 4
             })
         ));
+        // Length limits are enforced before the masking key arrives.
+        let small_server = FrameConfig {
+            max_frame_len: 10,
+            ..FrameConfig::server()
+        };
+        assert_eq!(
+            decode(&[0x82, 0xfe, 0x01, 0x00], &small_server),
+            Err(ProtocolError::FrameTooBig)
+        );
+        let mut top_masked = vec![0x82, 0xff];
+        top_masked.extend(u64::MAX.to_be_bytes());
+        assert_eq!(
+            decode(&top_masked, &FrameConfig::server()),
+            Err(ProtocolError::LengthTopBitSet)
+        );
         // A non-minimal encoding of 5 is accepted.
         assert!(matches!(
             decode(&[0x82, 0x7e, 0x00, 0x05], &client),
@@ -504,7 +557,12 @@ mod tests {
             for mask in [None, Some([9, 8, 7, 6])] {
                 for opcode in [OpCode::Text, OpCode::Binary, OpCode::Continuation] {
                     for fin in [false, true] {
-                        let mut header = FrameHeader::new(fin, opcode, len).with_rsv(RSV1);
+                        let rsv = if opcode == OpCode::Continuation {
+                            0
+                        } else {
+                            RSV1
+                        };
+                        let mut header = FrameHeader::new(fin, opcode, len).with_rsv(rsv);
                         header.mask = mask;
                         let n = header.encode(&mut out);
                         let want = expect_len + if mask.is_some() { 4 } else { 0 };
@@ -546,7 +604,8 @@ mod tests {
             let opcode = OpCode::from_u8(op).unwrap();
             let len = if opcode.is_control() { len % 126 } else { len };
             let fin = fin || opcode.is_control();
-            let header = FrameHeader { fin, rsv: rsv << 4, opcode, mask, payload_len: len };
+            let rsv = if matches!(opcode, OpCode::Text | OpCode::Binary) { rsv << 4 } else { 0 };
+            let header = FrameHeader { fin, rsv, opcode, mask, payload_len: len };
             let mut out = [0u8; MAX_HEADER_LEN];
             let n = header.encode(&mut out);
             let config = FrameConfig {

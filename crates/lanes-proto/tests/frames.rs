@@ -359,7 +359,8 @@ fn protocol_errors_read_every_way() {
         (vec![0x83, 0x00], ProtocolError::ReservedOpcode(3)),
         (vec![0x09, 0x00], ProtocolError::FragmentedControlFrame),
         (
-            server_frame(true, OpCode::Ping, &[0u8; 126]),
+            // Written by hand: the encoder refuses to build it.
+            [&[0x89, 0x7e, 0x00, 0x7e][..], &[0u8; 126]].concat(),
             ProtocolError::ControlFrameTooLong,
         ),
         // Message over the limit (300 bytes in two fragments of 150 + 150, limit 256).

@@ -7,8 +7,8 @@
 use lanes_proto::HandshakeError;
 use lanes_proto::ResponseError;
 use lanes_proto::handshake::{
-    AcceptError, AcceptOptions, ClientHandshake, ClientRequest, HeadLimits, Parsed, RequestHead,
-    UpgradeRequest, accept_key, write_accept,
+    AcceptOptions, ClientHandshake, ClientRequest, HeadLimits, Parsed, RequestHead,
+    ResponseBuildError, UpgradeOffer, accept_key, write_accept, write_reject,
 };
 
 /// The client handshake of RFC 6455 §1.2 (with a version header, as §4.1 requires).
@@ -28,8 +28,10 @@ fn parse(bytes: &[u8]) -> Result<RequestHead<'_>, HandshakeError> {
     }
 }
 
-fn validate(bytes: &[u8]) -> Result<UpgradeRequest<'_>, HandshakeError> {
-    UpgradeRequest::validate(parse(bytes)?)
+fn validate(bytes: &[u8]) -> Result<(RequestHead<'_>, UpgradeOffer<'_>), HandshakeError> {
+    let head = parse(bytes)?;
+    let offer = UpgradeOffer::validate(&head)?;
+    Ok((head, offer))
 }
 
 #[test]
@@ -42,15 +44,12 @@ fn rfc_accept_value() {
 
 #[test]
 fn rfc_request_is_accepted_and_answered() {
-    let request = validate(RFC_REQUEST.as_bytes()).unwrap();
-    assert_eq!(request.head().method(), "GET");
-    assert_eq!(request.head().path(), "/chat");
-    assert_eq!(request.head().query(), None);
-    assert_eq!(
-        request.head().header("ORIGIN"),
-        Some(&b"http://example.com"[..])
-    );
-    assert_eq!(request.head().headers().len(), 7);
+    let (head, request) = validate(RFC_REQUEST.as_bytes()).unwrap();
+    assert_eq!(head.method(), "GET");
+    assert_eq!(head.path(), "/chat");
+    assert_eq!(head.query(), None);
+    assert_eq!(head.header("ORIGIN"), Some(&b"http://example.com"[..]));
+    assert_eq!(head.headers().len(), 7);
     assert_eq!(request.subprotocols(), ["chat", "superchat"]);
     assert!(request.extensions().is_empty());
     assert_eq!(request.key(), b"dGhlIHNhbXBsZSBub25jZQ==");
@@ -75,7 +74,7 @@ fn rfc_request_is_accepted_and_answered() {
 
 #[test]
 fn accept_refuses_choices_the_client_did_not_offer() {
-    let request = validate(RFC_REQUEST.as_bytes()).unwrap();
+    let (_, request) = validate(RFC_REQUEST.as_bytes()).unwrap();
     let mut out = Vec::new();
     let cases = [
         (
@@ -83,35 +82,35 @@ fn accept_refuses_choices_the_client_did_not_offer() {
                 subprotocol: Some("Chat"),
                 ..Default::default()
             },
-            AcceptError::SubprotocolNotOffered,
+            ResponseBuildError::SubprotocolNotOffered,
         ),
         (
             AcceptOptions {
                 extensions: Some("permessage-deflate"),
                 ..Default::default()
             },
-            AcceptError::ExtensionNotOffered,
+            ResponseBuildError::ExtensionNotOffered,
         ),
         (
             AcceptOptions {
                 extensions: Some("x;"),
                 ..Default::default()
             },
-            AcceptError::MalformedExtensions,
+            ResponseBuildError::MalformedExtensions,
         ),
         (
             AcceptOptions {
                 extra_headers: &[("X-Bad", "a\r\nInjected: 1")],
                 ..Default::default()
             },
-            AcceptError::InvalidHeader,
+            ResponseBuildError::InvalidHeader,
         ),
         (
             AcceptOptions {
                 extra_headers: &[("Bad Name", "v")],
                 ..Default::default()
             },
-            AcceptError::InvalidHeader,
+            ResponseBuildError::InvalidHeader,
         ),
     ];
     for (options, error) in cases {
@@ -248,6 +247,54 @@ fn every_rejection_rule_with_its_status() {
 }
 
 #[test]
+fn zero_content_length_and_absolute_form_targets_are_accepted() {
+    let zero = with_line("Origin:", "Content-Length: 0\r\nOrigin:");
+    assert!(validate(zero.as_bytes()).is_ok());
+    for (target, path, query) in [
+        ("http://server.example.com/chat?x=1", "/chat", Some("x=1")),
+        ("ws://server.example.com", "/", None),
+        ("/plain", "/plain", None),
+        ("/odd://path", "/odd://path", None),
+    ] {
+        let request = RFC_REQUEST.replacen("/chat", target, 1);
+        let (head, _) = validate(request.as_bytes()).unwrap();
+        assert_eq!((head.path(), head.query()), (path, query), "{target}");
+    }
+}
+
+#[test]
+fn reject_responses() {
+    let mut out = Vec::new();
+    write_reject(
+        &mut out,
+        401,
+        &[("WWW-Authenticate", "Bearer")],
+        b"token expired",
+    )
+    .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nConnection: close\r\n\
+         Content-Type: text/plain; charset=utf-8\r\nContent-Length: 13\r\n\r\ntoken expired"
+    );
+    let mut out = Vec::new();
+    for status in [0, 101, 200, 204, 304, 600, 65535] {
+        assert_eq!(
+            write_reject(&mut out, status, &[], b""),
+            Err(ResponseBuildError::InvalidStatus),
+            "{status}"
+        );
+    }
+    assert_eq!(
+        write_reject(&mut out, 503, &[("Retry-After", "1\r\nX: y")], b""),
+        Err(ResponseBuildError::InvalidHeader)
+    );
+    assert!(out.is_empty());
+    write_reject(&mut out, 599, &[], b"").unwrap();
+    assert!(out.starts_with(b"HTTP/1.1 599 Error\r\n"));
+}
+
+#[test]
 fn tls_client_hello_is_a_malformed_head() {
     // The first bytes of a TLS ClientHello sent to a plain-text port.
     let hello = [
@@ -265,7 +312,7 @@ fn tokens_are_matched_case_insensitively_inside_lists() {
         .replace("Upgrade: websocket", "upgrade: foo/2, WebSocket")
         .replace("Connection: Upgrade", "connection: keep-alive, UPGRADE")
         .replace("Sec-WebSocket-Key", "sec-websocket-key");
-    let request = validate(request.as_bytes()).unwrap();
+    let (_, request) = validate(request.as_bytes()).unwrap();
     assert_eq!(request.key(), b"dGhlIHNhbXBsZSBub25jZQ==");
     // Connection split over two header fields.
     let split = RFC_REQUEST.replace(
@@ -286,10 +333,10 @@ fn query_subprotocols_and_extensions_are_exposed_in_order() {
              permessage-deflate; server_no_context_takeover; server_max_window_bits=\"10\"\r\n\
              Origin:",
         );
-    let request = validate(request.as_bytes()).unwrap();
-    assert_eq!(request.head().path(), "/chat");
-    assert_eq!(request.head().query(), Some("room=7&token=abc"));
-    assert_eq!(request.head().target(), "/chat?room=7&token=abc");
+    let (head, request) = validate(request.as_bytes()).unwrap();
+    assert_eq!(head.path(), "/chat");
+    assert_eq!(head.query(), Some("room=7&token=abc"));
+    assert_eq!(head.target(), "/chat?room=7&token=abc");
     assert_eq!(request.subprotocols(), ["v3.json", "chat", "superchat"]);
     let offers = request.extensions();
     assert_eq!(offers.len(), 2);
@@ -395,12 +442,12 @@ fn nonce(seed: u8) -> [u8; 16] {
 /// A client and a server in memory: request → validate → accept → response check.
 fn pair(
     request: &ClientRequest<'_>,
-    choose: impl Fn(&UpgradeRequest<'_>) -> (Option<String>, Option<String>),
+    choose: impl Fn(&RequestHead<'_>, &UpgradeOffer<'_>) -> (Option<String>, Option<String>),
 ) -> Result<(Option<String>, Vec<String>), ResponseError> {
     let mut wire = Vec::new();
     let client = ClientHandshake::new(request, nonce(7), &mut wire)?;
-    let server_side = validate(&wire).expect("server accepts the client's request");
-    let (protocol, extensions) = choose(&server_side);
+    let (head, server_side) = validate(&wire).expect("server accepts the client's request");
+    let (protocol, extensions) = choose(&head, &server_side);
     let options = AcceptOptions {
         subprotocol: protocol.as_deref(),
         extensions: extensions.as_deref(),
@@ -440,12 +487,9 @@ fn client_and_server_agree() {
         extensions: Some("permessage-deflate; client_max_window_bits"),
         extra_headers: &[("Authorization", "Bearer t0k3n")],
     };
-    let result = pair(&request, |server| {
-        assert_eq!(server.head().query(), Some("symbols=AAPL"));
-        assert_eq!(
-            server.head().header("authorization"),
-            Some(&b"Bearer t0k3n"[..])
-        );
+    let result = pair(&request, |head, server| {
+        assert_eq!(head.query(), Some("symbols=AAPL"));
+        assert_eq!(head.header("authorization"), Some(&b"Bearer t0k3n"[..]));
         assert_eq!(server.subprotocols(), ["v2.feed", "v1.feed"]);
         (
             Some(server.subprotocols()[1].to_string()),
@@ -460,7 +504,7 @@ fn client_and_server_agree() {
         ))
     );
     // No choice at all is fine too.
-    assert_eq!(pair(&request, |_| (None, None)), Ok((None, vec![])));
+    assert_eq!(pair(&request, |_, _| (None, None)), Ok((None, vec![])));
 }
 
 /// Feeds the client a hand-written response.
@@ -551,6 +595,7 @@ fn client_refuses_values_that_would_break_the_request() {
         ClientRequest::new("host\r\nX: y", "/"),
         ClientRequest::new("host", "/a b"),
         ClientRequest::new("host", ""),
+        ClientRequest::new("host", "chat"),
         ClientRequest {
             subprotocols: &["a,b"],
             ..ClientRequest::new("h", "/")
@@ -562,7 +607,8 @@ fn client_refuses_values_that_would_break_the_request() {
     ] {
         assert_eq!(
             ClientHandshake::new(&request, [0; 16], &mut out).err(),
-            Some(ResponseError::InvalidRequestValue)
+            Some(ResponseError::InvalidRequestValue),
+            "{request:?}"
         );
     }
 }

@@ -17,7 +17,8 @@ use crate::error::ResponseError;
 pub struct ClientRequest<'a> {
     /// The `Host` value, such as `127.0.0.1:9001`.
     pub host: &'a str,
-    /// The request target: path and optional query, such as `/chat?room=1`.
+    /// The request target: path and optional query, such as `/chat?room=1` (must start with
+    /// `/`).
     pub target: &'a str,
     /// Subprotocols to offer, in order of preference (each must be a token).
     pub subprotocols: &'a [&'a str],
@@ -84,7 +85,7 @@ impl ClientHandshake {
         out: &mut Vec<u8>,
     ) -> Result<ClientHandshake, ResponseError> {
         let target_ok =
-            !request.target.is_empty() && request.target.bytes().all(|b| b.is_ascii_graphic());
+            request.target.starts_with('/') && request.target.bytes().all(|b| b.is_ascii_graphic());
         let host_ok =
             !request.host.is_empty() && request.host.bytes().all(|b| b.is_ascii_graphic());
         let protocols_ok = request.subprotocols.iter().all(|p| is_token(p.as_bytes()));
@@ -175,6 +176,9 @@ impl ClientHandshake {
             Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooManyHeaders),
             Err(_) => return Err(ResponseError::MalformedHead),
         };
+        if response.version != Some(1) {
+            return Err(ResponseError::MalformedHead);
+        }
         let status = response.code.ok_or(ResponseError::MalformedHead)?;
         if status != 101 {
             return Err(ResponseError::Status(status));
@@ -219,6 +223,14 @@ impl ClientHandshake {
         for value in named("sec-websocket-extensions") {
             parse_extensions(value, &mut extensions)
                 .map_err(|_| ResponseError::MalformedExtensions)?;
+        }
+        for (i, accepted) in extensions.iter().enumerate() {
+            if extensions[..i]
+                .iter()
+                .any(|earlier| earlier.name.eq_ignore_ascii_case(accepted.name))
+            {
+                return Err(ResponseError::DuplicateExtension);
+            }
         }
         if !extensions.iter().all(|e| {
             self.offered_extensions

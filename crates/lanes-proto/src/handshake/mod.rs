@@ -2,9 +2,10 @@
 //! the server's response, and the client's side of both.
 //!
 //! Server side, in order: [`RequestHead::parse`] (incremental, bounded by [`HeadLimits`]) →
-//! [`UpgradeRequest::validate`] (RFC 6455 §4.2.1) → the application looks at path, headers,
-//! subprotocols and extensions → [`write_accept`] or, on refusal, [`write_reject`] /
-//! [`HandshakeError::write_response`](crate::HandshakeError::write_response).
+//! [`RequestHead::is_websocket_upgrade`] (or serve it as plain HTTP) →
+//! [`UpgradeOffer::validate`] (RFC 6455 §4.2.1) → the application looks at path, query, headers
+//! (on the head), subprotocols and extensions (on the offer) → [`write_accept`] or, on refusal,
+//! [`write_reject`] / [`HandshakeError::write_response`](crate::HandshakeError::write_response).
 //!
 //! Client side: [`ClientHandshake::new`] writes the request; [`ClientHandshake::handle_response`]
 //! checks the answer.
@@ -19,8 +20,8 @@ mod token;
 pub use accept_key::{ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key};
 pub use client::{ClientHandshake, ClientRequest, ServerResponse};
 pub use extension::{ExtensionOffer, ExtensionParam};
-pub use request::{RequestHead, UpgradeRequest};
-pub use response::{AcceptError, AcceptOptions, write_accept, write_reject};
+pub use request::{RequestHead, UpgradeOffer};
+pub use response::{AcceptOptions, ResponseBuildError, write_accept, write_reject};
 
 /// The most header fields a head may have, whatever [`HeadLimits::max_headers`] says.
 pub const MAX_HEADERS_CAP: usize = 128;

@@ -11,7 +11,7 @@ use crate::error::HandshakeError;
 /// A parsed HTTP/1.x request head, every part borrowed from the input.
 ///
 /// This is any request, not yet checked to be a WebSocket upgrade, so that a server can also
-/// answer plain HTTP requests on the same port. [`UpgradeRequest::validate`] checks it.
+/// answer plain HTTP requests on the same port. [`UpgradeOffer::validate`] checks it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead<'b> {
     method: &'b str,
@@ -84,11 +84,21 @@ impl<'b> RequestHead<'b> {
         self.target
     }
 
-    /// The path part of the target (before any `?`), not percent-decoded.
+    /// The path part of the target (before any `?`), not percent-decoded. For an absolute-form
+    /// target (`GET http://host/chat HTTP/1.1`, RFC 9112 §3.2.2) the scheme and authority are
+    /// left out, and an empty path is `/`.
     pub fn path(&self) -> &'b str {
-        self.target
+        let without_query = self
+            .target
             .split_once('?')
-            .map_or(self.target, |(path, _)| path)
+            .map_or(self.target, |(path, _)| path);
+        match without_query.find("://") {
+            Some(scheme_end) if !without_query.starts_with('/') => {
+                let after_scheme = &without_query[scheme_end + 3..];
+                after_scheme.find('/').map_or("/", |at| &after_scheme[at..])
+            }
+            _ => without_query,
+        }
     }
 
     /// The query part of the target (after the first `?`), if any, not percent-decoded.
@@ -132,48 +142,59 @@ impl<'b> RequestHead<'b> {
     }
 }
 
-/// A request that passed every check of RFC 6455 §4.2.1, with what an application needs to
-/// decide: path, query, headers, the offered subprotocols and extensions.
-#[derive(Debug, Clone)]
-pub struct UpgradeRequest<'b> {
-    head: RequestHead<'b>,
+/// The WebSocket part of a request that passed every check of RFC 6455 §4.2.1: the key, the
+/// offered subprotocols and the offered extensions, borrowed from the same input as its
+/// [`RequestHead`] (which stays with the caller, for path, query and headers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpgradeOffer<'b> {
     key: &'b [u8],
     subprotocols: Vec<&'b str>,
     extensions: Vec<ExtensionOffer<'b>>,
 }
 
-impl<'b> UpgradeRequest<'b> {
-    /// Checks that `head` is a valid WebSocket opening handshake (RFC 6455 §4.2.1).
+impl<'b> UpgradeOffer<'b> {
+    /// Checks that `head` is a valid WebSocket opening handshake (RFC 6455 §4.2.1) and returns
+    /// what the client offers.
     ///
     /// The checks, in order, and the error of each: the method is GET
     /// ([`HandshakeError::MethodNotGet`], 405); HTTP/1.1 or later ([`HandshakeError::HttpVersion`]);
-    /// `Host` is present; `Upgrade` contains `websocket`; `Connection` contains `upgrade`
-    /// (comma lists, case-insensitive); `Sec-WebSocket-Version` is 13
+    /// exactly one `Host`; no body (`Content-Length` other than 0 or any `Transfer-Encoding`);
+    /// `Upgrade` contains `websocket`; `Connection` contains `upgrade` (comma lists,
+    /// case-insensitive); `Sec-WebSocket-Version` is exactly 13
     /// ([`HandshakeError::UnsupportedVersion`], 426); `Sec-WebSocket-Key` appears once and
     /// base64-decodes to 16 bytes; `Sec-WebSocket-Protocol` is a list of tokens;
     /// `Sec-WebSocket-Extensions` follows RFC 6455 §9.1. All but the noted ones answer 400.
     ///
     /// ```
-    /// use lanes_proto::handshake::{HeadLimits, Parsed, RequestHead, UpgradeRequest};
+    /// use lanes_proto::handshake::{HeadLimits, Parsed, RequestHead, UpgradeOffer};
     /// let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
     ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
     ///     Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
     /// let Ok(Parsed::Complete(head)) = RequestHead::parse(bytes, &HeadLimits::default()) else {
     ///     panic!()
     /// };
-    /// let request = UpgradeRequest::validate(head).unwrap();
-    /// assert_eq!(request.subprotocols(), ["chat", "superchat"]);
-    /// assert_eq!(request.head().path(), "/chat");
+    /// let offer = UpgradeOffer::validate(&head).unwrap();
+    /// assert_eq!(offer.subprotocols(), ["chat", "superchat"]);
+    /// assert_eq!(head.path(), "/chat");
     /// ```
-    pub fn validate(head: RequestHead<'b>) -> Result<Self, HandshakeError> {
+    pub fn validate(head: &RequestHead<'b>) -> Result<Self, HandshakeError> {
         if head.method != "GET" {
             return Err(HandshakeError::MethodNotGet);
         }
         if head.minor_version < 1 {
             return Err(HandshakeError::HttpVersion);
         }
-        if head.header("host").is_none() {
-            return Err(HandshakeError::MissingHost);
+        match head.headers_named("host").count() {
+            0 => return Err(HandshakeError::MissingHost),
+            1 => {}
+            _ => return Err(HandshakeError::DuplicateHost),
+        }
+        let has_body = head.header("transfer-encoding").is_some()
+            || head
+                .headers_named("content-length")
+                .any(|v| trim_ows(v) != b"0");
+        if has_body {
+            return Err(HandshakeError::UnexpectedBody);
         }
         if !head.is_websocket_upgrade() {
             return Err(HandshakeError::NotWebSocketUpgrade);
@@ -184,13 +205,13 @@ impl<'b> UpgradeRequest<'b> {
         {
             return Err(HandshakeError::ConnectionNotUpgrade);
         }
-        if !head
+        let mut versions = head
             .headers_named("sec-websocket-version")
-            .any(|v| list_items(v).any(|item| item == b"13"))
-        {
+            .flat_map(list_items);
+        if versions.next() != Some(b"13") || versions.next().is_some() {
             return Err(HandshakeError::UnsupportedVersion);
         }
-        let key = single_key(&head)?;
+        let key = single_key(head)?;
         let mut subprotocols = Vec::new();
         for value in head.headers_named("sec-websocket-protocol") {
             for item in list_items(value) {
@@ -208,17 +229,11 @@ impl<'b> UpgradeRequest<'b> {
             parse_extensions(value, &mut extensions)
                 .map_err(|_| HandshakeError::MalformedExtensions)?;
         }
-        Ok(UpgradeRequest {
-            head,
+        Ok(UpgradeOffer {
             key,
             subprotocols,
             extensions,
         })
-    }
-
-    /// The request head: method, path, query and every header.
-    pub fn head(&self) -> &RequestHead<'b> {
-        &self.head
     }
 
     /// The `Sec-WebSocket-Key` value, trimmed (24 base64 characters).

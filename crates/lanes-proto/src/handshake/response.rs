@@ -4,7 +4,7 @@ use core::fmt;
 
 use super::accept_key::accept_key;
 use super::extension::parse_extensions;
-use super::request::UpgradeRequest;
+use super::request::UpgradeOffer;
 use super::token::{is_safe_field_value, is_token};
 
 /// What the application chose when it accepted an upgrade.
@@ -21,12 +21,13 @@ pub struct AcceptOptions<'a> {
     pub extra_headers: &'a [(&'a str, &'a str)],
 }
 
-/// Why a 101 response could not be built: the application's choice does not fit the request.
+/// Why a response could not be built: the application's choice does not fit the request, or a
+/// value cannot be sent in an HTTP head.
 ///
 /// This is a bug in the application, not the peer's fault; a server answers 500.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum AcceptError {
+pub enum ResponseBuildError {
     /// The chosen subprotocol was not offered by the client (RFC 6455 §4.2.2).
     SubprotocolNotOffered,
     /// An accepted extension was not offered by the client (RFC 6455 §9.1).
@@ -35,28 +36,31 @@ pub enum AcceptError {
     MalformedExtensions,
     /// An extra header has a name that is not a token, or a value with forbidden bytes.
     InvalidHeader,
+    /// A rejection status outside 300-599 (or 304, which has no body).
+    InvalidStatus,
 }
 
-impl fmt::Display for AcceptError {
+impl fmt::Display for ResponseBuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            AcceptError::SubprotocolNotOffered => "chosen subprotocol was not offered",
-            AcceptError::ExtensionNotOffered => "accepted extension was not offered",
-            AcceptError::MalformedExtensions => "malformed extensions value",
-            AcceptError::InvalidHeader => "invalid extra header name or value",
+            ResponseBuildError::SubprotocolNotOffered => "chosen subprotocol was not offered",
+            ResponseBuildError::ExtensionNotOffered => "accepted extension was not offered",
+            ResponseBuildError::MalformedExtensions => "malformed extensions value",
+            ResponseBuildError::InvalidHeader => "invalid extra header name or value",
+            ResponseBuildError::InvalidStatus => "rejection status must be 300-599 and not 304",
         })
     }
 }
 
-impl std::error::Error for AcceptError {}
+impl std::error::Error for ResponseBuildError {}
 
-/// Appends the 101 Switching Protocols response for `request` to `out`.
+/// Appends the 101 Switching Protocols response for a validated `offer` to `out`.
 ///
 /// On error nothing is appended.
 ///
 /// ```
 /// use lanes_proto::handshake::{
-///     write_accept, AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeRequest,
+///     write_accept, AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer,
 /// };
 /// let bytes = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
 ///     Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
@@ -64,10 +68,10 @@ impl std::error::Error for AcceptError {}
 /// let Ok(Parsed::Complete(head)) = RequestHead::parse(bytes, &HeadLimits::default()) else {
 ///     panic!()
 /// };
-/// let request = UpgradeRequest::validate(head).unwrap();
+/// let offer = UpgradeOffer::validate(&head).unwrap();
 /// let mut out = Vec::new();
 /// let options = AcceptOptions { subprotocol: Some("chat"), ..AcceptOptions::default() };
-/// write_accept(&request, &options, &mut out).unwrap();
+/// write_accept(&offer, &options, &mut out).unwrap();
 /// assert_eq!(
 ///     out,
 ///     b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
@@ -75,39 +79,35 @@ impl std::error::Error for AcceptError {}
 /// );
 /// ```
 pub fn write_accept(
-    request: &UpgradeRequest<'_>,
+    offer: &UpgradeOffer<'_>,
     options: &AcceptOptions<'_>,
     out: &mut Vec<u8>,
-) -> Result<(), AcceptError> {
+) -> Result<(), ResponseBuildError> {
     if let Some(chosen) = options.subprotocol
-        && !request.subprotocols().contains(&chosen)
+        && !offer.subprotocols().contains(&chosen)
     {
-        return Err(AcceptError::SubprotocolNotOffered);
+        return Err(ResponseBuildError::SubprotocolNotOffered);
     }
     if let Some(value) = options.extensions {
         if !is_safe_field_value(value.as_bytes()) {
-            return Err(AcceptError::MalformedExtensions);
+            return Err(ResponseBuildError::MalformedExtensions);
         }
         let mut accepted = Vec::new();
         parse_extensions(value.as_bytes(), &mut accepted)
-            .map_err(|_| AcceptError::MalformedExtensions)?;
-        let offered = request.extensions();
+            .map_err(|_| ResponseBuildError::MalformedExtensions)?;
+        let offered = offer.extensions();
         if !accepted
             .iter()
             .all(|a| offered.iter().any(|o| o.name.eq_ignore_ascii_case(a.name)))
         {
-            return Err(AcceptError::ExtensionNotOffered);
+            return Err(ResponseBuildError::ExtensionNotOffered);
         }
     }
-    for (name, value) in options.extra_headers {
-        if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
-            return Err(AcceptError::InvalidHeader);
-        }
-    }
+    check_headers(options.extra_headers)?;
 
     out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
     out.extend_from_slice(b"Connection: Upgrade\r\nSec-WebSocket-Accept: ");
-    out.extend_from_slice(&accept_key(request.key()));
+    out.extend_from_slice(&accept_key(offer.key()));
     out.extend_from_slice(b"\r\n");
     if let Some(chosen) = options.subprotocol {
         push_header(out, "Sec-WebSocket-Protocol", chosen);
@@ -169,7 +169,14 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
 /// The reason phrase for the statuses a handshake answers with.
 const fn reason_phrase(status: u16) -> &'static str {
     match status {
+        300 => "Multiple Choices",
+        301 => "Moved Permanently",
+        302 => "Found",
+        303 => "See Other",
+        307 => "Temporary Redirect",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -182,15 +189,38 @@ const fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-/// Appends an error response with any status, for an application that rejects an upgrade
-/// (authentication failed, unknown path, ...).
+/// Appends an error response, for an application that refuses an upgrade (authentication
+/// failed, unknown path, too many connections, a redirect): the status, `extra_headers` (such
+/// as `WWW-Authenticate`, `Retry-After`, `Location`), `Connection: close`, and `body` as
+/// `text/plain`. The status must be 300-599 and not 304. On error nothing is appended.
 ///
 /// ```
 /// let mut out = Vec::new();
-/// lanes_proto::handshake::write_reject(&mut out, 403, b"no entry");
+/// lanes_proto::handshake::write_reject(&mut out, 403, &[], b"no entry").unwrap();
 /// assert!(out.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
 /// assert!(out.ends_with(b"Content-Length: 8\r\n\r\nno entry"));
+/// assert!(lanes_proto::handshake::write_reject(&mut Vec::new(), 101, &[], b"").is_err());
 /// ```
-pub fn write_reject(out: &mut Vec<u8>, status: u16, body: &[u8]) {
-    write_error_response(out, status, &[], body);
+pub fn write_reject(
+    out: &mut Vec<u8>,
+    status: u16,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), ResponseBuildError> {
+    if !(300..=599).contains(&status) || status == 304 {
+        return Err(ResponseBuildError::InvalidStatus);
+    }
+    check_headers(extra_headers)?;
+    write_error_response(out, status, extra_headers, body);
+    Ok(())
+}
+
+/// Every extra header has a token for a name and a value without CR, LF or other controls.
+fn check_headers(headers: &[(&str, &str)]) -> Result<(), ResponseBuildError> {
+    for (name, value) in headers {
+        if !is_token(name.as_bytes()) || !is_safe_field_value(value.as_bytes()) {
+            return Err(ResponseBuildError::InvalidHeader);
+        }
+    }
+    Ok(())
 }
