@@ -9,9 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-criterion_args=()
+# 1 s warm-up and 2 s of measurement per benchmark: about 4 minutes in all.
+criterion_args=(--warm-up-time 1 --measurement-time 2)
 if [ "${1:-}" = "quick" ]; then
-  criterion_args=(--warm-up-time 0.3 --measurement-time 1)
+  criterion_args=(--warm-up-time 0.3 --measurement-time 0.5)
 fi
 
 # Pin to the last core when taskset is there (the machine is shared; one core keeps the
@@ -22,8 +23,23 @@ if command -v taskset >/dev/null 2>&1; then
 fi
 
 cargo bench -p lanes-benches --no-run --locked
-"${pin[@]}" cargo bench -p lanes-benches --locked --bench unmask -- "${criterion_args[@]}" | grep -E '^(unmask|\s+thrpt)' || true
-"${pin[@]}" cargo bench -p lanes-benches --locked --bench proto -- "${criterion_args[@]}" | grep -E '^(frame|utf8|handshake|\s+thrpt)' || true
+
+# Each benchmark's full criterion output goes to a log; its name is printed as it finishes.
+run_bench() {
+  local name="$1" log="target/bench-$1.log" status
+  echo "== $name (criterion output: $log)"
+  set +e
+  "${pin[@]}" cargo bench -p lanes-benches --locked --bench "$name" -- "${criterion_args[@]}" 2>&1 \
+    | tee "$log" | grep --line-buffered -oE '^[a-z_]+/[^ ]+( (B|KiB|MiB))?'
+  status=${PIPESTATUS[0]}
+  set -e
+  if [ "$status" -ne 0 ]; then
+    echo "benchmark $name failed (exit $status), see $log" >&2
+    exit "$status"
+  fi
+}
+run_bench unmask
+run_bench proto
 
 echo
 echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of lanes: formatting, clippy, the workspace's unit, integration and doc tests,
+# rustdoc with warnings as errors,
 # the check that lanes-proto stays free of I/O crates, and the fuzz targets (built, replayed on
 # their committed corpus, and fuzzed briefly).
 #
@@ -18,6 +19,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "cargo doc (warnings are errors: broken links, missing docs)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 
 step "lanes-proto depends on no I/O crate"
 io_deps=$(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{print $1}' \
