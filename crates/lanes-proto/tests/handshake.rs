@@ -165,6 +165,34 @@ fn every_rejection_rule_with_its_status() {
             HandshakeError::MissingKey,
             400,
         ),
+        (
+            with_line("Origin:", "Host: evil.example.com\r\nOrigin:"),
+            HandshakeError::DuplicateHost,
+            400,
+        ),
+        (
+            with_line("Origin:", "Content-Length: 5\r\nOrigin:"),
+            HandshakeError::UnexpectedBody,
+            400,
+        ),
+        (
+            with_line("Origin:", "Transfer-Encoding: chunked\r\nOrigin:"),
+            HandshakeError::UnexpectedBody,
+            400,
+        ),
+        (
+            with_line("Version: 13", "Version: 8, 13"),
+            HandshakeError::UnsupportedVersion,
+            426,
+        ),
+        (
+            with_line(
+                "Sec-WebSocket-Version: 13",
+                "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8",
+            ),
+            HandshakeError::UnsupportedVersion,
+            426,
+        ),
         // 15 bytes, 17 bytes, not base64, non-canonical padding bits.
         (
             with_line("dGhlIHNhbXBsZSBub25jZQ==", "dGhlIHNhbXBsZSBub25j"),
@@ -243,6 +271,7 @@ fn every_rejection_rule_with_its_status() {
             status == 426
         );
         assert_eq!(text.contains("\r\nAllow: GET\r\n"), status == 405);
+        assert_eq!(text.contains("\r\nUpgrade: websocket\r\n"), status == 426);
     }
 }
 
@@ -574,6 +603,11 @@ fn client_refuses_bad_responses() {
         (
             "HTTP/1.1 101\r\nBad Header\r\n\r\n".to_string(),
             ResponseError::MalformedHead,
+        ),
+        (with("HTTP/1.1", "HTTP/1.0"), ResponseError::MalformedHead),
+        (
+            with("\r\n\r\n", "\r\nSec-WebSocket-Extensions: x-a, X-A\r\n\r\n"),
+            ResponseError::DuplicateExtension,
         ),
     ];
     for (response, error) in cases {
