@@ -21,7 +21,9 @@ pub use accept_key::{ACCEPT_KEY_LEN, WEBSOCKET_GUID, accept_key};
 pub use client::{ClientHandshake, ClientRequest, ServerResponse};
 pub use extension::{ExtensionOffer, ExtensionParam};
 pub use request::{RequestHead, UpgradeOffer};
-pub use response::{AcceptOptions, ResponseBuildError, write_accept, write_reject};
+pub use response::{
+    AcceptOptions, ResponseBuildError, write_accept, write_http_response, write_reject,
+};
 
 /// The most header fields a head may have, whatever [`HeadLimits::max_headers`] says.
 pub const MAX_HEADERS_CAP: usize = 128;

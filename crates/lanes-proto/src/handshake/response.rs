@@ -175,6 +175,7 @@ const fn reason_phrase(status: u16) -> &'static str {
         303 => "See Other",
         307 => "Temporary Redirect",
         308 => "Permanent Redirect",
+        200 => "OK",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
@@ -212,6 +213,51 @@ pub fn write_reject(
     }
     check_headers(extra_headers)?;
     write_error_response(out, status, extra_headers, body);
+    Ok(())
+}
+
+/// Appends a plain HTTP response with any final status from 200 to 599 (for a server that also
+/// answers requests that are not upgrades: a health check, a page): the status, `headers`,
+/// `Connection: close`, and `body` with its `Content-Length`. Give a `Content-Type` in
+/// `headers`; without one the body is sent as `text/plain; charset=utf-8`. On error nothing is
+/// appended.
+///
+/// ```
+/// let mut out = Vec::new();
+/// lanes_proto::handshake::write_http_response(
+///     &mut out, 200, &[("Content-Type", "text/html")], b"<p>hi</p>",
+/// ).unwrap();
+/// assert!(out.starts_with(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"));
+/// ```
+pub fn write_http_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(), ResponseBuildError> {
+    if !(200..=599).contains(&status) || status == 204 || status == 304 {
+        return Err(ResponseBuildError::InvalidStatus);
+    }
+    check_headers(headers)?;
+    let has_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    out.extend_from_slice(b"HTTP/1.1 ");
+    push_decimal(out, u64::from(status));
+    out.push(b' ');
+    out.extend_from_slice(reason_phrase(status).as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for (name, value) in headers {
+        push_header(out, name, value);
+    }
+    out.extend_from_slice(b"Connection: close\r\n");
+    if !has_type {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
+    out.extend_from_slice(b"Content-Length: ");
+    push_decimal(out, body.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body);
     Ok(())
 }
 

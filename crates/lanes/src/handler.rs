@@ -1,0 +1,203 @@
+//! The handler trait: what an application implements, and the values its callbacks see.
+
+use std::net::SocketAddr;
+
+use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
+
+use crate::ws::Ws;
+
+/// A complete message, borrowed for the duration of the callback.
+///
+/// A message that arrived in one frame is borrowed straight from the worker's receive buffer
+/// (no copy); only fragmented messages and frames split across reads were assembled first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Message<'a> {
+    /// A text message, already checked to be valid UTF-8.
+    Text(&'a str),
+    /// A binary message.
+    Binary(&'a [u8]),
+}
+
+/// An opening handshake request, as an application sees it when deciding to accept it.
+#[derive(Debug)]
+pub struct Request<'a> {
+    pub(crate) head: &'a RequestHead<'a>,
+    pub(crate) offer: Option<&'a UpgradeOffer<'a>>,
+    pub(crate) peer: SocketAddr,
+}
+
+impl<'a> Request<'a> {
+    /// The method (`GET` for every upgrade).
+    pub fn method(&self) -> &'a str {
+        self.head.method()
+    }
+
+    /// The path, without the query, not percent-decoded.
+    pub fn path(&self) -> &'a str {
+        self.head.path()
+    }
+
+    /// The query (after `?`), if any, not percent-decoded.
+    pub fn query(&self) -> Option<&'a str> {
+        self.head.query()
+    }
+
+    /// The value of the first header field named `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.head.header(name)
+    }
+
+    /// Every header field, in order.
+    pub fn headers(&self) -> &'a [Header<'a>] {
+        self.head.headers()
+    }
+
+    /// The subprotocols the client offers, in its order of preference (empty for plain HTTP).
+    pub fn subprotocols(&self) -> &'a [&'a str] {
+        self.offer.map_or(&[], |o| o.subprotocols())
+    }
+
+    /// The extensions the client offers, with their parameters.
+    pub fn extensions(&self) -> &'a [ExtensionOffer<'a>] {
+        self.offer.map_or(&[], |o| o.extensions())
+    }
+
+    /// The client's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}
+
+/// An accepted upgrade: the connection's initial state and what to answer.
+#[derive(Debug)]
+pub struct Accept<C> {
+    /// The per-connection state, stored in the connection's slot and handed to every callback.
+    pub state: C,
+    /// The subprotocol to confirm; must be one of [`Request::subprotocols`].
+    pub subprotocol: Option<String>,
+    /// Extra response header fields (for example `Set-Cookie`).
+    pub headers: Vec<(String, String)>,
+}
+
+impl<C> Accept<C> {
+    /// Accepts with `state`, no subprotocol and no extra headers.
+    pub fn new(state: C) -> Accept<C> {
+        Accept {
+            state,
+            subprotocol: None,
+            headers: Vec::new(),
+        }
+    }
+
+    /// The same acceptance, confirming `subprotocol`.
+    pub fn with_subprotocol(mut self, subprotocol: impl Into<String>) -> Accept<C> {
+        self.subprotocol = Some(subprotocol.into());
+        self
+    }
+}
+
+/// A plain HTTP response: for a refused upgrade, or for a request that is not an upgrade.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code (a refusal must use 300-599, not 304).
+    pub status: u16,
+    /// Extra header fields.
+    pub headers: Vec<(String, String)>,
+    /// The body (sent with `Content-Length`).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with `status` and a text body.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// The default answer to a request that is not a WebSocket upgrade: 426 Upgrade Required
+    /// with `Upgrade: websocket` and `Sec-WebSocket-Version: 13`.
+    pub fn upgrade_required() -> HttpResponse {
+        HttpResponse {
+            status: 426,
+            headers: vec![
+                ("Upgrade".into(), "websocket".into()),
+                ("Sec-WebSocket-Version".into(), "13".into()),
+            ],
+            body: b"this is a WebSocket endpoint".to_vec(),
+        }
+    }
+}
+
+/// What an application implements. One value per worker, made on that worker's thread by the
+/// factory given to [`Server`](crate::Server), so it needs neither `Send` nor `Sync` and
+/// per-core state takes no locks.
+///
+/// ```
+/// use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};
+///
+/// struct Echo;
+///
+/// impl Handler for Echo {
+///     type Conn = ();
+///     fn on_upgrade(&mut self, _req: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+///         Ok(Accept::new(()))
+///     }
+///     fn on_message(&mut self, ws: &mut Ws<'_>, _conn: &mut (), msg: Message<'_>) {
+///         match msg {
+///             Message::Text(text) => ws.send_text(text),
+///             Message::Binary(bytes) => ws.send_binary(bytes),
+///         };
+///     }
+/// }
+/// ```
+pub trait Handler: 'static {
+    /// Per-connection state, stored in the connection's slot (no map lookups).
+    type Conn;
+
+    /// A client asks to upgrade. Accept with the connection's initial state, or refuse with an
+    /// HTTP response (status 300-599).
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Self::Conn>, HttpResponse>;
+
+    /// The connection is open (the 101 response is queued).
+    fn on_open(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn) {
+        let _ = (ws, conn);
+    }
+
+    /// A complete message arrived.
+    fn on_message(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, message: Message<'_>);
+
+    /// A ping arrived (already answered with a pong when [`Config::auto_pong`](crate::Config)
+    /// is on).
+    fn on_ping(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, payload: &[u8]) {
+        let _ = (ws, conn, payload);
+    }
+
+    /// A pong arrived.
+    fn on_pong(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, payload: &[u8]) {
+        let _ = (ws, conn, payload);
+    }
+
+    /// The outgoing backlog fell back below [`Config::backpressure_len`](crate::Config) after
+    /// having been above it; reading from the connection has resumed.
+    fn on_drain(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn) {
+        let _ = (ws, conn);
+    }
+
+    /// The connection ended. Called exactly once per opened connection, whatever the cause:
+    /// `code` is the peer's close code (1005 when its close frame had none), ours when we
+    /// closed or failed the connection, or 1006 when it ended without a close handshake
+    /// (reset, end of stream, keepalive timeout).
+    fn on_close(&mut self, conn: Self::Conn, code: u16, reason: &str) {
+        let _ = (conn, code, reason);
+    }
+
+    /// A request that is not a WebSocket upgrade (a health check, a page). Default: 426
+    /// Upgrade Required.
+    fn on_http(&mut self, request: &Request<'_>) -> HttpResponse {
+        let _ = request;
+        HttpResponse::upgrade_required()
+    }
+}

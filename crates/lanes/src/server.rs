@@ -1,0 +1,328 @@
+//! The server builder, its start-up errors, and the handle that shuts it down.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::thread::JoinHandle;
+
+use mio::{Poll, Waker};
+
+use crate::config::Config;
+use crate::handler::Handler;
+use crate::listener::bind_reuseport;
+use crate::worker::{WAKER, Worker};
+
+/// Which cores get a worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cores {
+    /// One worker per available core. The default.
+    All,
+    /// This many workers, on the first cores.
+    Count(usize),
+    /// One worker on each of these core ids.
+    List(Vec<usize>),
+}
+
+/// Where a worker runs; given to the handler factory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    /// The worker's index, from 0.
+    pub index: usize,
+    /// The core it is pinned to, if pinning is on.
+    pub core: Option<usize>,
+}
+
+/// A problem starting the server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listening socket could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// A requested core does not exist (or is not available to this process).
+    CoreUnavailable {
+        /// The core id.
+        core: usize,
+    },
+    /// A worker thread could not be pinned to its core.
+    Pin {
+        /// The core id.
+        core: usize,
+    },
+    /// No cores were chosen (an empty list or a count of 0).
+    NoCores,
+    /// An event loop or thread could not be created.
+    Io(io::Error),
+    /// A worker thread ended with a panic (from a handler).
+    WorkerPanicked {
+        /// The worker's index.
+        index: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::CoreUnavailable { core } => write!(f, "core {core} is not available"),
+            Error::Pin { core } => write!(f, "cannot pin a worker to core {core}"),
+            Error::NoCores => f.write_str("no cores chosen"),
+            Error::Io(e) => write!(f, "cannot start a worker: {e}"),
+            Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// State shared between the handle and the workers (not on the hot path).
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub(crate) shutdown: AtomicBool,
+}
+
+/// A WebSocket server: an address, the cores to run on, limits, and a handler factory.
+///
+/// ```no_run
+/// use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+///
+/// struct Echo;
+/// impl Handler for Echo {
+///     type Conn = ();
+///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+///         Ok(Accept::new(()))
+///     }
+///     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
+///         match msg {
+///             Message::Text(t) => ws.send_text(t),
+///             Message::Binary(b) => ws.send_binary(b),
+///         };
+///     }
+/// }
+///
+/// let addr = "127.0.0.1:9001".parse().unwrap();
+/// Server::new(addr, |_worker| Echo).run().unwrap();
+/// ```
+pub struct Server<F> {
+    addr: SocketAddr,
+    factory: F,
+    cores: Cores,
+    pin: bool,
+    config: Config,
+}
+
+impl<F, H> Server<F>
+where
+    F: Fn(WorkerInfo) -> H + Send + Clone + 'static,
+    H: Handler,
+{
+    /// A server on `addr` whose workers each get a handler from `factory`, called on the
+    /// worker's own thread. Defaults: every core, pinned, [`Config::default`].
+    pub fn new(addr: SocketAddr, factory: F) -> Server<F> {
+        Server {
+            addr,
+            factory,
+            cores: Cores::All,
+            pin: true,
+            config: Config::default(),
+        }
+    }
+
+    /// Which cores get a worker.
+    pub fn cores(mut self, cores: Cores) -> Server<F> {
+        self.cores = cores;
+        self
+    }
+
+    /// Whether each worker is pinned to its core (default true).
+    pub fn pin(mut self, pin: bool) -> Server<F> {
+        self.pin = pin;
+        self
+    }
+
+    /// Limits and timeouts.
+    pub fn config(mut self, config: Config) -> Server<F> {
+        self.config = config;
+        self
+    }
+
+    /// Starts the workers and blocks until they stop.
+    pub fn run(self) -> Result<(), Error> {
+        let handle = self.start()?;
+        handle.join()
+    }
+
+    /// Starts the workers and returns a handle to stop them. Binding problems, a core that
+    /// does not exist or cannot be pinned, are errors here, naming the address or core.
+    pub fn start(self) -> Result<ServerHandle, Error> {
+        let placements = self.placements()?;
+        // The first listener fixes the port (which matters for port 0); the others bind it too.
+        let mut addr = self.addr;
+        let mut listeners = Vec::with_capacity(placements.len());
+        for _ in &placements {
+            let listener = bind_reuseport(addr, self.config.backlog)
+                .map_err(|source| Error::Bind { addr, source })?;
+            addr = listener
+                .local_addr()
+                .map_err(|source| Error::Bind { addr, source })?;
+            listeners.push(listener);
+        }
+        let shared = Arc::new(Shared::default());
+        let config = Arc::new(self.config);
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut wakers = Vec::new();
+        let mut threads = Vec::new();
+        for (index, (core, listener)) in placements.into_iter().zip(listeners).enumerate() {
+            let poll = Poll::new().map_err(Error::Io)?;
+            let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Io)?;
+            wakers.push(waker);
+            let factory = self.factory.clone();
+            let config = Arc::clone(&config);
+            let shared = Arc::clone(&shared);
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("lanes-worker-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core
+                        && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
+                    {
+                        let _ = ready.send(Err(Error::Pin { core }));
+                        return Ok(());
+                    }
+                    let handler = factory(WorkerInfo { index, core });
+                    let mut worker =
+                        Worker::new(index as u16, poll, listener, handler, config, shared);
+                    let _ = ready.send(Ok(()));
+                    worker.run()
+                })
+                .map_err(Error::Io)?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let handle = ServerHandle {
+            local_addr: addr,
+            shared,
+            wakers,
+            threads,
+        };
+        for _ in 0..handle.threads.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    let _ = handle.shutdown();
+                    return Err(error);
+                }
+                Err(_) => break,
+            }
+        }
+        Ok(handle)
+    }
+
+    /// The core (if pinned) of each worker.
+    fn placements(&self) -> Result<Vec<Option<usize>>, Error> {
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        let cores: Vec<usize> = match &self.cores {
+            Cores::All => {
+                if available.is_empty() {
+                    vec![0]
+                } else {
+                    available.clone()
+                }
+            }
+            Cores::Count(n) => {
+                if available.is_empty() {
+                    (0..*n).collect()
+                } else {
+                    available.iter().copied().cycle().take(*n).collect()
+                }
+            }
+            Cores::List(list) => {
+                for core in list {
+                    if !available.contains(core) {
+                        return Err(Error::CoreUnavailable { core: *core });
+                    }
+                }
+                list.clone()
+            }
+        };
+        if cores.is_empty() {
+            return Err(Error::NoCores);
+        }
+        Ok(cores
+            .into_iter()
+            .map(|core| (self.pin && !available.is_empty()).then_some(core))
+            .collect())
+    }
+}
+
+/// A running server. [`shutdown`](Self::shutdown) stops it gracefully; dropping the handle
+/// does the same.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    wakers: Vec<Waker>,
+    threads: Vec<JoinHandle<io::Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address the workers listen on (with the real port when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.threads.len()
+    }
+
+    /// Graceful shutdown: stops accepting, sends close 1001 to every open connection, lets
+    /// queued writes drain and close handshakes finish within
+    /// [`Config::shutdown_timeout`](crate::Config), fires `on_close` for every connection, and
+    /// joins every worker thread.
+    pub fn shutdown(mut self) -> Result<(), Error> {
+        self.stop()
+    }
+
+    /// Waits until the workers stop (after a shutdown from elsewhere, or never).
+    fn join(mut self) -> Result<(), Error> {
+        self.join_all()
+    }
+
+    fn stop(&mut self) -> Result<(), Error> {
+        self.shared.shutdown.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            let _ = waker.wake();
+        }
+        self.join_all()
+    }
+
+    fn join_all(&mut self) -> Result<(), Error> {
+        let mut result = Ok(());
+        for (index, thread) in self.threads.drain(..).enumerate() {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => result = Err(Error::Io(e)),
+                Err(_) => result = Err(Error::WorkerPanicked { index }),
+            }
+        }
+        result
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            let _ = self.stop();
+        }
+    }
+}

@@ -1,0 +1,799 @@
+//! A worker: one thread, pinned to one core, with its own mio loop, listener, connection table,
+//! buffer pool and timer wheel. A connection never leaves the worker that accepted it.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use lanes_proto::frame::FrameConfig;
+use lanes_proto::handshake::{
+    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
+    write_http_response, write_reject,
+};
+use lanes_proto::{CloseCode, OpCode};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Conn, Phase};
+use crate::handler::{Handler, HttpResponse, Message, Request};
+use crate::pool::BufferPool;
+use crate::recv::{Inbound, Receiver};
+use crate::server::Shared;
+use crate::timer::{TimerEntry, TimerWheel};
+use crate::ws::{ConnId, Outbox, SendPhase, Ws};
+
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// Resolution of the timer wheel.
+const TICK: Duration = Duration::from_millis(50);
+/// Slots in the wheel (a turn of 25.6 s; later deadlines go round again).
+const WHEEL_SLOTS: usize = 512;
+
+const SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
+
+/// Everything a worker owns.
+pub(crate) struct Worker<H: Handler> {
+    pub(crate) index: u16,
+    pub(crate) poll: Poll,
+    pub(crate) listener: Option<TcpListener>,
+    pub(crate) handler: H,
+    pub(crate) config: Arc<Config>,
+    pub(crate) shared: Arc<Shared>,
+    conns: Slab<Conn<H::Conn>>,
+    pool: BufferPool,
+    scratch: Vec<u8>,
+    wheel: TimerWheel,
+    epoch: Instant,
+    next_generation: u32,
+    frame_config: FrameConfig,
+    head_limits: HeadLimits,
+    /// Connections to read from again in the next iteration (read bound hit, or resumed).
+    pending_reads: Vec<(usize, u32)>,
+    /// The listener still had connections when the accept bound was hit.
+    accept_pending: bool,
+    /// Accepting is paused (out of descriptors) until then.
+    accept_paused_until: Option<Instant>,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(
+        index: u16,
+        poll: Poll,
+        listener: TcpListener,
+        handler: H,
+        config: Arc<Config>,
+        shared: Arc<Shared>,
+    ) -> Worker<H> {
+        let now = Instant::now();
+        let frame_config = FrameConfig {
+            max_frame_len: config.max_frame_len,
+            ..FrameConfig::server()
+        };
+        let head_limits = HeadLimits {
+            max_head_len: config.max_head_len,
+            max_headers: config.max_headers,
+        };
+        Worker {
+            index,
+            poll,
+            listener: Some(listener),
+            handler,
+            scratch: vec![0; config.read_buffer_len.max(1024)],
+            config,
+            shared,
+            conns: Slab::new(),
+            pool: BufferPool::new(),
+            wheel: TimerWheel::new(now, TICK, WHEEL_SLOTS),
+            epoch: now,
+            next_generation: 0,
+            frame_config,
+            head_limits,
+            pending_reads: Vec::new(),
+            accept_pending: false,
+            accept_paused_until: None,
+            shutdown_deadline: None,
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    /// The event loop. Returns when shutdown has completed.
+    pub(crate) fn run(&mut self) -> io::Result<()> {
+        if let Some(listener) = self.listener.as_mut() {
+            self.poll
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut due = Vec::new();
+        loop {
+            let now = Instant::now();
+            let busy = !self.pending_reads.is_empty() || self.accept_pending;
+            let timeout = if busy {
+                Duration::ZERO
+            } else {
+                self.wheel
+                    .until_next_tick(now)
+                    .max(Duration::from_millis(1))
+            };
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+                && e.kind() != io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => {}
+                    Token(key) => {
+                        let writable = event.is_writable() || event.is_write_closed();
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.on_io(key, readable, writable, now);
+                    }
+                }
+            }
+            if self.accept_pending && self.shutdown_deadline.is_none() {
+                self.accept(now);
+            }
+            if let Some(until) = self.accept_paused_until
+                && now >= until
+            {
+                self.accept_paused_until = None;
+                self.accept(now);
+            }
+            let pending = std::mem::take(&mut self.pending_reads);
+            for (key, generation) in pending {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.on_io(key, true, false, now);
+                }
+            }
+            self.wheel.expire(now, &mut due);
+            for entry in due.drain(..) {
+                self.on_timer(entry, now);
+            }
+            if self.shared.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            if let Some(deadline) = self.shutdown_deadline {
+                if self.conns.is_empty() {
+                    return Ok(());
+                }
+                if now >= deadline {
+                    let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+                    for key in keys {
+                        self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    }
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, now: Instant) {
+        self.accept_pending = false;
+        if self.accept_paused_until.is_some() || self.shutdown_deadline.is_some() {
+            return;
+        }
+        for _ in 0..self.config.accepts_per_wakeup {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Out of descriptors: leave the listener alone for a while (or until a
+                    // connection closes) rather than spin on it.
+                    self.accept_paused_until = Some(now + self.config.accept_backoff);
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {} // ECONNABORTED and the like: that connection is gone, go on.
+            }
+        }
+        self.accept_pending = true;
+    }
+
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        let _ = stream.set_nodelay(true);
+        if self.conns.len() >= self.config.max_connections_per_worker {
+            let _ = stream.write(SERVICE_UNAVAILABLE);
+            let _ = stream.shutdown(Shutdown::Write);
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if self
+            .poll
+            .registry()
+            .register(
+                &mut stream,
+                Token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            )
+            .is_err()
+        {
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        entry.insert(Conn {
+            stream,
+            peer,
+            generation,
+            phase: Phase::Handshake,
+            phase_since_ms: now_ms,
+            last_activity_ms: now_ms,
+            ping_sent_ms: None,
+            head: None,
+            receiver: Receiver::new(self.frame_config, self.config.max_message_len),
+            outbox: Outbox::new(),
+            user: None,
+            read_paused: false,
+            stash: None,
+            timer_seq: 0,
+            armed_phase: Phase::Handshake,
+        });
+        self.wheel
+            .schedule(key, generation, 0, now + self.config.handshake_timeout);
+    }
+
+    /// Replaces the connection's timer entry with one for its next deadline.
+    fn arm(&mut self, key: usize, now: Instant) {
+        let deadline = self.next_deadline(key, now);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.timer_seq = conn.timer_seq.wrapping_add(1);
+        conn.armed_phase = conn.phase;
+        if let Some(deadline) = deadline {
+            self.wheel
+                .schedule(key, conn.generation, conn.timer_seq, deadline);
+        }
+    }
+
+    /// Re-arms the timer when the connection changed phase since it was armed.
+    fn sync_timer(&mut self, key: usize, now: Instant) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.phase != c.armed_phase)
+        {
+            self.arm(key, now);
+        }
+    }
+
+    /// Readiness on a connection: write what is queued, read what arrived, act on the result.
+    fn on_io(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        if writable {
+            self.flush(key, now);
+        }
+        if readable {
+            self.read(key, now);
+        }
+        if self.conns.contains(key) {
+            self.flush(key, now);
+        }
+        self.sync_timer(key, now);
+    }
+
+    fn read(&mut self, key: usize, now: Instant) {
+        let reads = self.config.reads_per_wakeup;
+        if let Some(conn) = self.conns.get_mut(key)
+            && !conn.read_paused
+            && let Some(mut stash) = conn.stash.take()
+        {
+            // Input read before a pause: process it before reading more.
+            let now_ms = self.now_ms(now);
+            let id = self.conn_id(key);
+            let conn = &mut self.conns[key];
+            on_frames(
+                conn,
+                &mut stash,
+                &mut self.handler,
+                &mut self.pool,
+                &self.config,
+                id,
+                now_ms,
+            );
+            self.pool.put(stash);
+        }
+        for _ in 0..reads {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.read_paused || conn.stash.is_some() || conn.phase == Phase::Closing {
+                return;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    self.on_eof(key);
+                    return;
+                }
+                Ok(n) => {
+                    self.on_bytes(key, n, now);
+                    // A short read emptied the socket: the next arrival brings a new edge.
+                    if n < self.scratch.len() {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+            }
+        }
+        if let Some(conn) = self.conns.get(key) {
+            self.pending_reads.push((key, conn.generation));
+        }
+    }
+
+    fn on_eof(&mut self, key: usize) {
+        // The peer closed its side: whatever the phase, the connection is over. A peer that
+        // closed after the close handshake already had on_close fire with the right code.
+        self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+    }
+
+    /// `n` new bytes are in the scratch buffer for connection `key`.
+    fn on_bytes(&mut self, key: usize, n: usize, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        conn.last_activity_ms = now_ms;
+        conn.ping_sent_ms = None;
+        match conn.phase {
+            Phase::Handshake => self.on_head_bytes(key, n, now),
+            Phase::Open | Phase::CloseSent => {
+                let id = self.conn_id(key);
+                let conn = &mut self.conns[key];
+                on_frames(
+                    conn,
+                    &mut self.scratch[..n],
+                    &mut self.handler,
+                    &mut self.pool,
+                    &self.config,
+                    id,
+                    now_ms,
+                );
+            }
+            Phase::Closing | Phase::Draining => {} // discarded
+        }
+    }
+
+    fn conn_id(&self, key: usize) -> ConnId {
+        ConnId {
+            worker: self.index,
+            slot: key as u32,
+            generation: self.conns.get(key).map_or(0, |c| c.generation),
+        }
+    }
+
+    /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
+    fn on_head_bytes(&mut self, key: usize, n: usize, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let conn = &mut self.conns[key];
+        let mut head_buf = conn.head.take().unwrap_or_else(|| self.pool.take());
+        head_buf.extend_from_slice(&self.scratch[..n]);
+        let parsed = RequestHead::parse(&head_buf, &self.head_limits);
+        let head = match parsed {
+            Ok(Parsed::Partial) => {
+                conn.head = Some(head_buf);
+                return;
+            }
+            Err(error) => {
+                let mut response = Vec::new();
+                error.write_response(&mut response);
+                conn.outbox.push_raw(&response, &mut self.pool);
+                conn.set_phase(Phase::Closing, now_ms);
+                self.pool.put(head_buf);
+                return;
+            }
+            Ok(Parsed::Complete(head)) => head,
+        };
+        let peer = conn.peer;
+        let head_len = head.head_len();
+        let mut response = Vec::new();
+        let mut accepted = None;
+        if !head.is_websocket_upgrade() {
+            let request = Request {
+                head: &head,
+                offer: None,
+                peer,
+            };
+            let answer = self.handler.on_http(&request);
+            write_plain(&mut response, &answer);
+        } else {
+            match UpgradeOffer::validate(&head) {
+                Err(error) => error.write_response(&mut response),
+                Ok(offer) => {
+                    let request = Request {
+                        head: &head,
+                        offer: Some(&offer),
+                        peer,
+                    };
+                    match self.handler.on_upgrade(&request) {
+                        Err(refusal) => write_refusal(&mut response, &refusal),
+                        Ok(accept) => {
+                            let headers: Vec<(&str, &str)> = accept
+                                .headers
+                                .iter()
+                                .map(|(n, v)| (n.as_str(), v.as_str()))
+                                .collect();
+                            let options = AcceptOptions {
+                                subprotocol: accept.subprotocol.as_deref(),
+                                extensions: None,
+                                extra_headers: &headers,
+                            };
+                            match write_accept(&offer, &options, &mut response) {
+                                Ok(()) => accepted = Some(accept.state),
+                                Err(_) => {
+                                    response.clear();
+                                    write_plain(
+                                        &mut response,
+                                        &HttpResponse::new(500, "invalid upgrade answer"),
+                                    );
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        drop(head);
+        let conn = &mut self.conns[key];
+        conn.outbox.push_raw(&response, &mut self.pool);
+        let Some(state) = accepted else {
+            conn.set_phase(Phase::Closing, now_ms);
+            self.pool.put(head_buf);
+            return;
+        };
+        conn.user = Some(state);
+        conn.set_phase(Phase::Open, now_ms);
+        let id = self.conn_id(key);
+        let conn = &mut self.conns[key];
+        if let Some(user) = conn.user.as_mut() {
+            let mut ws = Ws {
+                outbox: &mut conn.outbox,
+                pool: &mut self.pool,
+                config: &self.config,
+                id,
+                peer: conn.peer,
+            };
+            self.handler.on_open(&mut ws, user);
+        }
+        after_callbacks(conn, &mut self.handler, now_ms);
+        // Frames the client sent right behind its request.
+        if head_buf.len() > head_len {
+            on_frames(
+                conn,
+                &mut head_buf[head_len..],
+                &mut self.handler,
+                &mut self.pool,
+                &self.config,
+                id,
+                now_ms,
+            );
+        }
+        self.pool.put(head_buf);
+    }
+
+    /// Writes the connection's backlog with one `write`, and moves the connection along.
+    fn flush(&mut self, key: usize, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let before = conn.outbox.buffered_len();
+        if before > 0 {
+            match conn.stream.write(conn.outbox.pending()) {
+                Ok(n) => conn.outbox.consume(n, &mut self.pool),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+            }
+        }
+        let after = conn.outbox.buffered_len();
+        let limit = self.config.backpressure_len;
+        if after > limit {
+            conn.read_paused = true;
+        } else if conn.read_paused {
+            conn.read_paused = false;
+            let id = ConnId {
+                worker: self.index,
+                slot: key as u32,
+                generation: conn.generation,
+            };
+            if conn.phase == Phase::Open
+                && let Some(user) = conn.user.as_mut()
+            {
+                let mut ws = Ws {
+                    outbox: &mut conn.outbox,
+                    pool: &mut self.pool,
+                    config: &self.config,
+                    id,
+                    peer: conn.peer,
+                };
+                self.handler.on_drain(&mut ws, user);
+            }
+            after_callbacks(conn, &mut self.handler, now_ms);
+            self.pending_reads.push((key, conn.generation));
+        }
+        if conn.phase == Phase::Closing && conn.outbox.buffered_len() == 0 {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.set_phase(Phase::Draining, now_ms);
+        }
+    }
+
+    /// The next time the connection's timer must look at it.
+    fn next_deadline(&self, key: usize, _now: Instant) -> Option<Instant> {
+        let conn = self.conns.get(key)?;
+        let at = |ms: u64, after: Duration| Some(self.epoch + Duration::from_millis(ms) + after);
+        match conn.phase {
+            Phase::Handshake => at(conn.phase_since_ms, self.config.handshake_timeout),
+            Phase::Open => match (conn.ping_sent_ms, self.config.ping_interval) {
+                (Some(sent), _) => at(sent, self.config.pong_timeout),
+                (None, Some(interval)) => at(conn.last_activity_ms, interval),
+                (None, None) => None,
+            },
+            Phase::CloseSent | Phase::Closing | Phase::Draining => {
+                at(conn.phase_since_ms, self.config.close_timeout)
+            }
+        }
+    }
+
+    fn on_timer(&mut self, entry: TimerEntry, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let Some(conn) = self.conns.get(entry.slot) else {
+            return;
+        };
+        if conn.generation != entry.generation || conn.timer_seq != entry.seq {
+            return; // replaced by a newer entry, or a later connection in the slot
+        }
+        let Some(deadline) = self.next_deadline(entry.slot, now) else {
+            return;
+        };
+        if now < deadline {
+            self.wheel
+                .schedule(entry.slot, entry.generation, entry.seq, deadline);
+            return;
+        }
+        let key = entry.slot;
+        let conn = &mut self.conns[key];
+        match conn.phase {
+            Phase::Handshake | Phase::Closing | Phase::Draining => {
+                self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+            }
+            Phase::CloseSent => {
+                let code = conn.outbox.sent_close.map_or(1006, CloseCode::as_u16);
+                self.remove(key, code, "");
+            }
+            Phase::Open => {
+                if conn.ping_sent_ms.is_some() {
+                    // No sign of life since the keepalive ping.
+                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+                conn.outbox
+                    .send(OpCode::Ping, b"", &self.config, &mut self.pool);
+                conn.ping_sent_ms = Some(now_ms);
+                self.flush(key, now);
+                self.arm(key, now);
+            }
+        }
+    }
+
+    fn begin_shutdown(&mut self, now: Instant) {
+        self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let now_ms = self.now_ms(now);
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            let conn = &mut self.conns[key];
+            match conn.phase {
+                Phase::Handshake => self.remove(key, CloseCode::ABNORMAL.as_u16(), ""),
+                Phase::Open => {
+                    conn.outbox.close(
+                        CloseCode::GOING_AWAY,
+                        "server shutting down",
+                        &mut self.pool,
+                    );
+                    conn.set_phase(Phase::CloseSent, now_ms);
+                    self.flush(key, now);
+                    self.sync_timer(key, now);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Removes a connection; fires `on_close` if it has not fired yet.
+    fn remove(&mut self, key: usize, code: u16, reason: &str) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        if let Some(user) = conn.user.take() {
+            self.handler.on_close(user, code, reason);
+        }
+        conn.outbox.release(&mut self.pool);
+        if let Some(head) = conn.head.take() {
+            self.pool.put(head);
+        }
+        if let Some(stash) = conn.stash.take() {
+            self.pool.put(stash);
+        }
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // A descriptor was freed: accepting may work again.
+        if self.accept_paused_until.is_some() {
+            self.accept_paused_until = None;
+            self.accept_pending = true;
+        }
+    }
+}
+
+/// Runs the frames in `data` through the connection's receiver and the handler.
+fn on_frames<H: Handler>(
+    conn: &mut Conn<H::Conn>,
+    data: &mut [u8],
+    handler: &mut H,
+    pool: &mut BufferPool,
+    config: &Config,
+    id: ConnId,
+    now_ms: u64,
+) {
+    let mut offset = 0;
+    while offset < data.len() {
+        if !matches!(conn.phase, Phase::Open | Phase::CloseSent) {
+            return;
+        }
+        let (used, event) = match conn.receiver.next(&mut data[offset..]) {
+            Ok(step) => step,
+            Err(error) => {
+                let code = error.close_code();
+                let reason = error.to_string();
+                conn.outbox.close(code, &reason, pool);
+                if let Some(user) = conn.user.take() {
+                    handler.on_close(user, code.as_u16(), &reason);
+                }
+                conn.set_phase(Phase::Closing, now_ms);
+                return;
+            }
+        };
+        offset += used;
+        let Some(event) = event else {
+            continue;
+        };
+        let open = conn.phase == Phase::Open;
+        let mut ws = Ws {
+            outbox: &mut conn.outbox,
+            pool,
+            config,
+            id,
+            peer: conn.peer,
+        };
+        match event {
+            Inbound::Text(text) if open => {
+                if let Some(user) = conn.user.as_mut() {
+                    handler.on_message(&mut ws, user, Message::Text(text));
+                }
+            }
+            Inbound::Binary(bytes) if open => {
+                if let Some(user) = conn.user.as_mut() {
+                    handler.on_message(&mut ws, user, Message::Binary(bytes));
+                }
+            }
+            Inbound::Text(_) | Inbound::Binary(_) => {}
+            Inbound::Ping(payload) => {
+                if open {
+                    if config.auto_pong {
+                        ws.outbox.send(OpCode::Pong, payload, config, ws.pool);
+                    }
+                    if let Some(user) = conn.user.as_mut() {
+                        handler.on_ping(&mut ws, user, payload);
+                    }
+                }
+            }
+            Inbound::Pong(payload) => {
+                if open && let Some(user) = conn.user.as_mut() {
+                    handler.on_pong(&mut ws, user, payload);
+                }
+            }
+            Inbound::Close(code, reason) => {
+                if open {
+                    ws.outbox.echo_close(code, ws.pool);
+                    if let Some(user) = conn.user.take() {
+                        let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
+                        handler.on_close(user, code, reason);
+                    }
+                } else if let Some(user) = conn.user.take() {
+                    let ours = conn.outbox.sent_close.map_or(1005, CloseCode::as_u16);
+                    handler.on_close(user, ours, "");
+                }
+                conn.set_phase(Phase::Closing, now_ms);
+                conn.receiver.after_delivery();
+                return;
+            }
+        }
+        conn.receiver.after_delivery();
+        after_callbacks(conn, handler, now_ms);
+        if conn.outbox.buffered_len() > config.backpressure_len && offset < data.len() {
+            // Stop here: the rest waits until the backlog drains.
+            conn.read_paused = true;
+            let mut stash = pool.take();
+            stash.extend_from_slice(&data[offset..]);
+            conn.stash = Some(stash);
+            return;
+        }
+    }
+}
+
+/// After a callback: if the handler closed the connection, or a send passed the hard cap,
+/// move the connection's phase along.
+fn after_callbacks<H: Handler>(conn: &mut Conn<H::Conn>, handler: &mut H, now_ms: u64) {
+    if conn.phase != Phase::Open || conn.outbox.phase != SendPhase::Closed {
+        return;
+    }
+    if conn.outbox.overflowed {
+        if let Some(user) = conn.user.take() {
+            handler.on_close(
+                user,
+                CloseCode::POLICY_VIOLATION.as_u16(),
+                "send backlog over the limit",
+            );
+        }
+        conn.set_phase(Phase::Closing, now_ms);
+    } else {
+        conn.set_phase(Phase::CloseSent, now_ms);
+    }
+}
+
+/// Writes an application's plain HTTP answer, or a 500 if it cannot be sent as given.
+fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
+    let headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if write_http_response(out, answer.status, &headers, &answer.body).is_err() {
+        out.clear();
+        let _ = write_reject(out, 500, &[], b"invalid response from the application");
+    }
+}
+
+/// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
+fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
+    let headers: Vec<(&str, &str)> = refusal
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if write_reject(out, refusal.status, &headers, &refusal.body).is_err() {
+        out.clear();
+        let _ = write_reject(out, 500, &[], b"invalid refusal from the application");
+    }
+}

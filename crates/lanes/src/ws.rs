@@ -1,0 +1,233 @@
+//! The connection handle given to callbacks, and the outgoing side of a connection.
+
+use std::net::SocketAddr;
+
+use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
+use lanes_proto::{CloseCode, OpCode};
+
+use crate::config::{BackpressurePolicy, Config};
+use crate::pool::BufferPool;
+
+/// What became of a message given to [`Ws::send_text`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued with the backlog under [`Config::backpressure_len`]; it is written at the end of
+    /// this loop iteration.
+    Sent,
+    /// Queued, but the backlog is now over [`Config::backpressure_len`]: reading from this
+    /// connection pauses until it drains (then `on_drain` fires).
+    Backpressure,
+    /// Not queued: the connection is closing, or the message would pass
+    /// [`Config::max_buffered_len`] (with [`BackpressurePolicy::Close`] the connection is now
+    /// being closed with 1008).
+    Dropped,
+}
+
+/// A connection's identity within the server: worker index and slot, plus a generation so an
+/// id is never confused with a later connection that reuses the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnId {
+    /// The worker (core) that owns the connection.
+    pub worker: u16,
+    /// The connection's slot in that worker's table.
+    pub slot: u32,
+    /// Distinguishes successive connections in the same slot.
+    pub generation: u32,
+}
+
+/// Where a connection is in its life, as far as sending goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendPhase {
+    /// Messages may be sent.
+    Open,
+    /// A close frame is queued; nothing more may be sent.
+    Closed,
+}
+
+/// The outgoing side of a connection: a backlog taken from the worker's pool only while there
+/// is something to write.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// Bytes to write: `buf[written..]`. `None` when empty (the buffer went back to the pool).
+    buf: Option<Vec<u8>>,
+    written: usize,
+    pub(crate) phase: SendPhase,
+    /// The close code we sent, if we sent one.
+    pub(crate) sent_close: Option<CloseCode>,
+    /// Set when the hard cap was passed under [`BackpressurePolicy::Close`].
+    pub(crate) overflowed: bool,
+}
+
+impl Outbox {
+    pub(crate) const fn new() -> Outbox {
+        Outbox {
+            buf: None,
+            written: 0,
+            phase: SendPhase::Open,
+            sent_close: None,
+            overflowed: false,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    pub(crate) fn buffered_len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len() - self.written)
+    }
+
+    /// The bytes still to write.
+    pub(crate) fn pending(&self) -> &[u8] {
+        match &self.buf {
+            Some(buf) => &buf[self.written..],
+            None => &[],
+        }
+    }
+
+    /// Records that `n` bytes were written; returns the buffer to the pool when empty.
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
+        self.written += n;
+        if let Some(buf) = &self.buf
+            && self.written >= buf.len()
+        {
+            if let Some(buf) = self.buf.take() {
+                pool.put(buf);
+            }
+            self.written = 0;
+        }
+    }
+
+    /// Appends raw bytes (the handshake response).
+    pub(crate) fn push_raw(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        self.buf
+            .get_or_insert_with(|| pool.take())
+            .extend_from_slice(bytes);
+    }
+
+    /// Gives the buffer back (the connection is going away).
+    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
+        if let Some(buf) = self.buf.take() {
+            pool.put(buf);
+        }
+        self.written = 0;
+    }
+
+    /// Queues one frame; the caller has checked the phase and the caps.
+    fn push_frame(&mut self, opcode: OpCode, payload: &[u8], pool: &mut BufferPool) {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut header);
+        buf.reserve(n + payload.len());
+        buf.extend_from_slice(&header[..n]);
+        buf.extend_from_slice(payload);
+    }
+
+    /// Queues a data or control frame, applying the backlog caps.
+    pub(crate) fn send(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        config: &Config,
+        pool: &mut BufferPool,
+    ) -> SendStatus {
+        if self.phase != SendPhase::Open {
+            return SendStatus::Dropped;
+        }
+        let after = self.buffered_len() + payload.len() + MAX_HEADER_LEN;
+        if after > config.max_buffered_len {
+            if config.backpressure_policy == BackpressurePolicy::Close {
+                self.overflowed = true;
+                self.close(
+                    CloseCode::POLICY_VIOLATION,
+                    "send backlog over the limit",
+                    pool,
+                );
+            }
+            return SendStatus::Dropped;
+        }
+        self.push_frame(opcode, payload, pool);
+        if self.buffered_len() > config.backpressure_len {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    /// Queues a close frame (once) and stops further sends.
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, pool: &mut BufferPool) {
+        if self.phase != SendPhase::Open {
+            return;
+        }
+        let mut payload = [0u8; MAX_CLOSE_PAYLOAD_LEN];
+        let n = write_close_payload(&mut payload, code, reason);
+        self.push_frame(OpCode::Close, &payload[..n], pool);
+        self.phase = SendPhase::Closed;
+        self.sent_close = Some(code);
+    }
+
+    /// Echoes a peer's close: the same code, or an empty payload when it sent none.
+    pub(crate) fn echo_close(&mut self, code: Option<CloseCode>, pool: &mut BufferPool) {
+        if self.phase != SendPhase::Open {
+            return;
+        }
+        match code {
+            Some(code) => self.close(code, "", pool),
+            None => {
+                self.push_frame(OpCode::Close, &[], pool);
+                self.phase = SendPhase::Closed;
+            }
+        }
+    }
+}
+
+/// The handle a callback gets for its connection: send, ping, close, and facts about it.
+pub struct Ws<'a> {
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) pool: &'a mut BufferPool,
+    pub(crate) config: &'a Config,
+    pub(crate) id: ConnId,
+    pub(crate) peer: SocketAddr,
+}
+
+impl Ws<'_> {
+    /// Sends a text message.
+    pub fn send_text(&mut self, text: &str) -> SendStatus {
+        self.outbox
+            .send(OpCode::Text, text.as_bytes(), self.config, self.pool)
+    }
+
+    /// Sends a binary message.
+    pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
+        self.outbox
+            .send(OpCode::Binary, bytes, self.config, self.pool)
+    }
+
+    /// Sends a ping; the payload is cut to 125 bytes.
+    pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
+        let payload = &payload[..payload.len().min(125)];
+        self.outbox
+            .send(OpCode::Ping, payload, self.config, self.pool)
+    }
+
+    /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
+    /// boundary). Nothing more is delivered to the handler; `on_close` follows when the peer
+    /// answers or [`Config::close_timeout`] passes. A code that may not be sent (1005, 1006,
+    /// 1015, ...) sends a close frame without a code.
+    pub fn close(&mut self, code: u16, reason: &str) {
+        self.outbox.close(CloseCode::new(code), reason, self.pool);
+    }
+
+    /// Bytes queued for this connection and not yet written to the socket.
+    pub fn buffered_len(&self) -> usize {
+        self.outbox.buffered_len()
+    }
+
+    /// This connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.peer
+    }
+}

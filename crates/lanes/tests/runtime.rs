@@ -1,0 +1,372 @@
+//! The runtime over real loopback sockets: callbacks, the close handshake, protocol errors,
+//! limits, timeouts, backpressure, worker spread and graceful shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::Duration;
+
+use lanes::{
+    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle, Ws,
+};
+use lanes_proto::OpCode;
+use support::Client;
+
+/// What the recording handler saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Upgrade { path: String, worker: usize },
+    Open(usize),
+    Text(usize, String),
+    Binary(usize, Vec<u8>),
+    Ping(usize, Vec<u8>),
+    Pong(usize, Vec<u8>),
+    Drain(usize),
+    Close(usize, u16),
+}
+
+/// Echoes messages and reports every callback. A text message "close" makes the server close
+/// with 4000; "flood N" queues N 64 KiB messages.
+struct Recorder {
+    worker: usize,
+    next: usize,
+    events: Sender<Seen>,
+}
+
+impl Handler for Recorder {
+    type Conn = usize;
+
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<usize>, HttpResponse> {
+        if request.path() == "/forbidden" {
+            return Err(HttpResponse::new(403, "no"));
+        }
+        let _ = self.events.send(Seen::Upgrade {
+            path: request.path().to_string(),
+            worker: self.worker,
+        });
+        self.next += 1;
+        Ok(Accept::new(self.worker * 1_000_000 + self.next))
+    }
+
+    fn on_open(&mut self, _ws: &mut Ws<'_>, conn: &mut usize) {
+        let _ = self.events.send(Seen::Open(*conn));
+    }
+
+    fn on_message(&mut self, ws: &mut Ws<'_>, conn: &mut usize, message: Message<'_>) {
+        match message {
+            Message::Text("close") => ws.close(4000, "asked to"),
+            Message::Text(text) if text.starts_with("flood ") => {
+                let n: usize = text[6..].parse().unwrap();
+                let chunk = vec![7u8; 64 * 1024];
+                for _ in 0..n {
+                    ws.send_binary(&chunk);
+                }
+            }
+            Message::Text(text) => {
+                let _ = self.events.send(Seen::Text(*conn, text.to_string()));
+                ws.send_text(text);
+            }
+            Message::Binary(bytes) => {
+                let _ = self.events.send(Seen::Binary(*conn, bytes.to_vec()));
+                ws.send_binary(bytes);
+            }
+        }
+    }
+
+    fn on_ping(&mut self, _ws: &mut Ws<'_>, conn: &mut usize, payload: &[u8]) {
+        let _ = self.events.send(Seen::Ping(*conn, payload.to_vec()));
+    }
+
+    fn on_pong(&mut self, _ws: &mut Ws<'_>, conn: &mut usize, payload: &[u8]) {
+        let _ = self.events.send(Seen::Pong(*conn, payload.to_vec()));
+    }
+
+    fn on_drain(&mut self, _ws: &mut Ws<'_>, conn: &mut usize) {
+        let _ = self.events.send(Seen::Drain(*conn));
+    }
+
+    fn on_close(&mut self, conn: usize, code: u16, _reason: &str) {
+        let _ = self.events.send(Seen::Close(conn, code));
+    }
+}
+
+fn start(workers: usize, config: Config) -> (ServerHandle, SocketAddr, Receiver<Seen>) {
+    let (tx, rx) = channel();
+    let server = Server::new("127.0.0.1:0".parse().unwrap(), move |info| Recorder {
+        worker: info.index,
+        next: 0,
+        events: tx.clone(),
+    })
+    .cores(Cores::Count(workers))
+    .pin(false)
+    .config(config);
+    let handle = server.start().unwrap();
+    let addr = handle.local_addr();
+    (handle, addr, rx)
+}
+
+fn next(rx: &Receiver<Seen>) -> Seen {
+    rx.recv_timeout(Duration::from_secs(10)).expect("an event")
+}
+
+/// Skips to the next event matching `pred`.
+fn wait_for(rx: &Receiver<Seen>, pred: impl Fn(&Seen) -> bool) -> Seen {
+    loop {
+        let seen = next(rx);
+        if pred(&seen) {
+            return seen;
+        }
+    }
+}
+
+fn open(addr: SocketAddr, rx: &Receiver<Seen>) -> (Client, usize) {
+    let client = Client::connect(addr);
+    let Seen::Open(id) = wait_for(rx, |s| matches!(s, Seen::Open(_))) else {
+        unreachable!()
+    };
+    (client, id)
+}
+
+#[test]
+fn echo_callbacks_and_clean_close() {
+    let (handle, addr, rx) = start(1, Config::default());
+    let (mut client, id) = open(addr, &rx);
+    client.send(true, OpCode::Text, b"hello");
+    assert_eq!(client.recv().payload, b"hello");
+    assert_eq!(next(&rx), Seen::Text(id, "hello".into()));
+    client.send(true, OpCode::Binary, &[0, 1, 2, 255]);
+    assert_eq!(client.recv().payload, [0, 1, 2, 255]);
+    assert_eq!(next(&rx), Seen::Binary(id, vec![0, 1, 2, 255]));
+    // Ping is answered with a pong carrying the same payload.
+    client.send(true, OpCode::Ping, b"are you there");
+    let pong = client.recv();
+    assert_eq!(
+        (pong.opcode, pong.payload.as_slice()),
+        (OpCode::Pong, &b"are you there"[..])
+    );
+    assert_eq!(next(&rx), Seen::Ping(id, b"are you there".to_vec()));
+    client.send(true, OpCode::Pong, b"unsolicited");
+    assert_eq!(next(&rx), Seen::Pong(id, b"unsolicited".to_vec()));
+    // Clean close: the server echoes the code, closes TCP, on_close gets the peer's code.
+    client.send(true, OpCode::Close, &[0x03, 0xe8]);
+    let close = client.recv();
+    assert_eq!(close.close_code(), Some(1000));
+    assert!(client.is_closed_by_server());
+    assert_eq!(next(&rx), Seen::Close(id, 1000));
+    handle.shutdown().unwrap();
+    assert!(rx.try_recv().is_err(), "no second on_close");
+}
+
+#[test]
+fn fragmented_and_byte_by_byte_messages_arrive_whole() {
+    let (_handle, addr, rx) = start(1, Config::default());
+    let (mut client, id) = open(addr, &rx);
+    // Fragmented, with a ping in between.
+    client.send(false, OpCode::Text, "κό".as_bytes());
+    client.send(true, OpCode::Ping, b"p");
+    client.send(false, OpCode::Continuation, "σμ".as_bytes());
+    client.send(true, OpCode::Continuation, "ε".as_bytes());
+    assert_eq!(client.recv().opcode, OpCode::Pong);
+    assert_eq!(client.recv().payload, "κόσμε".as_bytes());
+    wait_for(&rx, |s| *s == Seen::Text(id, "κόσμε".into()));
+    // One frame written one byte at a time, each byte its own segment.
+    let payload: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let bytes = Client::encode(true, OpCode::Binary, &payload);
+    for byte in &bytes {
+        client.send_raw(std::slice::from_ref(byte));
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert_eq!(client.recv().payload, payload);
+    wait_for(&rx, |s| *s == Seen::Binary(id, payload.clone()));
+}
+
+#[test]
+fn protocol_errors_close_with_their_codes_and_on_close_fires_once() {
+    let config = Config {
+        max_message_len: 1000,
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let cases: Vec<(Vec<u8>, u16)> = vec![
+        (vec![0x83, 0x80, 1, 2, 3, 4], 1002), // reserved opcode
+        (vec![0x81, 0x05, b'h', b'e', b'l', b'l', b'o'], 1002), // unmasked
+        (Client::encode(true, OpCode::Text, b"\xff\xfe"), 1007),
+        (Client::encode(true, OpCode::Binary, &[0; 1001]), 1009),
+        (Client::encode(true, OpCode::Continuation, b"x"), 1002),
+    ];
+    for (bytes, code) in cases {
+        let (mut client, id) = open(addr, &rx);
+        client.send_raw(&bytes);
+        let close = client.recv();
+        assert_eq!(close.close_code(), Some(code), "{bytes:x?}");
+        assert!(client.is_closed_by_server());
+        assert_eq!(
+            wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+            Seen::Close(id, code)
+        );
+    }
+}
+
+#[test]
+fn server_initiated_close_and_peer_reset() {
+    let (_handle, addr, rx) = start(1, Config::default());
+    let (mut client, id) = open(addr, &rx);
+    client.send(true, OpCode::Text, b"close");
+    let close = client.recv();
+    assert_eq!(close.close_code(), Some(4000));
+    client.send(true, OpCode::Close, &[0x0f, 0xa0]);
+    assert!(client.is_closed_by_server());
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+        Seen::Close(id, 4000)
+    );
+
+    // A peer that vanishes without a close frame: 1006.
+    let (client, id) = open(addr, &rx);
+    drop(client);
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+        Seen::Close(id, 1006)
+    );
+}
+
+#[test]
+fn plain_http_and_bad_handshakes_get_http_answers() {
+    let (_handle, addr, rx) = start(1, Config::default());
+    let mut client = Client::raw(addr);
+    client.send_raw(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let answer = String::from_utf8(client.read_to_end()).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 426 Upgrade Required\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+
+    let mut client = Client::raw(addr);
+    client.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let answer = String::from_utf8(client.read_to_end()).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 400 Bad Request\r\n"),
+        "{answer}"
+    );
+
+    let mut client = Client::raw(addr);
+    client.send_raw(b"GET /forbidden HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    let answer = String::from_utf8(client.read_to_end()).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(
+        rx.try_recv().is_err(),
+        "no callbacks for refused handshakes"
+    );
+}
+
+#[test]
+fn slowloris_is_dropped_while_others_are_served() {
+    let config = Config {
+        handshake_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let mut slow = Client::raw(addr);
+    slow.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n");
+    let (mut client, _) = open(addr, &rx);
+    for i in 0..5 {
+        slow.send_raw(b"X-Slow: 1\r\n");
+        client.send(true, OpCode::Text, format!("m{i}").as_bytes());
+        assert_eq!(client.recv().payload, format!("m{i}").as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(slow.is_closed_by_server());
+}
+
+#[test]
+fn keepalive_pings_and_closes_a_silent_peer() {
+    let config = Config {
+        ping_interval: Some(Duration::from_millis(200)),
+        pong_timeout: Duration::from_millis(300),
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let (mut client, id) = open(addr, &rx);
+    let ping = client.recv();
+    assert_eq!(ping.opcode, OpCode::Ping);
+    // Never answer: the server gives up and reports 1006.
+    assert!(client.is_closed_by_server());
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+        Seen::Close(id, 1006)
+    );
+}
+
+#[test]
+fn backpressure_pauses_reads_and_drain_resumes_them() {
+    let config = Config {
+        backpressure_len: 256 * 1024,
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let (mut client, id) = open(addr, &rx);
+    // 320 x 64 KiB = 20 MiB queued while the client does not read: more than loopback's
+    // socket buffers take, far over the 256 KiB limit.
+    client.send(true, OpCode::Text, b"flood 320");
+    client.send(true, OpCode::Text, b"after");
+    std::thread::sleep(Duration::from_millis(300));
+    // "after" is not read while the backlog is over the limit.
+    assert!(rx.try_iter().all(|s| s != Seen::Text(id, "after".into())));
+    for _ in 0..320 {
+        assert_eq!(client.recv().payload.len(), 64 * 1024);
+    }
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Drain(_))),
+        Seen::Drain(id)
+    );
+    assert_eq!(client.recv().payload, b"after");
+}
+
+#[test]
+fn connections_spread_over_workers_and_shutdown_sends_1001_to_all() {
+    let (handle, addr, rx) = start(2, Config::default());
+    assert_eq!(handle.worker_count(), 2);
+    let mut clients = Vec::new();
+    let mut workers = HashSet::new();
+    let mut ids = HashSet::new();
+    for _ in 0..40 {
+        let client = Client::connect(addr);
+        if let Seen::Upgrade { worker, .. } = wait_for(&rx, |s| matches!(s, Seen::Upgrade { .. })) {
+            workers.insert(worker);
+        }
+        if let Seen::Open(id) = wait_for(&rx, |s| matches!(s, Seen::Open(_))) {
+            ids.insert(id);
+        }
+        clients.push(client);
+    }
+    assert_eq!(workers.len(), 2, "both workers got connections");
+    // Each client answers the server's close, as a well-behaved peer does.
+    let closers: Vec<_> = clients
+        .into_iter()
+        .map(|mut client| {
+            std::thread::spawn(move || {
+                let close = client.recv();
+                let code = close.close_code();
+                client.send(true, OpCode::Close, &close.payload);
+                (code, client.is_closed_by_server())
+            })
+        })
+        .collect();
+    handle.shutdown().unwrap();
+    for closer in closers {
+        assert_eq!(closer.join().unwrap(), (Some(1001), true));
+    }
+    let mut closed = HashSet::new();
+    for seen in rx.try_iter() {
+        if let Seen::Close(id, code) = seen {
+            assert_eq!(code, 1001);
+            assert!(closed.insert(id), "on_close once per connection");
+        }
+    }
+    assert_eq!(closed, ids);
+}

@@ -1,0 +1,157 @@
+//! A small blocking WebSocket client on lanes-proto's client role, for tests over loopback.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::handshake::{ClientHandshake, ClientRequest, Parsed};
+use lanes_proto::mask::apply_mask;
+use lanes_proto::{CloseFrame, OpCode};
+
+/// A frame as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub fin: bool,
+    pub opcode: OpCode,
+    pub payload: Vec<u8>,
+}
+
+impl Frame {
+    /// The close code of a close frame.
+    pub fn close_code(&self) -> Option<u16> {
+        assert_eq!(self.opcode, OpCode::Close);
+        CloseFrame::parse(&self.payload)
+            .ok()
+            .and_then(|c| c.code.map(|c| c.as_u16()))
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+pub const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
+
+impl Client {
+    /// Connects and completes the handshake.
+    pub fn connect(addr: SocketAddr) -> Client {
+        let mut client = Client::raw(addr);
+        let mut request = Vec::new();
+        let handshake =
+            ClientHandshake::new(&ClientRequest::new("localhost", "/"), [9; 16], &mut request)
+                .unwrap();
+        client.stream.write_all(&request).unwrap();
+        loop {
+            client.fill();
+            match handshake.handle_response(&client.buf).unwrap() {
+                Parsed::Complete(response) => {
+                    let len = response.head_len;
+                    client.buf.drain(..len);
+                    return client;
+                }
+                Parsed::Partial => {}
+            }
+        }
+    }
+
+    /// Connects without a handshake.
+    pub fn raw(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Reads more bytes; panics on end of stream.
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).expect("read");
+        assert!(n > 0, "connection closed");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// Encodes one masked frame.
+    pub fn encode(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = FrameHeader::new(fin, opcode, payload.len() as u64)
+            .with_mask(KEY)
+            .encode(&mut header);
+        let mut out = header[..n].to_vec();
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, KEY, 0);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    pub fn send(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
+        let bytes = Client::encode(fin, opcode, payload);
+        self.stream.write_all(&bytes).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// Reads the next frame.
+    pub fn recv(&mut self) -> Frame {
+        loop {
+            if let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(
+                &self.buf,
+                &FrameConfig {
+                    max_frame_len: u64::MAX,
+                    ..FrameConfig::client()
+                },
+            ) {
+                let total = header_len + header.payload_len as usize;
+                if self.buf.len() >= total {
+                    let payload = self.buf[header_len..total].to_vec();
+                    self.buf.drain(..total);
+                    return Frame {
+                        fin: header.fin,
+                        opcode: header.opcode,
+                        payload,
+                    };
+                }
+            }
+            self.fill();
+        }
+    }
+
+    /// Reads everything until the server closes the connection; returns the bytes.
+    pub fn read_to_end(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.buf);
+        let mut chunk = [0u8; 65536];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return rest,
+                Ok(n) => rest.extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return rest,
+                Err(e) => panic!("read: {e}"),
+            }
+        }
+    }
+
+    /// Whether the server closed the TCP connection (end of stream or reset) within the read
+    /// timeout.
+    pub fn is_closed_by_server(&mut self) -> bool {
+        let mut chunk = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}

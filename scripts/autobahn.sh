@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# Runs the Autobahn|Testsuite conformance cases (wstest -m fuzzingclient) against a lanes WebSocket
+# server on loopback, prints a summary and fails on any FAILED or NON-STRICT case.
+#
+# Usage: scripts/autobahn.sh      (from anywhere; installs wstest on first use, see below)
+#
+# Environment:
+#   LANES_AUTOBAHN_CASES    comma-separated case patterns, e.g. "1.*,2.*" (default: the spec's,
+#                           scripts/autobahn/fuzzingclient.json)
+#   LANES_AUTOBAHN_EXCLUDE  comma-separated case patterns to skip (default: the spec's)
+#   LANES_AUTOBAHN_SERVER   command line of the server under test; it must listen on
+#                           127.0.0.1:$LANES_AUTOBAHN_PORT (default: build and run the echo example)
+#   LANES_AUTOBAHN_PORT     port of the server under test (default 9001)
+#   LANES_AUTOBAHN_TIMEOUT  seconds wstest may run (default 1200)
+#   LANES_AUTOBAHN_OUT      where the spec, logs and reports go (default target/autobahn)
+#   LANES_AUTOBAHN_HOME     install cache of wstest (default ~/.cache/lanes-autobahn)
+#   LANES_AUTOBAHN_MIRROR   Debian mirror for the Python 2.7 packages (default: the one of
+#                           /etc/apt/sources.list.d/debian.sources)
+#
+# wstest needs Python 2.7, which Debian 12 lacks: the script takes python2.7 from Debian 11
+# (bullseye) with `apt-get download` + `dpkg -x` (using its own apt state, not the system's), then
+# pip 20.3.4 from PyPI installs autobahntestsuite and its pinned dependencies (all binary wheels
+# or pure-Python sdists: no compiler needed). Everything lands in $LANES_AUTOBAHN_HOME; a complete
+# install is reused. Delete that folder to reinstall.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+home=${LANES_AUTOBAHN_HOME:-$HOME/.cache/lanes-autobahn}
+port=${LANES_AUTOBAHN_PORT:-9001}
+timeout_s=${LANES_AUTOBAHN_TIMEOUT:-1200}
+out=${LANES_AUTOBAHN_OUT:-${CARGO_TARGET_DIR:-$repo/target}/autobahn}
+spec_template=$repo/scripts/autobahn/fuzzingclient.json
+
+step() { printf '\n==> %s\n' "$*"; }
+die() {
+  echo "autobahn.sh: $*" >&2
+  exit 1
+}
+
+command -v python3 >/dev/null || die "python3 is needed (apt-get install python3)"
+
+# --- 1. wstest ---------------------------------------------------------------------------------
+
+suite_version=25.10.1
+root=$home/wstest-$suite_version # the install; complete once root/.complete exists
+wstest=$home/bin/wstest
+
+# What pip installs with Python 2.7: autobahntestsuite's dependencies, pinned, transitive ones
+# included (their last Python 2 releases), so that a fresh install gets what was tested.
+# Not autobahn's `accelerate` extra: wsaccel does not build.
+py2_requirements=(
+  txaio==2.1.0 incremental==16.10.1 pyOpenSSL==19.1.0 cryptography==3.3.2 Twisted==19.10.0
+  zope.interface==4.6.0 jinja2==2.11.3 markupsafe==1.1.1 Werkzeug==1.0.1 klein==17.10.0
+  service_identity==18.1.0 unittest2==1.1.0 six==1.16.0 "autobahn[twisted]==0.10.9"
+  setuptools==44.0.0 Automat==22.10.0 PyHamcrest==1.10.1 attrs==21.4.0 cffi==1.15.1
+  constantly==15.1.0 enum34==1.1.10 hyperlink==21.0.0 idna==2.10 ipaddress==1.0.23
+  pyasn1==0.5.1 pyasn1-modules==0.3.0 pycparser==2.21 typing==3.10.0.0 argparse==1.4.0
+  linecache2==1.0.0 traceback2==1.4.0
+)
+
+# Prints the URI of the main Debian archive from the system's apt sources.
+debian_mirror() {
+  if [ -n "${LANES_AUTOBAHN_MIRROR:-}" ]; then
+    echo "$LANES_AUTOBAHN_MIRROR"
+    return
+  fi
+  local uri=""
+  if [ -r /etc/apt/sources.list.d/debian.sources ]; then
+    # deb822: the first URIs field that is not the security archive.
+    uri=$(awk '/^URIs:/ { for (i = 2; i <= NF; i++) if ($i !~ /security/) { print $i; exit } }' \
+      /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [ -z "$uri" ] && [ -r /etc/apt/sources.list ]; then
+    # One-line format: "deb [options] URI suite components".
+    uri=$(awk '$1 == "deb" { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) {
+      if ($i !~ /security/) { print $i; exit } break } }' /etc/apt/sources.list)
+  fi
+  echo "${uri:-http://deb.debian.org/debian}"
+}
+
+install_wstest() {
+  local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+  [ -r "$keyring" ] || die "$keyring is missing (apt-get install debian-archive-keyring)"
+  if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
+    die "apt-get and dpkg are needed"
+  fi
+
+  # Build in a scratch folder next to the install and move it into place only when complete.
+  local work=$home/build
+  rm -rf "$work" "$root"
+  mkdir -p "$work"/apt/lists/partial "$work"/apt/cache/archives/partial "$work"/apt/parts \
+    "$work"/debs "$work"/wheels "$work"/tools "$work"/root/site
+
+  step "download Python 2.7 from Debian bullseye ($(debian_mirror))"
+  echo "deb [signed-by=$keyring] $(debian_mirror) bullseye main" >"$work"/apt/sources.list
+  # apt with its own sources, lists, cache and preferences: the system's apt state is untouched.
+  local apt_opts=(
+    -o Dir::Etc::SourceList="$work"/apt/sources.list -o Dir::Etc::SourceParts="$work"/apt/parts
+    -o Dir::Etc::Preferences=/dev/null -o Dir::Etc::PreferencesParts="$work"/apt/parts
+    -o Dir::State::Lists="$work"/apt/lists -o Dir::Cache="$work"/apt/cache
+    -o Dir::State::status=/dev/null -o Acquire::Languages=none -o APT::Sandbox::User="$(id -un)"
+  )
+  apt-get "${apt_opts[@]}" -qq update
+  (cd "$work"/debs && apt-get "${apt_opts[@]}" -q download python2.7 python2.7-minimal \
+    libpython2.7-stdlib libpython2.7-minimal libpython2.7 libssl1.1 libffi7)
+  local deb
+  for deb in "$work"/debs/*.deb; do
+    dpkg -x "$deb" "$work"/root/py27
+  done
+  local libdir
+  libdir=$(echo "$work"/root/py27/usr/lib/*-linux-gnu)
+  [ -e "$libdir/libpython2.7.so.1.0" ] || die "libpython2.7 not found in $work/root/py27"
+  libdir=${libdir#"$work"/root/}
+
+  # Runs the unpacked python2.7 from the build folder.
+  py2() {
+    LD_LIBRARY_PATH="$work/root/$libdir" PYTHONHOME="$work"/root/py27/usr PYTHONNOUSERSITE=1 \
+      PYTHONPATH="$work"/tools "$work"/root/py27/usr/bin/python2.7 "$@"
+  }
+  py2 -c 'import ssl, ctypes, zlib' || die "the unpacked python2.7 does not run"
+
+  step "install pip 20.3.4 and autobahntestsuite $suite_version"
+  # The last pip for Python 2, as a wheel: with the machine's pip from PyPI, or from bullseye's
+  # python-pip-whl where python3 has no pip.
+  if python3 -m pip --version >/dev/null 2>&1; then
+    python3 -m pip download -q --no-deps --only-binary=:all: --python-version 2.7 \
+      -d "$work"/wheels pip==20.3.4
+  else
+    (cd "$work"/debs && apt-get "${apt_opts[@]}" -q download python-pip-whl)
+    dpkg -x "$work"/debs/python-pip-whl_*.deb "$work"/pip-whl
+    cp "$work"/pip-whl/usr/share/python-wheels/pip-*.whl "$work"/wheels/
+  fi
+  local pip_whl
+  pip_whl=$(echo "$work"/wheels/pip-*.whl)
+  local pip_opts=(--disable-pip-version-check --no-python-version-warning --no-warn-script-location
+    --no-cache-dir -q)
+  # pip, setuptools and wheel go to tools/ (used only to install); the rest to root/site.
+  py2 "$pip_whl"/pip install "${pip_opts[@]}" --target "$work"/tools \
+    pip==20.3.4 setuptools==44.0.0 wheel==0.37.1
+  py2 -m pip install "${pip_opts[@]}" --target "$work"/root/site --no-build-isolation \
+    --prefer-binary "${py2_requirements[@]}"
+  rm -rf "$work"/root/site/bin
+  py2 -m pip install "${pip_opts[@]}" --target "$work"/root/site --no-build-isolation \
+    --no-deps "autobahntestsuite==$suite_version"
+  # Console scripts (unused: the wrapper below runs the module).
+  rm -rf "$work"/root/site/bin
+  # zope is a namespace package, declared by a .pth file that --target does not honour.
+  touch "$work"/root/site/zope/__init__.py
+
+  # The wrapper that runs wstest with the unpacked Python and the installed packages.
+  mkdir -p "$home"/bin
+  mv "$work"/root "$root"
+  cat >"$wstest" <<EOF
+#!/bin/sh
+# wstest from Autobahn|Testsuite $suite_version, installed by scripts/autobahn.sh of lanes.
+root='$root'
+export LD_LIBRARY_PATH="\$root/$libdir\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export PYTHONHOME="\$root/py27/usr" PYTHONPATH="\$root/site" PYTHONNOUSERSITE=1
+exec "\$root/py27/usr/bin/python2.7" -m autobahntestsuite.wstest "\$@"
+EOF
+  chmod +x "$wstest"
+  "$wstest" --autobahnversion >/dev/null || die "the installed wstest does not run"
+  touch "$root"/.complete
+  rm -rf "$work"
+}
+
+if [ -e "$root/.complete" ] && [ -x "$wstest" ]; then
+  echo "wstest: $wstest (cached)"
+else
+  started=$SECONDS
+  install_wstest
+  echo "wstest installed in $((SECONDS - started)) s: $wstest"
+fi
+"$wstest" --autobahnversion | tr '\n' ' '
+echo
+
+# --- 2. the server under test ------------------------------------------------------------------
+
+# Only what this script writes there is removed, LANES_AUTOBAHN_OUT may be any folder.
+mkdir -p "$out"
+rm -rf "$out/reports" "$out/fuzzingclient.json" "$out/server.log" "$out/wstest.log"
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:$port.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    # The server runs in its own process group (setsid): stop the whole group.
+    kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+on_exit() {
+  local rc=$?
+  stop_server
+  if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
+    echo "--- last lines of $out/server.log" >&2
+    tail -n 20 "$out/server.log" >&2
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if port_open; then
+  die "127.0.0.1:$port already accepts connections; stop that server or set LANES_AUTOBAHN_PORT"
+fi
+
+if [ -n "${LANES_AUTOBAHN_SERVER:-}" ]; then
+  server_cmd=$LANES_AUTOBAHN_SERVER
+else
+  step "cargo build --release --example echo"
+  cargo build --release --locked --example echo
+  server_cmd="${CARGO_TARGET_DIR:-$repo/target}/release/examples/echo --addr 127.0.0.1:$port"
+fi
+
+step "start the server: $server_cmd"
+# setsid: a process group of its own, so that stopping it also stops what it started.
+LANES_AUTOBAHN_PORT=$port setsid bash -c "$server_cmd" >"$out/server.log" 2>&1 </dev/null &
+server_pid=$!
+for _ in $(seq 300); do # 30 s
+  port_open && break
+  kill -0 "$server_pid" 2>/dev/null || die "the server exited before listening on 127.0.0.1:$port"
+  sleep 0.1
+done
+port_open || die "the server does not accept connections on 127.0.0.1:$port after 30 s"
+echo "listening on 127.0.0.1:$port (pid $server_pid)"
+
+# --- 3. wstest -m fuzzingclient ------------------------------------------------------------------
+
+# The spec run: the template with the port, the report folder and the case lists set.
+spec=$out/fuzzingclient.json
+python3 - "$spec_template" "$spec" "$port" "$out/reports" <<'EOF'
+import json, os, sys
+template, spec, port, outdir = sys.argv[1:]
+with open(template) as f:
+    s = json.load(f)
+s["outdir"] = outdir
+for server in s["servers"]:
+    server["url"] = "ws://127.0.0.1:%s" % port
+for key, env in (("cases", "LANES_AUTOBAHN_CASES"), ("exclude-cases", "LANES_AUTOBAHN_EXCLUDE")):
+    if os.environ.get(env, "").strip():
+        s[key] = [c.strip() for c in os.environ[env].split(",") if c.strip()]
+with open(spec, "w") as f:
+    json.dump(s, f, indent=2)
+print("cases: %s; excluded: %s" % (" ".join(s["cases"]), " ".join(s["exclude-cases"]) or "none"))
+EOF
+
+step "wstest -m fuzzingclient (at most ${timeout_s} s; log: $out/wstest.log)"
+started=$SECONDS
+rc=0
+timeout --kill-after=10 "$timeout_s" "$wstest" -m fuzzingclient -s "$spec" >"$out/wstest.log" 2>&1 ||
+  rc=$?
+echo "wstest ran $((SECONDS - started)) s, exit status $rc"
+if [ "$rc" -ne 0 ] || [ ! -s "$out/reports/index.json" ]; then
+  echo "--- last lines of $out/wstest.log" >&2
+  tail -n 30 "$out/wstest.log" >&2
+  [ "$rc" -eq 124 ] && die "wstest did not finish within $timeout_s s (LANES_AUTOBAHN_TIMEOUT)"
+  die "wstest failed or wrote no $out/reports/index.json"
+fi
+kill -0 "$server_pid" 2>/dev/null || die "the server died during the run"
+
+# --- 4. summary ------------------------------------------------------------------------------------
+
+step "summary (reports: $out/reports/index.html)"
+python3 "$repo/scripts/autobahn/summary.py" "$out/reports/index.json"
