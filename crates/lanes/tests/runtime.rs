@@ -370,3 +370,71 @@ fn connections_spread_over_workers_and_shutdown_sends_1001_to_all() {
     }
     assert_eq!(closed, ids);
 }
+
+#[test]
+fn start_up_problems_name_the_address_or_core() {
+    let (tx, _rx) = channel();
+    let factory = move |info: lanes::WorkerInfo| Recorder {
+        worker: info.index,
+        next: 0,
+        events: tx.clone(),
+    };
+    // An address that is not on this machine (TEST-NET-1): binding fails, nothing is sent.
+    let addr: SocketAddr = "192.0.2.1:9".parse().unwrap();
+    let error = Server::new(addr, factory.clone())
+        .cores(Cores::Count(1))
+        .start()
+        .err()
+        .expect("bind fails");
+    assert!(matches!(error, lanes::Error::Bind { addr: a, .. } if a == addr));
+    assert!(error.to_string().contains("192.0.2.1:9"), "{error}");
+    let error = Server::new("127.0.0.1:0".parse().unwrap(), factory.clone())
+        .cores(Cores::List(vec![9999]))
+        .start()
+        .err()
+        .expect("no such core");
+    assert!(matches!(
+        error,
+        lanes::Error::CoreUnavailable { core: 9999 }
+    ));
+    assert!(error.to_string().contains("9999"));
+    let error = Server::new("127.0.0.1:0".parse().unwrap(), factory)
+        .cores(Cores::Count(0))
+        .start()
+        .err()
+        .expect("no cores");
+    assert!(matches!(error, lanes::Error::NoCores));
+}
+
+#[test]
+fn excess_connections_get_503_and_a_send_over_the_hard_cap_closes_with_1008() {
+    let config = Config {
+        max_connections_per_worker: 2,
+        max_buffered_len: 1 << 20,
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let (mut first, id) = open(addr, &rx);
+    let (_second, _) = open(addr, &rx);
+    let mut third = Client::raw(addr);
+    let answer = String::from_utf8(third.read_to_end()).unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+        "{answer}"
+    );
+    // 32 x 64 KiB = 2 MiB queued without reading: over the 1 MiB hard cap.
+    first.send(true, OpCode::Text, b"flood 32");
+    let mut saw_close = None;
+    for _ in 0..40 {
+        let frame = first.recv();
+        if frame.opcode == OpCode::Close {
+            saw_close = frame.close_code();
+            break;
+        }
+    }
+    assert_eq!(saw_close, Some(1008));
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+        Seen::Close(id, 1008)
+    );
+}
