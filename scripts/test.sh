@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of lanes: formatting, clippy, the workspace's unit, integration and doc tests,
 # rustdoc with warnings as errors,
-# the check that lanes-proto stays free of I/O crates, and the fuzz targets (built, replayed on
-# their committed corpus, and fuzzed briefly).
+# the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
+# their committed corpus, and fuzzed briefly), and the Autobahn TestSuite (cases 1.*-10.*)
+# against examples/echo.
 #
-# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz if it is missing)
+# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz and wstest if missing)
 #        LANES_FUZZ_SECONDS=60 scripts/test.sh   (fuzz each target longer; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,9 @@ echo "ok: $(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{p
 
 step "fuzz targets: build, replay the corpus, fuzz briefly"
 scripts/fuzz.sh smoke "${LANES_FUZZ_SECONDS:-10}"
+
+step "Autobahn TestSuite against examples/echo"
+scripts/autobahn.sh
 
 echo
 echo "all tests passed"
