@@ -10,7 +10,7 @@
 #   LANES_AUTOBAHN_EXCLUDE  comma-separated case patterns to skip (default: the spec's)
 #   LANES_AUTOBAHN_SERVER   command line of the server under test; it must listen on
 #                           127.0.0.1:$LANES_AUTOBAHN_PORT (default: build and run the echo example)
-#   LANES_AUTOBAHN_PORT     port of the server under test (default 9001)
+#   LANES_AUTOBAHN_PORT     port of the server under test (default: a free port)
 #   LANES_AUTOBAHN_TIMEOUT  seconds wstest may run (default 1200)
 #   LANES_AUTOBAHN_OUT      where the spec, logs and reports go (default target/autobahn)
 #   LANES_AUTOBAHN_HOME     install cache of wstest (default ~/.cache/lanes-autobahn)
@@ -27,7 +27,8 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 home=${LANES_AUTOBAHN_HOME:-$HOME/.cache/lanes-autobahn}
-port=${LANES_AUTOBAHN_PORT:-9001}
+# Without LANES_AUTOBAHN_PORT, a port that is free right now (so a busy 9001 does not fail CI).
+port=${LANES_AUTOBAHN_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 timeout_s=${LANES_AUTOBAHN_TIMEOUT:-1200}
 out=${LANES_AUTOBAHN_OUT:-${CARGO_TARGET_DIR:-$repo/target}/autobahn}
 spec_template=$repo/scripts/autobahn/fuzzingclient.json
@@ -121,23 +122,26 @@ install_wstest() {
   py2 -c 'import ssl, ctypes, zlib' || die "the unpacked python2.7 does not run"
 
   step "install pip 20.3.4 and autobahntestsuite $suite_version"
-  # The last pip for Python 2, as a wheel: with the machine's pip from PyPI, or from bullseye's
-  # python-pip-whl where python3 has no pip.
+  # The last pip for Python 2, as a wheel: with the machine's pip from PyPI, or where python3
+  # has no pip, bullseye's python-pip-whl (unpacked into the Python prefix: that pip looks for the
+  # wheels of its unbundled dependencies in <sys.prefix>/share/python-wheels). It only installs
+  # pip 20.3.4 from PyPI into tools/.
+  local pip_whl
   if python3 -m pip --version >/dev/null 2>&1; then
     python3 -m pip download -q --no-deps --only-binary=:all: --python-version 2.7 \
       -d "$work"/wheels pip==20.3.4
+    pip_whl=$(echo "$work"/wheels/pip-*.whl)
   else
     (cd "$work"/debs && apt-get "${apt_opts[@]}" -q download python-pip-whl)
-    dpkg -x "$work"/debs/python-pip-whl_*.deb "$work"/pip-whl
-    cp "$work"/pip-whl/usr/share/python-wheels/pip-*.whl "$work"/wheels/
+    dpkg -x "$work"/debs/python-pip-whl_*.deb "$work"/root/py27
+    pip_whl=$(echo "$work"/root/py27/usr/share/python-wheels/pip-*.whl)
   fi
-  local pip_whl
-  pip_whl=$(echo "$work"/wheels/pip-*.whl)
   local pip_opts=(--disable-pip-version-check --no-python-version-warning --no-warn-script-location
     --no-cache-dir -q)
   # pip, setuptools and wheel go to tools/ (used only to install); the rest to root/site.
   py2 "$pip_whl"/pip install "${pip_opts[@]}" --target "$work"/tools \
     pip==20.3.4 setuptools==44.0.0 wheel==0.37.1
+  rm -rf "$work"/root/py27/usr/share/python-wheels
   py2 -m pip install "${pip_opts[@]}" --target "$work"/root/site --no-build-isolation \
     --prefer-binary "${py2_requirements[@]}"
   rm -rf "$work"/root/site/bin
@@ -198,8 +202,13 @@ stop_server() {
   fi
   server_pid=""
 }
+wstest_pid=""
 on_exit() {
   local rc=$?
+  if [ -n "$wstest_pid" ]; then
+    kill -TERM "$wstest_pid" 2>/dev/null || true # timeout passes it on to wstest
+    wait "$wstest_pid" 2>/dev/null || true
+  fi
   stop_server
   if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
     echo "--- last lines of $out/server.log" >&2
@@ -257,9 +266,19 @@ EOF
 
 step "wstest -m fuzzingclient (at most ${timeout_s} s; log: $out/wstest.log)"
 started=$SECONDS
+# In the background, so that INT/TERM are handled at once (the trap stops wstest too).
+timeout --kill-after=10 "$timeout_s" "$wstest" -m fuzzingclient -s "$spec" >"$out/wstest.log" 2>&1 &
+wstest_pid=$!
+while kill -0 "$wstest_pid" 2>/dev/null; do
+  # With no case to run, wstest would wait for ever.
+  if grep -q '^Ok, will run 0 test cases' "$out/wstest.log"; then
+    die "no case matches the spec's cases (LANES_AUTOBAHN_CASES) minus its exclusions"
+  fi
+  sleep 1
+done
 rc=0
-timeout --kill-after=10 "$timeout_s" "$wstest" -m fuzzingclient -s "$spec" >"$out/wstest.log" 2>&1 ||
-  rc=$?
+wait "$wstest_pid" || rc=$?
+wstest_pid=""
 echo "wstest ran $((SECONDS - started)) s, exit status $rc"
 if [ "$rc" -ne 0 ] || [ ! -s "$out/reports/index.json" ]; then
   echo "--- last lines of $out/wstest.log" >&2
