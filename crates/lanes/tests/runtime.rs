@@ -49,7 +49,20 @@ impl Handler for Recorder {
             worker: self.worker,
         });
         self.next += 1;
-        Ok(Accept::new(self.worker * 1_000_000 + self.next))
+        let accept = Accept::new(self.worker * 1_000_000 + self.next);
+        // Confirms the last subprotocol offered, with a cookie naming the peer's address.
+        match request.subprotocols().last() {
+            Some(protocol) => {
+                let mut accept = accept.with_subprotocol(*protocol);
+                let query = request.query().unwrap_or("");
+                let peer = request.peer_addr().ip();
+                accept
+                    .headers
+                    .push(("Set-Cookie".into(), format!("peer={peer}; q={query}")));
+                Ok(accept)
+            }
+            None => Ok(accept),
+        }
     }
 
     fn on_open(&mut self, _ws: &mut Ws<'_>, conn: &mut usize) {
@@ -218,10 +231,12 @@ fn server_initiated_close_and_peer_reset() {
     client.send(true, OpCode::Text, b"close");
     let close = client.recv();
     assert_eq!(close.close_code(), Some(4000));
+    // Sent after the server's close: never delivered.
+    client.send(true, OpCode::Text, b"late");
     client.send(true, OpCode::Close, &[0x0f, 0xa0]);
     assert!(client.is_closed_by_server());
     assert_eq!(
-        wait_for(&rx, |s| matches!(s, Seen::Close(..))),
+        wait_for(&rx, |s| matches!(s, Seen::Close(..) | Seen::Text(..))),
         Seen::Close(id, 4000)
     );
 
@@ -231,6 +246,38 @@ fn server_initiated_close_and_peer_reset() {
     assert_eq!(
         wait_for(&rx, |s| matches!(s, Seen::Close(..))),
         Seen::Close(id, 1006)
+    );
+}
+
+#[test]
+fn upgrade_sees_the_request_and_chooses_a_subprotocol() {
+    let (_handle, addr, rx) = start(1, Config::default());
+    let mut client = Client::raw(addr);
+    client.send_raw(
+        b"GET /room/7?who=me HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+          Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+          Sec-WebSocket-Protocol: v1.chat, v2.chat\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    );
+    let mut response = Vec::new();
+    while !response.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        std::io::Read::read_exact(&mut client.stream, &mut byte).unwrap();
+        response.push(byte[0]);
+    }
+    let response = String::from_utf8(response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+        "{response}"
+    );
+    assert!(response.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+    assert!(response.contains("\r\nSec-WebSocket-Protocol: v2.chat\r\n"));
+    assert!(response.contains("\r\nSet-Cookie: peer=127.0.0.1; q=who=me\r\n"));
+    assert_eq!(
+        next(&rx),
+        Seen::Upgrade {
+            path: "/room/7".into(),
+            worker: 0
+        }
     );
 }
 
