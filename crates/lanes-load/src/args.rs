@@ -1,0 +1,146 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// WebSocket load generator for lanes and its peers. Connects only where it is told; every run
+/// is bounded in time and count.
+#[derive(Debug, Parser)]
+#[command(name = "lanes-load", version)]
+pub struct Args {
+    /// Server address (IP:PORT).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    pub addr: SocketAddr,
+    /// Client threads, one mio loop each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// Pin client threads to these cores (comma list), in order; default: no pinning.
+    #[arg(long, value_delimiter = ',')]
+    pub cores: Vec<usize>,
+    /// Measured seconds (after the warm-up).
+    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    pub duration: Duration,
+    /// Warm-up seconds, not measured.
+    #[arg(long, default_value = "1", value_parser = parse_seconds)]
+    pub warmup: Duration,
+    /// Print one JSON object for the run instead of the readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// No live progress line.
+    #[arg(long)]
+    pub quiet: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub mode: Mode,
+}
+
+/// The load to generate.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Mode {
+    /// C connections, each keeping D messages of S bytes in flight; every echo is checked.
+    Echo {
+        /// Connections.
+        #[arg(short = 'c', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        connections: u32,
+        /// Messages in flight per connection (1 = request/response).
+        #[arg(short = 'd', long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        depth: u32,
+        /// Payload bytes per message.
+        #[arg(short = 's', long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=(64 << 20)))]
+        size: u32,
+        /// Text or binary messages.
+        #[arg(long, value_enum, default_value_t = Kind::Binary)]
+        kind: Kind,
+    },
+    /// Completed handshakes per second: connect, upgrade, close, again.
+    Connect {
+        /// Handshakes kept in progress at once.
+        #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        concurrency: u32,
+    },
+    /// Open N connections and hold them, idle, for the duration.
+    Idle {
+        /// Connections.
+        #[arg(short = 'n', long, default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        connections: u32,
+    },
+}
+
+/// Message type for the echo mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Kind {
+    /// Text frames (ASCII payload).
+    Text,
+    /// Binary frames.
+    Binary,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(0.0..=3600.0).contains(&seconds) {
+        return Err(format!("{seconds} s is outside 0..=3600"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_arguments_are_refused_with_a_message() {
+        for bad in [
+            vec!["lanes-load", "--addr", "localhost", "echo"],
+            vec!["lanes-load", "echo", "-c", "0"],
+            vec!["lanes-load", "echo", "-d", "0"],
+            vec!["lanes-load", "--duration", "forever", "echo"],
+            vec!["lanes-load", "--duration", "-1", "echo"],
+            vec!["lanes-load", "--threads", "0", "echo"],
+            vec!["lanes-load", "bogus"],
+            vec!["lanes-load"],
+        ] {
+            let error = Args::try_parse_from(&bad).expect_err(&format!("{bad:?}"));
+            assert!(!error.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn defaults_and_values() {
+        let args = Args::try_parse_from([
+            "lanes-load",
+            "--threads",
+            "2",
+            "--cores",
+            "1,0",
+            "--duration",
+            "2.5",
+            "echo",
+            "-c",
+            "10",
+            "-d",
+            "16",
+            "-s",
+            "1024",
+            "--kind",
+            "text",
+        ])
+        .unwrap();
+        assert_eq!(args.threads, 2);
+        assert_eq!(args.cores, vec![1, 0]);
+        assert_eq!(args.duration, Duration::from_millis(2500));
+        assert_eq!(args.warmup, Duration::from_secs(1));
+        match args.mode {
+            Mode::Echo {
+                connections,
+                depth,
+                size,
+                kind,
+            } => assert_eq!((connections, depth, size, kind), (10, 16, 1024, Kind::Text)),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! One client connection: the opening handshake, then frames in and out of its own buffers.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::handshake::{ClientHandshake, ClientRequest, Parsed};
+use lanes_proto::mask::apply_mask;
+use lanes_proto::{OpCode, ProtocolError};
+
+use crate::rng::Rng;
+
+/// Connects to `addr` and completes the opening handshake (blocking, with a timeout).
+pub fn connect_and_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<TcpStream, String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    let host = addr.to_string();
+    let mut request = Vec::with_capacity(256);
+    let handshake =
+        ClientHandshake::new(&ClientRequest::new(&host, "/"), rng.nonce(), &mut request)
+            .map_err(|e| e.to_string())?;
+    stream
+        .write_all(&request)
+        .map_err(|e| format!("cannot send the handshake to {addr}: {e}"))?;
+    let mut response = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .map_err(|e| format!("no handshake response from {addr}: {e}"))?;
+        if n == 0 {
+            return Err(format!("{addr} closed the connection during the handshake"));
+        }
+        response.extend_from_slice(&chunk[..n]);
+        match handshake.handle_response(&response) {
+            Ok(Parsed::Complete(done)) if done.head_len == response.len() => break,
+            Ok(Parsed::Complete(_)) => {
+                return Err(format!("{addr} sent frames before it was spoken to"));
+            }
+            Ok(Parsed::Partial) => {}
+            Err(e) => return Err(format!("{addr} refused the upgrade: {e}")),
+        }
+    }
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(stream)
+}
+
+/// Appends a masked client frame carrying `payload_len` bytes that `fill` appends.
+pub fn push_frame(
+    out: &mut Vec<u8>,
+    opcode: OpCode,
+    payload_len: usize,
+    key: [u8; 4],
+    fill: impl FnOnce(&mut Vec<u8>),
+) {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader::new(true, opcode, payload_len as u64)
+        .with_mask(key)
+        .encode(&mut header);
+    out.extend_from_slice(&header[..n]);
+    let start = out.len();
+    fill(out);
+    debug_assert_eq!(out.len() - start, payload_len);
+    apply_mask(&mut out[start..], key, 0);
+}
+
+/// A frame found in a receive buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InFrame {
+    /// Its opcode.
+    pub opcode: OpCode,
+    /// Where its payload lies in the buffer.
+    pub payload: (usize, usize),
+    /// Where the next frame starts.
+    pub end: usize,
+}
+
+/// The next complete server frame at `buf[from..]`, if it is all there.
+pub fn next_frame(buf: &[u8], from: usize) -> Result<Option<InFrame>, ProtocolError> {
+    let config = FrameConfig {
+        max_frame_len: 1 << 30,
+        ..FrameConfig::client()
+    };
+    match decode_header(&buf[from..], &config)? {
+        HeaderDecode::NeedMore(_) => Ok(None),
+        HeaderDecode::Complete { header, header_len } => {
+            let start = from + header_len;
+            let end = start + header.payload_len as usize;
+            if end > buf.len() {
+                return Ok(None);
+            }
+            Ok(Some(InFrame {
+                opcode: header.opcode,
+                payload: (start, end),
+                end,
+            }))
+        }
+    }
+}
+
+/// Reads what is available into `buf` until the socket would block. Returns false at the end
+/// of the stream.
+pub fn read_available(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}

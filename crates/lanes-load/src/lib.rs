@@ -1,0 +1,18 @@
+//! # lanes-load
+//!
+//! A WebSocket load generator on lanes-proto's client role and mio: one pinned thread per
+//! `--threads`, one event loop each, batched writes (one write per connection per loop
+//! iteration), and no allocation per message once connections are up.
+//!
+//! Modes: `echo` (C connections × D messages in flight × S bytes; every echo checked in full;
+//! throughput and round-trip latency percentiles), `connect` (completed handshakes per second),
+//! `idle` (hold N connections open). It connects only to the address it is given, and every run
+//! is bounded in time.
+
+pub mod args;
+pub mod client;
+pub mod connect;
+pub mod echo;
+pub mod report;
+pub mod rng;
+pub mod tracker;

@@ -1,0 +1,261 @@
+//! `lanes-load`: see the crate documentation and `lanes-load --help`.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use lanes_load::args::{Args, Kind, Mode};
+use lanes_load::connect::{open_idle, run_connect_thread};
+use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
+use lanes_load::report::{grouped, percentiles_us};
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.mode.clone() {
+        Mode::Echo {
+            connections,
+            depth,
+            size,
+            kind,
+        } => echo(&args, connections, depth, size as usize, kind),
+        Mode::Connect { concurrency } => connect(&args, concurrency),
+        Mode::Idle { connections } => idle(&args, connections),
+    };
+    match result {
+        Ok(clean) if clean => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("lanes-load: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Pins the calling thread to the `index`-th of `cores`, if any were given.
+fn pin(cores: &[usize], index: usize) {
+    if let Some(&core) = cores.get(index % cores.len().max(1)) {
+        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    }
+}
+
+/// A live progress line on stderr while `done` counts up; `total` is the run's length.
+fn progress_line(args: &Args, label: &str) -> Option<ProgressBar> {
+    if args.quiet || args.json {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {elapsed:>3} {msg}") {
+        bar.set_style(style);
+    }
+    bar.set_message(label.to_string());
+    Some(bar)
+}
+
+/// Waits for `threads`, updating the progress line with the rate of `counter`.
+fn watch<T>(
+    threads: Vec<JoinHandle<T>>,
+    counter: &AtomicU64,
+    bar: Option<&ProgressBar>,
+    unit: &str,
+) -> Vec<Option<T>> {
+    let mut last = (Instant::now(), 0u64);
+    while threads.iter().any(|t| !t.is_finished()) {
+        std::thread::sleep(Duration::from_millis(250));
+        if let Some(bar) = bar {
+            let now = Instant::now();
+            let count = counter.load(Ordering::Relaxed);
+            let rate = (count - last.1) as f64 / (now - last.0).as_secs_f64();
+            bar.set_message(format!(
+                "{} {unit}/s, {} total",
+                grouped(rate),
+                grouped(count as f64)
+            ));
+            last = (now, count);
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    threads.into_iter().map(|t| t.join().ok()).collect()
+}
+
+fn echo(
+    args: &Args,
+    connections: u32,
+    depth: u32,
+    size: usize,
+    kind: Kind,
+) -> Result<bool, String> {
+    let threads = u32::from(args.threads).min(connections);
+    let start = Arc::new(Barrier::new(threads as usize));
+    let failed = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for thread in 0..threads {
+        // Spread the connections as evenly as possible.
+        let share = connections / threads + u32::from(thread < connections % threads);
+        let plan = EchoPlan {
+            addr: args.addr,
+            connections: share,
+            depth,
+            size,
+            kind,
+            warmup: args.warmup,
+            duration: args.duration,
+            thread: thread as usize,
+        };
+        let (start, failed, progress, cores) = (
+            Arc::clone(&start),
+            Arc::clone(&failed),
+            Arc::clone(&progress),
+            args.cores.clone(),
+        );
+        handles.push(std::thread::spawn(move || {
+            pin(&cores, thread as usize);
+            run_echo_thread(&plan, &start, &progress, &failed)
+        }));
+    }
+    let bar = progress_line(args, "connecting");
+    let results = watch(handles, &progress, bar.as_ref(), "msg");
+    let mut total = EchoResult::empty();
+    for result in results {
+        match result {
+            Some(Ok(r)) => total.merge(&r),
+            Some(Err(e)) => return Err(e),
+            None => return Err("a client thread panicked".into()),
+        }
+    }
+    let seconds = args.duration.as_secs_f64();
+    let rate = total.messages as f64 / seconds;
+    let mbps = total.bytes as f64 / seconds / 1e6;
+    let latency = percentiles_us(&total.latency_ns);
+    if args.json {
+        let object = json!({
+            "mode": "echo",
+            "addr": args.addr.to_string(),
+            "threads": threads,
+            "connections": connections,
+            "depth": depth,
+            "size": size,
+            "kind": if kind == Kind::Text { "text" } else { "binary" },
+            "warmup_s": args.warmup.as_secs_f64(),
+            "duration_s": seconds,
+            "messages": total.messages,
+            "messages_per_s": rate,
+            "mb_per_s": mbps,
+            "latency_us": latency,
+            "echo_check": "full",
+            "errors": total.errors,
+            "first_error": total.first_error,
+        });
+        println!("{object}");
+    } else {
+        println!(
+            "echo {connections} conns x depth {depth} x {size} B ({}), {threads} thread(s), {:.1} s measured",
+            if kind == Kind::Text { "text" } else { "binary" },
+            seconds
+        );
+        println!("  messages/s : {}", grouped(rate));
+        println!("  MB/s       : {mbps:.1}");
+        println!(
+            "  latency us : p50 {} p90 {} p99 {} p99.9 {} max {}",
+            latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
+        );
+        println!("  checked    : every echo, in full (length, sequence, content)");
+        println!("  errors     : {}", total.errors);
+        if let Some(first) = &total.first_error {
+            println!("  first error: {first}");
+        }
+    }
+    Ok(total.errors == 0)
+}
+
+fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
+    let threads = concurrency.max(1);
+    let progress = Arc::new(AtomicU64::new(0));
+    let warm_end = Instant::now() + args.warmup;
+    let end = warm_end + args.duration;
+    let mut handles = Vec::new();
+    for thread in 0..threads {
+        let (addr, progress, cores) = (args.addr, Arc::clone(&progress), args.cores.clone());
+        handles.push(std::thread::spawn(move || {
+            pin(&cores, thread as usize);
+            // Warm-up handshakes are not counted.
+            let _ = run_connect_thread(addr, thread as usize, warm_end, &AtomicU64::new(0));
+            run_connect_thread(addr, thread as usize, end, &progress)
+        }));
+    }
+    let bar = progress_line(args, "handshaking");
+    let results = watch(handles, &progress, bar.as_ref(), "handshakes");
+    let (mut done, mut errors, mut first) = (0, 0, None);
+    for (d, e, f) in results.into_iter().flatten() {
+        done += d;
+        errors += e;
+        if first.is_none() {
+            first = f;
+        }
+    }
+    let rate = done as f64 / args.duration.as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            json!({"mode": "connect", "addr": args.addr.to_string(), "concurrency": threads,
+                   "duration_s": args.duration.as_secs_f64(), "handshakes": done,
+                   "handshakes_per_s": rate, "errors": errors, "first_error": first})
+        );
+    } else {
+        println!(
+            "connect: {} handshakes/s ({done} in {:.1} s, {threads} at a time), errors {errors}",
+            grouped(rate),
+            args.duration.as_secs_f64()
+        );
+        if let Some(first) = first {
+            println!("  first error: {first}");
+        }
+    }
+    if done == 0 {
+        return Err(format!("no handshake completed with {}", args.addr));
+    }
+    Ok(errors == 0)
+}
+
+fn idle(args: &Args, connections: u32) -> Result<bool, String> {
+    let progress = AtomicU64::new(0);
+    let bar = progress_line(args, "opening");
+    let started = Instant::now();
+    let conns = open_idle(args.addr, connections, &progress)?;
+    let opened_in = started.elapsed();
+    if let Some(bar) = &bar {
+        bar.set_message(format!("holding {} connections", conns.len()));
+    }
+    // Marker line for scripts: the connections are open; read the server's memory now.
+    if !args.json {
+        eprintln!("lanes-load: {} connections open", conns.len());
+    }
+    std::thread::sleep(args.duration);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    if args.json {
+        println!(
+            "{}",
+            json!({"mode": "idle", "addr": args.addr.to_string(), "connections": conns.len(),
+                   "open_s": opened_in.as_secs_f64(), "held_s": args.duration.as_secs_f64()})
+        );
+    } else {
+        println!(
+            "idle: held {} connections for {:.1} s (opened in {:.2} s)",
+            conns.len(),
+            args.duration.as_secs_f64(),
+            opened_in.as_secs_f64()
+        );
+    }
+    Ok(true)
+}
