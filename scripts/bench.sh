@@ -1,48 +1,88 @@
 #!/usr/bin/env bash
-# The main benchmark job. For now (before the runtime and the load generator exist) it runs the
-# protocol-core benchmarks with criterion, pinned to one core, and prints a table:
-# unmasking (bytewise reference, kernel, kernel without AVX2 dispatch, memcpy) with each
-# kernel's throughput as a ratio to memcpy from the same run; frame header decoding; UTF-8
-# validation against std; the server handshake.
+# The main job: builds the echo server and the load generator (release), starts examples/echo
+# pinned to core 0 with one worker, drives it with lanes-load pinned to core 1 over a small
+# matrix, and prints a table: messages/s, messages per server CPU-second, round-trip latency
+# percentiles, and handshakes/s. Stops everything it started, also on Ctrl-C or failure.
+# Loopback only; each run is bounded in time.
 #
-# Usage: scripts/bench.sh [quick]     (quick: shorter measurement, for a smoke run)
+# Usage: scripts/bench.sh [quick]        (quick: 1 s runs instead of 5 s)
+#   LANES_BENCH_JSON=FILE  also write one JSON object per run to FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# 1 s warm-up and 2 s of measurement per benchmark: about 4 minutes in all.
-criterion_args=(--warm-up-time 1 --measurement-time 2)
+duration=5
+warmup=1
 if [ "${1:-}" = "quick" ]; then
-  criterion_args=(--warm-up-time 0.3 --measurement-time 0.5)
+  duration=1
+  warmup=0.5
 fi
+cores=$(nproc)
+server_core=0
+client_core=$((cores > 1 ? 1 : 0))
+json_out=${LANES_BENCH_JSON:-$(mktemp)}
+: >"$json_out"
 
-# Pin to the last core when taskset is there (the machine is shared; one core keeps the
-# numbers steadier). Nothing else is started, so nothing needs stopping afterwards.
-pin=()
-if command -v taskset >/dev/null 2>&1; then
-  pin=(taskset -c "$(( $(nproc) - 1 ))")
-fi
+echo "==> build (release)"
+cargo build --release --locked --quiet -p lanes --example echo
+cargo build --release --locked --quiet -p lanes-load
 
-cargo bench -p lanes-benches --no-run --locked
-
-# Each benchmark's full criterion output goes to a log; its name is printed as it finishes.
-run_bench() {
-  local name="$1" log="target/bench-$1.log" status
-  echo "== $name (criterion output: $log)"
-  set +e
-  "${pin[@]}" cargo bench -p lanes-benches --locked --bench "$name" -- "${criterion_args[@]}" 2>&1 \
-    | tee "$log" | grep --line-buffered -oE '^[a-z_]+/[^ ]+( (B|KiB|MiB))?'
-  status=${PIPESTATUS[0]}
-  set -e
-  if [ "$status" -ne 0 ]; then
-    echo "benchmark $name failed (exit $status), see $log" >&2
-    exit "$status"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+server_pid=""
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
   fi
 }
-run_bench unmask
-run_bench proto
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+echo "==> start examples/echo on 127.0.0.1:$port, pinned to core $server_core"
+taskset -c "$server_core" target/release/examples/echo --addr "127.0.0.1:$port" --cores 1 --no-pin \
+  2>/dev/null &
+server_pid=$!
+for _ in $(seq 100); do
+  if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then
+    break
+  fi
+  kill -0 "$server_pid" 2>/dev/null || { echo "the echo server exited" >&2; exit 1; }
+  sleep 0.1
+done
+
+load=(taskset -c "$client_core" target/release/lanes-load --addr "127.0.0.1:$port" --json --quiet
+  --duration "$duration" --warmup "$warmup" --server-pid "$server_pid")
+# connections depth size
+matrix=("1 1 20" "100 1 20" "100 16 20" "10 1 16384" "1000 1 1024")
+total=$((${#matrix[@]} + 1))
+i=0
+for row in "${matrix[@]}"; do
+  read -r c d s <<<"$row"
+  i=$((i + 1))
+  echo "==> [$i/$total] echo: $c connections x depth $d x $s B"
+  "${load[@]}" echo -c "$c" -d "$d" -s "$s" >>"$json_out"
+done
+i=$((i + 1))
+echo "==> [$i/$total] connect: handshakes/s"
+"${load[@]}" connect -c 1 >>"$json_out"
 
 echo
-echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
-echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $cores cores, kernel $(uname -r)"
+echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown); server: examples/echo, 1 worker on core $server_core; client: lanes-load on core $client_core; ${duration} s per run after ${warmup} s warm-up"
 echo
-python3 scripts/criterion_table.py target unmask frame_header_decode utf8 handshake
+python3 - "$json_out" <<'PY'
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
+print("| load | messages/s | msgs per server CPU-s | p50 µs | p99 µs | p99.9 µs | errors |")
+print("|---|---|---|---|---|---|---|")
+for r in rows:
+    if r["mode"] == "echo":
+        per = r.get("messages_per_server_cpu_s")
+        lat = r["latency_us"]
+        print(f"| echo {r['connections']} conns × depth {r['depth']} × {r['size']} B "
+              f"| {r['messages_per_s']:,.0f} | {per:,.0f} | {lat['p50']:.0f} | {lat['p99']:.0f} "
+              f"| {lat['p99_9']:.0f} | {r['errors']} |" if per else
+              f"| echo {r['connections']}×{r['depth']}×{r['size']} B | {r['messages_per_s']:,.0f} | - | | | | {r['errors']} |")
+    elif r["mode"] == "connect":
+        print(f"| connect (1 at a time) | {r['handshakes_per_s']:,.0f} handshakes/s | | | | | {r['errors']} |")
+PY

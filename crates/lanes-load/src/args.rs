@@ -31,6 +31,10 @@ pub struct Args {
     /// No live progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// PID of the server under test: its CPU time over the measured window is read from /proc
+    /// and reported as messages per server CPU-second (echo mode).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// What to do.
     #[command(subcommand)]
     pub mode: Mode,

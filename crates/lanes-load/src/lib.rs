@@ -12,6 +12,7 @@
 pub mod args;
 pub mod client;
 pub mod connect;
+pub mod cpu;
 pub mod echo;
 pub mod report;
 pub mod rng;

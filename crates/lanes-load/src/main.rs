@@ -12,6 +12,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use lanes_load::args::{Args, Kind, Mode};
 use lanes_load::connect::{open_idle, run_connect_thread};
+use lanes_load::cpu::process_cpu_time;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
 use lanes_load::report::{grouped, percentiles_us};
 use serde_json::json;
@@ -94,7 +95,8 @@ fn echo(
     kind: Kind,
 ) -> Result<bool, String> {
     let threads = u32::from(args.threads).min(connections);
-    let start = Arc::new(Barrier::new(threads as usize));
+    // The client threads and this one meet once every connection is up.
+    let start = Arc::new(Barrier::new(threads as usize + 1));
     let failed = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
@@ -123,7 +125,25 @@ fn echo(
         }));
     }
     let bar = progress_line(args, "connecting");
+    start.wait();
+    // Server CPU time over the measured window, sampled at its start and end.
+    let sampler = args.server_pid.map(|pid| {
+        let (warmup, duration) = (args.warmup, args.duration);
+        std::thread::spawn(move || {
+            std::thread::sleep(warmup);
+            let before = process_cpu_time(pid)?;
+            std::thread::sleep(duration);
+            let after = process_cpu_time(pid)?;
+            Ok::<Duration, String>(after.saturating_sub(before))
+        })
+    });
     let results = watch(handles, &progress, bar.as_ref(), "msg");
+    let server_cpu = match sampler.map(|s| s.join()) {
+        Some(Ok(Ok(cpu))) => Some(cpu),
+        Some(Ok(Err(e))) => return Err(e),
+        Some(Err(_)) => return Err("the CPU sampler panicked".into()),
+        None => None,
+    };
     let mut total = EchoResult::empty();
     for result in results {
         match result {
@@ -136,6 +156,10 @@ fn echo(
     let rate = total.messages as f64 / seconds;
     let mbps = total.bytes as f64 / seconds / 1e6;
     let latency = percentiles_us(&total.latency_ns);
+    let server_cpu_s = server_cpu.map(|c| c.as_secs_f64());
+    let per_cpu_s = server_cpu_s
+        .filter(|c| *c > 0.0)
+        .map(|c| total.messages as f64 / c);
     if args.json {
         let object = json!({
             "mode": "echo",
@@ -152,6 +176,8 @@ fn echo(
             "mb_per_s": mbps,
             "latency_us": latency,
             "echo_check": "full",
+            "server_cpu_s": server_cpu_s,
+            "messages_per_server_cpu_s": per_cpu_s,
             "errors": total.errors,
             "first_error": total.first_error,
         });
@@ -168,6 +194,12 @@ fn echo(
             "  latency us : p50 {} p90 {} p99 {} p99.9 {} max {}",
             latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
         );
+        if let (Some(cpu), Some(per)) = (server_cpu_s, per_cpu_s) {
+            println!(
+                "  server CPU : {cpu:.2} s, {} messages per server CPU-second",
+                grouped(per)
+            );
+        }
         println!("  checked    : every echo, in full (length, sequence, content)");
         println!("  errors     : {}", total.errors);
         if let Some(first) = &total.first_error {
