@@ -72,6 +72,7 @@ impl<H: Handler> Worker<H> {
         shared: Arc<Shared>,
     ) -> Worker<H> {
         let now = Instant::now();
+        let config = Arc::new(sanitized(&config));
         let frame_config = FrameConfig {
             max_frame_len: config.max_frame_len,
             ..FrameConfig::server()
@@ -117,7 +118,8 @@ impl<H: Handler> Worker<H> {
         let mut due = Vec::new();
         loop {
             let now = Instant::now();
-            let busy = !self.pending_reads.is_empty() || self.accept_pending;
+            let busy = !self.pending_reads.is_empty()
+                || (self.accept_pending && self.shutdown_deadline.is_none());
             let timeout = if busy {
                 Duration::ZERO
             } else {
@@ -137,9 +139,9 @@ impl<H: Handler> Worker<H> {
                     WAKER => {}
                     Token(key) => {
                         let writable = event.is_writable() || event.is_write_closed();
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.on_io(key, readable, writable, now);
+                        let read_closed = event.is_read_closed() || event.is_error();
+                        let readable = event.is_readable() || read_closed;
+                        self.on_io_closed(key, readable, read_closed, writable, now);
                     }
                 }
             }
@@ -281,11 +283,24 @@ impl<H: Handler> Worker<H> {
 
     /// Readiness on a connection: write what is queued, read what arrived, act on the result.
     fn on_io(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
+        self.on_io_closed(key, readable, false, writable, now);
+    }
+
+    /// As `on_io`; `read_closed` says the peer's end of stream was reported with the event,
+    /// so reading goes on until it is seen even after a short read.
+    fn on_io_closed(
+        &mut self,
+        key: usize,
+        readable: bool,
+        read_closed: bool,
+        writable: bool,
+        now: Instant,
+    ) {
         if writable {
             self.flush(key, now);
         }
         if readable {
-            self.read(key, now);
+            self.read(key, read_closed, now);
         }
         if self.conns.contains(key) {
             self.flush(key, now);
@@ -293,7 +308,7 @@ impl<H: Handler> Worker<H> {
         self.sync_timer(key, now);
     }
 
-    fn read(&mut self, key: usize, now: Instant) {
+    fn read(&mut self, key: usize, read_closed: bool, now: Instant) {
         let reads = self.config.reads_per_wakeup;
         if let Some(conn) = self.conns.get_mut(key)
             && !conn.read_paused
@@ -328,8 +343,17 @@ impl<H: Handler> Worker<H> {
                 }
                 Ok(n) => {
                     self.on_bytes(key, n, now);
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        return;
+                    };
+                    if conn.outbox.buffered_len() > self.config.backpressure_len {
+                        // Over the limit: no more reading until the backlog drains.
+                        conn.read_paused = true;
+                        return;
+                    }
                     // A short read emptied the socket: the next arrival brings a new edge.
-                    if n < self.scratch.len() {
+                    // Unless the end of stream came with this event: then read on to see it.
+                    if n < self.scratch.len() && !read_closed {
                         return;
                     }
                 }
@@ -599,6 +623,8 @@ impl<H: Handler> Worker<H> {
                 conn.outbox
                     .send(OpCode::Ping, b"", &self.config, &mut self.pool);
                 conn.ping_sent_ms = Some(now_ms);
+                // A ping past the hard cap closes the connection like any other send.
+                after_callbacks(conn, &mut self.handler, now_ms);
                 self.flush(key, now);
                 self.arm(key, now);
             }
@@ -607,6 +633,8 @@ impl<H: Handler> Worker<H> {
 
     fn begin_shutdown(&mut self, now: Instant) {
         self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        self.accept_pending = false;
+        self.accept_paused_until = None;
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
@@ -653,6 +681,23 @@ impl<H: Handler> Worker<H> {
             self.accept_paused_until = None;
             self.accept_pending = true;
         }
+    }
+}
+
+/// The configuration with values that would spin or overflow brought into range: at least one
+/// accept and one read per wake-up, durations of at most a year.
+fn sanitized(config: &Config) -> Config {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    Config {
+        accepts_per_wakeup: config.accepts_per_wakeup.max(1),
+        reads_per_wakeup: config.reads_per_wakeup.max(1),
+        handshake_timeout: config.handshake_timeout.min(YEAR),
+        ping_interval: config.ping_interval.map(|d| d.min(YEAR)),
+        pong_timeout: config.pong_timeout.min(YEAR),
+        close_timeout: config.close_timeout.min(YEAR),
+        accept_backoff: config.accept_backoff.min(YEAR),
+        shutdown_timeout: config.shutdown_timeout.min(YEAR),
+        ..config.clone()
     }
 }
 

@@ -9,6 +9,9 @@ use lanes_proto::{CloseCode, OpCode};
 use crate::config::{BackpressurePolicy, Config};
 use crate::pool::BufferPool;
 
+/// Written bytes at the front of the backlog beyond which the buffer is compacted.
+const COMPACT_AFTER: usize = 64 * 1024;
+
 /// What became of a message given to [`Ws::send_text`] and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
@@ -86,14 +89,26 @@ impl Outbox {
     /// Records that `n` bytes were written; returns the buffer to the pool when empty.
     pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
         self.written += n;
-        if let Some(buf) = &self.buf
-            && self.written >= buf.len()
-        {
+        let Some(buf) = self.buf.as_mut() else {
+            return;
+        };
+        if self.written >= buf.len() {
             if let Some(buf) = self.buf.take() {
                 pool.put(buf);
             }
             self.written = 0;
+        } else if self.written >= COMPACT_AFTER && self.written * 2 >= buf.len() {
+            // A peer that always leaves a little unread must not make the buffer keep every
+            // byte ever sent: drop the written part once it is most of the buffer.
+            buf.drain(..self.written);
+            self.written = 0;
         }
+    }
+
+    /// Capacity of the underlying buffer (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, Vec::capacity)
     }
 
     /// Appends raw bytes (the handshake response).
@@ -229,5 +244,29 @@ impl Ws<'_> {
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_that_never_empties_stays_bounded() {
+        let config = Config::default();
+        let mut pool = BufferPool::new();
+        let mut outbox = Outbox::new();
+        let payload = [7u8; 1000];
+        for _ in 0..100_000 {
+            assert_eq!(
+                outbox.send(OpCode::Binary, &payload, &config, &mut pool),
+                SendStatus::Sent
+            );
+            // The socket takes all but the last byte each time.
+            let n = outbox.buffered_len() - 1;
+            outbox.consume(n, &mut pool);
+        }
+        assert_eq!(outbox.buffered_len(), 1);
+        assert!(outbox.capacity() < 1 << 20, "{}", outbox.capacity());
     }
 }

@@ -1,5 +1,6 @@
 //! Out of file descriptors: the worker keeps serving its connections and does not spin on the
-//! listener. In its own test binary because it lowers the process's RLIMIT_NOFILE.
+//! listener, also while shutting down. In its own test binary because it lowers the process's
+//! RLIMIT_NOFILE (and its tests take turns).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -10,7 +11,10 @@ use std::time::{Duration, Instant};
 
 use lanes::{Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
 use lanes_proto::OpCode;
-use support::Client;
+use support::{Client, cpu_time, open_fds, set_nofile};
+
+/// The tests here change the process-wide descriptor limit: one at a time.
+static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 struct Echo;
 
@@ -26,41 +30,9 @@ impl Handler for Echo {
     }
 }
 
-fn open_fds() -> u64 {
-    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
-}
-
-fn set_nofile(soft: u64) -> u64 {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
-        let old = limit.rlim_cur;
-        limit.rlim_cur = soft;
-        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
-        old
-    }
-}
-
-/// User plus system CPU time of the whole process.
-fn cpu_time() -> Duration {
-    let mut usage: libc::rusage = unsafe_zeroed();
-    // SAFETY: getrusage writes into the struct passed to it.
-    assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-fn unsafe_zeroed() -> libc::rusage {
-    // SAFETY: rusage is plain data (integers and timevals); all-zero is a valid value.
-    unsafe { std::mem::zeroed() }
-}
-
 #[test]
 fn out_of_descriptors_keeps_serving_and_does_not_spin() {
+    let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
     let config = Config {
         accept_backoff: Duration::from_millis(100),
         ..Config::default()
@@ -104,4 +76,36 @@ fn out_of_descriptors_keeps_serving_and_does_not_spin() {
     fresh.send(true, OpCode::Text, b"new");
     assert_eq!(fresh.recv().payload, b"new");
     handle.shutdown().unwrap();
+}
+
+#[test]
+fn shutdown_while_accepting_is_paused_does_not_spin() {
+    let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
+        .cores(Cores::Count(1))
+        .pin(false)
+        .start()
+        .unwrap();
+    let addr = handle.local_addr();
+    // An open client that will not answer the shutdown's close: shutdown lasts close_timeout.
+    let _silent = Client::connect(addr);
+    // A client still in its handshake: shutdown removes it while accepting is paused.
+    let _half = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let old = set_nofile(open_fds() + 6);
+    let mut pending = Vec::new();
+    for _ in 0..20 {
+        match TcpStream::connect(addr) {
+            Ok(stream) => pending.push(stream),
+            Err(_) => break,
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_time();
+    let start = Instant::now();
+    handle.shutdown().unwrap();
+    let wall = start.elapsed();
+    let used = cpu_time() - before;
+    set_nofile(old);
+    assert!(used < wall / 5, "shutdown used {used:?} of CPU in {wall:?}");
 }

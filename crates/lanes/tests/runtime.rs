@@ -485,3 +485,34 @@ fn excess_connections_get_503_and_a_send_over_the_hard_cap_closes_with_1008() {
         Seen::Close(id, 1008)
     );
 }
+
+#[test]
+fn data_followed_by_end_of_stream_still_ends_the_connection() {
+    // No keepalive: only the end of stream itself can end these connections.
+    let config = Config {
+        ping_interval: None,
+        ..Config::default()
+    };
+    let (_handle, addr, rx) = start(1, config);
+    let mut ids = HashSet::new();
+    let mut clients = Vec::new();
+    for _ in 0..20 {
+        let (client, id) = open(addr, &rx);
+        ids.insert(id);
+        clients.push(client);
+    }
+    for client in &mut clients {
+        // A frame and the FIN in quick succession, often in one readiness event.
+        let frame = Client::encode(true, OpCode::Text, b"bye");
+        client.send_raw(&frame);
+        client.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    }
+    let mut closed = HashSet::new();
+    while closed.len() < ids.len() {
+        if let Seen::Close(id, code) = wait_for(&rx, |s| matches!(s, Seen::Close(..))) {
+            assert_eq!(code, 1006);
+            closed.insert(id);
+        }
+    }
+    assert_eq!(closed, ids);
+}
