@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Side-by-side comparison of lanes with peer WebSocket echo servers under the same load:
+# every server pinned to core 0 (one thread), lanes-load pinned to core 1, servers taking
+# turns configuration by configuration in one invocation. Peers are built on this machine from
+# the registries (benches/peers/build.sh): tokio-tungstenite, fastwebsockets (crates.io),
+# gorilla/websocket (Debian's golang), Node's ws (npm).
+#
+# Writes target/compare/results.json (one object per run), results.md (the table) and
+# chart.svg (messages/s per configuration), and prints the table. Loopback only; every run is
+# bounded in time.
+#
+# Usage: scripts/compare.sh [quick]     (quick: a few configurations, 1 s runs)
+#   LANES_COMPARE_SERVERS="lanes gorilla"   only these servers
+#   LANES_COMPARE_NO_PEER_BUILD=1           use the peers already built
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+duration=2
+warmup=0.5
+mode=${1:-full}
+if [ "$mode" = "quick" ]; then
+  duration=1
+  warmup=0.3
+fi
+out=target/compare
+mkdir -p "$out"
+results=$out/results.json
+: >"$results"
+
+echo "==> build lanes (release) and the peers"
+cargo build --release --locked --quiet -p lanes --example echo
+cargo build --release --locked --quiet -p lanes-load
+if [ -z "${LANES_COMPARE_NO_PEER_BUILD:-}" ]; then
+  bash benches/peers/build.sh
+fi
+
+all_servers=(lanes tokio-tungstenite fastwebsockets gorilla node-ws)
+read -r -a servers <<<"${LANES_COMPARE_SERVERS:-${all_servers[*]}}"
+launcher() {
+  case "$1" in
+    lanes) echo "target/release/examples/echo --cores 1 --no-pin --addr 127.0.0.1:$2" ;;
+    *) echo "target/peers/bin/$1 $2" ;;
+  esac
+}
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_port() {
+  for _ in $(seq 100); do
+    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+declare -A pid port
+started=()
+cleanup() {
+  for name in "${started[@]}"; do
+    kill "${pid[$name]}" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ulimit for 10,000 connections on each side.
+ulimit -n "$(ulimit -Hn)"
+
+start_server() {
+  local name=$1 p
+  p=$(free_port)
+  # shellcheck disable=SC2046 # the launcher line is split into words on purpose
+  taskset -c 0 $(launcher "$name" "$p") >"$out/$name.log" 2>&1 &
+  pid[$name]=$!
+  port[$name]=$p
+  started+=("$name")
+  wait_port "$p" || { echo "$name did not start, see $out/$name.log" >&2; return 1; }
+}
+
+active=()
+for name in "${servers[@]}"; do
+  if [ "$name" != lanes ] && [ ! -x "target/peers/bin/$name" ]; then
+    echo "skip $name: target/peers/bin/$name was not built" >&2
+    continue
+  fi
+  start_server "$name" && active+=("$name")
+done
+
+load() {
+  local name=$1
+  shift
+  taskset -c 1 target/release/lanes-load --addr "127.0.0.1:${port[$name]}" --json --quiet \
+    --duration "$duration" --warmup "$warmup" --server-pid "${pid[$name]}" "$@"
+}
+
+# Configurations: connections x payload x depth. Skipped (too long or too much memory in
+# flight here): any with more than 256 MiB in flight (connections x depth x payload).
+configs=()
+if [ "$mode" = quick ]; then
+  configs=("100 20 1" "100 20 16" "10 16384 1")
+else
+  for c in 1 100 1000 10000; do
+    for s in 20 1024 16384 1048576; do
+      for d in 1 16; do
+        if [ $((c * d * s)) -le $((256 << 20)) ]; then
+          configs+=("$c $s $d")
+        else
+          echo "skip: $c connections x $s B x depth $d ($(((c * d * s) >> 20)) MiB in flight)"
+        fi
+      done
+    done
+  done
+fi
+
+total=$(( ${#configs[@]} * ${#active[@]} ))
+i=0
+for config in "${configs[@]}"; do
+  read -r c s d <<<"$config"
+  for name in "${active[@]}"; do
+    i=$((i + 1))
+    echo "==> [$i/$total] $name: echo $c conns x $s B x depth $d"
+    if row=$(load "$name" echo -c "$c" -s "$s" -d "$d"); then
+      echo "{\"server\": \"$name\", \"run\": $row}" >>"$results"
+    else
+      echo "{\"server\": \"$name\", \"run\": {\"mode\": \"echo\", \"connections\": $c, \"size\": $s, \"depth\": $d, \"failed\": true}}" >>"$results"
+      echo "    failed" >&2
+    fi
+  done
+done
+
+for name in "${active[@]}"; do
+  echo "==> $name: handshakes/s"
+  row=$(load "$name" connect -c 1) || row='{"mode": "connect", "failed": true}'
+  echo "{\"server\": \"$name\", \"run\": $row}" >>"$results"
+done
+
+# RSS per idle connection: a fresh server each, 10,000 connections held.
+idle_n=10000
+[ "$mode" = quick ] && idle_n=1000
+for name in "${active[@]}"; do
+  kill "${pid[$name]}" 2>/dev/null || true
+  wait "${pid[$name]}" 2>/dev/null || true
+  start_server "$name"
+  sleep 0.3
+  before=$(awk '/^VmRSS/ {print $2}' "/proc/${pid[$name]}/status")
+  marker=$out/idle-$name.err
+  taskset -c 1 target/release/lanes-load --addr "127.0.0.1:${port[$name]}" --quiet --duration 3 \
+    idle -n "$idle_n" >/dev/null 2>"$marker" &
+  idle_pid=$!
+  for _ in $(seq 600); do
+    grep -q "connections open" "$marker" 2>/dev/null && break
+    kill -0 "$idle_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 1
+  after=$(awk '/^VmRSS/ {print $2}' "/proc/${pid[$name]}/status")
+  wait "$idle_pid" || true
+  ok=false
+  grep -q "connections open" "$marker" && ok=true
+  echo "==> $name: RSS ${before} KiB -> ${after} KiB with $idle_n idle connections (opened: $ok)"
+  echo "{\"server\": \"$name\", \"run\": {\"mode\": \"idle\", \"connections\": $idle_n, \"ok\": $ok, \"rss_before_kib\": $before, \"rss_after_kib\": $after}}" >>"$results"
+done
+
+machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 scripts/compare_report.py "$results" "$out" "$machine" "$commit" "$duration" "$warmup"
+cat "$out/results.md"
