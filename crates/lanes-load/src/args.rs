@@ -64,6 +64,16 @@ pub enum Mode {
         #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         concurrency: u32,
     },
+    /// N subscribers and one publisher sending timestamped messages at a fixed rate, against a
+    /// server that broadcasts every message it receives to every connection but the sender.
+    Fanout {
+        /// Subscriber connections.
+        #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        subscribers: u32,
+        /// Messages published per second.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: u32,
+    },
     /// Open N connections and hold them, idle, for the duration.
     Idle {
         /// Connections.

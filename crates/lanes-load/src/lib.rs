@@ -6,7 +6,8 @@
 //!
 //! Modes: `echo` (C connections × D messages in flight × S bytes; every echo checked in full;
 //! throughput and round-trip latency percentiles), `connect` (completed handshakes per second),
-//! `idle` (hold N connections open). It connects only to the address it is given, and every run
+//! `idle` (hold N connections open), `fanout` (N subscribers and a publisher at a fixed rate;
+//! deliveries/s and delivery latency, against a server that broadcasts what it receives). It connects only to the address it is given, and every run
 //! is bounded in time.
 
 pub mod args;
@@ -14,6 +15,7 @@ pub mod client;
 pub mod connect;
 pub mod cpu;
 pub mod echo;
+pub mod fanout;
 pub mod report;
 pub mod rng;
 pub mod tracker;

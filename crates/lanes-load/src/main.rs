@@ -14,6 +14,7 @@ use lanes_load::args::{Args, Kind, Mode};
 use lanes_load::connect::{open_idle, run_connect_thread};
 use lanes_load::cpu::process_cpu_time;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
+use lanes_load::fanout::run_fanout;
 use lanes_load::report::{grouped, percentiles_us};
 use serde_json::json;
 
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         } => echo(&args, connections, depth, size as usize, kind),
         Mode::Connect { concurrency } => connect(&args, concurrency),
         Mode::Idle { connections } => idle(&args, connections),
+        Mode::Fanout { subscribers, rate } => fanout(&args, subscribers, rate),
     };
     match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
@@ -235,6 +237,7 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
         }
     }
     let rate = done as f64 / args.duration.as_secs_f64();
+    let first_error = first.clone();
     if args.json {
         println!(
             "{}",
@@ -253,7 +256,8 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
         }
     }
     if done == 0 {
-        return Err(format!("no handshake completed with {}", args.addr));
+        let why = first_error.unwrap_or_else(|| "no attempt finished in time".into());
+        return Err(format!("no handshake completed with {}: {why}", args.addr));
     }
     Ok(errors == 0)
 }
@@ -290,4 +294,47 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
         );
     }
     Ok(true)
+}
+
+fn fanout(args: &Args, subscribers: u32, rate: u32) -> Result<bool, String> {
+    pin(&args.cores, 0);
+    let bar = progress_line(args, "fanout running");
+    let result = run_fanout(args.addr, subscribers, rate, args.warmup, args.duration)?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let seconds = args.duration.as_secs_f64();
+    let latency = percentiles_us(&result.latency_ns);
+    let clean = result.missed == 0
+        && result.out_of_order == 0
+        && result.malformed == 0
+        && result.disconnected == 0;
+    if args.json {
+        println!(
+            "{}",
+            json!({"mode": "fanout", "addr": args.addr.to_string(), "subscribers": subscribers,
+                   "rate": rate, "duration_s": seconds, "published": result.published,
+                   "deliveries": result.deliveries,
+                   "deliveries_per_s": result.deliveries as f64 / seconds,
+                   "latency_us": latency, "missed": result.missed,
+                   "out_of_order": result.out_of_order, "malformed": result.malformed,
+                   "disconnected": result.disconnected})
+        );
+    } else {
+        println!("fanout {subscribers} subscribers x {rate} msg/s, {seconds:.1} s measured");
+        println!("  published     : {}", result.published);
+        println!(
+            "  deliveries/s  : {}",
+            grouped(result.deliveries as f64 / seconds)
+        );
+        println!(
+            "  latency us    : p50 {} p90 {} p99 {} p99.9 {} max {}",
+            latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
+        );
+        println!(
+            "  missed {} out of order {} malformed {} disconnected {}",
+            result.missed, result.out_of_order, result.malformed, result.disconnected
+        );
+    }
+    Ok(clean)
 }
