@@ -73,16 +73,16 @@ echo
 python3 - "$json_out" <<'PY'
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
-print("| load | messages/s | msgs per server CPU-s | p50 µs | p99 µs | p99.9 µs | errors |")
-print("|---|---|---|---|---|---|---|")
+print("| load | messages/s | msgs per server CPU-s | msgs per client CPU-s | p50 µs | p99 µs | p99.9 µs | errors |")
+print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r["mode"] == "echo":
         per = r.get("messages_per_server_cpu_s")
         lat = r["latency_us"]
+        client = r.get("messages_per_client_cpu_s") or 0
         print(f"| echo {r['connections']} conns × depth {r['depth']} × {r['size']} B "
-              f"| {r['messages_per_s']:,.0f} | {per:,.0f} | {lat['p50']:.0f} | {lat['p99']:.0f} "
-              f"| {lat['p99_9']:.0f} | {r['errors']} |" if per else
-              f"| echo {r['connections']}×{r['depth']}×{r['size']} B | {r['messages_per_s']:,.0f} | - | | | | {r['errors']} |")
+              f"| {r['messages_per_s']:,.0f} | {per or 0:,.0f} | {client:,.0f} | {lat['p50']:.0f} "
+              f"| {lat['p99']:.0f} | {lat['p99_9']:.0f} | {r['errors']} |")
     elif r["mode"] == "connect":
-        print(f"| connect (1 at a time) | {r['handshakes_per_s']:,.0f} handshakes/s | | | | | {r['errors']} |")
+        print(f"| connect (1 at a time) | {r['handshakes_per_s']:,.0f} handshakes/s | | | | | | {r['errors']} |")
 PY

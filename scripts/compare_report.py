@@ -81,6 +81,16 @@ def main():
         cells = [cell(echo.get((name, key)), "messages_per_server_cpu_s") for name in servers]
         lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
     lines.append("")
+    lines.append("The load generator's own limit: messages per client CPU-second (one client thread; when "
+                 "messages/s comes close to it, the run measured the client, not the server):")
+    lines.append("")
+    lines.append(header)
+    lines.append(rule)
+    for key in configs:
+        c, s, d = key
+        cells = [cell(echo.get((name, key)), "messages_per_client_cpu_s") for name in servers]
+        lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
+    lines.append("")
     lines.append("| | " + " | ".join(servers) + " |")
     lines.append(rule)
     lines.append("| handshakes/s (one at a time) | " + " | ".join(cell(connect.get(n), "handshakes_per_s") for n in servers) + " |")

@@ -128,23 +128,29 @@ fn echo(
     }
     let bar = progress_line(args, "connecting");
     start.wait();
-    // Server CPU time over the measured window, sampled at its start and end.
-    let sampler = args.server_pid.map(|pid| {
-        let (warmup, duration) = (args.warmup, args.duration);
+    // CPU time of the server (when its PID is given) and of this client over the measured
+    // window, sampled at its start and end.
+    let sampler = {
+        let (warmup, duration, server) = (args.warmup, args.duration, args.server_pid);
+        let me = std::process::id();
         std::thread::spawn(move || {
             std::thread::sleep(warmup);
-            let before = process_cpu_time(pid)?;
+            let server_before = server.map(process_cpu_time).transpose()?;
+            let me_before = process_cpu_time(me)?;
             std::thread::sleep(duration);
-            let after = process_cpu_time(pid)?;
-            Ok::<Duration, String>(after.saturating_sub(before))
+            let server_after = server.map(process_cpu_time).transpose()?;
+            let me_after = process_cpu_time(me)?;
+            let server_cpu = server_after
+                .zip(server_before)
+                .map(|(a, b)| a.saturating_sub(b));
+            Ok::<_, String>((server_cpu, me_after.saturating_sub(me_before)))
         })
-    });
+    };
     let results = watch(handles, &progress, bar.as_ref(), "msg");
-    let server_cpu = match sampler.map(|s| s.join()) {
-        Some(Ok(Ok(cpu))) => Some(cpu),
-        Some(Ok(Err(e))) => return Err(e),
-        Some(Err(_)) => return Err("the CPU sampler panicked".into()),
-        None => None,
+    let (server_cpu, client_cpu) = match sampler.join() {
+        Ok(Ok(cpu)) => cpu,
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err("the CPU sampler panicked".into()),
     };
     let mut total = EchoResult::empty();
     for result in results {
@@ -162,6 +168,8 @@ fn echo(
     let per_cpu_s = server_cpu_s
         .filter(|c| *c > 0.0)
         .map(|c| total.messages as f64 / c);
+    let client_cpu_s = client_cpu.as_secs_f64();
+    let per_client_cpu_s = (client_cpu_s > 0.0).then(|| total.messages as f64 / client_cpu_s);
     if args.json {
         let object = json!({
             "mode": "echo",
@@ -180,6 +188,8 @@ fn echo(
             "echo_check": "full",
             "server_cpu_s": server_cpu_s,
             "messages_per_server_cpu_s": per_cpu_s,
+            "client_cpu_s": client_cpu_s,
+            "messages_per_client_cpu_s": per_client_cpu_s,
             "errors": total.errors,
             "first_error": total.first_error,
         });
@@ -199,6 +209,12 @@ fn echo(
         if let (Some(cpu), Some(per)) = (server_cpu_s, per_cpu_s) {
             println!(
                 "  server CPU : {cpu:.2} s, {} messages per server CPU-second",
+                grouped(per)
+            );
+        }
+        if let Some(per) = per_client_cpu_s {
+            println!(
+                "  client CPU : {client_cpu_s:.2} s, {} messages per client CPU-second (the client's own limit)",
                 grouped(per)
             );
         }
