@@ -142,7 +142,10 @@ idle_n=10000
 for name in "${active[@]}"; do
   kill "${pid[$name]}" 2>/dev/null || true
   wait "${pid[$name]}" 2>/dev/null || true
-  start_server "$name"
+  if ! start_server "$name"; then
+    echo "{\"server\": \"$name\", \"run\": {\"mode\": \"idle\", \"connections\": $idle_n, \"ok\": false}}" >>"$results"
+    continue
+  fi
   sleep 0.3
   before=$(awk '/^VmRSS/ {print $2}' "/proc/${pid[$name]}/status")
   marker=$out/idle-$name.err
