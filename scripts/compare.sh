@@ -101,6 +101,8 @@ configs=()
 if [ "$mode" = quick ]; then
   configs=("100 20 1" "100 20 16" "10 16384 1")
 else
+  # 10 connections x 16 KiB x depth 1 as well: the large-message point of the reference table.
+  configs+=("10 16384 1")
   for c in 1 100 1000 10000; do
     for s in 20 1024 16384 1048576; do
       for d in 1 16; do
