@@ -495,13 +495,13 @@ impl<H: Handler> Worker<H> {
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
         if let Some(user) = conn.user.as_mut() {
-            let mut ws = Ws {
-                outbox: &mut conn.outbox,
-                pool: &mut self.pool,
-                config: &self.config,
+            let mut ws = Ws::new(
+                &mut conn.outbox,
+                &mut self.pool,
+                &self.config,
                 id,
-                peer: conn.peer,
-            };
+                conn.peer,
+            );
             self.handler.on_open(&mut ws, user);
         }
         after_callbacks(conn, &mut self.handler, now_ms);
@@ -553,13 +553,13 @@ impl<H: Handler> Worker<H> {
             if conn.phase == Phase::Open
                 && let Some(user) = conn.user.as_mut()
             {
-                let mut ws = Ws {
-                    outbox: &mut conn.outbox,
-                    pool: &mut self.pool,
-                    config: &self.config,
+                let mut ws = Ws::new(
+                    &mut conn.outbox,
+                    &mut self.pool,
+                    &self.config,
                     id,
-                    peer: conn.peer,
-                };
+                    conn.peer,
+                );
                 self.handler.on_drain(&mut ws, user);
             }
             after_callbacks(conn, &mut self.handler, now_ms);
@@ -734,13 +734,7 @@ fn on_frames<H: Handler>(
             continue;
         };
         let open = conn.phase == Phase::Open;
-        let mut ws = Ws {
-            outbox: &mut conn.outbox,
-            pool,
-            config,
-            id,
-            peer: conn.peer,
-        };
+        let mut ws = Ws::new(&mut conn.outbox, pool, config, id, conn.peer);
         match event {
             Inbound::Text(text) if open => {
                 if let Some(user) = conn.user.as_mut() {

@@ -203,7 +203,23 @@ pub struct Ws<'a> {
     pub(crate) peer: SocketAddr,
 }
 
-impl Ws<'_> {
+impl<'a> Ws<'a> {
+    pub(crate) fn new(
+        outbox: &'a mut Outbox,
+        pool: &'a mut BufferPool,
+        config: &'a Config,
+        id: ConnId,
+        peer: SocketAddr,
+    ) -> Ws<'a> {
+        Ws {
+            outbox,
+            pool,
+            config,
+            id,
+            peer,
+        }
+    }
+
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> SendStatus {
         self.outbox

@@ -130,15 +130,27 @@ pub(crate) fn write_error_response(
     extra: &[(&str, &str)],
     body: &[u8],
 ) {
+    push_response(out, status, extra, body);
+}
+
+/// Appends a response: status line, `headers`, `Connection: close`, a plain-text content type
+/// unless `headers` names one, the content length and `body`. The caller checked the values.
+fn push_response(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
     out.extend_from_slice(reason_phrase(status).as_bytes());
     out.extend_from_slice(b"\r\n");
-    for (name, value) in extra {
+    for (name, value) in headers {
         push_header(out, name, value);
     }
-    out.extend_from_slice(b"Connection: close\r\nContent-Type: text/plain; charset=utf-8\r\n");
+    out.extend_from_slice(b"Connection: close\r\n");
+    let has_type = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+    if !has_type {
+        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
+    }
     out.extend_from_slice(b"Content-Length: ");
     push_decimal(out, body.len() as u64);
     out.extend_from_slice(b"\r\n\r\n");
@@ -239,25 +251,7 @@ pub fn write_http_response(
         return Err(ResponseBuildError::InvalidStatus);
     }
     check_headers(headers)?;
-    let has_type = headers
-        .iter()
-        .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
-    out.extend_from_slice(b"HTTP/1.1 ");
-    push_decimal(out, u64::from(status));
-    out.push(b' ');
-    out.extend_from_slice(reason_phrase(status).as_bytes());
-    out.extend_from_slice(b"\r\n");
-    for (name, value) in headers {
-        push_header(out, name, value);
-    }
-    out.extend_from_slice(b"Connection: close\r\n");
-    if !has_type {
-        out.extend_from_slice(b"Content-Type: text/plain; charset=utf-8\r\n");
-    }
-    out.extend_from_slice(b"Content-Length: ");
-    push_decimal(out, body.len() as u64);
-    out.extend_from_slice(b"\r\n\r\n");
-    out.extend_from_slice(body);
+    push_response(out, status, headers, body);
     Ok(())
 }
 
