@@ -113,7 +113,7 @@ def main():
     height = len(configs) * (len(servers) * bar_h + gap) + 80
     values = [run["messages_per_s"] for run in echo.values() if not run.get("failed") and run.get("messages_per_s")]
     top = max(values) if values else 1
-    lo = 1_000
+    lo = 100
     scale = lambda v: 0 if v <= lo else width * (math.log10(v) - math.log10(lo)) / (math.log10(top * 1.2) - math.log10(lo))
     svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height}" font-family="sans-serif" font-size="11">',
            f'<text x="10" y="18" font-size="13">Echo messages/s (log scale), one server core — {escape(commit)}</text>']
