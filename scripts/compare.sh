@@ -12,6 +12,7 @@
 # Usage: scripts/compare.sh [quick]     (quick: a few configurations, 1 s runs)
 #   LANES_COMPARE_SERVERS="lanes gorilla"   only these servers
 #   LANES_COMPARE_NO_PEER_BUILD=1           use the peers already built
+#   LANES_COMPARE_REPEAT=3                  runs per server and configuration (median reported)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -116,19 +117,24 @@ else
   done
 fi
 
-total=$(( ${#configs[@]} * ${#active[@]} ))
+# Each configuration runs LANES_COMPARE_REPEAT times per server (default 3), servers taking
+# turns; the report gives the median, so one noisy run cannot decide a comparison.
+repeat=${LANES_COMPARE_REPEAT:-3}
+total=$(( ${#configs[@]} * ${#active[@]} * repeat ))
 i=0
 for config in "${configs[@]}"; do
   read -r c s d <<<"$config"
+  for rep in $(seq "$repeat"); do
   for name in "${active[@]}"; do
     i=$((i + 1))
-    echo "==> [$i/$total] $name: echo $c conns x $s B x depth $d"
+    echo "==> [$i/$total] $name: echo $c conns x $s B x depth $d (run $rep of $repeat)"
     if row=$(load "$name" echo -c "$c" -s "$s" -d "$d"); then
       echo "{\"server\": \"$name\", \"run\": $row}" >>"$results"
     else
       echo "{\"server\": \"$name\", \"run\": {\"mode\": \"echo\", \"connections\": $c, \"size\": $s, \"depth\": $d, \"failed\": true}}" >>"$results"
       echo "    failed" >&2
     fi
+  done
   done
 done
 
