@@ -82,34 +82,23 @@ def main():
     lines.append("")
     header = "| connections × payload × depth | " + " | ".join(servers) + " |"
     rule = "|---|" + "---|" * len(servers)
-    lines.append("Messages per second:")
-    lines.append("")
-    lines.append(header)
-    lines.append(rule)
-    for key in configs:
-        c, s, d = key
-        cells = [cell(echo.get((name, key)), "messages_per_s") for name in servers]
-        lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("Messages per server CPU-second (server CPU time from /proc over the measured window):")
-    lines.append("")
-    lines.append(header)
-    lines.append(rule)
-    for key in configs:
-        c, s, d = key
-        cells = [cell(echo.get((name, key)), "messages_per_server_cpu_s") for name in servers]
-        lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
-    lines.append("")
-    lines.append("The load generator's own limit: messages per client CPU-second (one client thread; when "
-                 "messages/s comes close to it, the run measured the client, not the server):")
-    lines.append("")
-    lines.append(header)
-    lines.append(rule)
-    for key in configs:
-        c, s, d = key
-        cells = [cell(echo.get((name, key)), "messages_per_client_cpu_s") for name in servers]
-        lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
-    lines.append("")
+    def table(title, field):
+        lines.append(title)
+        lines.append("")
+        lines.append(header)
+        lines.append(rule)
+        for key in configs:
+            c, s, d = key
+            cells = [cell(echo.get((name, key)), field) for name in servers]
+            lines.append(f"| {c} × {size_label(s)} × {d} | " + " | ".join(cells) + " |")
+        lines.append("")
+
+    table("Messages per second:", "messages_per_s")
+    table("Messages per server CPU-second (server CPU time from /proc over the measured window):",
+          "messages_per_server_cpu_s")
+    table("The load generator's own limit: messages per client CPU-second (one client thread; when "
+          "messages/s comes close to it, the run measured the client, not the server):",
+          "messages_per_client_cpu_s")
     lines.append("| | " + " | ".join(servers) + " |")
     lines.append(rule)
     lines.append("| handshakes/s (one at a time) | " + " | ".join(cell(connect.get(n), "handshakes_per_s") for n in servers) + " |")
