@@ -141,7 +141,7 @@ impl<H: Handler> Worker<H> {
                         let writable = event.is_writable() || event.is_write_closed();
                         let read_closed = event.is_read_closed() || event.is_error();
                         let readable = event.is_readable() || read_closed;
-                        self.on_io_closed(key, readable, read_closed, writable, now);
+                        self.on_io(key, readable, read_closed, writable, now);
                     }
                 }
             }
@@ -161,7 +161,7 @@ impl<H: Handler> Worker<H> {
                     .get(key)
                     .is_some_and(|c| c.generation == generation)
                 {
-                    self.on_io(key, true, false, now);
+                    self.on_io(key, true, false, false, now);
                 }
             }
             self.wheel.expire(now, &mut due);
@@ -282,13 +282,9 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Readiness on a connection: write what is queued, read what arrived, act on the result.
-    fn on_io(&mut self, key: usize, readable: bool, writable: bool, now: Instant) {
-        self.on_io_closed(key, readable, false, writable, now);
-    }
-
-    /// As `on_io`; `read_closed` says the peer's end of stream was reported with the event,
-    /// so reading goes on until it is seen even after a short read.
-    fn on_io_closed(
+    /// `read_closed` says the peer's end of stream came with the event, so reading goes on
+    /// until it is seen even after a short read.
+    fn on_io(
         &mut self,
         key: usize,
         readable: bool,
@@ -457,11 +453,7 @@ impl<H: Handler> Worker<H> {
                     match self.handler.on_upgrade(&request) {
                         Err(refusal) => write_refusal(&mut response, &refusal),
                         Ok(accept) => {
-                            let headers: Vec<(&str, &str)> = accept
-                                .headers
-                                .iter()
-                                .map(|(n, v)| (n.as_str(), v.as_str()))
-                                .collect();
+                            let headers = header_pairs(&accept.headers);
                             let options = AcceptOptions {
                                 subprotocol: accept.subprotocol.as_deref(),
                                 extensions: None,
@@ -811,13 +803,17 @@ fn after_callbacks<H: Handler>(conn: &mut Conn<H::Conn>, handler: &mut H, now_ms
     }
 }
 
+/// Header fields as the protocol crate's writers take them.
+fn header_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
 /// Writes an application's plain HTTP answer, or a 500 if it cannot be sent as given.
 fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
-    let headers: Vec<(&str, &str)> = answer
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = header_pairs(&answer.headers);
     if write_http_response(out, answer.status, &headers, &answer.body).is_err() {
         out.clear();
         let _ = write_reject(out, 500, &[], b"invalid response from the application");
@@ -826,11 +822,7 @@ fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
 
 /// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
 fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
-    let headers: Vec<(&str, &str)> = refusal
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = header_pairs(&refusal.headers);
     if write_reject(out, refusal.status, &headers, &refusal.body).is_err() {
         out.clear();
         let _ = write_reject(out, 500, &[], b"invalid refusal from the application");

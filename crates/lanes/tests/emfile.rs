@@ -6,10 +6,12 @@
 
 mod support;
 
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use lanes::{Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
+use lanes::{
+    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle, Ws,
+};
 use lanes_proto::OpCode;
 use support::{Client, cpu_time, open_fds, set_nofile};
 
@@ -30,6 +32,30 @@ impl Handler for Echo {
     }
 }
 
+/// One echo worker on a loopback port.
+fn start_echo(config: Config) -> ServerHandle {
+    Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
+        .cores(Cores::Count(1))
+        .pin(false)
+        .config(config)
+        .start()
+        .unwrap()
+}
+
+/// Lowers the descriptor limit to `spare` above what is open, then connects until connecting
+/// fails (at most `max`); returns the old limit and the connections.
+fn exhaust_descriptors(addr: SocketAddr, spare: u64, max: usize) -> (u64, Vec<TcpStream>) {
+    let old = set_nofile(open_fds() + spare);
+    let mut pending = Vec::new();
+    for _ in 0..max {
+        match TcpStream::connect(addr) {
+            Ok(stream) => pending.push(stream),
+            Err(_) => break,
+        }
+    }
+    (old, pending)
+}
+
 #[test]
 fn out_of_descriptors_keeps_serving_and_does_not_spin() {
     let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
@@ -37,23 +63,11 @@ fn out_of_descriptors_keeps_serving_and_does_not_spin() {
         accept_backoff: Duration::from_millis(100),
         ..Config::default()
     };
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
-        .cores(Cores::Count(1))
-        .pin(false)
-        .config(config)
-        .start()
-        .unwrap();
+    let handle = start_echo(config);
     let addr = handle.local_addr();
     let mut served = Client::connect(addr);
 
-    let old = set_nofile(open_fds() + 12);
-    let mut pending = Vec::new();
-    for _ in 0..40 {
-        match TcpStream::connect(addr) {
-            Ok(stream) => pending.push(stream),
-            Err(_) => break,
-        }
-    }
+    let (old, pending) = exhaust_descriptors(addr, 12, 40);
     // Let the worker run into EMFILE with connections still waiting in the backlog.
     std::thread::sleep(Duration::from_millis(300));
     let before = cpu_time();
@@ -81,25 +95,14 @@ fn out_of_descriptors_keeps_serving_and_does_not_spin() {
 #[test]
 fn shutdown_while_accepting_is_paused_does_not_spin() {
     let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
-        .cores(Cores::Count(1))
-        .pin(false)
-        .start()
-        .unwrap();
+    let handle = start_echo(Config::default());
     let addr = handle.local_addr();
     // An open client that will not answer the shutdown's close: shutdown lasts close_timeout.
     let _silent = Client::connect(addr);
     // A client still in its handshake: shutdown removes it while accepting is paused.
     let _half = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(100));
-    let old = set_nofile(open_fds() + 6);
-    let mut pending = Vec::new();
-    for _ in 0..20 {
-        match TcpStream::connect(addr) {
-            Ok(stream) => pending.push(stream),
-            Err(_) => break,
-        }
-    }
+    let (old, _pending) = exhaust_descriptors(addr, 6, 20);
     std::thread::sleep(Duration::from_millis(300));
     let before = cpu_time();
     let start = Instant::now();

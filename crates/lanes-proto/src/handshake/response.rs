@@ -122,20 +122,15 @@ pub fn write_accept(
     Ok(())
 }
 
-/// Appends a complete error response: status line, `extra` headers, `Connection: close`, and
-/// `body` as `text/plain`.
+/// Appends a complete response: status line, `headers`, `Connection: close`, a plain-text
+/// content type unless `headers` names one, the content length and `body`. The caller checked
+/// the values.
 pub(crate) fn write_error_response(
     out: &mut Vec<u8>,
     status: u16,
-    extra: &[(&str, &str)],
+    headers: &[(&str, &str)],
     body: &[u8],
 ) {
-    push_response(out, status, extra, body);
-}
-
-/// Appends a response: status line, `headers`, `Connection: close`, a plain-text content type
-/// unless `headers` names one, the content length and `body`. The caller checked the values.
-fn push_response(out: &mut Vec<u8>, status: u16, headers: &[(&str, &str)], body: &[u8]) {
     out.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(out, u64::from(status));
     out.push(b' ');
@@ -251,7 +246,7 @@ pub fn write_http_response(
         return Err(ResponseBuildError::InvalidStatus);
     }
     check_headers(headers)?;
-    push_response(out, status, headers, body);
+    write_error_response(out, status, headers, body);
     Ok(())
 }
 
