@@ -71,6 +71,22 @@ pub struct Config {
     /// How long `shutdown` waits for closing connections to finish before dropping them.
     /// Default 5 s.
     pub shutdown_timeout: Duration,
+    /// Resolution of each worker's timer wheel: protocol deadlines, application timers
+    /// ([`Ws::set_timer`](crate::Ws::set_timer)) and the tick are rounded up to it. Default
+    /// 5 ms (between 1 ms and 1 s). A worker with no timers due does not wake up for them.
+    pub timer_tick: Duration,
+    /// How often [`Handler::on_tick`](crate::Handler::on_tick) runs on every worker (game
+    /// loops, periodic state pushes). Default `None` (never). Missed ticks are skipped, not
+    /// bunched; the cadence does not drift.
+    pub tick_interval: Option<Duration>,
+    /// Commands (sends, closes, publishes from a [`Remote`](crate::Remote)) that may wait in
+    /// each worker's queue. Default 65,536. Bounds the memory a fast producer can pin when a
+    /// worker falls behind; past it, sends fail with
+    /// [`SendError::QueueFull`](crate::SendError::QueueFull) and are counted.
+    pub remote_queue_len: usize,
+    /// Most topics one connection may be subscribed to. Default 256. Bounds what a client can
+    /// make the server hold when the application subscribes on its request.
+    pub max_subscriptions_per_connection: usize,
 }
 
 impl Default for Config {
@@ -95,6 +111,10 @@ impl Default for Config {
             accept_backoff: Duration::from_millis(100),
             auto_pong: true,
             shutdown_timeout: Duration::from_secs(5),
+            timer_tick: Duration::from_millis(5),
+            tick_interval: None,
+            remote_queue_len: 65_536,
+            max_subscriptions_per_connection: 256,
         }
     }
 }

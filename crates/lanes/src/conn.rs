@@ -3,8 +3,11 @@
 use std::net::SocketAddr;
 
 use mio::net::TcpStream;
+use slab::Slab;
 
 use crate::recv::Receiver;
+use crate::topic::Subscription;
+use crate::ws::ConnId;
 use crate::ws::Outbox;
 
 /// Where a connection is in its life.
@@ -49,6 +52,10 @@ pub(crate) struct Conn<C> {
     pub(crate) timer_seq: u32,
     /// The phase the live timer entry was made for.
     pub(crate) armed_phase: Phase,
+    /// The topics the connection is subscribed to.
+    pub(crate) subs: Vec<Subscription>,
+    /// Already in the worker's list of connections to write at the end of the iteration.
+    pub(crate) flush_queued: bool,
 }
 
 impl<C> Conn<C> {
@@ -56,4 +63,12 @@ impl<C> Conn<C> {
         self.phase = phase;
         self.phase_since_ms = now_ms;
     }
+}
+
+/// The open connection `id` names, if it is still there (an open connection whose state has
+/// not been handed to `on_close`).
+pub(crate) fn open_conn<C>(conns: &mut Slab<Conn<C>>, id: ConnId) -> Option<&mut Conn<C>> {
+    conns
+        .get_mut(id.slot as usize)
+        .filter(|c| c.generation == id.generation && c.phase == Phase::Open && c.user.is_some())
 }

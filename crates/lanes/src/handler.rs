@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
 
+use crate::context::WorkerContext;
 use crate::ws::Ws;
 
 /// A complete message, borrowed for the duration of the callback.
@@ -192,6 +193,17 @@ pub trait Handler: 'static {
     /// (reset, end of stream, keepalive timeout).
     fn on_close(&mut self, conn: Self::Conn, code: u16, reason: &str) {
         let _ = (conn, code, reason);
+    }
+
+    /// A timer set with [`Ws::set_timer`] came due (the connection is still open).
+    fn on_timer(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, token: u64) {
+        let _ = (ws, conn, token);
+    }
+
+    /// The worker's tick, every [`Config::tick_interval`](crate::Config) (off by default):
+    /// for game loops and periodic pushes. `ctx` reaches this worker's connections directly.
+    fn on_tick(&mut self, ctx: &mut WorkerContext<'_, Self::Conn>) {
+        let _ = ctx;
     }
 
     /// A request that is not a WebSocket upgrade (a health check, a page). Default: 426

@@ -12,21 +12,37 @@
 //! - Start a [`Server`] with a handler factory; [`ServerHandle::shutdown`] stops it gracefully.
 //! - Limits and timeouts live in [`Config`], each with its default and the reason for it.
 //!
-//! What it does not do (yet): permessage-deflate, sending from other threads, pub/sub, TLS.
+//! - Reach connections from anywhere with a [`Remote`] (from [`ServerHandle::remote`] or
+//!   [`WorkerInfo::remote`]): send to a connection by [`ConnId`], close it, publish to a topic
+//!   ([`Ws::subscribe`]), broadcast. Commands cross cores through one bounded queue and one
+//!   waker per worker; a handler's publish to its own worker's subscribers takes no queue.
+//! - Timers: [`Ws::set_timer`] for one-shot timers per connection, [`Handler::on_tick`] for a
+//!   per-worker tick ([`Config::tick_interval`]).
+//!
+//! What it does not do (yet): permessage-deflate, TLS.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
 pub mod config;
 mod conn;
+mod context;
 mod handler;
 mod listener;
+mod live;
+mod local;
 mod pool;
 mod recv;
+mod remote;
 mod server;
+mod stats;
 mod timer;
+mod topic;
 mod worker;
 mod ws;
 
 pub use config::{BackpressurePolicy, Config};
+pub use context::WorkerContext;
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
+pub use remote::{Remote, SendError};
 pub use server::{Cores, Error, Server, ServerHandle, WorkerInfo};
+pub use stats::{Stats, WorkerStats};
 pub use ws::{ConnId, SendStatus, Ws};

@@ -12,6 +12,8 @@ use mio::{Poll, Waker};
 use crate::config::Config;
 use crate::handler::Handler;
 use crate::listener::bind_reuseport;
+use crate::remote::{Link, Remote};
+use crate::stats::Stats;
 use crate::worker::{WAKER, Worker};
 
 /// Which cores get a worker.
@@ -25,13 +27,16 @@ pub enum Cores {
     List(Vec<usize>),
 }
 
-/// Where a worker runs; given to the handler factory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Where a worker runs, and the handle to all workers; given to the handler factory.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerInfo {
     /// The worker's index, from 0.
     pub index: usize,
     /// The core it is pinned to, if pinning is on.
     pub core: Option<usize>,
+    /// The handle to every worker (to keep in the handler, or give to other threads).
+    pub remote: Remote,
 }
 
 /// A problem starting the server.
@@ -176,15 +181,30 @@ where
         let shared = Arc::new(Shared::default());
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = mpsc::channel();
-        let mut wakers = Vec::new();
-        let mut threads = Vec::new();
-        for (index, (core, listener)) in placements.into_iter().zip(listeners).enumerate() {
+        // Every worker's loop, waker and queue exist before any thread starts, so each
+        // handler can be given the handle to all of them.
+        let mut polls = Vec::new();
+        let mut links = Vec::new();
+        let mut queues = Vec::new();
+        for _ in &placements {
             let poll = Poll::new().map_err(Error::Io)?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Io)?;
-            wakers.push(waker);
+            let (link, queue) = Link::new(
+                waker,
+                config.remote_queue_len,
+                config.max_connections_per_worker,
+            );
+            polls.push(poll);
+            links.push(link);
+            queues.push(queue);
+        }
+        let remote = Remote::new(links, Arc::clone(&shared));
+        let mut threads = Vec::new();
+        let workers = placements.into_iter().zip(listeners).zip(polls).zip(queues);
+        for (index, (((core, listener), poll), queue)) in workers.enumerate() {
             let factory = self.factory.clone();
             let config = Arc::clone(&config);
-            let shared = Arc::clone(&shared);
+            let remote = remote.clone();
             let ready = ready_tx.clone();
             let thread = std::thread::Builder::new()
                 .name(format!("lanes-worker-{index}"))
@@ -195,9 +215,14 @@ where
                         let _ = ready.send(Err(Error::Pin { core }));
                         return Ok(());
                     }
-                    let handler = factory(WorkerInfo { index, core });
+                    let info = WorkerInfo {
+                        index,
+                        core,
+                        remote: remote.clone(),
+                    };
+                    let handler = factory(info);
                     let mut worker =
-                        Worker::new(index as u16, poll, listener, handler, config, shared);
+                        Worker::new(index as u16, poll, listener, handler, config, remote, queue);
                     let _ = ready.send(Ok(()));
                     worker.run()
                 })
@@ -208,7 +233,7 @@ where
         let handle = ServerHandle {
             local_addr: addr,
             shared,
-            wakers,
+            remote,
             threads,
         };
         for _ in 0..handle.threads.len() {
@@ -270,7 +295,7 @@ where
 pub struct ServerHandle {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
-    wakers: Vec<Waker>,
+    remote: Remote,
     threads: Vec<JoinHandle<io::Result<()>>>,
 }
 
@@ -285,10 +310,25 @@ impl ServerHandle {
         self.threads.len()
     }
 
+    /// A handle for sending to connections, publishing and reading counters from any thread.
+    pub fn remote(&self) -> Remote {
+        self.remote.clone()
+    }
+
+    /// A snapshot of every worker's counters.
+    pub fn stats(&self) -> Stats {
+        self.remote.stats()
+    }
+
     /// Graceful shutdown: stops accepting, sends close 1001 to every open connection, lets
     /// queued writes drain and close handshakes finish within
     /// [`Config::shutdown_timeout`](crate::Config), fires `on_close` for every connection, and
     /// joins every worker thread.
+    ///
+    /// Messages in flight: whatever a [`Remote`] or a handler queued before this call is
+    /// written before the 1001 close frame (peers that read within the shutdown timeout get
+    /// it); sends and publishes from a [`Remote`] after this call fail with
+    /// [`SendError::ShutDown`](crate::SendError::ShutDown).
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
     }
@@ -300,8 +340,8 @@ impl ServerHandle {
 
     fn stop(&mut self) -> Result<(), Error> {
         self.shared.shutdown.store(true, Ordering::Release);
-        for waker in &self.wakers {
-            let _ = waker.wake();
+        for link in self.remote.links() {
+            link.wake();
         }
         self.join_all()
     }

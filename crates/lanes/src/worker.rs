@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+
+use crossbeam_channel::Receiver as CommandQueue;
 use std::time::{Duration, Instant};
 
 use lanes_proto::frame::FrameConfig;
@@ -18,20 +20,25 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Conn, Phase};
+use crate::conn::{Conn, Phase, open_conn};
+use crate::context::WorkerContext;
 use crate::handler::{Handler, HttpResponse, Message, Request};
+use crate::live::LiveTable;
+use crate::local::Local;
 use crate::pool::BufferPool;
 use crate::recv::{Inbound, Receiver};
+use crate::remote::{Command, Remote};
 use crate::server::Shared;
-use crate::timer::{TimerEntry, TimerWheel};
-use crate::ws::{ConnId, Outbox, SendPhase, Ws};
+use crate::stats;
+use crate::timer::{TimerEntry, TimerKind, TimerWheel};
+use crate::topic::Topics;
+use crate::ws::{ConnId, Outbox, SendPhase, SendStatus, Ws, mark_dirty};
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
 
-/// Resolution of the timer wheel.
-const TICK: Duration = Duration::from_millis(50);
-/// Slots in the wheel (a turn of 25.6 s; later deadlines go round again).
+/// Slots in the timer wheel (a turn of 2.56 s at the default 5 ms tick; later deadlines go
+/// round again).
 const WHEEL_SLOTS: usize = 512;
 
 const SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
@@ -39,17 +46,19 @@ Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\ntoo many co
 
 /// Everything a worker owns.
 pub(crate) struct Worker<H: Handler> {
-    pub(crate) index: u16,
     pub(crate) poll: Poll,
     pub(crate) listener: Option<TcpListener>,
     pub(crate) handler: H,
-    pub(crate) config: Arc<Config>,
     pub(crate) shared: Arc<Shared>,
+    /// What callbacks may touch: pool, limits, topics, timers, the other workers.
+    local: Local,
+    /// Sends, closes and publishes from other threads and workers.
+    commands: CommandQueue<Command>,
     conns: Slab<Conn<H::Conn>>,
-    pool: BufferPool,
     scratch: Vec<u8>,
-    wheel: TimerWheel,
     epoch: Instant,
+    /// When the next tick callback is due (with a tick interval configured).
+    tick_deadline: Option<Instant>,
     next_generation: u32,
     frame_config: FrameConfig,
     head_limits: HeadLimits,
@@ -69,8 +78,10 @@ impl<H: Handler> Worker<H> {
         listener: TcpListener,
         handler: H,
         config: Arc<Config>,
-        shared: Arc<Shared>,
+        remote: Remote,
+        commands: CommandQueue<Command>,
     ) -> Worker<H> {
+        let shared = Arc::clone(remote.shared());
         let now = Instant::now();
         let config = Arc::new(sanitized(&config));
         let frame_config = FrameConfig {
@@ -81,18 +92,37 @@ impl<H: Handler> Worker<H> {
             max_head_len: config.max_head_len,
             max_headers: config.max_headers,
         };
+        let (live, counters) = match remote.link(usize::from(index)) {
+            Some(link) => (Arc::clone(&link.live), Arc::clone(&link.counters)),
+            None => (Arc::new(LiveTable::new(0)), Arc::default()),
+        };
+        let tick_deadline = config.tick_interval.map(|interval| now + interval);
+        let mut wheel = TimerWheel::new(now, config.timer_tick, WHEEL_SLOTS);
+        if let Some(at) = tick_deadline {
+            wheel.schedule(usize::MAX, 0, TimerKind::Tick, at);
+        }
         Worker {
-            index,
             poll,
             listener: Some(listener),
             handler,
             scratch: vec![0; config.read_buffer_len.max(1024)],
-            config,
+            local: Local {
+                index,
+                pool: BufferPool::new(),
+                config,
+                topics: Topics::default(),
+                wheel,
+                remote,
+                counters,
+                live,
+                deferred: Vec::new(),
+                dirty: Vec::new(),
+            },
+            commands,
             shared,
             conns: Slab::new(),
-            pool: BufferPool::new(),
-            wheel: TimerWheel::new(now, TICK, WHEEL_SLOTS),
             epoch: now,
+            tick_deadline,
             next_generation: 0,
             frame_config,
             head_limits,
@@ -121,22 +151,21 @@ impl<H: Handler> Worker<H> {
             let busy = !self.pending_reads.is_empty()
                 || (self.accept_pending && self.shutdown_deadline.is_none());
             let timeout = if busy {
-                Duration::ZERO
+                Some(Duration::ZERO)
             } else {
-                self.wheel
-                    .until_next_tick(now)
-                    .max(Duration::from_millis(1))
+                self.local.wheel.until_next(now)
             };
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout))
+            if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != io::ErrorKind::Interrupted
             {
                 return Err(e);
             }
             let now = Instant::now();
+            let mut woken = false;
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
-                    WAKER => {}
+                    WAKER => woken = true,
                     Token(key) => {
                         let writable = event.is_writable() || event.is_write_closed();
                         let read_closed = event.is_read_closed() || event.is_error();
@@ -164,13 +193,17 @@ impl<H: Handler> Worker<H> {
                     self.on_io(key, true, false, false, now);
                 }
             }
-            self.wheel.expire(now, &mut due);
+            if woken {
+                self.run_commands();
+            }
+            self.local.wheel.expire(now, &mut due);
             for entry in due.drain(..) {
                 self.on_timer(entry, now);
             }
             if self.shared.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
                 self.begin_shutdown(now);
             }
+            self.settle(now);
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
                     return Ok(());
@@ -191,7 +224,7 @@ impl<H: Handler> Worker<H> {
         if self.accept_paused_until.is_some() || self.shutdown_deadline.is_some() {
             return;
         }
-        for _ in 0..self.config.accepts_per_wakeup {
+        for _ in 0..self.local.config.accepts_per_wakeup {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
@@ -201,7 +234,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     // Out of descriptors: leave the listener alone for a while (or until a
                     // connection closes) rather than spin on it.
-                    self.accept_paused_until = Some(now + self.config.accept_backoff);
+                    self.accept_paused_until = Some(now + self.local.config.accept_backoff);
                     return;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -213,7 +246,7 @@ impl<H: Handler> Worker<H> {
 
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
         let _ = stream.set_nodelay(true);
-        if self.conns.len() >= self.config.max_connections_per_worker {
+        if self.conns.len() >= self.local.config.max_connections_per_worker {
             let _ = stream.write(SERVICE_UNAVAILABLE);
             let _ = stream.shutdown(Shutdown::Write);
             return;
@@ -244,16 +277,22 @@ impl<H: Handler> Worker<H> {
             last_activity_ms: now_ms,
             ping_sent_ms: None,
             head: None,
-            receiver: Receiver::new(self.frame_config, self.config.max_message_len),
+            receiver: Receiver::new(self.frame_config, self.local.config.max_message_len),
             outbox: Outbox::new(),
             user: None,
             read_paused: false,
             stash: None,
             timer_seq: 0,
             armed_phase: Phase::Handshake,
+            subs: Vec::new(),
+            flush_queued: false,
         });
-        self.wheel
-            .schedule(key, generation, 0, now + self.config.handshake_timeout);
+        self.local.wheel.schedule(
+            key,
+            generation,
+            TimerKind::Conn { seq: 0 },
+            now + self.local.config.handshake_timeout,
+        );
     }
 
     /// Replaces the connection's timer entry with one for its next deadline.
@@ -265,8 +304,14 @@ impl<H: Handler> Worker<H> {
         conn.timer_seq = conn.timer_seq.wrapping_add(1);
         conn.armed_phase = conn.phase;
         if let Some(deadline) = deadline {
-            self.wheel
-                .schedule(key, conn.generation, conn.timer_seq, deadline);
+            self.local.wheel.schedule(
+                key,
+                conn.generation,
+                TimerKind::Conn {
+                    seq: conn.timer_seq,
+                },
+                deadline,
+            );
         }
     }
 
@@ -305,7 +350,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn read(&mut self, key: usize, read_closed: bool, now: Instant) {
-        let reads = self.config.reads_per_wakeup;
+        let reads = self.local.config.reads_per_wakeup;
         if let Some(conn) = self.conns.get_mut(key)
             && !conn.read_paused
             && let Some(mut stash) = conn.stash.take()
@@ -318,12 +363,11 @@ impl<H: Handler> Worker<H> {
                 conn,
                 &mut stash,
                 &mut self.handler,
-                &mut self.pool,
-                &self.config,
+                &mut self.local,
                 id,
                 now_ms,
             );
-            self.pool.put(stash);
+            self.local.pool.put(stash);
         }
         for _ in 0..reads {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -342,7 +386,7 @@ impl<H: Handler> Worker<H> {
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
                     };
-                    if conn.outbox.buffered_len() > self.config.backpressure_len {
+                    if conn.outbox.buffered_len() > self.local.config.backpressure_len {
                         // Over the limit: no more reading until the backlog drains.
                         conn.read_paused = true;
                         return;
@@ -389,8 +433,7 @@ impl<H: Handler> Worker<H> {
                     conn,
                     &mut self.scratch[..n],
                     &mut self.handler,
-                    &mut self.pool,
-                    &self.config,
+                    &mut self.local,
                     id,
                     now_ms,
                 );
@@ -401,7 +444,7 @@ impl<H: Handler> Worker<H> {
 
     fn conn_id(&self, key: usize) -> ConnId {
         ConnId {
-            worker: self.index,
+            worker: self.local.index,
             slot: key as u32,
             generation: self.conns.get(key).map_or(0, |c| c.generation),
         }
@@ -411,7 +454,7 @@ impl<H: Handler> Worker<H> {
     fn on_head_bytes(&mut self, key: usize, n: usize, now: Instant) {
         let now_ms = self.now_ms(now);
         let conn = &mut self.conns[key];
-        let mut head_buf = conn.head.take().unwrap_or_else(|| self.pool.take());
+        let mut head_buf = conn.head.take().unwrap_or_else(|| self.local.pool.take());
         head_buf.extend_from_slice(&self.scratch[..n]);
         let parsed = RequestHead::parse(&head_buf, &self.head_limits);
         let head = match parsed {
@@ -422,9 +465,9 @@ impl<H: Handler> Worker<H> {
             Err(error) => {
                 let mut response = Vec::new();
                 error.write_response(&mut response);
-                conn.outbox.push_raw(&response, &mut self.pool);
+                conn.outbox.push_raw(&response, &mut self.local.pool);
                 conn.set_phase(Phase::Closing, now_ms);
-                self.pool.put(head_buf);
+                self.local.pool.put(head_buf);
                 return;
             }
             Ok(Parsed::Complete(head)) => head,
@@ -476,21 +519,23 @@ impl<H: Handler> Worker<H> {
         }
         drop(head);
         let conn = &mut self.conns[key];
-        conn.outbox.push_raw(&response, &mut self.pool);
+        conn.outbox.push_raw(&response, &mut self.local.pool);
         let Some(state) = accepted else {
             conn.set_phase(Phase::Closing, now_ms);
-            self.pool.put(head_buf);
+            self.local.pool.put(head_buf);
             return;
         };
         conn.user = Some(state);
         conn.set_phase(Phase::Open, now_ms);
+        self.local.live.open(key, conn.generation);
+        stats::add(&self.local.counters.connections, 1);
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
         if let Some(user) = conn.user.as_mut() {
             let mut ws = Ws::new(
                 &mut conn.outbox,
-                &mut self.pool,
-                &self.config,
+                &mut conn.subs,
+                &mut self.local,
                 id,
                 conn.peer,
             );
@@ -503,13 +548,12 @@ impl<H: Handler> Worker<H> {
                 conn,
                 &mut head_buf[head_len..],
                 &mut self.handler,
-                &mut self.pool,
-                &self.config,
+                &mut self.local,
                 id,
                 now_ms,
             );
         }
-        self.pool.put(head_buf);
+        self.local.pool.put(head_buf);
     }
 
     /// Writes the connection's backlog with one `write`, and moves the connection along.
@@ -521,7 +565,7 @@ impl<H: Handler> Worker<H> {
         let before = conn.outbox.buffered_len();
         if before > 0 {
             match conn.stream.write(conn.outbox.pending()) {
-                Ok(n) => conn.outbox.consume(n, &mut self.pool),
+                Ok(n) => conn.outbox.consume(n, &mut self.local.pool),
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
@@ -532,13 +576,13 @@ impl<H: Handler> Worker<H> {
             }
         }
         let after = conn.outbox.buffered_len();
-        let limit = self.config.backpressure_len;
+        let limit = self.local.config.backpressure_len;
         if after > limit {
             conn.read_paused = true;
         } else if conn.read_paused {
             conn.read_paused = false;
             let id = ConnId {
-                worker: self.index,
+                worker: self.local.index,
                 slot: key as u32,
                 generation: conn.generation,
             };
@@ -547,8 +591,8 @@ impl<H: Handler> Worker<H> {
             {
                 let mut ws = Ws::new(
                     &mut conn.outbox,
-                    &mut self.pool,
-                    &self.config,
+                    &mut conn.subs,
+                    &mut self.local,
                     id,
                     conn.peer,
                 );
@@ -568,32 +612,90 @@ impl<H: Handler> Worker<H> {
         let conn = self.conns.get(key)?;
         let at = |ms: u64, after: Duration| Some(self.epoch + Duration::from_millis(ms) + after);
         match conn.phase {
-            Phase::Handshake => at(conn.phase_since_ms, self.config.handshake_timeout),
-            Phase::Open => match (conn.ping_sent_ms, self.config.ping_interval) {
-                (Some(sent), _) => at(sent, self.config.pong_timeout),
+            Phase::Handshake => at(conn.phase_since_ms, self.local.config.handshake_timeout),
+            Phase::Open => match (conn.ping_sent_ms, self.local.config.ping_interval) {
+                (Some(sent), _) => at(sent, self.local.config.pong_timeout),
                 (None, Some(interval)) => at(conn.last_activity_ms, interval),
                 (None, None) => None,
             },
             Phase::CloseSent | Phase::Closing | Phase::Draining => {
-                at(conn.phase_since_ms, self.config.close_timeout)
+                at(conn.phase_since_ms, self.local.config.close_timeout)
             }
         }
     }
 
     fn on_timer(&mut self, entry: TimerEntry, now: Instant) {
+        match entry.kind {
+            TimerKind::Conn { seq } => self.on_conn_timer(entry, seq, now),
+            TimerKind::User(token) => self.on_user_timer(entry, token, now),
+            TimerKind::Tick => self.on_tick(now),
+        }
+    }
+
+    /// The worker's tick: the application's callback, then the next tick on the cadence.
+    fn on_tick(&mut self, now: Instant) {
+        let (Some(interval), Some(deadline)) =
+            (self.local.config.tick_interval, self.tick_deadline)
+        else {
+            return;
+        };
+        let mut ctx = WorkerContext {
+            conns: &mut self.conns,
+            local: &mut self.local,
+        };
+        self.handler.on_tick(&mut ctx);
+        let mut next = deadline + interval;
+        if next <= now {
+            // Fell behind (a long callback, a stalled machine): skip, do not bunch.
+            next = now + interval;
+        }
+        self.tick_deadline = Some(next);
+        self.local
+            .wheel
+            .schedule(usize::MAX, 0, TimerKind::Tick, next);
+    }
+
+    /// An application timer on a connection.
+    fn on_user_timer(&mut self, entry: TimerEntry, token: u64, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let id = self.conn_id(entry.slot);
+        let Some(conn) = self.conns.get_mut(entry.slot) else {
+            return;
+        };
+        if conn.generation != entry.generation || conn.phase != Phase::Open {
+            return;
+        }
+        let Some(user) = conn.user.as_mut() else {
+            return;
+        };
+        let mut ws = Ws::new(
+            &mut conn.outbox,
+            &mut conn.subs,
+            &mut self.local,
+            id,
+            conn.peer,
+        );
+        self.handler.on_timer(&mut ws, user, token);
+        after_callbacks(conn, &mut self.handler, now_ms);
+        mark_dirty(conn, entry.slot, &mut self.local.dirty);
+    }
+
+    /// A connection's protocol deadline.
+    fn on_conn_timer(&mut self, entry: TimerEntry, seq: u32, now: Instant) {
         let now_ms = self.now_ms(now);
         let Some(conn) = self.conns.get(entry.slot) else {
             return;
         };
-        if conn.generation != entry.generation || conn.timer_seq != entry.seq {
+        if conn.generation != entry.generation || conn.timer_seq != seq {
             return; // replaced by a newer entry, or a later connection in the slot
         }
         let Some(deadline) = self.next_deadline(entry.slot, now) else {
             return;
         };
         if now < deadline {
-            self.wheel
-                .schedule(entry.slot, entry.generation, entry.seq, deadline);
+            self.local
+                .wheel
+                .schedule(entry.slot, entry.generation, entry.kind, deadline);
             return;
         }
         let key = entry.slot;
@@ -612,8 +714,7 @@ impl<H: Handler> Worker<H> {
                     self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
                     return;
                 }
-                conn.outbox
-                    .send(OpCode::Ping, b"", &self.config, &mut self.pool);
+                conn.outbox.send(OpCode::Ping, b"", &mut self.local);
                 conn.ping_sent_ms = Some(now_ms);
                 // A ping past the hard cap closes the connection like any other send.
                 after_callbacks(conn, &mut self.handler, now_ms);
@@ -623,8 +724,113 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Runs every command queued for this worker.
+    fn run_commands(&mut self) {
+        if let Some(link) = self.local.remote.link(usize::from(self.local.index)) {
+            link.rearm();
+        }
+        while let Ok(command) = self.commands.try_recv() {
+            self.on_command(command);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send { id, frame } => {
+                let local = &mut self.local;
+                match open_conn(&mut self.conns, id) {
+                    Some(conn) => {
+                        conn.outbox.send_encoded(&frame, local);
+                        mark_dirty(conn, id.slot as usize, &mut local.dirty);
+                    }
+                    None => stats::add(&local.counters.stale, 1),
+                }
+            }
+            Command::Close { id, code, reason } => {
+                let local = &mut self.local;
+                match open_conn(&mut self.conns, id) {
+                    Some(conn) => {
+                        conn.outbox
+                            .close(CloseCode::new(code), &reason, &mut local.pool);
+                        mark_dirty(conn, id.slot as usize, &mut local.dirty);
+                    }
+                    None => stats::add(&local.counters.stale, 1),
+                }
+            }
+            Command::Publish { topic, frame } => self.deliver(&topic, &frame),
+            Command::Broadcast { frame } => {
+                self.local.note_published();
+                let local = &mut self.local;
+                for (key, conn) in self.conns.iter_mut() {
+                    if conn.phase == Phase::Open && conn.user.is_some() {
+                        if conn.outbox.send_encoded(&frame, local) != SendStatus::Dropped {
+                            stats::add(&local.counters.delivered, 1);
+                        }
+                        mark_dirty(conn, key, &mut local.dirty);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a published frame on every subscriber of `topic` on this worker.
+    fn deliver(&mut self, topic: &str, frame: &[u8]) {
+        self.local.note_published();
+        // No callback runs during delivery, so the subscriber sets can be set aside while the
+        // rest of `local` is lent to the sends.
+        let topics = std::mem::take(&mut self.local.topics);
+        for (key, generation) in topics.subscribers(topic) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation || conn.phase != Phase::Open {
+                continue;
+            }
+            if conn.outbox.send_encoded(frame, &mut self.local) != SendStatus::Dropped {
+                stats::add(&self.local.counters.delivered, 1);
+            }
+            mark_dirty(conn, key, &mut self.local.dirty);
+        }
+        self.local.topics = topics;
+    }
+
+    /// End of a loop iteration: deliver this worker's own publishes, then write every
+    /// connection that got output outside its own I/O, once.
+    fn settle(&mut self, now: Instant) {
+        while !self.local.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.local.deferred);
+            for (topic, frame) in &deferred {
+                self.deliver(topic, frame);
+            }
+        }
+        if self.local.dirty.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms(now);
+        let mut dirty = std::mem::take(&mut self.local.dirty);
+        for &(key, generation) in &dirty {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            conn.flush_queued = false;
+            after_callbacks(conn, &mut self.handler, now_ms);
+            self.flush(key, now);
+            self.sync_timer(key, now);
+        }
+        dirty.clear();
+        if self.local.dirty.is_empty() {
+            self.local.dirty = dirty; // keep the capacity
+        }
+    }
+
     fn begin_shutdown(&mut self, now: Instant) {
-        self.shutdown_deadline = Some(now + self.config.shutdown_timeout);
+        // Sends queued before the shutdown go out before the close frames.
+        self.run_commands();
+        self.settle(now);
+        self.shutdown_deadline = Some(now + self.local.config.shutdown_timeout);
         self.accept_pending = false;
         self.accept_paused_until = None;
         if let Some(mut listener) = self.listener.take() {
@@ -640,7 +846,7 @@ impl<H: Handler> Worker<H> {
                     conn.outbox.close(
                         CloseCode::GOING_AWAY,
                         "server shutting down",
-                        &mut self.pool,
+                        &mut self.local.pool,
                     );
                     conn.set_phase(Phase::CloseSent, now_ms);
                     self.flush(key, now);
@@ -657,15 +863,23 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let mut conn = self.conns.remove(key);
+        if self.local.live.is_open(key, conn.generation) {
+            self.local.live.close(key);
+            stats::sub(&self.local.counters.connections, 1);
+        }
+        if !conn.subs.is_empty() {
+            self.local.topics.unsubscribe_all(&mut conn.subs);
+            self.local.note_subscriptions();
+        }
         if let Some(user) = conn.user.take() {
             self.handler.on_close(user, code, reason);
         }
-        conn.outbox.release(&mut self.pool);
+        conn.outbox.release(&mut self.local.pool);
         if let Some(head) = conn.head.take() {
-            self.pool.put(head);
+            self.local.pool.put(head);
         }
         if let Some(stash) = conn.stash.take() {
-            self.pool.put(stash);
+            self.local.pool.put(stash);
         }
         let _ = self.poll.registry().deregister(&mut conn.stream);
         // A descriptor was freed: accepting may work again.
@@ -698,8 +912,7 @@ fn on_frames<H: Handler>(
     conn: &mut Conn<H::Conn>,
     data: &mut [u8],
     handler: &mut H,
-    pool: &mut BufferPool,
-    config: &Config,
+    local: &mut Local,
     id: ConnId,
     now_ms: u64,
 ) {
@@ -713,7 +926,7 @@ fn on_frames<H: Handler>(
             Err(error) => {
                 let code = error.close_code();
                 let reason = error.to_string();
-                conn.outbox.close(code, &reason, pool);
+                conn.outbox.close(code, &reason, &mut local.pool);
                 if let Some(user) = conn.user.take() {
                     handler.on_close(user, code.as_u16(), &reason);
                 }
@@ -726,7 +939,7 @@ fn on_frames<H: Handler>(
             continue;
         };
         let open = conn.phase == Phase::Open;
-        let mut ws = Ws::new(&mut conn.outbox, pool, config, id, conn.peer);
+        let mut ws = Ws::new(&mut conn.outbox, &mut conn.subs, local, id, conn.peer);
         match event {
             Inbound::Text(text) if open => {
                 if let Some(user) = conn.user.as_mut() {
@@ -741,8 +954,8 @@ fn on_frames<H: Handler>(
             Inbound::Text(_) | Inbound::Binary(_) => {}
             Inbound::Ping(payload) => {
                 if open {
-                    if config.auto_pong {
-                        ws.outbox.send(OpCode::Pong, payload, config, ws.pool);
+                    if ws.local.config.auto_pong {
+                        ws.outbox.send(OpCode::Pong, payload, ws.local);
                     }
                     if let Some(user) = conn.user.as_mut() {
                         handler.on_ping(&mut ws, user, payload);
@@ -756,7 +969,7 @@ fn on_frames<H: Handler>(
             }
             Inbound::Close(code, reason) => {
                 if open {
-                    ws.outbox.echo_close(code, ws.pool);
+                    ws.outbox.echo_close(code, &mut ws.local.pool);
                     if let Some(user) = conn.user.take() {
                         let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
                         handler.on_close(user, code, reason);
@@ -772,10 +985,10 @@ fn on_frames<H: Handler>(
         }
         conn.receiver.after_delivery();
         after_callbacks(conn, handler, now_ms);
-        if conn.outbox.buffered_len() > config.backpressure_len && offset < data.len() {
+        if conn.outbox.buffered_len() > local.config.backpressure_len && offset < data.len() {
             // Stop here: the rest waits until the backlog drains.
             conn.read_paused = true;
-            let mut stash = pool.take();
+            let mut stash = local.pool.take();
             stash.extend_from_slice(&data[offset..]);
             conn.stash = Some(stash);
             return;

@@ -6,8 +6,16 @@ use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
 use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
 use lanes_proto::{CloseCode, OpCode};
 
-use crate::config::{BackpressurePolicy, Config};
+use std::time::{Duration, Instant};
+
+use crate::config::BackpressurePolicy;
+use crate::conn::Conn;
+use crate::local::Local;
 use crate::pool::BufferPool;
+use crate::remote::{Remote, SendError, encode};
+use crate::stats;
+use crate::timer::TimerKind;
+use crate::topic::{Change, Subscription};
 
 /// Written bytes at the front of the backlog beyond which the buffer is compacted.
 const COMPACT_AFTER: usize = 64 * 1024;
@@ -136,35 +144,55 @@ impl Outbox {
         buf.extend_from_slice(payload);
     }
 
-    /// Queues a data or control frame, applying the backlog caps.
-    pub(crate) fn send(
-        &mut self,
-        opcode: OpCode,
-        payload: &[u8],
-        config: &Config,
-        pool: &mut BufferPool,
-    ) -> SendStatus {
+    /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
+    /// counts it) and says why not.
+    fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
         if self.phase != SendPhase::Open {
-            return SendStatus::Dropped;
+            return Err(SendStatus::Dropped);
         }
-        let after = self.buffered_len() + payload.len() + MAX_HEADER_LEN;
-        if after > config.max_buffered_len {
-            if config.backpressure_policy == BackpressurePolicy::Close {
+        if self.buffered_len() + len > local.config.max_buffered_len {
+            if local.config.backpressure_policy == BackpressurePolicy::Close {
                 self.overflowed = true;
+                stats::add(&local.counters.closed_slow, 1);
                 self.close(
                     CloseCode::POLICY_VIOLATION,
                     "send backlog over the limit",
-                    pool,
+                    &mut local.pool,
                 );
+            } else {
+                stats::add(&local.counters.messages_dropped, 1);
             }
-            return SendStatus::Dropped;
+            return Err(SendStatus::Dropped);
         }
-        self.push_frame(opcode, payload, pool);
-        if self.buffered_len() > config.backpressure_len {
+        Ok(())
+    }
+
+    fn status(&self, local: &Local) -> SendStatus {
+        if self.buffered_len() > local.config.backpressure_len {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent
         }
+    }
+
+    /// Queues a data or control frame, applying the backlog caps.
+    pub(crate) fn send(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) -> SendStatus {
+        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN, local) {
+            return status;
+        }
+        self.push_frame(opcode, payload, &mut local.pool);
+        self.status(local)
+    }
+
+    /// Queues an already encoded frame (a published message), applying the backlog caps.
+    pub(crate) fn send_encoded(&mut self, frame: &[u8], local: &mut Local) -> SendStatus {
+        if let Err(status) = self.admit(frame.len(), local) {
+            return status;
+        }
+        self.buf
+            .get_or_insert_with(|| local.pool.take())
+            .extend_from_slice(frame);
+        self.status(local)
     }
 
     /// Queues a close frame (once) and stops further sends.
@@ -194,11 +222,20 @@ impl Outbox {
     }
 }
 
-/// The handle a callback gets for its connection: send, ping, close, and facts about it.
+/// Queues `conn` (in `slot`) to be written at the end of the loop iteration, once.
+pub(crate) fn mark_dirty<C>(conn: &mut Conn<C>, slot: usize, dirty: &mut Vec<(usize, u32)>) {
+    if !conn.flush_queued {
+        conn.flush_queued = true;
+        dirty.push((slot, conn.generation));
+    }
+}
+
+/// The handle a callback gets for its connection: send, ping, close, subscribe and publish,
+/// timers, and facts about it.
 pub struct Ws<'a> {
     pub(crate) outbox: &'a mut Outbox,
-    pub(crate) pool: &'a mut BufferPool,
-    pub(crate) config: &'a Config,
+    pub(crate) subs: &'a mut Vec<Subscription>,
+    pub(crate) local: &'a mut Local,
     pub(crate) id: ConnId,
     pub(crate) peer: SocketAddr,
 }
@@ -206,15 +243,15 @@ pub struct Ws<'a> {
 impl<'a> Ws<'a> {
     pub(crate) fn new(
         outbox: &'a mut Outbox,
-        pool: &'a mut BufferPool,
-        config: &'a Config,
+        subs: &'a mut Vec<Subscription>,
+        local: &'a mut Local,
         id: ConnId,
         peer: SocketAddr,
     ) -> Ws<'a> {
         Ws {
             outbox,
-            pool,
-            config,
+            subs,
+            local,
             id,
             peer,
         }
@@ -222,29 +259,77 @@ impl<'a> Ws<'a> {
 
     /// Sends a text message.
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.outbox
-            .send(OpCode::Text, text.as_bytes(), self.config, self.pool)
+        self.outbox.send(OpCode::Text, text.as_bytes(), self.local)
     }
 
     /// Sends a binary message.
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
-        self.outbox
-            .send(OpCode::Binary, bytes, self.config, self.pool)
+        self.outbox.send(OpCode::Binary, bytes, self.local)
     }
 
     /// Sends a ping; the payload is cut to 125 bytes.
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        self.outbox
-            .send(OpCode::Ping, payload, self.config, self.pool)
+        self.outbox.send(OpCode::Ping, payload, self.local)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
     /// boundary). Nothing more is delivered to the handler; `on_close` follows when the peer
-    /// answers or [`Config::close_timeout`] passes. A code that may not be sent (1005, 1006,
-    /// 1015, ...) sends a close frame without a code.
+    /// answers or [`Config::close_timeout`](crate::Config) passes. A code that may not be sent
+    /// (1005, 1006, 1015, ...) sends a close frame without a code.
     pub fn close(&mut self, code: u16, reason: &str) {
-        self.outbox.close(CloseCode::new(code), reason, self.pool);
+        self.outbox
+            .close(CloseCode::new(code), reason, &mut self.local.pool);
+    }
+
+    /// Subscribes this connection to `topic`. Returns false when it already was, or when it is
+    /// at [`Config::max_subscriptions_per_connection`](crate::Config). Subscriptions end with
+    /// the connection.
+    pub fn subscribe(&mut self, topic: &str) -> bool {
+        let limit = self.local.config.max_subscriptions_per_connection;
+        let me = (self.id.slot as usize, self.id.generation);
+        let change = self.local.topics.subscribe(topic, me, self.subs, limit);
+        self.local.note_subscriptions();
+        change == Change::Done
+    }
+
+    /// Unsubscribes this connection from `topic`. Returns false when it was not subscribed.
+    pub fn unsubscribe(&mut self, topic: &str) -> bool {
+        let change = self.local.topics.unsubscribe(topic, self.subs);
+        self.local.note_subscriptions();
+        change == Change::Done
+    }
+
+    /// Publishes a text message to every subscriber of `topic` on every worker (this
+    /// connection included, if subscribed). The frame is encoded once; this worker's
+    /// subscribers get it when the callback returns, without any queue, the other workers
+    /// through theirs. Messages published by one connection arrive in the order published.
+    pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
+        self.local
+            .publish(topic, encode(OpCode::Text, text.as_bytes()))
+    }
+
+    /// Publishes a binary message (see [`publish_text`](Self::publish_text)).
+    pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
+        self.local.publish(topic, encode(OpCode::Binary, bytes))
+    }
+
+    /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
+    /// once `after` has passed (rounded up to [`Config::timer_tick`](crate::Config)), unless
+    /// the connection has closed by then. Each call sets one more timer.
+    pub fn set_timer(&mut self, after: Duration, token: u64) {
+        let deadline = Instant::now() + after.min(Duration::from_secs(365 * 24 * 3600));
+        self.local.wheel.schedule(
+            self.id.slot as usize,
+            self.id.generation,
+            TimerKind::User(token),
+            deadline,
+        );
+    }
+
+    /// The handle to every worker, to send to connections by id from here or keep for later.
+    pub fn remote(&self) -> &Remote {
+        &self.local.remote
     }
 
     /// Bytes queued for this connection and not yet written to the socket.
@@ -269,18 +354,17 @@ mod tests {
 
     #[test]
     fn a_backlog_that_never_empties_stays_bounded() {
-        let config = Config::default();
-        let mut pool = BufferPool::new();
+        let mut local = Local::detached(crate::Config::default());
         let mut outbox = Outbox::new();
         let payload = [7u8; 1000];
         for _ in 0..100_000 {
             assert_eq!(
-                outbox.send(OpCode::Binary, &payload, &config, &mut pool),
+                outbox.send(OpCode::Binary, &payload, &mut local),
                 SendStatus::Sent
             );
             // The socket takes all but the last byte each time.
             let n = outbox.buffered_len() - 1;
-            outbox.consume(n, &mut pool);
+            outbox.consume(n, &mut local.pool);
         }
         assert_eq!(outbox.buffered_len(), 1);
         assert!(outbox.capacity() < 1 << 20, "{}", outbox.capacity());

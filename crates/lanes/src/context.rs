@@ -1,0 +1,143 @@
+//! What the per-worker tick callback gets: the worker's connections, to send to, close, and
+//! publish, without going through any queue.
+
+use lanes_proto::{CloseCode, OpCode};
+use slab::Slab;
+
+use crate::conn::{Conn, Phase, open_conn};
+use crate::local::Local;
+use crate::remote::{Remote, SendError, encode};
+use crate::ws::{ConnId, SendStatus, mark_dirty};
+
+/// The worker as [`Handler::on_tick`](crate::Handler::on_tick) sees it: its open
+/// connections, their states, and sending to them directly. Ids of connections on other
+/// workers go through the [`Remote`].
+///
+/// ```
+/// use lanes::{Accept, Handler, HttpResponse, Message, Request, WorkerContext, Ws};
+///
+/// /// Pushes each player's score every tick.
+/// struct Game;
+///
+/// impl Handler for Game {
+///     type Conn = u64; // the player's score
+///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<u64>, HttpResponse> {
+///         Ok(Accept::new(0))
+///     }
+///     fn on_message(&mut self, _: &mut Ws<'_>, score: &mut u64, _: Message<'_>) {
+///         *score += 1;
+///     }
+///     fn on_tick(&mut self, ctx: &mut WorkerContext<'_, u64>) {
+///         for id in ctx.connection_ids() {
+///             if let Some(score) = ctx.state(id).copied() {
+///                 let _ = ctx.send_text(id, &format!("score {score}"));
+///             }
+///         }
+///     }
+/// }
+/// ```
+pub struct WorkerContext<'a, C> {
+    pub(crate) conns: &'a mut Slab<Conn<C>>,
+    pub(crate) local: &'a mut Local,
+}
+
+impl<C> WorkerContext<'_, C> {
+    /// The worker's index.
+    pub fn worker_index(&self) -> usize {
+        usize::from(self.local.index)
+    }
+
+    /// The handle to every worker.
+    pub fn remote(&self) -> &Remote {
+        &self.local.remote
+    }
+
+    /// The ids of this worker's open connections.
+    pub fn connection_ids(&self) -> Vec<ConnId> {
+        let worker = self.local.index;
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open && c.user.is_some())
+            .map(|(slot, c)| ConnId {
+                worker,
+                slot: slot as u32,
+                generation: c.generation,
+            })
+            .collect()
+    }
+
+    /// The state of this worker's open connection `id`.
+    pub fn state(&mut self, id: ConnId) -> Option<&mut C> {
+        self.open_conn(id)?.user.as_mut()
+    }
+
+    /// How many of this worker's connections are subscribed to `topic`.
+    pub fn subscriber_count(&self, topic: &str) -> usize {
+        self.local.topics.subscriber_count(topic)
+    }
+
+    /// Sends a text message to `id` (directly when it is this worker's, else through the
+    /// [`Remote`], reported as [`SendStatus::Sent`] once queued).
+    pub fn send_text(&mut self, id: ConnId, text: &str) -> Result<SendStatus, SendError> {
+        self.send(id, OpCode::Text, text.as_bytes())
+    }
+
+    /// Sends a binary message to `id` (see [`send_text`](Self::send_text)).
+    pub fn send_binary(&mut self, id: ConnId, bytes: &[u8]) -> Result<SendStatus, SendError> {
+        self.send(id, OpCode::Binary, bytes)
+    }
+
+    /// Starts the close handshake on `id` (see [`Ws::close`](crate::Ws::close)).
+    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+        if id.worker != self.local.index {
+            return self.local.remote.close(id, code, reason);
+        }
+        let slot = id.slot as usize;
+        let local = &mut *self.local;
+        let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
+        conn.outbox
+            .close(CloseCode::new(code), reason, &mut local.pool);
+        mark_dirty(conn, slot, &mut local.dirty);
+        Ok(())
+    }
+
+    /// Publishes a text message to `topic` on every worker.
+    pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
+        self.local
+            .publish(topic, encode(OpCode::Text, text.as_bytes()))
+    }
+
+    /// Publishes a binary message to `topic` on every worker.
+    pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
+        self.local.publish(topic, encode(OpCode::Binary, bytes))
+    }
+
+    fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<C>> {
+        if id.worker != self.local.index {
+            return None;
+        }
+        open_conn(self.conns, id)
+    }
+
+    fn send(
+        &mut self,
+        id: ConnId,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<SendStatus, SendError> {
+        if id.worker != self.local.index {
+            let frame = encode(opcode, payload);
+            return self
+                .local
+                .remote
+                .send_frame(id, frame)
+                .map(|()| SendStatus::Sent);
+        }
+        let slot = id.slot as usize;
+        let local = &mut *self.local;
+        let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
+        let status = conn.outbox.send(opcode, payload, local);
+        mark_dirty(conn, slot, &mut local.dirty);
+        Ok(status)
+    }
+}

@@ -1,0 +1,82 @@
+//! Which connection ids are live, readable from any thread: the check that lets a send from
+//! another thread report a stale id at once.
+//!
+//! Each worker owns one table and is its only writer; other threads only read. A slot's word is
+//! `generation << 1 | 1` while a connection is open in it and 0 otherwise. The table is made of
+//! chunks allocated the first time a slot in them is used, so a worker that never has many
+//! connections never pays for a table sized for its maximum.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Slots per chunk.
+const CHUNK: usize = 256;
+
+type Chunk = Box<[AtomicU64]>;
+
+/// The live-id table of one worker.
+#[derive(Debug)]
+pub(crate) struct LiveTable {
+    chunks: Box<[OnceLock<Chunk>]>,
+}
+
+impl LiveTable {
+    /// A table for slots `0..slots`.
+    pub(crate) fn new(slots: usize) -> LiveTable {
+        LiveTable {
+            chunks: (0..slots.div_ceil(CHUNK))
+                .map(|_| OnceLock::new())
+                .collect(),
+        }
+    }
+
+    fn word(&self, slot: usize) -> Option<&AtomicU64> {
+        self.chunks.get(slot / CHUNK)?.get()?.get(slot % CHUNK)
+    }
+
+    /// Marks `slot` as holding the open connection of `generation` (owner only).
+    pub(crate) fn open(&self, slot: usize, generation: u32) {
+        let Some(chunk) = self.chunks.get(slot / CHUNK) else {
+            return;
+        };
+        let chunk = chunk.get_or_init(|| (0..CHUNK).map(|_| AtomicU64::new(0)).collect());
+        chunk[slot % CHUNK].store(u64::from(generation) << 1 | 1, Ordering::Release);
+    }
+
+    /// Marks `slot` as holding no open connection (owner only).
+    pub(crate) fn close(&self, slot: usize) {
+        if let Some(word) = self.word(slot) {
+            word.store(0, Ordering::Release);
+        }
+    }
+
+    /// Whether `slot` holds the open connection of `generation` right now.
+    pub(crate) fn is_open(&self, slot: usize, generation: u32) -> bool {
+        self.word(slot)
+            .is_some_and(|w| w.load(Ordering::Acquire) == u64::from(generation) << 1 | 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_close_and_generations() {
+        let table = LiveTable::new(1000);
+        assert!(!table.is_open(5, 0));
+        table.open(5, 7);
+        assert!(table.is_open(5, 7));
+        assert!(!table.is_open(5, 6));
+        assert!(!table.is_open(4, 7));
+        table.close(5);
+        assert!(!table.is_open(5, 7));
+        table.open(5, 8);
+        assert!(!table.is_open(5, 7));
+        assert!(table.is_open(5, 8));
+        // Out of range: never open, and opening is ignored.
+        table.open(5000, 1);
+        assert!(!table.is_open(5000, 1));
+        assert!(!table.is_open(999, 0));
+    }
+}

@@ -1,0 +1,77 @@
+//! The part of a worker that callbacks may touch besides their own connection: the buffer
+//! pool, the limits, the topics, the timer wheel, the handle to the other workers, and the
+//! work they leave for after the callback.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::live::LiveTable;
+use crate::pool::BufferPool;
+use crate::remote::{Remote, SendError};
+use crate::stats::{self, Counters};
+use crate::timer::TimerWheel;
+use crate::topic::Topics;
+
+/// A worker's own state, lent to callbacks.
+pub(crate) struct Local {
+    pub(crate) index: u16,
+    pub(crate) pool: BufferPool,
+    pub(crate) config: Arc<Config>,
+    pub(crate) topics: Topics,
+    pub(crate) wheel: TimerWheel,
+    pub(crate) remote: Remote,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) live: Arc<LiveTable>,
+    /// Publishes made by callbacks on this worker, for this worker's own subscribers: delivered
+    /// after the callback returns (the subscribers' buffers are not reachable during it).
+    pub(crate) deferred: Vec<(Arc<str>, Arc<[u8]>)>,
+    /// Connections given output outside their own I/O event (publishes, sends by id, timers):
+    /// written once each at the end of the loop iteration.
+    pub(crate) dirty: Vec<(usize, u32)>,
+}
+
+impl Local {
+    /// Records the number of subscriptions after a change.
+    pub(crate) fn note_subscriptions(&self) {
+        self.counters.subscriptions.store(
+            self.topics.count() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// Counts one publish handled here.
+    pub(crate) fn note_published(&self) {
+        stats::add(&self.counters.published, 1);
+    }
+
+    /// Publishes an encoded frame: to this worker's subscribers after the callback, to the
+    /// other workers through their queues now.
+    pub(crate) fn publish(&mut self, topic: &str, frame: Arc<[u8]>) -> Result<(), SendError> {
+        let result =
+            self.remote
+                .publish_frame(topic, Arc::clone(&frame), Some(usize::from(self.index)));
+        if !matches!(result, Err(SendError::ShutDown)) {
+            self.deferred.push((topic.into(), frame));
+        }
+        result
+    }
+
+    /// A worker's state with no server around it (unit tests).
+    #[cfg(test)]
+    pub(crate) fn detached(config: Config) -> Local {
+        use std::time::{Duration, Instant};
+        let shared = Arc::new(crate::server::Shared::default());
+        Local {
+            index: 0,
+            pool: BufferPool::new(),
+            config: Arc::new(config),
+            topics: Topics::default(),
+            wheel: TimerWheel::new(Instant::now(), Duration::from_millis(5), 64),
+            remote: Remote::new(Vec::new(), shared),
+            counters: Arc::new(Counters::default()),
+            live: Arc::new(LiveTable::new(0)),
+            deferred: Vec::new(),
+            dirty: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,342 @@
+//! Reaching connections from anywhere: the [`Remote`] handle, and the commands it queues for
+//! the workers.
+//!
+//! Each worker has one bounded crossbeam channel and one `mio::Waker`. A sender queues its
+//! command and wakes the worker only if nobody has since the worker last looked (one flag per
+//! worker), so a burst of sends costs one wake-up; the worker drains its whole queue per
+//! wake-up. A published message is encoded into a frame once, shared by every worker as an
+//! `Arc<[u8]>`, and copied only into each subscriber's outgoing buffer.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use lanes_proto::OpCode;
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
+use mio::Waker;
+
+use crate::live::LiveTable;
+use crate::server::Shared;
+use crate::stats::{Counters, Stats};
+use crate::ws::ConnId;
+
+/// A command for a worker from elsewhere.
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Queue an encoded frame on one connection.
+    Send { id: ConnId, frame: Arc<[u8]> },
+    /// Start the close handshake on one connection.
+    Close {
+        id: ConnId,
+        code: u16,
+        reason: Box<str>,
+    },
+    /// Queue an encoded frame on every subscriber of a topic.
+    Publish { topic: Arc<str>, frame: Arc<[u8]> },
+    /// Queue an encoded frame on every open connection.
+    Broadcast { frame: Arc<[u8]> },
+}
+
+/// One worker as others see it.
+pub(crate) struct Link {
+    tx: Sender<Command>,
+    waker: Waker,
+    /// Set by the first sender after the worker last drained its queue; that sender wakes it.
+    notified: AtomicBool,
+    pub(crate) live: Arc<LiveTable>,
+    pub(crate) counters: Arc<Counters>,
+}
+
+impl Link {
+    /// A link and the receiving end of its queue.
+    pub(crate) fn new(
+        waker: Waker,
+        queue_len: usize,
+        max_connections: usize,
+    ) -> (Link, Receiver<Command>) {
+        let (tx, rx) = crossbeam_channel::bounded(queue_len.max(1));
+        let link = Link {
+            tx,
+            waker,
+            notified: AtomicBool::new(false),
+            live: Arc::new(LiveTable::new(max_connections)),
+            counters: Arc::new(Counters::default()),
+        };
+        (link, rx)
+    }
+
+    /// Called by the worker before it drains its queue: the next sender must wake it again.
+    pub(crate) fn rearm(&self) {
+        self.notified.store(false, Ordering::Release);
+    }
+
+    /// Wakes the worker (shutdown).
+    pub(crate) fn wake(&self) {
+        let _ = self.waker.wake();
+    }
+
+    fn push(&self, command: Command) -> Result<(), SendError> {
+        match self.tx.try_send(command) {
+            Ok(()) => {
+                if !self.notified.swap(true, Ordering::AcqRel) {
+                    let _ = self.waker.wake();
+                }
+                Ok(())
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters
+                    .queue_full
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(SendError::QueueFull)
+            }
+            Err(TrySendError::Disconnected(_)) => Err(SendError::ShutDown),
+        }
+    }
+}
+
+impl fmt::Debug for Link {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Link").finish_non_exhaustive()
+    }
+}
+
+/// Why a [`Remote`] could not queue a send, close or publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection has ended (or the id never named one): its slot is free or holds a
+    /// later connection.
+    Gone,
+    /// The server is shutting down or has stopped.
+    ShutDown,
+    /// The worker's command queue is full ([`Config::remote_queue_len`](crate::Config)); the
+    /// command was dropped and counted in [`WorkerStats::queue_full`](crate::WorkerStats).
+    /// For a publish or broadcast, the workers with room got the message.
+    QueueFull,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Gone => "the connection is gone",
+            SendError::ShutDown => "the server is shutting down",
+            SendError::QueueFull => "the worker's command queue is full",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}
+
+/// A handle to a running server that any thread can hold: send to a connection by id, close
+/// it, publish to a topic, broadcast, read the counters. `Clone + Send + Sync`; cloning is
+/// cheap.
+///
+/// Sends are queued for the connection's worker and written by it. A send to an id whose
+/// connection has ended returns [`SendError::Gone`]; a connection that ends while a message to
+/// it is queued simply does not get it (counted in [`WorkerStats::stale`](crate::WorkerStats)).
+/// Messages from one thread to one connection (or one topic) arrive in the order sent.
+///
+/// ```no_run
+/// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+/// # struct Feed;
+/// # impl Handler for Feed {
+/// #     type Conn = ();
+/// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+/// #         Ok(Accept::new(()))
+/// #     }
+/// #     fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) { ws.subscribe("prices"); }
+/// #     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
+/// # }
+/// let server = Server::new("127.0.0.1:9001".parse().unwrap(), |_| Feed).start().unwrap();
+/// let remote = server.remote();
+/// std::thread::spawn(move || {
+///     for price in 0..10 {
+///         let _ = remote.publish_text("prices", &format!("{price}"));
+///     }
+/// });
+/// ```
+#[derive(Clone)]
+pub struct Remote {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    links: Box<[Link]>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Remote {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Remote")
+            .field("workers", &self.inner.links.len())
+            .finish()
+    }
+}
+
+impl Remote {
+    pub(crate) fn new(links: Vec<Link>, shared: Arc<Shared>) -> Remote {
+        Remote {
+            inner: Arc::new(Inner {
+                links: links.into_boxed_slice(),
+                shared,
+            }),
+        }
+    }
+
+    pub(crate) fn link(&self, index: usize) -> Option<&Link> {
+        self.inner.links.get(index)
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    pub(crate) fn links(&self) -> &[Link] {
+        &self.inner.links
+    }
+
+    /// The number of workers.
+    pub fn worker_count(&self) -> usize {
+        self.inner.links.len()
+    }
+
+    /// Whether `id` names a connection that is open right now.
+    pub fn is_open(&self, id: ConnId) -> bool {
+        self.link(usize::from(id.worker))
+            .is_some_and(|l| l.live.is_open(id.slot as usize, id.generation))
+    }
+
+    /// Sends a text message to the connection `id`.
+    pub fn send_text(&self, id: ConnId, text: &str) -> Result<(), SendError> {
+        self.send_frame(id, encode(OpCode::Text, text.as_bytes()))
+    }
+
+    /// Sends a binary message to the connection `id`.
+    pub fn send_binary(&self, id: ConnId, bytes: &[u8]) -> Result<(), SendError> {
+        self.send_frame(id, encode(OpCode::Binary, bytes))
+    }
+
+    /// Starts the close handshake on the connection `id` with `code` and `reason` (see
+    /// [`Ws::close`](crate::Ws::close)).
+    pub fn close(&self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+        let link = self.open_link(id)?;
+        link.push(Command::Close {
+            id,
+            code,
+            reason: reason.into(),
+        })
+    }
+
+    /// Publishes a text message to every subscriber of `topic`, on every worker.
+    pub fn publish_text(&self, topic: &str, text: &str) -> Result<(), SendError> {
+        self.publish_frame(topic, encode(OpCode::Text, text.as_bytes()), None)
+    }
+
+    /// Publishes a binary message to every subscriber of `topic`, on every worker.
+    pub fn publish_binary(&self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
+        self.publish_frame(topic, encode(OpCode::Binary, bytes), None)
+    }
+
+    /// Sends a text message to every open connection, on every worker.
+    pub fn broadcast_text(&self, text: &str) -> Result<(), SendError> {
+        self.broadcast_frame(encode(OpCode::Text, text.as_bytes()))
+    }
+
+    /// Sends a binary message to every open connection, on every worker.
+    pub fn broadcast_binary(&self, bytes: &[u8]) -> Result<(), SendError> {
+        self.broadcast_frame(encode(OpCode::Binary, bytes))
+    }
+
+    /// A snapshot of every worker's counters.
+    pub fn stats(&self) -> Stats {
+        Stats {
+            workers: self
+                .inner
+                .links
+                .iter()
+                .enumerate()
+                .map(|(i, l)| l.counters.snapshot(i))
+                .collect(),
+        }
+    }
+
+    fn shutting_down(&self) -> bool {
+        self.inner.shared.shutdown.load(Ordering::Acquire)
+    }
+
+    fn open_link(&self, id: ConnId) -> Result<&Link, SendError> {
+        if self.shutting_down() {
+            return Err(SendError::ShutDown);
+        }
+        let link = self.link(usize::from(id.worker)).ok_or(SendError::Gone)?;
+        if !link.live.is_open(id.slot as usize, id.generation) {
+            return Err(SendError::Gone);
+        }
+        Ok(link)
+    }
+
+    pub(crate) fn send_frame(&self, id: ConnId, frame: Arc<[u8]>) -> Result<(), SendError> {
+        self.open_link(id)?.push(Command::Send { id, frame })
+    }
+
+    /// Queues a publish for every worker but `skip` (whose own subscribers the caller serves).
+    pub(crate) fn publish_frame(
+        &self,
+        topic: &str,
+        frame: Arc<[u8]>,
+        skip: Option<usize>,
+    ) -> Result<(), SendError> {
+        if self.shutting_down() {
+            return Err(SendError::ShutDown);
+        }
+        let topic: Arc<str> = topic.into();
+        self.each_link(skip, |link| {
+            link.push(Command::Publish {
+                topic: Arc::clone(&topic),
+                frame: Arc::clone(&frame),
+            })
+        })
+    }
+
+    fn broadcast_frame(&self, frame: Arc<[u8]>) -> Result<(), SendError> {
+        if self.shutting_down() {
+            return Err(SendError::ShutDown);
+        }
+        self.each_link(None, |link| {
+            link.push(Command::Broadcast {
+                frame: Arc::clone(&frame),
+            })
+        })
+    }
+
+    /// Runs `push` for every link but `skip`; the first error, after trying them all.
+    fn each_link(
+        &self,
+        skip: Option<usize>,
+        push: impl Fn(&Link) -> Result<(), SendError>,
+    ) -> Result<(), SendError> {
+        let mut result = Ok(());
+        for (index, link) in self.inner.links.iter().enumerate() {
+            if Some(index) == skip {
+                continue;
+            }
+            if let Err(e) = push(link)
+                && result.is_ok()
+            {
+                result = Err(e);
+            }
+        }
+        result
+    }
+}
+
+/// One unfragmented, unmasked frame: header and payload.
+pub(crate) fn encode(opcode: OpCode, payload: &[u8]) -> Arc<[u8]> {
+    let mut header = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut header);
+    let mut frame = Vec::with_capacity(n + payload.len());
+    frame.extend_from_slice(&header[..n]);
+    frame.extend_from_slice(payload);
+    frame.into()
+}

@@ -1,0 +1,180 @@
+//! A worker's topics: for each topic name, the set of this worker's connections subscribed to
+//! it. Every worker keeps its own sets, so subscribing and delivering take no locks; a publish
+//! reaches the other workers through their command queues.
+
+use std::collections::HashMap;
+
+use slab::Slab;
+
+/// One of a connection's subscriptions: the topic and its entry in the topic's subscriber set,
+/// so unsubscribing is O(1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Subscription {
+    topic: usize,
+    entry: usize,
+}
+
+/// A subscriber: the connection's slot and generation.
+pub(crate) type Subscriber = (usize, u32);
+
+#[derive(Debug)]
+struct Topic {
+    name: Box<str>,
+    subscribers: Slab<Subscriber>,
+}
+
+/// The topics of one worker.
+#[derive(Debug, Default)]
+pub(crate) struct Topics {
+    by_name: HashMap<Box<str>, usize>,
+    topics: Slab<Topic>,
+    /// Subscriptions in all topics.
+    count: usize,
+}
+
+/// What became of a subscribe or unsubscribe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// Done.
+    Done,
+    /// Nothing to do: already subscribed, or not subscribed.
+    Unchanged,
+    /// Refused: the connection is at its subscription limit.
+    AtLimit,
+}
+
+impl Topics {
+    /// Subscriptions in all topics.
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Subscribes the connection `subscriber`, whose subscriptions are `subs`, to `name`.
+    pub(crate) fn subscribe(
+        &mut self,
+        name: &str,
+        subscriber: Subscriber,
+        subs: &mut Vec<Subscription>,
+        limit: usize,
+    ) -> Change {
+        let topic = match self.by_name.get(name) {
+            Some(&topic) => {
+                if subs.iter().any(|s| s.topic == topic) {
+                    return Change::Unchanged;
+                }
+                topic
+            }
+            None => {
+                if subs.len() >= limit {
+                    return Change::AtLimit;
+                }
+                let topic = self.topics.insert(Topic {
+                    name: name.into(),
+                    subscribers: Slab::new(),
+                });
+                self.by_name.insert(name.into(), topic);
+                topic
+            }
+        };
+        if subs.len() >= limit {
+            return Change::AtLimit;
+        }
+        let entry = self.topics[topic].subscribers.insert(subscriber);
+        subs.push(Subscription { topic, entry });
+        self.count += 1;
+        Change::Done
+    }
+
+    /// Unsubscribes the connection whose subscriptions are `subs` from `name`.
+    pub(crate) fn unsubscribe(&mut self, name: &str, subs: &mut Vec<Subscription>) -> Change {
+        let Some(&topic) = self.by_name.get(name) else {
+            return Change::Unchanged;
+        };
+        let Some(at) = subs.iter().position(|s| s.topic == topic) else {
+            return Change::Unchanged;
+        };
+        let sub = subs.swap_remove(at);
+        self.remove(sub);
+        Change::Done
+    }
+
+    /// Removes every subscription in `subs` (the connection is going away).
+    pub(crate) fn unsubscribe_all(&mut self, subs: &mut Vec<Subscription>) {
+        for sub in subs.drain(..) {
+            self.remove(sub);
+        }
+        *subs = Vec::new();
+    }
+
+    fn remove(&mut self, sub: Subscription) {
+        let Some(topic) = self.topics.get_mut(sub.topic) else {
+            return;
+        };
+        if topic.subscribers.try_remove(sub.entry).is_some() {
+            self.count -= 1;
+        }
+        if topic.subscribers.is_empty() {
+            // The last subscriber left: forget the topic, so names cannot pile up.
+            let topic = self.topics.remove(sub.topic);
+            self.by_name.remove(&topic.name);
+        }
+    }
+
+    /// The subscribers of `name`, if it has any.
+    pub(crate) fn subscribers(&self, name: &str) -> impl Iterator<Item = Subscriber> + '_ {
+        self.by_name
+            .get(name)
+            .and_then(|&t| self.topics.get(t))
+            .into_iter()
+            .flat_map(|t| t.subscribers.iter().map(|(_, &s)| s))
+    }
+
+    /// How many of this worker's connections are subscribed to `name`.
+    pub(crate) fn subscriber_count(&self, name: &str) -> usize {
+        self.by_name
+            .get(name)
+            .and_then(|&t| self.topics.get(t))
+            .map_or(0, |t| t.subscribers.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscribe_unsubscribe_and_cleanup() {
+        let mut topics = Topics::default();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        assert_eq!(topics.subscribe("t", (1, 0), &mut a, 8), Change::Done);
+        assert_eq!(topics.subscribe("t", (1, 0), &mut a, 8), Change::Unchanged);
+        assert_eq!(topics.subscribe("t", (2, 5), &mut b, 8), Change::Done);
+        assert_eq!(topics.subscribe("u", (2, 5), &mut b, 8), Change::Done);
+        let mut subs: Vec<_> = topics.subscribers("t").collect();
+        subs.sort();
+        assert_eq!(subs, vec![(1, 0), (2, 5)]);
+        assert_eq!(topics.count(), 3);
+        assert_eq!(topics.unsubscribe("t", &mut a), Change::Done);
+        assert_eq!(topics.unsubscribe("t", &mut a), Change::Unchanged);
+        assert_eq!(topics.subscribers("t").collect::<Vec<_>>(), vec![(2, 5)]);
+        topics.unsubscribe_all(&mut b);
+        assert_eq!(topics.count(), 0);
+        assert_eq!(topics.subscribers("t").count(), 0);
+        assert!(topics.by_name.is_empty() && topics.topics.is_empty());
+    }
+
+    #[test]
+    fn the_limit_bounds_subscriptions_per_connection() {
+        let mut topics = Topics::default();
+        let mut a = Vec::new();
+        let mut other = Vec::new();
+        assert_eq!(topics.subscribe("x", (9, 0), &mut other, 2), Change::Done);
+        assert_eq!(topics.subscribe("t1", (1, 0), &mut a, 2), Change::Done);
+        assert_eq!(topics.subscribe("t2", (1, 0), &mut a, 2), Change::Done);
+        assert_eq!(topics.subscribe("t3", (1, 0), &mut a, 2), Change::AtLimit);
+        assert_eq!(topics.subscribe("x", (1, 0), &mut a, 2), Change::AtLimit);
+        assert_eq!(topics.subscriber_count("x"), 1);
+        assert_eq!(topics.subscriber_count("t3"), 0);
+    }
+}
