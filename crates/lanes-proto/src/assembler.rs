@@ -30,7 +30,7 @@
 //! ```
 
 use crate::error::ProtocolError;
-use crate::frame::{FrameHeader, OpCode};
+use crate::frame::{FrameHeader, OpCode, RSV1};
 use crate::utf8::Utf8Validator;
 
 /// The default [`MessageAssembler`] maximum message size: 16 MiB.
@@ -81,6 +81,8 @@ pub struct MessageAssembler {
     in_data_frame: bool,
     /// Whether the frame now being received has FIN set.
     frame_is_last: bool,
+    /// Whether the current (or last completed) data message had RSV1 on its first frame.
+    compressed: bool,
     utf8: Utf8Validator,
 }
 
@@ -92,6 +94,7 @@ impl MessageAssembler {
             open: None,
             in_data_frame: false,
             frame_is_last: false,
+            compressed: false,
             utf8: Utf8Validator::new(),
         }
     }
@@ -99,6 +102,19 @@ impl MessageAssembler {
     /// Whether a fragmented data message has started and not yet ended.
     pub const fn is_message_open(&self) -> bool {
         self.open.is_some()
+    }
+
+    /// Whether the data message now being received was sent compressed: RSV1 set on its first
+    /// frame, which means permessage-deflate (RFC 7692 §6) when that was negotiated (the frame
+    /// decoder refuses RSV1 otherwise, and on continuation and control frames always). The
+    /// answer holds from the message's first header until the next message's, so it may be
+    /// read after [`handle_frame_end`](Self::handle_frame_end) returned the message.
+    ///
+    /// The payload of a compressed message goes through a
+    /// [`deflate::Inflater`](crate::deflate::Inflater) before [`handle_data`](Self::handle_data)
+    /// sees it.
+    pub const fn is_compressed(&self) -> bool {
+        self.compressed
     }
 
     /// Takes the header of the next frame. Errors: a continuation with no open message, a new
@@ -120,6 +136,9 @@ impl MessageAssembler {
             OpCode::Text => (MessageKind::Text, true),
             OpCode::Binary => (MessageKind::Binary, true),
         };
+        if first {
+            self.compressed = header.rsv & RSV1 != 0;
+        }
         let (so_far, received_len) = self
             .open
             .map_or((0, 0), |open| (open.declared_len, open.received_len));
@@ -184,6 +203,7 @@ impl MessageAssembler {
         self.open = None;
         self.in_data_frame = false;
         self.frame_is_last = false;
+        self.compressed = false;
         self.utf8.reset();
     }
 }
@@ -216,6 +236,32 @@ mod tests {
         a.handle_data(&[0xff, 0xfe, 0, 1]).unwrap(); // binary: not validated
         assert_eq!(a.handle_frame_end(), Ok(Some(MessageKind::Binary)));
         assert!(!a.is_message_open());
+    }
+
+    #[test]
+    fn compressed_flag_comes_from_the_first_frame() {
+        let mut a = MessageAssembler::default();
+        a.handle_header(&header(false, OpCode::Text, 3).with_rsv(RSV1))
+            .unwrap();
+        assert!(a.is_compressed());
+        a.handle_frame_end().unwrap();
+        // A ping in between does not change it; neither does the continuation.
+        a.handle_header(&header(true, OpCode::Ping, 0)).unwrap();
+        a.handle_frame_end().unwrap();
+        assert!(a.is_compressed());
+        a.handle_header(&header(true, OpCode::Continuation, 2))
+            .unwrap();
+        assert_eq!(a.handle_frame_end(), Ok(Some(MessageKind::Text)));
+        assert!(
+            a.is_compressed(),
+            "still readable once the message is complete"
+        );
+        a.handle_header(&header(true, OpCode::Binary, 1)).unwrap();
+        assert!(!a.is_compressed());
+        a.handle_header(&header(true, OpCode::Binary, 1).with_rsv(RSV1))
+            .unwrap_err();
+        a.reset();
+        assert!(!a.is_compressed());
     }
 
     #[test]

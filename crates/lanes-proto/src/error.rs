@@ -49,11 +49,16 @@ pub enum ProtocolError {
     InvalidCloseCode(u16),
     /// A close frame's reason is not valid UTF-8 (RFC 6455 §5.5.1).
     InvalidCloseReason,
+    /// A message sent compressed (permessage-deflate, RFC 7692 §7.2.2) is not valid deflate
+    /// data, or refers back further than the window. RFC 7692 says to fail the connection and
+    /// names no code; this is 1002, as Python's `websockets` does (Node's `ws` sends 1007).
+    InvalidCompressedData,
 }
 
 impl ProtocolError {
-    /// The close code to close the connection with: 1009 for size limits, 1007 for invalid UTF-8,
-    /// 1002 for every other protocol violation.
+    /// The close code to close the connection with: 1009 for size limits (an inflated message
+    /// too included), 1007 for invalid UTF-8, 1002 for every other protocol violation (invalid
+    /// compressed data included).
     ///
     /// ```
     /// use lanes_proto::{CloseCode, ProtocolError};
@@ -101,6 +106,9 @@ impl fmt::Display for ProtocolError {
             ProtocolError::CloseFrameOneByte => f.write_str("close frame payload of one byte"),
             ProtocolError::InvalidCloseCode(code) => write!(f, "invalid close code {code}"),
             ProtocolError::InvalidCloseReason => f.write_str("close reason is not valid UTF-8"),
+            ProtocolError::InvalidCompressedData => {
+                f.write_str("compressed message is not valid deflate data")
+            }
         }
     }
 }

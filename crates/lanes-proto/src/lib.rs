@@ -13,16 +13,19 @@
 //! - [`utf8`]: UTF-8 validation, whole or incremental across fragments, failing fast.
 //! - [`close`]: close codes and close frame payloads.
 //! - [`assembler`]: the fragmentation rules of §5.4 and the message size limit.
+//! - [`deflate`]: permessage-deflate (RFC 7692): negotiation, and compressing and inflating
+//!   messages, with the size limit enforced while inflating.
 //! - [`ProtocolError`], [`HandshakeError`], [`ResponseError`]: one variant per rule, each knowing
 //!   its close code or HTTP status.
 //!
 //! What it does not do: read or write sockets, buffer payloads, keep time (ping intervals and
-//! timeouts are the runtime's), generate random numbers (a client supplies its key nonce and
-//! masking keys), or compress (permessage-deflate comes with its own issue).
+//! timeouts are the runtime's) or generate random numbers (a client supplies its key nonce and
+//! masking keys).
 //!
 //! Limits: no input panics (the decoders are fuzzed); every size a peer controls is bounded by
 //! a documented setting ([`handshake::HeadLimits`], [`frame::FrameConfig::max_frame_len`],
-//! [`assembler::MessageAssembler::new`]'s maximum message size).
+//! [`assembler::MessageAssembler::new`]'s maximum message size, which [`deflate::Inflater`]
+//! enforces on inflated messages before it allocates past it).
 //!
 //! Unsafe code: one block, in [`mask::apply_mask`], which calls the kernel compiled for AVX2
 //! after checking at run time that the CPU has AVX2 (measured: 4 KiB unmasking goes from 0.70x
@@ -32,6 +35,7 @@
 
 pub mod assembler;
 pub mod close;
+pub mod deflate;
 mod error;
 pub mod frame;
 pub mod handshake;
