@@ -541,7 +541,7 @@ impl<H: Handler> Worker<H> {
             );
             self.handler.on_open(&mut ws, user);
         }
-        after_callbacks(conn, &mut self.handler, now_ms);
+        after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
         // Frames the client sent right behind its request.
         if head_buf.len() > head_len {
             on_frames(
@@ -598,7 +598,7 @@ impl<H: Handler> Worker<H> {
                 );
                 self.handler.on_drain(&mut ws, user);
             }
-            after_callbacks(conn, &mut self.handler, now_ms);
+            after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
             self.pending_reads.push((key, conn.generation));
         }
         if conn.phase == Phase::Closing && conn.outbox.buffered_len() == 0 {
@@ -676,7 +676,7 @@ impl<H: Handler> Worker<H> {
             conn.peer,
         );
         self.handler.on_timer(&mut ws, user, token);
-        after_callbacks(conn, &mut self.handler, now_ms);
+        after_callbacks(conn, &mut self.handler, &self.local, entry.slot, now_ms);
         mark_dirty(conn, entry.slot, &mut self.local.dirty);
     }
 
@@ -717,7 +717,7 @@ impl<H: Handler> Worker<H> {
                 conn.outbox.send(OpCode::Ping, b"", &mut self.local);
                 conn.ping_sent_ms = Some(now_ms);
                 // A ping past the hard cap closes the connection like any other send.
-                after_callbacks(conn, &mut self.handler, now_ms);
+                after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
                 self.flush(key, now);
                 self.arm(key, now);
             }
@@ -816,7 +816,7 @@ impl<H: Handler> Worker<H> {
                 continue;
             }
             conn.flush_queued = false;
-            after_callbacks(conn, &mut self.handler, now_ms);
+            after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
             self.flush(key, now);
             self.sync_timer(key, now);
         }
@@ -863,17 +863,12 @@ impl<H: Handler> Worker<H> {
             return;
         }
         let mut conn = self.conns.remove(key);
-        if self.local.live.is_open(key, conn.generation) {
-            self.local.live.close(key);
-            stats::sub(&self.local.counters.connections, 1);
-        }
         if !conn.subs.is_empty() {
             self.local.topics.unsubscribe_all(&mut conn.subs);
             self.local.note_subscriptions();
         }
-        if let Some(user) = conn.user.take() {
-            self.handler.on_close(user, code, reason);
-        }
+        let user = conn.user.take();
+        fire_close(user, &mut self.handler, &self.local, key, code, reason);
         conn.outbox.release(&mut self.local.pool);
         if let Some(head) = conn.head.take() {
             self.local.pool.put(head);
@@ -916,6 +911,7 @@ fn on_frames<H: Handler>(
     id: ConnId,
     now_ms: u64,
 ) {
+    let slot = id.slot as usize;
     let mut offset = 0;
     while offset < data.len() {
         if !matches!(conn.phase, Phase::Open | Phase::CloseSent) {
@@ -927,9 +923,8 @@ fn on_frames<H: Handler>(
                 let code = error.close_code();
                 let reason = error.to_string();
                 conn.outbox.close(code, &reason, &mut local.pool);
-                if let Some(user) = conn.user.take() {
-                    handler.on_close(user, code.as_u16(), &reason);
-                }
+                let user = conn.user.take();
+                fire_close(user, handler, local, slot, code.as_u16(), &reason);
                 conn.set_phase(Phase::Closing, now_ms);
                 return;
             }
@@ -968,15 +963,14 @@ fn on_frames<H: Handler>(
                 }
             }
             Inbound::Close(code, reason) => {
+                let user = conn.user.take();
                 if open {
                     ws.outbox.echo_close(code, &mut ws.local.pool);
-                    if let Some(user) = conn.user.take() {
-                        let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
-                        handler.on_close(user, code, reason);
-                    }
-                } else if let Some(user) = conn.user.take() {
+                    let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
+                    fire_close(user, handler, local, slot, code, reason);
+                } else {
                     let ours = conn.outbox.sent_close.map_or(1005, CloseCode::as_u16);
-                    handler.on_close(user, ours, "");
+                    fire_close(user, handler, local, slot, ours, "");
                 }
                 conn.set_phase(Phase::Closing, now_ms);
                 conn.receiver.after_delivery();
@@ -984,7 +978,7 @@ fn on_frames<H: Handler>(
             }
         }
         conn.receiver.after_delivery();
-        after_callbacks(conn, handler, now_ms);
+        after_callbacks(conn, handler, local, slot, now_ms);
         if conn.outbox.buffered_len() > local.config.backpressure_len && offset < data.len() {
             // Stop here: the rest waits until the backlog drains.
             conn.read_paused = true;
@@ -998,22 +992,49 @@ fn on_frames<H: Handler>(
 
 /// After a callback: if the handler closed the connection, or a send passed the hard cap,
 /// move the connection's phase along.
-fn after_callbacks<H: Handler>(conn: &mut Conn<H::Conn>, handler: &mut H, now_ms: u64) {
+fn after_callbacks<H: Handler>(
+    conn: &mut Conn<H::Conn>,
+    handler: &mut H,
+    local: &Local,
+    slot: usize,
+    now_ms: u64,
+) {
     if conn.phase != Phase::Open || conn.outbox.phase != SendPhase::Closed {
         return;
     }
     if conn.outbox.overflowed {
-        if let Some(user) = conn.user.take() {
-            handler.on_close(
-                user,
-                CloseCode::POLICY_VIOLATION.as_u16(),
-                "send backlog over the limit",
-            );
-        }
+        let user = conn.user.take();
+        let code = CloseCode::POLICY_VIOLATION.as_u16();
+        fire_close(
+            user,
+            handler,
+            local,
+            slot,
+            code,
+            "send backlog over the limit",
+        );
         conn.set_phase(Phase::Closing, now_ms);
     } else {
         conn.set_phase(Phase::CloseSent, now_ms);
     }
+}
+
+/// Hands a connection's state to `on_close` (when it has not been yet) and marks its id as
+/// gone, so a [`Remote`] send to it fails from now on.
+fn fire_close<H: Handler>(
+    user: Option<H::Conn>,
+    handler: &mut H,
+    local: &Local,
+    slot: usize,
+    code: u16,
+    reason: &str,
+) {
+    let Some(user) = user else {
+        return;
+    };
+    local.live.close(slot);
+    stats::sub(&local.counters.connections, 1);
+    handler.on_close(user, code, reason);
 }
 
 /// Header fields as the protocol crate's writers take them.

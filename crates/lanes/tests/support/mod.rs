@@ -40,7 +40,12 @@ pub const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
 impl Client {
     /// Connects and completes the handshake.
     pub fn connect(addr: SocketAddr) -> Client {
-        let mut client = Client::raw(addr);
+        Client::handshake(TcpStream::connect(addr).unwrap())
+    }
+
+    /// Completes the handshake on a connected stream.
+    pub fn handshake(stream: TcpStream) -> Client {
+        let mut client = Client::wrap(stream);
         let mut request = Vec::new();
         let handshake =
             ClientHandshake::new(&ClientRequest::new("localhost", "/"), [9; 16], &mut request)
@@ -61,7 +66,10 @@ impl Client {
 
     /// Connects without a handshake.
     pub fn raw(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr).unwrap();
+        Client::wrap(TcpStream::connect(addr).unwrap())
+    }
+
+    fn wrap(stream: TcpStream) -> Client {
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
@@ -124,6 +132,36 @@ impl Client {
                 }
             }
             self.fill();
+        }
+    }
+
+    /// Reads the next frame, or `None` when nothing arrives within the read timeout.
+    pub fn try_recv(&mut self) -> Option<Frame> {
+        loop {
+            if let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(
+                &self.buf,
+                &FrameConfig {
+                    max_frame_len: u64::MAX,
+                    ..FrameConfig::client()
+                },
+            ) {
+                let total = header_len + header.payload_len as usize;
+                if self.buf.len() >= total {
+                    let payload = self.buf[header_len..total].to_vec();
+                    self.buf.drain(..total);
+                    return Some(Frame {
+                        fin: header.fin,
+                        opcode: header.opcode,
+                        payload,
+                    });
+                }
+            }
+            let mut chunk = [0u8; 65536];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(_) => return None,
+            }
         }
     }
 
