@@ -7,10 +7,13 @@
 
 #![allow(clippy::print_stderr)] // an example program reports to its terminal
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use lanes::{Accept, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
+use clap::Parser;
+use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};
+
+mod cli;
+use cli::ServerArgs;
 
 /// Sends every message back.
 struct Echo;
@@ -30,64 +33,18 @@ impl Handler for Echo {
     }
 }
 
+/// The echo server's options.
+#[derive(Debug, Parser)]
+#[command(about = "WebSocket echo server: every text or binary message is sent back as it came")]
 struct Args {
-    addr: SocketAddr,
-    cores: Cores,
-    pin: bool,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        addr: SocketAddr::from(([127, 0, 0, 1], 9001)),
-        cores: Cores::All,
-        pin: true,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match arg.as_str() {
-            "--addr" => {
-                let v = value("--addr")?;
-                args.addr = v.parse().map_err(|e| format!("bad --addr {v:?}: {e}"))?;
-            }
-            "--cores" => {
-                let v = value("--cores")?;
-                let n = v.parse().map_err(|e| format!("bad --cores {v:?}: {e}"))?;
-                args.cores = Cores::Count(n);
-            }
-            "--core-list" => {
-                let v = value("--core-list")?;
-                let list = v
-                    .split(',')
-                    .map(|c| c.trim().parse::<usize>())
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("bad --core-list {v:?}: {e}"))?;
-                args.cores = Cores::List(list);
-            }
-            "--no-pin" => args.pin = false,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: echo [--addr IP:PORT] [--cores N | --core-list A,B] [--no-pin]".into(),
-                );
-            }
-            other => return Err(format!("unknown argument {other:?} (try --help)")),
-        }
-    }
-    Ok(args)
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(message) => {
-            eprintln!("{message}");
-            return ExitCode::from(2);
-        }
-    };
-    let server = Server::new(args.addr, |_worker| Echo)
-        .cores(args.cores)
-        .pin(args.pin);
-    eprintln!("echo: listening on {}", args.addr);
+    let args = Args::parse();
+    let server = args.server.server(|_worker| Echo);
+    eprintln!("echo: listening on {}", args.server.addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
