@@ -1,0 +1,155 @@
+#!/usr/bin/env bash
+# Browser end-to-end test of examples/chat: builds and starts the chat server on loopback, then
+# tests/browser/chat.mjs drives headless Chromium (Debian's package, through the npm package
+# playwright-core: no browser is downloaded) through two users chatting in a room, a third in
+# another room, join and leave notices. Prints "browser test: ok" on success.
+#
+# Usage: scripts/browser_test.sh      (from anywhere)
+#
+# Installs what is missing: the Debian package chromium (apt-get, as root or with sudo) and
+# tests/browser/node_modules (npm ci, from tests/browser/package-lock.json; redone when the lock
+# file changes). Needs Node.js 20 or later and npm.
+#
+# Environment:
+#   LANES_CHAT_SERVER_CMD  command line of the server under test, run by bash with $PORT set; it
+#                          must serve the chat on 127.0.0.1:$PORT (default: build the chat example
+#                          and run it with --addr 127.0.0.1:$PORT --cores 2)
+#   LANES_BROWSER_PORT     port of the server under test (default: a free port)
+#   LANES_BROWSER_OUT      where the server's log goes (default target/browser)
+#   LANES_CHROMIUM         the Chromium binary (default /usr/bin/chromium)
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+chromium=${LANES_CHROMIUM:-/usr/bin/chromium}
+out=${LANES_BROWSER_OUT:-${CARGO_TARGET_DIR:-$repo/target}/browser}
+tests=$repo/tests/browser
+
+step() { printf '\n==> %s\n' "$*"; }
+die() {
+  echo "browser_test.sh: $*" >&2
+  exit 1
+}
+
+# --- 1. Chromium, Node.js, playwright-core ---------------------------------------------------------
+
+# Runs a command as root: directly, or with sudo.
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then
+    "$@"
+  elif command -v sudo >/dev/null; then
+    sudo "$@"
+  else
+    die "$* needs root (or sudo)"
+  fi
+}
+
+if [ ! -x "$chromium" ]; then
+  [ "$chromium" = /usr/bin/chromium ] || die "LANES_CHROMIUM=$chromium is not an executable"
+  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and there is no apt-get"
+  step "apt-get install chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! as_root apt-get install -y --no-install-recommends chromium; then
+    # The package lists may be missing or stale.
+    as_root apt-get update
+    as_root apt-get install -y --no-install-recommends chromium
+  fi
+  [ -x "$chromium" ] || die "apt-get installed chromium but $chromium is missing"
+fi
+# The Debian launcher script may print shell noise on stderr; keep only the version line.
+echo "chromium: $("$chromium" --version 2>/dev/null)"
+
+command -v node >/dev/null || die "node is needed (Node.js 20 or later)"
+node_major=$(node -p 'process.versions.node.split(".")[0]')
+[ "$node_major" -ge 20 ] || die "Node.js 20 or later is needed, found $(node --version)"
+
+# node_modules matches the lock file when the lock file's hash is the one of the last npm ci.
+stamp=$tests/node_modules/.lanes-lock-sha256
+lock_hash=$(sha256sum "$tests/package-lock.json" | cut -d' ' -f1)
+if [ ! -d "$tests/node_modules/playwright-core" ] || [ ! -f "$stamp" ] ||
+  [ "$(cat "$stamp")" != "$lock_hash" ]; then
+  command -v npm >/dev/null || die "npm is needed"
+  step "npm ci in tests/browser"
+  (cd "$tests" && npm ci --no-audit --no-fund)
+  echo "$lock_hash" >"$stamp"
+fi
+echo "playwright-core: $(node -p 'require(process.argv[1]).version' \
+  "$tests/node_modules/playwright-core/package.json")"
+
+# --- 2. the chat server ------------------------------------------------------------------------
+
+port=${LANES_BROWSER_PORT:-$(node -e '
+  const s = require("net").createServer();
+  s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });')}
+
+mkdir -p "$out"
+rm -f "$out/server.log"
+
+# Succeeds when something accepts TCP connections on 127.0.0.1:$port.
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+
+# Chromium's profiles and anything else the test leaves in TMPDIR go when the script ends.
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/lanes-browser-test.XXXXXX")
+
+server_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    # The server runs in its own process group (setsid): stop the whole group.
+    kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 50); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL -- "-$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+on_exit() {
+  local rc=$?
+  stop_server
+  rm -rf "$scratch"
+  if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
+    echo "--- last lines of $out/server.log" >&2
+    tail -n 20 "$out/server.log" >&2
+  fi
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if port_open; then
+  die "127.0.0.1:$port already accepts connections; stop that server or set LANES_BROWSER_PORT"
+fi
+
+if [ -n "${LANES_CHAT_SERVER_CMD:-}" ]; then
+  server_cmd=$LANES_CHAT_SERVER_CMD
+else
+  step "cargo build --release -p lanes --example chat"
+  cargo build --release --locked -p lanes --example chat
+  server_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/examples/chat' --addr 127.0.0.1:\$PORT --cores 2"
+fi
+
+step "start the server: $server_cmd (PORT=$port)"
+# setsid: a process group of its own, so that stopping it also stops what it started.
+PORT=$port setsid bash -c "$server_cmd" >"$out/server.log" 2>&1 </dev/null &
+server_pid=$!
+for _ in $(seq 100); do # 10 s
+  port_open && break
+  kill -0 "$server_pid" 2>/dev/null || die "the server exited before listening on 127.0.0.1:$port"
+  sleep 0.1
+done
+port_open || die "the server does not accept connections on 127.0.0.1:$port after 10 s"
+
+# --- 3. the browser test -------------------------------------------------------------------------
+
+step "node tests/browser/chat.mjs http://127.0.0.1:$port"
+# chat.mjs stops itself after 30 s; timeout is the backstop. --foreground: node stays in this
+# process group, so that Ctrl-C reaches it (it then closes the browsers and exits).
+TMPDIR=$scratch timeout --foreground --kill-after=5 60 node "$tests/chat.mjs" "http://127.0.0.1:$port" ||
+  die "the chat test failed (exit status $?); server log: $out/server.log"
+kill -0 "$server_pid" 2>/dev/null || die "the server died during the test"
+
+echo
+echo "browser test: ok"
