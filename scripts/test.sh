@@ -2,10 +2,11 @@
 # Runs every test of lanes: formatting, clippy, the workspace's unit, integration and doc tests,
 # rustdoc with warnings as errors,
 # the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
-# their committed corpus, and fuzzed briefly), and the Autobahn TestSuite (cases 1.*-10.*)
-# against examples/echo.
+# their committed corpus, and fuzzed briefly), the Autobahn TestSuite (cases 1.*-10.*)
+# against examples/echo, and the chat example end to end in headless Chromium.
 #
-# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz and wstest if missing)
+# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium and
+#                                    playwright-core if missing)
 #        LANES_FUZZ_SECONDS=60 scripts/test.sh   (fuzz each target longer; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,9 @@ scripts/fuzz.sh smoke "${LANES_FUZZ_SECONDS:-10}"
 
 step "Autobahn TestSuite against examples/echo"
 scripts/autobahn.sh
+
+step "browser test: examples/chat in headless Chromium (installs chromium and playwright-core)"
+scripts/browser_test.sh
 
 echo
 echo "all tests passed"
