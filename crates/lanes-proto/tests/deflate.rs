@@ -21,6 +21,8 @@ use lanes_proto::{CloseCode, ProtocolError};
 
 const HELLO_COMPRESSED: &[u8] = &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
 const HELLO_AGAIN_COMPRESSED: &[u8] = &[0xf2, 0x00, 0x11, 0x00, 0x00];
+/// The second "Hello" at level 1: another valid encoding of the same back-reference.
+const HELLO_AGAIN_COMPRESSED_L1: &[u8] = &[0x02, 0x13, 0x00, 0x00];
 
 fn enabled() -> DeflateConfig {
     DeflateConfig {
@@ -391,7 +393,8 @@ fn rfc_7692_7_2_3_1_fragmented_through_the_frame_decoder() {
 #[test]
 fn rfc_7692_7_2_3_2_sharing_the_window() {
     // The RFC's bytes are zlib's at its default level, 6. (Level 1 encodes the second message
-    // as 02 13 00 00: another valid encoding of the same match.)
+    // as 02 13 00 00: another valid encoding of the same match, checked in the empty-message
+    // test.)
     let level_6 = DeflateConfig {
         level: 6,
         ..always()
@@ -483,6 +486,20 @@ fn rfc_7692_7_2_3_6_empty_message() {
     assert_eq!(out, [0x00]);
     let mut inflater = Inflater::new(15, false, 1 << 20);
     assert_eq!(inflate_message(&mut inflater, &[&[0x00]]).unwrap(), b"");
+    // Also after other messages (zlib would refuse a second flush with no input between).
+    let mut out = Vec::new();
+    assert_eq!(deflater.compress(b"Hello", &mut out), SendAs::Compressed);
+    assert_eq!(inflate_message(&mut inflater, &[&out]).unwrap(), b"Hello");
+    for _ in 0..2 {
+        out.clear();
+        assert_eq!(deflater.compress(b"", &mut out), SendAs::Compressed);
+        assert_eq!(out, [0x00]);
+        assert_eq!(inflate_message(&mut inflater, &[&out]).unwrap(), b"");
+    }
+    out.clear();
+    assert_eq!(deflater.compress(b"Hello", &mut out), SendAs::Compressed);
+    assert_eq!(out, HELLO_AGAIN_COMPRESSED_L1);
+    assert_eq!(inflate_message(&mut inflater, &[&out]).unwrap(), b"Hello");
     // A compressed message with no payload at all is the empty message too.
     assert_eq!(inflate_message(&mut inflater, &[]).unwrap(), b"");
 }

@@ -76,6 +76,16 @@ impl Deflater {
         if message.len() < self.min_compress_len {
             return SendAs::Uncompressed;
         }
+        if message.is_empty() {
+            // An empty stored block, whose 00 00 ff ff the receiver adds (RFC 7692 §7.2.3.6).
+            // zlib refuses a second sync flush with no input in between, so the compressor
+            // is not asked; its window is unchanged either way.
+            if self.no_context_takeover {
+                return SendAs::Uncompressed;
+            }
+            out.push(0x00);
+            return SendAs::Compressed;
+        }
         let start = out.len();
         let flushed = self.deflate_into(message, out);
         let compressed_len = out.len() - start;
