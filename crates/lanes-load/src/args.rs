@@ -64,15 +64,22 @@ pub enum Mode {
         #[arg(short = 'c', long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         concurrency: u32,
     },
-    /// N subscribers and one publisher sending timestamped messages at a fixed rate, against a
-    /// server that broadcasts every message it receives to every connection but the sender.
+    /// N subscribers of timestamped messages; deliveries/s, delivery latency and losses. With
+    /// `--source client` lanes-load also publishes, at `--rate`, to a server that relays every
+    /// message to every other connection; with `--source server` the server produces the
+    /// messages itself (examples/ticker) and lanes-load only subscribes.
     Fanout {
         /// Subscriber connections.
         #[arg(short = 'n', long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         subscribers: u32,
-        /// Messages published per second.
-        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-        rate: u32,
+        /// Messages published per second by lanes-load's publisher (`--source client`;
+        /// default 100). Refused with `--source server`, where the server sets the rate.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+        rate: Option<u32>,
+        /// Who publishes: `client` (lanes-load, one more connection) or `server` (the server
+        /// produces the messages; each subscriber's first delivery sets its sequence base).
+        #[arg(long, value_enum, default_value_t = Source::Client)]
+        source: Source,
     },
     /// Open N connections and hold them, idle, for the duration.
     Idle {
@@ -81,6 +88,28 @@ pub enum Mode {
         connections: u32,
     },
 }
+
+/// Where the fanout mode's messages come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Source {
+    /// lanes-load publishes on its own connection; the server relays.
+    Client,
+    /// The server publishes (for example examples/ticker).
+    Server,
+}
+
+impl Source {
+    /// The name used on the command line and in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Source::Client => "client",
+            Source::Server => "server",
+        }
+    }
+}
+
+/// The client publisher's rate when `--rate` is not given.
+pub const DEFAULT_FANOUT_RATE: u32 = 100;
 
 /// Message type for the echo mode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -156,5 +185,29 @@ mod tests {
             } => assert_eq!((connections, depth, size, kind), (10, 16, 1024, Kind::Text)),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn fanout_source_and_rate() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["lanes-load", "fanout"];
+            argv.extend_from_slice(extra);
+            match Args::try_parse_from(argv).unwrap().mode {
+                Mode::Fanout {
+                    subscribers,
+                    rate,
+                    source,
+                } => (subscribers, rate, source),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(parse(&[]), (1000, None, Source::Client));
+        assert_eq!(
+            parse(&["-n", "10000", "--source", "server"]),
+            (10_000, None, Source::Server)
+        );
+        assert_eq!(parse(&["--rate", "500"]), (1000, Some(500), Source::Client));
+        assert!(Args::try_parse_from(["lanes-load", "fanout", "--source", "both"]).is_err());
+        assert!(Args::try_parse_from(["lanes-load", "fanout", "--rate", "0"]).is_err());
     }
 }

@@ -11,13 +11,29 @@ use lanes_proto::{OpCode, ProtocolError};
 
 use crate::rng::Rng;
 
-/// Connects to `addr` and completes the opening handshake (blocking, with a timeout).
+/// Connects to `addr` and completes the opening handshake (blocking, with a timeout). A server
+/// that sends frames before it was spoken to is an error here (an echo server must not).
 pub fn connect_and_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<TcpStream, String> {
+    let (stream, early) = start_upgrade(addr, rng)?.finish()?;
+    if !early.is_empty() {
+        return Err(format!("{addr} sent frames before it was spoken to"));
+    }
+    Ok(stream)
+}
+
+/// A connection whose upgrade request is sent and whose response is still to be read. Many
+/// can be started before the first is finished, so a busy server answers them together.
+#[derive(Debug)]
+pub struct PendingUpgrade {
+    addr: SocketAddr,
+    stream: TcpStream,
+    handshake: ClientHandshake,
+}
+
+/// Connects to `addr` (blocking, with a timeout) and sends the upgrade request.
+pub fn start_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<PendingUpgrade, String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
     stream.set_nodelay(true).map_err(|e| e.to_string())?;
     let host = addr.to_string();
     let mut request = Vec::with_capacity(256);
@@ -27,27 +43,45 @@ pub fn connect_and_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<TcpStream,
     stream
         .write_all(&request)
         .map_err(|e| format!("cannot send the handshake to {addr}: {e}"))?;
-    let mut response = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = stream
-            .read(&mut chunk)
-            .map_err(|e| format!("no handshake response from {addr}: {e}"))?;
-        if n == 0 {
-            return Err(format!("{addr} closed the connection during the handshake"));
-        }
-        response.extend_from_slice(&chunk[..n]);
-        match handshake.handle_response(&response) {
-            Ok(Parsed::Complete(done)) if done.head_len == response.len() => break,
-            Ok(Parsed::Complete(_)) => {
-                return Err(format!("{addr} sent frames before it was spoken to"));
+    Ok(PendingUpgrade {
+        addr,
+        stream,
+        handshake,
+    })
+}
+
+impl PendingUpgrade {
+    /// Reads the server's response (blocking, with a timeout); returns the stream and whatever
+    /// the server sent after the response head.
+    pub fn finish(self) -> Result<(TcpStream, Vec<u8>), String> {
+        let PendingUpgrade {
+            addr,
+            mut stream,
+            handshake,
+        } = self;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        let mut response = Vec::with_capacity(256);
+        let mut chunk = [0u8; 1024];
+        let head_len = loop {
+            let n = stream
+                .read(&mut chunk)
+                .map_err(|e| format!("no handshake response from {addr}: {e}"))?;
+            if n == 0 {
+                return Err(format!("{addr} closed the connection during the handshake"));
             }
-            Ok(Parsed::Partial) => {}
-            Err(e) => return Err(format!("{addr} refused the upgrade: {e}")),
-        }
+            response.extend_from_slice(&chunk[..n]);
+            match handshake.handle_response(&response) {
+                Ok(Parsed::Complete(done)) => break done.head_len,
+                Ok(Parsed::Partial) => {}
+                Err(e) => return Err(format!("{addr} refused the upgrade: {e}")),
+            }
+        };
+        stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+        response.drain(..head_len);
+        Ok((stream, response))
     }
-    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok(stream)
 }
 
 /// Appends a masked client frame carrying `payload_len` bytes that `fill` appends.

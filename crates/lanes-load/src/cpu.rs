@@ -1,4 +1,5 @@
-//! CPU time of another process, from /proc, for messages per server CPU-second.
+//! CPU time of a process, from /proc, for messages per server (and client) CPU-second; and
+//! pinning client threads to cores.
 
 use std::time::Duration;
 
@@ -10,6 +11,13 @@ pub fn process_cpu_time(pid: u32) -> Result<Duration, String> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .map_err(|e| format!("cannot read /proc/{pid}/stat: {e}"))?;
     parse_stat_cpu(&stat).ok_or_else(|| format!("unexpected /proc/{pid}/stat format"))
+}
+
+/// Pins the calling thread to the `index`-th of `cores` (round robin), if any were given.
+pub fn pin(cores: &[usize], index: usize) {
+    if let Some(&core) = cores.get(index % cores.len().max(1)) {
+        core_affinity::set_for_current(core_affinity::CoreId { id: core });
+    }
 }
 
 /// utime + stime from the text of /proc/PID/stat.

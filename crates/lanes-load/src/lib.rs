@@ -6,9 +6,11 @@
 //!
 //! Modes: `echo` (C connections × D messages in flight × S bytes; every echo checked in full;
 //! throughput and round-trip latency percentiles), `connect` (completed handshakes per second),
-//! `idle` (hold N connections open), `fanout` (N subscribers and a publisher at a fixed rate;
-//! deliveries/s and delivery latency, against a server that broadcasts what it receives). It connects only to the address it is given, and every run
-//! is bounded in time.
+//! `idle` (hold N connections open), `fanout` (N subscribers of timestamped messages, from
+//! lanes-load's own publisher at a fixed rate relayed by the server, or produced by the server
+//! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). It connects only
+//! to the address it is given, and every run is bounded in time. It raises its own soft
+//! open-file limit to the hard limit, so thousands of connections need no `ulimit` first.
 
 pub mod args;
 pub mod client;
@@ -17,5 +19,6 @@ pub mod cpu;
 pub mod echo;
 pub mod fanout;
 pub mod report;
+pub mod rlimit;
 pub mod rng;
 pub mod tracker;

@@ -8,18 +8,38 @@ use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use clap::Parser;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use lanes_load::args::{Args, Kind, Mode};
+use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Kind, Mode, Source};
 use lanes_load::connect::{open_idle, run_connect_thread};
-use lanes_load::cpu::process_cpu_time;
+use lanes_load::cpu::{pin, process_cpu_time};
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
-use lanes_load::fanout::run_fanout;
+use lanes_load::fanout::{FanoutPlan, run_fanout};
 use lanes_load::report::{grouped, percentiles_us};
+use lanes_load::rlimit::raise_nofile_limit;
 use serde_json::json;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Mode::Fanout {
+        rate: Some(_),
+        source: Source::Server,
+        ..
+    } = args.mode
+    {
+        Args::command()
+            .error(
+                ErrorKind::ArgumentConflict,
+                "--rate sets lanes-load's own publisher (--source client); with --source server \
+                 the server sets the rate (examples/ticker --rate)",
+            )
+            .exit();
+    }
+    // Thousands of connections need more descriptors than the usual soft limit.
+    if let Err(e) = raise_nofile_limit() {
+        eprintln!("lanes-load: {e}; going on with the current limit");
+    }
     let result = match args.mode.clone() {
         Mode::Echo {
             connections,
@@ -29,7 +49,11 @@ fn main() -> ExitCode {
         } => echo(&args, connections, depth, size as usize, kind),
         Mode::Connect { concurrency } => connect(&args, concurrency),
         Mode::Idle { connections } => idle(&args, connections),
-        Mode::Fanout { subscribers, rate } => fanout(&args, subscribers, rate),
+        Mode::Fanout {
+            subscribers,
+            rate,
+            source,
+        } => fanout(&args, subscribers, rate, source),
     };
     match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
@@ -38,13 +62,6 @@ fn main() -> ExitCode {
             eprintln!("lanes-load: {message}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Pins the calling thread to the `index`-th of `cores`, if any were given.
-fn pin(cores: &[usize], index: usize) {
-    if let Some(&core) = cores.get(index % cores.len().max(1)) {
-        core_affinity::set_for_current(core_affinity::CoreId { id: core });
     }
 }
 
@@ -312,45 +329,124 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
     Ok(true)
 }
 
-fn fanout(args: &Args, subscribers: u32, rate: u32) -> Result<bool, String> {
-    pin(&args.cores, 0);
-    let bar = progress_line(args, "fanout running");
-    let result = run_fanout(args.addr, subscribers, rate, args.warmup, args.duration)?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+fn fanout(
+    args: &Args,
+    subscribers: u32,
+    rate: Option<u32>,
+    source: Source,
+) -> Result<bool, String> {
+    let publish_rate = match source {
+        Source::Client => Some(rate.unwrap_or(DEFAULT_FANOUT_RATE)),
+        Source::Server => None,
+    };
+    let plan = FanoutPlan {
+        threads: u32::from(args.threads),
+        cores: args.cores.clone(),
+        server_pid: args.server_pid,
+        ..FanoutPlan::new(
+            args.addr,
+            subscribers,
+            publish_rate,
+            args.warmup,
+            args.duration,
+        )
+    };
+    let threads = plan.threads.clamp(1, subscribers);
+    let progress = Arc::new(AtomicU64::new(0));
+    let bar = progress_line(args, "connecting subscribers");
+    let runner = {
+        let progress = Arc::clone(&progress);
+        std::thread::spawn(move || run_fanout(&plan, &progress))
+    };
+    let result = match watch(vec![runner], &progress, bar.as_ref(), "deliveries").pop() {
+        Some(Some(result)) => result?,
+        _ => return Err("the fanout run panicked".into()),
+    };
     let seconds = args.duration.as_secs_f64();
+    let deliveries_per_s = result.deliveries as f64 / seconds;
     let latency = percentiles_us(&result.latency_ns);
-    let clean = result.missed == 0
+    let server_cpu_s = result.server_cpu.map(|c| c.as_secs_f64());
+    let per_server_cpu_s = server_cpu_s
+        .filter(|c| *c > 0.0)
+        .map(|c| result.deliveries as f64 / c);
+    let client_cpu_s = result.client_cpu.as_secs_f64();
+    let per_client_cpu_s = (client_cpu_s > 0.0).then(|| result.deliveries as f64 / client_cpu_s);
+    let clean = result.deliveries > 0
+        && result.missed == 0
         && result.out_of_order == 0
         && result.malformed == 0
-        && result.disconnected == 0;
+        && result.disconnected == 0
+        && result.silent == 0;
     if args.json {
         println!(
             "{}",
-            json!({"mode": "fanout", "addr": args.addr.to_string(), "subscribers": subscribers,
-                   "rate": rate, "duration_s": seconds, "published": result.published,
-                   "deliveries": result.deliveries,
-                   "deliveries_per_s": result.deliveries as f64 / seconds,
+            json!({"mode": "fanout", "source": source.name(), "addr": args.addr.to_string(),
+                   "threads": threads, "subscribers": subscribers, "rate": publish_rate,
+                   "warmup_s": args.warmup.as_secs_f64(), "duration_s": seconds,
+                   "connect_s": result.connect_time.as_secs_f64(),
+                   "published": result.published,
+                   "published_per_s": result.published as f64 / seconds,
+                   "deliveries": result.deliveries, "deliveries_per_s": deliveries_per_s,
                    "latency_us": latency, "missed": result.missed,
                    "out_of_order": result.out_of_order, "malformed": result.malformed,
-                   "disconnected": result.disconnected})
+                   "disconnected": result.disconnected, "silent": result.silent,
+                   "server_cpu_s": server_cpu_s,
+                   "deliveries_per_server_cpu_s": per_server_cpu_s,
+                   "client_cpu_s": client_cpu_s,
+                   "deliveries_per_client_cpu_s": per_client_cpu_s})
         );
     } else {
-        println!("fanout {subscribers} subscribers x {rate} msg/s, {seconds:.1} s measured");
-        println!("  published     : {}", result.published);
+        match publish_rate {
+            Some(rate) => println!(
+                "fanout {subscribers} subscribers x {rate} msg/s published by lanes-load, \
+                 {threads} thread(s), {seconds:.1} s measured"
+            ),
+            None => println!(
+                "fanout {subscribers} subscribers, published by the server, {threads} thread(s), \
+                 {seconds:.1} s measured"
+            ),
+        }
         println!(
-            "  deliveries/s  : {}",
-            grouped(result.deliveries as f64 / seconds)
+            "  connected in  : {:.2} s",
+            result.connect_time.as_secs_f64()
         );
+        let published_what = match source {
+            Source::Client => "sent by lanes-load in the window",
+            Source::Server => "distinct sequence numbers received, sent in the window",
+        };
+        println!(
+            "  published     : {} ({}/s; {published_what})",
+            result.published,
+            grouped(result.published as f64 / seconds)
+        );
+        println!("  deliveries/s  : {}", grouped(deliveries_per_s));
         println!(
             "  latency us    : p50 {} p90 {} p99 {} p99.9 {} max {}",
             latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
         );
+        if let (Some(cpu), Some(per)) = (server_cpu_s, per_server_cpu_s) {
+            println!(
+                "  server CPU    : {cpu:.2} s, {} deliveries per server CPU-second",
+                grouped(per)
+            );
+        }
+        if let Some(per) = per_client_cpu_s {
+            println!(
+                "  client CPU    : {client_cpu_s:.2} s, {} deliveries per client CPU-second (the client's own limit)",
+                grouped(per)
+            );
+        }
         println!(
-            "  missed {} out of order {} malformed {} disconnected {}",
-            result.missed, result.out_of_order, result.malformed, result.disconnected
+            "  missed {} out of order {} malformed {} disconnected {} silent {}",
+            result.missed,
+            result.out_of_order,
+            result.malformed,
+            result.disconnected,
+            result.silent
         );
+        if result.deliveries == 0 && source == Source::Server {
+            println!("  no delivery in the window: does the server publish to its connections?");
+        }
     }
     Ok(clean)
 }

@@ -24,6 +24,10 @@ fn bad_arguments_exit_2_with_a_message() {
     let (code, stderr) = lanes_load(&["--addr", "nowhere", "echo"]);
     assert_eq!(code, 2);
     assert!(stderr.contains("--addr"), "{stderr}");
+    // The server sets the rate when it publishes.
+    let (code, stderr) = lanes_load(&["fanout", "--source", "server", "--rate", "10"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--rate"), "{stderr}");
 }
 
 #[test]
