@@ -1,8 +1,9 @@
 //! The echo server: every text or binary message is sent back as it came. It is the Autobahn
-//! testee and the benchmark target.
+//! testee and the benchmark target. It accepts permessage-deflate offers (context takeover
+//! both ways) unless `--no-deflate` is given.
 //!
 //! ```text
-//! cargo run --release --example echo -- [--addr 127.0.0.1:9001] [--cores N | --core-list 0,1] [--no-pin]
+//! cargo run --release --example echo -- [--addr 127.0.0.1:9001] [--cores N | --core-list 0,1] [--no-pin] [--no-deflate]
 //! ```
 
 #![allow(clippy::print_stderr)] // an example program reports to its terminal
@@ -10,7 +11,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};
+use lanes::{Accept, Config, DeflateConfig, Handler, HttpResponse, Message, Request, Ws};
 
 mod cli;
 use cli::ServerArgs;
@@ -39,11 +40,21 @@ impl Handler for Echo {
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
+    /// Refuse permessage-deflate offers (accepted by default, with context takeover).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let server = args.server.server(|_worker| Echo);
+    let config = Config {
+        deflate: DeflateConfig {
+            enabled: !args.no_deflate,
+            ..DeflateConfig::default()
+        },
+        ..Config::default()
+    };
+    let server = args.server.server(|_worker| Echo).config(config);
     eprintln!("echo: listening on {}", args.server.addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

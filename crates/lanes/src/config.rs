@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub use lanes_proto::deflate::DeflateConfig;
+
 /// What to do with a connection whose outgoing backlog passes [`Config::max_buffered_len`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackpressurePolicy {
@@ -84,6 +86,15 @@ pub struct Config {
     /// worker falls behind; past it, sends fail with
     /// [`SendError::QueueFull`](crate::SendError::QueueFull) and are counted.
     pub remote_queue_len: usize,
+    /// permessage-deflate (RFC 7692): whether it is accepted and with which parameters.
+    /// Default: off ([`DeflateConfig::default`]), so memory and CPU per connection stay as
+    /// they are unless the application asks for compression. With it on, a connection that
+    /// negotiated context takeover holds its own compressor (about 312 KiB at 15 window bits)
+    /// and decompressor (about 47 KiB); without context takeover in a direction, that state
+    /// is the worker's, shared by its connections
+    /// ([`DeflateConfig::server_no_context_takeover`] and
+    /// [`DeflateConfig::client_no_context_takeover`] choose it for every connection).
+    pub deflate: DeflateConfig,
     /// Most topics one connection may be subscribed to. Default 256. Bounds what a client can
     /// make the server hold when the application subscribes on its request.
     pub max_subscriptions_per_connection: usize,
@@ -115,6 +126,7 @@ impl Default for Config {
             tick_interval: None,
             remote_queue_len: 65_536,
             max_subscriptions_per_connection: 256,
+            deflate: DeflateConfig::default(),
         }
     }
 }

@@ -19,9 +19,13 @@
 //! - Timers: [`Ws::set_timer`] for one-shot timers per connection, [`Handler::on_tick`] for a
 //!   per-worker tick ([`Config::tick_interval`]).
 //!
-//! What it does not do (yet): permessage-deflate, TLS.
+//! - permessage-deflate (RFC 7692) when [`Config::deflate`] turns it on, with context takeover
+//!   or with compressor state shared by a worker's connections.
+//!
+//! What it does not do (yet): TLS.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
+mod compress;
 pub mod config;
 mod conn;
 mod context;
@@ -39,7 +43,7 @@ mod topic;
 mod worker;
 mod ws;
 
-pub use config::{BackpressurePolicy, Config};
+pub use config::{BackpressurePolicy, Config, DeflateConfig};
 pub use context::WorkerContext;
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
 pub use remote::{Remote, SendError};

@@ -4,10 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::compress::SharedDeflate;
 use crate::config::Config;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
-use crate::remote::{Remote, SendError};
+use crate::remote::{Published, Remote, SendError};
 use crate::stats::{self, Counters};
 use crate::timer::TimerWheel;
 use crate::topic::Topics;
@@ -22,9 +23,11 @@ pub(crate) struct Local {
     pub(crate) remote: Remote,
     pub(crate) counters: Arc<Counters>,
     pub(crate) live: Arc<LiveTable>,
+    /// The worker's shared compressors (connections without context takeover) and scratch.
+    pub(crate) deflate: SharedDeflate,
     /// Publishes made by callbacks on this worker, for this worker's own subscribers: delivered
     /// after the callback returns (the subscribers' buffers are not reachable during it).
-    pub(crate) deferred: Vec<(Arc<str>, Arc<[u8]>)>,
+    pub(crate) deferred: Vec<(Arc<str>, Published)>,
     /// Connections given output outside their own I/O event (publishes, sends by id, timers):
     /// written once each at the end of the loop iteration.
     pub(crate) dirty: Vec<(usize, u32)>,
@@ -46,12 +49,11 @@ impl Local {
 
     /// Publishes an encoded frame: to this worker's subscribers after the callback, to the
     /// other workers through their queues now.
-    pub(crate) fn publish(&mut self, topic: &str, frame: Arc<[u8]>) -> Result<(), SendError> {
-        let result =
-            self.remote
-                .publish_frame(topic, Arc::clone(&frame), Some(usize::from(self.index)));
+    pub(crate) fn publish(&mut self, topic: &str, message: Published) -> Result<(), SendError> {
+        let me = Some(usize::from(self.index));
+        let result = self.remote.publish_frame(topic, message.clone(), me);
         if !matches!(result, Err(SendError::ShutDown)) {
-            self.deferred.push((topic.into(), frame));
+            self.deferred.push((topic.into(), message));
         }
         result
     }
@@ -70,6 +72,7 @@ impl Local {
             remote: Remote::new(Vec::new(), shared),
             counters: Arc::new(Counters::default()),
             live: Arc::new(LiveTable::new(0)),
+            deflate: SharedDeflate::new(Default::default()),
             deferred: Vec::new(),
             dirty: Vec::new(),
         }

@@ -8,9 +8,13 @@
 //! even in the middle of a frame.
 
 use lanes_proto::assembler::{FrameKind, MessageAssembler, MessageKind};
-use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::frame::{
+    FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, decode_header,
+};
 use lanes_proto::mask::apply_mask;
 use lanes_proto::{CloseCode, CloseFrame, OpCode, ProtocolError, utf8};
+
+use crate::compress::{InflateScratch, RecvCompression};
 
 /// Something the peer sent that the connection must act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -43,6 +47,8 @@ pub(crate) struct Receiver {
     message: Option<Vec<u8>>,
     /// The payload of a control frame that spans reads (at most 125 bytes).
     control: Option<Vec<u8>>,
+    /// permessage-deflate, when negotiated.
+    compression: Option<Box<RecvCompression>>,
 }
 
 impl Receiver {
@@ -55,7 +61,14 @@ impl Receiver {
             partial: None,
             message: None,
             control: None,
+            compression: None,
         }
+    }
+
+    /// Accepts compressed messages (RSV1 on a message's first frame) from now on.
+    pub(crate) fn enable_compression(&mut self, side: RecvCompression) {
+        self.frame_config.allowed_rsv |= RSV1;
+        self.compression = Some(Box::new(side));
     }
 
     /// Whether nothing is held between reads.
@@ -66,15 +79,17 @@ impl Receiver {
 
     /// Consumes bytes from the start of `data` and returns how many, with the event they
     /// completed, if any. Call again with the rest until all is consumed.
+    /// Compressed messages are inflated into `scratch` and handed out from there.
     pub(crate) fn next<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
     ) -> Result<(usize, Option<Inbound<'a>>), ProtocolError> {
         if self.partial.is_some() {
-            return self.continue_frame(data);
+            return self.continue_frame(data, scratch);
         }
         if self.header_len != 0 {
-            return self.continue_header(data);
+            return self.continue_header(data, scratch);
         }
         match decode_header(data, &self.frame_config)? {
             HeaderDecode::NeedMore(_) => {
@@ -91,7 +106,7 @@ impl Receiver {
                     if let Some(key) = header.mask {
                         apply_mask(payload, key, 0);
                     }
-                    let event = self.whole_frame(kind, payload)?;
+                    let event = self.whole_frame(kind, payload, scratch)?;
                     Ok((total, event))
                 } else {
                     self.partial = Some(PartialFrame {
@@ -109,6 +124,7 @@ impl Receiver {
     fn continue_header<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
     ) -> Result<(usize, Option<Inbound<'a>>), ProtocolError> {
         let had = usize::from(self.header_len);
         let take = (MAX_HEADER_LEN - had).min(data.len());
@@ -128,7 +144,7 @@ impl Receiver {
                     received: 0,
                 });
                 if header.payload_len == 0 {
-                    let (_, event) = self.continue_frame(&mut [])?;
+                    let (_, event) = self.continue_frame(&mut [], scratch)?;
                     return Ok((used, event));
                 }
                 Ok((used, None))
@@ -140,6 +156,7 @@ impl Receiver {
     fn continue_frame<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
     ) -> Result<(usize, Option<Inbound<'a>>), ProtocolError> {
         let Some(mut frame) = self.partial else {
             return Ok((0, None));
@@ -157,7 +174,10 @@ impl Receiver {
                     .extend_from_slice(chunk);
             }
             FrameKind::Data { .. } => {
-                self.assembler.handle_data(chunk)?;
+                if !self.assembler.is_compressed() {
+                    // Compressed bytes are checked once inflated, at the message's end.
+                    self.assembler.handle_data(chunk)?;
+                }
                 self.message
                     .get_or_insert_with(Vec::new)
                     .extend_from_slice(chunk);
@@ -174,7 +194,7 @@ impl Receiver {
                 let payload: &[u8] = self.control.get_or_insert_with(Vec::new);
                 Some(control_event(op, payload)?)
             }
-            FrameKind::Data { .. } => self.end_data_frame()?,
+            FrameKind::Data { .. } => self.end_data_frame(scratch)?,
         };
         Ok((take, event))
     }
@@ -184,6 +204,7 @@ impl Receiver {
         &'a mut self,
         kind: FrameKind,
         payload: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
     ) -> Result<Option<Inbound<'a>>, ProtocolError> {
         match kind {
             FrameKind::Control(op) => control_event(op, payload).map(Some),
@@ -192,35 +213,45 @@ impl Receiver {
                 first: true,
                 last: true,
             } => {
-                // Zero copy: the message is handed out from the receive buffer.
                 self.assembler.handle_frame_end()?;
-                Ok(Some(match kind {
-                    MessageKind::Text => Inbound::Text(utf8::validate(payload)?),
-                    MessageKind::Binary => Inbound::Binary(payload),
-                }))
+                if self.assembler.is_compressed()
+                    && let Some(side) = self.compression.as_deref_mut()
+                {
+                    // Inflated straight from the receive buffer into the worker's scratch.
+                    let message = scratch.inflate(side, payload)?;
+                    return message_event(kind, message).map(Some);
+                }
+                // Zero copy: the message is handed out from the receive buffer.
+                message_event(kind, payload).map(Some)
             }
             FrameKind::Data { .. } => {
-                self.assembler.handle_data(payload)?;
+                if !self.assembler.is_compressed() {
+                    self.assembler.handle_data(payload)?;
+                }
                 self.message
                     .get_or_insert_with(Vec::new)
                     .extend_from_slice(payload);
-                self.end_data_frame()
+                self.end_data_frame(scratch)
             }
         }
     }
 
     /// A data frame ended: deliver its message if it was the last fragment.
-    fn end_data_frame(&mut self) -> Result<Option<Inbound<'_>>, ProtocolError> {
-        match self.assembler.handle_frame_end()? {
-            None => Ok(None),
-            Some(kind) => {
-                let message = self.message.get_or_insert_with(Vec::new);
-                Ok(Some(match kind {
-                    MessageKind::Text => Inbound::Text(utf8::validate(message)?),
-                    MessageKind::Binary => Inbound::Binary(message),
-                }))
-            }
+    fn end_data_frame<'a>(
+        &'a mut self,
+        scratch: &'a mut InflateScratch,
+    ) -> Result<Option<Inbound<'a>>, ProtocolError> {
+        let Some(kind) = self.assembler.handle_frame_end()? else {
+            return Ok(None);
+        };
+        let message = self.message.get_or_insert_with(Vec::new);
+        if self.assembler.is_compressed()
+            && let Some(side) = self.compression.as_deref_mut()
+        {
+            let inflated = scratch.inflate(side, message)?;
+            return message_event(kind, inflated).map(Some);
         }
+        message_event(kind, message).map(Some)
     }
 
     /// Frees the buffer of a message that was just delivered.
@@ -232,6 +263,14 @@ impl Receiver {
             self.control = None;
         }
     }
+}
+
+/// The event for a complete data message.
+fn message_event(kind: MessageKind, message: &[u8]) -> Result<Inbound<'_>, ProtocolError> {
+    Ok(match kind {
+        MessageKind::Text => Inbound::Text(utf8::validate(message)?),
+        MessageKind::Binary => Inbound::Binary(message),
+    })
 }
 
 /// The event for a control frame whose payload is at hand.
@@ -273,12 +312,13 @@ mod tests {
     /// held nothing at the end.
     fn run(stream: &[u8], piece: usize) -> (Vec<String>, bool) {
         let mut receiver = Receiver::new(FrameConfig::server(), 1 << 20);
+        let mut scratch = InflateScratch::new(1 << 20);
         let mut events = Vec::new();
         for chunk in stream.chunks(piece) {
             let mut data = chunk.to_vec();
             let mut offset = 0;
             while offset < data.len() {
-                let (used, event) = receiver.next(&mut data[offset..]).unwrap();
+                let (used, event) = receiver.next(&mut data[offset..], &mut scratch).unwrap();
                 offset += used;
                 if let Some(event) = event {
                     events.push(own(&event));
@@ -316,10 +356,11 @@ mod tests {
         let frame = masked(true, OpCode::Text, b"abc\xffdefghij");
         // Header and the first 4 payload bytes only.
         let mut first = frame[..6 + 4].to_vec();
-        let (used, event) = receiver.next(&mut first).unwrap();
+        let mut scratch = InflateScratch::new(1 << 20);
+        let (used, event) = receiver.next(&mut first, &mut scratch).unwrap();
         assert_eq!((used, event), (6, None));
         assert_eq!(
-            receiver.next(&mut first[6..]),
+            receiver.next(&mut first[6..], &mut scratch),
             Err(ProtocolError::InvalidUtf8)
         );
     }

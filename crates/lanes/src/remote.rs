@@ -25,7 +25,7 @@ use crate::ws::ConnId;
 #[derive(Debug)]
 pub(crate) enum Command {
     /// Queue an encoded frame on one connection.
-    Send { id: ConnId, frame: Arc<[u8]> },
+    Send { id: ConnId, message: Published },
     /// Start the close handshake on one connection.
     Close {
         id: ConnId,
@@ -33,9 +33,9 @@ pub(crate) enum Command {
         reason: Box<str>,
     },
     /// Queue an encoded frame on every subscriber of a topic.
-    Publish { topic: Arc<str>, frame: Arc<[u8]> },
+    Publish { topic: Arc<str>, message: Published },
     /// Queue an encoded frame on every open connection.
-    Broadcast { frame: Arc<[u8]> },
+    Broadcast { message: Published },
 }
 
 /// One worker as others see it.
@@ -276,15 +276,15 @@ impl Remote {
         Ok(link)
     }
 
-    pub(crate) fn send_frame(&self, id: ConnId, frame: Arc<[u8]>) -> Result<(), SendError> {
-        self.open_link(id)?.push(Command::Send { id, frame })
+    pub(crate) fn send_frame(&self, id: ConnId, message: Published) -> Result<(), SendError> {
+        self.open_link(id)?.push(Command::Send { id, message })
     }
 
     /// Queues a publish for every worker but `skip` (whose own subscribers the caller serves).
     pub(crate) fn publish_frame(
         &self,
         topic: &str,
-        frame: Arc<[u8]>,
+        message: Published,
         skip: Option<usize>,
     ) -> Result<(), SendError> {
         if self.shutting_down() {
@@ -294,18 +294,18 @@ impl Remote {
         self.each_link(skip, |link| {
             link.push(Command::Publish {
                 topic: Arc::clone(&topic),
-                frame: Arc::clone(&frame),
+                message: message.clone(),
             })
         })
     }
 
-    fn broadcast_frame(&self, frame: Arc<[u8]>) -> Result<(), SendError> {
+    fn broadcast_frame(&self, message: Published) -> Result<(), SendError> {
         if self.shutting_down() {
             return Err(SendError::ShutDown);
         }
         self.each_link(None, |link| {
             link.push(Command::Broadcast {
-                frame: Arc::clone(&frame),
+                message: message.clone(),
             })
         })
     }
@@ -331,12 +331,32 @@ impl Remote {
     }
 }
 
-/// One unfragmented, unmasked frame: header and payload.
-pub(crate) fn encode(opcode: OpCode, payload: &[u8]) -> Arc<[u8]> {
+/// A message encoded once for every worker and connection: one unfragmented, unmasked frame
+/// (header and payload), shared.
+#[derive(Debug, Clone)]
+pub(crate) struct Published {
+    pub(crate) frame: Arc<[u8]>,
+    pub(crate) opcode: OpCode,
+    header_len: u8,
+}
+
+impl Published {
+    /// The message itself, for connections that compress it.
+    pub(crate) fn payload(&self) -> &[u8] {
+        &self.frame[usize::from(self.header_len)..]
+    }
+}
+
+/// Encodes a message into its frame.
+pub(crate) fn encode(opcode: OpCode, payload: &[u8]) -> Published {
     let mut header = [0u8; MAX_HEADER_LEN];
     let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut header);
     let mut frame = Vec::with_capacity(n + payload.len());
     frame.extend_from_slice(&header[..n]);
     frame.extend_from_slice(payload);
-    frame.into()
+    Published {
+        frame: frame.into(),
+        opcode,
+        header_len: n as u8,
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use crossbeam_channel::Receiver as CommandQueue;
 use std::time::{Duration, Instant};
 
+use lanes_proto::deflate::{SendAs, negotiate};
 use lanes_proto::frame::FrameConfig;
 use lanes_proto::handshake::{
     AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
@@ -19,6 +20,7 @@ use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
+use crate::compress::{InflateScratch, RecvCompression, SendCompression, SharedDeflate};
 use crate::config::Config;
 use crate::conn::{Conn, Phase, open_conn};
 use crate::context::WorkerContext;
@@ -27,7 +29,7 @@ use crate::live::LiveTable;
 use crate::local::Local;
 use crate::pool::BufferPool;
 use crate::recv::{Inbound, Receiver};
-use crate::remote::{Command, Remote};
+use crate::remote::{Command, Published, Remote};
 use crate::server::Shared;
 use crate::stats;
 use crate::timer::{TimerEntry, TimerKind, TimerWheel};
@@ -56,6 +58,8 @@ pub(crate) struct Worker<H: Handler> {
     commands: CommandQueue<Command>,
     conns: Slab<Conn<H::Conn>>,
     scratch: Vec<u8>,
+    /// Where compressed messages are inflated (and the shared decompressor).
+    inflate: InflateScratch,
     epoch: Instant,
     /// When the next tick callback is due (with a tick interval configured).
     tick_deadline: Option<Instant>,
@@ -101,11 +105,13 @@ impl<H: Handler> Worker<H> {
         if let Some(at) = tick_deadline {
             wheel.schedule(usize::MAX, 0, TimerKind::Tick, at);
         }
+        let deflate = SharedDeflate::new(config.deflate);
         Worker {
             poll,
             listener: Some(listener),
             handler,
             scratch: vec![0; config.read_buffer_len.max(1024)],
+            inflate: InflateScratch::new(config.max_message_len),
             local: Local {
                 index,
                 pool: BufferPool::new(),
@@ -115,6 +121,7 @@ impl<H: Handler> Worker<H> {
                 remote,
                 counters,
                 live,
+                deflate,
                 deferred: Vec::new(),
                 dirty: Vec::new(),
             },
@@ -364,6 +371,7 @@ impl<H: Handler> Worker<H> {
                 &mut stash,
                 &mut self.handler,
                 &mut self.local,
+                &mut self.inflate,
                 id,
                 now_ms,
             );
@@ -434,6 +442,7 @@ impl<H: Handler> Worker<H> {
                     &mut self.scratch[..n],
                     &mut self.handler,
                     &mut self.local,
+                    &mut self.inflate,
                     id,
                     now_ms,
                 );
@@ -476,6 +485,7 @@ impl<H: Handler> Worker<H> {
         let head_len = head.head_len();
         let mut response = Vec::new();
         let mut accepted = None;
+        let mut compression = None;
         if !head.is_websocket_upgrade() {
             let request = Request {
                 head: &head,
@@ -497,13 +507,17 @@ impl<H: Handler> Worker<H> {
                         Err(refusal) => write_refusal(&mut response, &refusal),
                         Ok(accept) => {
                             let headers = header_pairs(&accept.headers);
+                            let deflate = negotiate(offer.extensions(), &self.local.config.deflate);
                             let options = AcceptOptions {
                                 subprotocol: accept.subprotocol.as_deref(),
-                                extensions: None,
+                                extensions: deflate.as_ref().map(|d| d.response.as_str()),
                                 extra_headers: &headers,
                             };
                             match write_accept(&offer, &options, &mut response) {
-                                Ok(()) => accepted = Some(accept.state),
+                                Ok(()) => {
+                                    accepted = Some(accept.state);
+                                    compression = deflate.map(|d| d.params);
+                                }
                                 Err(_) => {
                                     response.clear();
                                     write_plain(
@@ -527,6 +541,13 @@ impl<H: Handler> Worker<H> {
         };
         conn.user = Some(state);
         conn.set_phase(Phase::Open, now_ms);
+        if let Some(params) = compression {
+            let config = &self.local.config;
+            conn.outbox.compression =
+                Some(Box::new(SendCompression::new(&params, &config.deflate)));
+            conn.receiver
+                .enable_compression(RecvCompression::new(&params, config.max_message_len));
+        }
         self.local.live.open(key, conn.generation);
         stats::add(&self.local.counters.connections, 1);
         let id = self.conn_id(key);
@@ -549,6 +570,7 @@ impl<H: Handler> Worker<H> {
                 &mut head_buf[head_len..],
                 &mut self.handler,
                 &mut self.local,
+                &mut self.inflate,
                 id,
                 now_ms,
             );
@@ -736,11 +758,11 @@ impl<H: Handler> Worker<H> {
 
     fn on_command(&mut self, command: Command) {
         match command {
-            Command::Send { id, frame } => {
+            Command::Send { id, message } => {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        conn.outbox.send_encoded(&frame, local);
+                        send_published(&mut conn.outbox, &message, local, &mut Vec::new());
                         mark_dirty(conn, id.slot as usize, &mut local.dirty);
                     }
                     None => stats::add(&local.counters.stale, 1),
@@ -757,13 +779,16 @@ impl<H: Handler> Worker<H> {
                     None => stats::add(&local.counters.stale, 1),
                 }
             }
-            Command::Publish { topic, frame } => self.deliver(&topic, &frame),
-            Command::Broadcast { frame } => {
+            Command::Publish { topic, message } => self.deliver(&topic, &message),
+            Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;
+                let mut compressed = Vec::new();
                 for (key, conn) in self.conns.iter_mut() {
                     if conn.phase == Phase::Open && conn.user.is_some() {
-                        if conn.outbox.send_encoded(&frame, local) != SendStatus::Dropped {
+                        let status =
+                            send_published(&mut conn.outbox, &message, local, &mut compressed);
+                        if status != SendStatus::Dropped {
                             stats::add(&local.counters.delivered, 1);
                         }
                         mark_dirty(conn, key, &mut local.dirty);
@@ -774,8 +799,9 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Queues a published frame on every subscriber of `topic` on this worker.
-    fn deliver(&mut self, topic: &str, frame: &[u8]) {
+    fn deliver(&mut self, topic: &str, message: &Published) {
         self.local.note_published();
+        let mut compressed = Vec::new();
         // No callback runs during delivery, so the subscriber sets can be set aside while the
         // rest of `local` is lent to the sends.
         let topics = std::mem::take(&mut self.local.topics);
@@ -786,7 +812,9 @@ impl<H: Handler> Worker<H> {
             if conn.generation != generation || conn.phase != Phase::Open {
                 continue;
             }
-            if conn.outbox.send_encoded(frame, &mut self.local) != SendStatus::Dropped {
+            let status =
+                send_published(&mut conn.outbox, message, &mut self.local, &mut compressed);
+            if status != SendStatus::Dropped {
                 stats::add(&self.local.counters.delivered, 1);
             }
             mark_dirty(conn, key, &mut self.local.dirty);
@@ -799,8 +827,8 @@ impl<H: Handler> Worker<H> {
     fn settle(&mut self, now: Instant) {
         while !self.local.deferred.is_empty() {
             let deferred = std::mem::take(&mut self.local.deferred);
-            for (topic, frame) in &deferred {
-                self.deliver(topic, frame);
+            for (topic, message) in &deferred {
+                self.deliver(topic, message);
             }
         }
         if self.local.dirty.is_empty() {
@@ -908,6 +936,7 @@ fn on_frames<H: Handler>(
     data: &mut [u8],
     handler: &mut H,
     local: &mut Local,
+    inflate: &mut InflateScratch,
     id: ConnId,
     now_ms: u64,
 ) {
@@ -917,7 +946,7 @@ fn on_frames<H: Handler>(
         if !matches!(conn.phase, Phase::Open | Phase::CloseSent) {
             return;
         }
-        let (used, event) = match conn.receiver.next(&mut data[offset..]) {
+        let (used, event) = match conn.receiver.next(&mut data[offset..], inflate) {
             Ok(step) => step,
             Err(error) => {
                 let code = error.close_code();
@@ -1016,6 +1045,38 @@ fn after_callbacks<H: Handler>(
         conn.set_phase(Phase::Closing, now_ms);
     } else {
         conn.set_phase(Phase::CloseSent, now_ms);
+    }
+}
+
+/// Queues a message encoded once for many connections. A connection that compresses with its
+/// own context compresses it itself; those without context takeover share one compressed copy
+/// per window size, made on first use and kept in `compressed` for the rest of the delivery.
+fn send_published(
+    outbox: &mut Outbox,
+    message: &Published,
+    local: &mut Local,
+    compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
+) -> SendStatus {
+    let Some(side) = outbox.compression.as_deref() else {
+        return outbox.send_encoded(&message.frame, local);
+    };
+    let Some(window_bits) = side.shared_window() else {
+        return outbox.send(message.opcode, message.payload(), local);
+    };
+    let at = match compressed.iter().position(|(bits, _)| *bits == window_bits) {
+        Some(at) => at,
+        None => {
+            let payload = message.payload();
+            let copy = (payload.len() >= local.deflate.config().min_compress_len
+                && local.deflate.compress_shared(window_bits, payload) == SendAs::Compressed)
+                .then(|| local.deflate.out.clone());
+            compressed.push((window_bits, copy));
+            compressed.len() - 1
+        }
+    };
+    match &compressed[at].1 {
+        Some(bytes) => outbox.send_compressed(message.opcode, bytes, local),
+        None => outbox.send_encoded(&message.frame, local),
     }
 }
 

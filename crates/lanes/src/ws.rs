@@ -3,11 +3,13 @@
 use std::net::SocketAddr;
 
 use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
-use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
+use lanes_proto::deflate::SendAs;
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use lanes_proto::{CloseCode, OpCode};
 
 use std::time::{Duration, Instant};
 
+use crate::compress::SendCompression;
 use crate::config::BackpressurePolicy;
 use crate::conn::Conn;
 use crate::local::Local;
@@ -68,6 +70,8 @@ pub(crate) struct Outbox {
     pub(crate) sent_close: Option<CloseCode>,
     /// Set when the hard cap was passed under [`BackpressurePolicy::Close`].
     pub(crate) overflowed: bool,
+    /// permessage-deflate, when negotiated.
+    pub(crate) compression: Option<Box<SendCompression>>,
 }
 
 impl Outbox {
@@ -78,6 +82,7 @@ impl Outbox {
             phase: SendPhase::Open,
             sent_close: None,
             overflowed: false,
+            compression: None,
         }
     }
 
@@ -136,9 +141,16 @@ impl Outbox {
 
     /// Queues one frame; the caller has checked the phase and the caps.
     fn push_frame(&mut self, opcode: OpCode, payload: &[u8], pool: &mut BufferPool) {
+        self.push_frame_rsv(opcode, 0, payload, pool);
+    }
+
+    /// Queues one frame with RSV bits (RSV1: compressed).
+    fn push_frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8], pool: &mut BufferPool) {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         let mut header = [0u8; MAX_HEADER_LEN];
-        let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut header);
+        let n = FrameHeader::new(true, opcode, payload.len() as u64)
+            .with_rsv(rsv)
+            .encode(&mut header);
         buf.reserve(n + payload.len());
         buf.extend_from_slice(&header[..n]);
         buf.extend_from_slice(payload);
@@ -175,12 +187,41 @@ impl Outbox {
         }
     }
 
-    /// Queues a data or control frame, applying the backlog caps.
+    /// Queues a data or control frame, applying the backlog caps; a data message is
+    /// compressed when the connection negotiated permessage-deflate and it is long enough.
     pub(crate) fn send(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) -> SendStatus {
-        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN, local) {
+        // Admitted on its uncompressed length (plus what deflate may add to incompressible
+        // data), before compressing: a compressor with context takeover must not advance
+        // over a message that is then dropped.
+        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, local) {
             return status;
         }
-        self.push_frame(opcode, payload, &mut local.pool);
+        let data = matches!(opcode, OpCode::Text | OpCode::Binary);
+        if data
+            && let Some(side) = self.compression.as_deref_mut()
+            && payload.len() >= local.deflate.config().min_compress_len
+            && local.deflate.compress(side, payload) == SendAs::Compressed
+        {
+            let compressed = std::mem::take(&mut local.deflate.out);
+            self.push_frame_rsv(opcode, RSV1, &compressed, &mut local.pool);
+            local.deflate.out = compressed;
+        } else {
+            self.push_frame(opcode, payload, &mut local.pool);
+        }
+        self.status(local)
+    }
+
+    /// Queues an already encoded frame with the RSV1 of a compressed message.
+    pub(crate) fn send_compressed(
+        &mut self,
+        opcode: OpCode,
+        compressed: &[u8],
+        local: &mut Local,
+    ) -> SendStatus {
+        if let Err(status) = self.admit(compressed.len() + MAX_HEADER_LEN, local) {
+            return status;
+        }
+        self.push_frame_rsv(opcode, RSV1, compressed, &mut local.pool);
         self.status(local)
     }
 
