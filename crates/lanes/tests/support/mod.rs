@@ -17,6 +17,7 @@ use lanes_proto::{CloseFrame, OpCode};
 pub struct Frame {
     pub fin: bool,
     pub opcode: OpCode,
+    pub rsv: u8,
     pub payload: Vec<u8>,
 }
 
@@ -45,23 +46,54 @@ impl Client {
 
     /// Completes the handshake on a connected stream.
     pub fn handshake(stream: TcpStream) -> Client {
+        Client::handshake_with(stream, None).0
+    }
+
+    /// Connects offering `extensions`; returns the client and the server's
+    /// `Sec-WebSocket-Extensions` answer (empty when it accepted none).
+    pub fn connect_with_extensions(addr: SocketAddr, extensions: &str) -> (Client, String) {
+        Client::handshake_with(TcpStream::connect(addr).unwrap(), Some(extensions))
+    }
+
+    fn handshake_with(stream: TcpStream, extensions: Option<&str>) -> (Client, String) {
         let mut client = Client::wrap(stream);
         let mut request = Vec::new();
-        let handshake =
-            ClientHandshake::new(&ClientRequest::new("localhost", "/"), [9; 16], &mut request)
-                .unwrap();
+        let mut head = ClientRequest::new("localhost", "/");
+        head.extensions = extensions;
+        let handshake = ClientHandshake::new(&head, [9; 16], &mut request).unwrap();
         client.stream.write_all(&request).unwrap();
         loop {
             client.fill();
             match handshake.handle_response(&client.buf).unwrap() {
                 Parsed::Complete(response) => {
+                    let answer = response
+                        .headers
+                        .iter()
+                        .filter(|h| h.name.eq_ignore_ascii_case("sec-websocket-extensions"))
+                        .map(|h| String::from_utf8_lossy(h.value).into_owned())
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     let len = response.head_len;
                     client.buf.drain(..len);
-                    return client;
+                    return (client, answer);
                 }
                 Parsed::Partial => {}
             }
         }
+    }
+
+    /// Encodes one masked frame with RSV bits.
+    pub fn encode_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = FrameHeader::new(true, opcode, payload.len() as u64)
+            .with_rsv(rsv)
+            .with_mask(KEY)
+            .encode(&mut header);
+        let mut out = header[..n].to_vec();
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, KEY, 0);
+        out.extend_from_slice(&body);
+        out
     }
 
     /// Connects without a handshake.
@@ -117,6 +149,7 @@ impl Client {
                 &self.buf,
                 &FrameConfig {
                     max_frame_len: u64::MAX,
+                    allowed_rsv: lanes_proto::frame::RSV1,
                     ..FrameConfig::client()
                 },
             ) {
@@ -127,6 +160,7 @@ impl Client {
                     return Frame {
                         fin: header.fin,
                         opcode: header.opcode,
+                        rsv: header.rsv,
                         payload,
                     };
                 }
@@ -142,6 +176,7 @@ impl Client {
                 &self.buf,
                 &FrameConfig {
                     max_frame_len: u64::MAX,
+                    allowed_rsv: lanes_proto::frame::RSV1,
                     ..FrameConfig::client()
                 },
             ) {
@@ -152,6 +187,7 @@ impl Client {
                     return Some(Frame {
                         fin: header.fin,
                         opcode: header.opcode,
+                        rsv: header.rsv,
                         payload,
                     });
                 }
