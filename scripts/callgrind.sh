@@ -4,8 +4,9 @@
 # under callgrind (one worker); lanes-load drives it for a few seconds; the server's total
 # instruction count (start-up and handshakes included) is divided by the messages echoed.
 #
-# Usage: scripts/callgrind.sh [SERVER...]    servers: lanes (default) or peers built by
-#        benches/peers/build.sh (tokio-tungstenite, fastwebsockets). Loopback only.
+# Usage: scripts/callgrind.sh [SERVER...]    servers: lanes (default), peers built by
+#        benches/peers/build.sh (tokio-tungstenite, fastwebsockets), or the path of another
+#        build of examples/echo (to compare two commits side by side). Loopback only.
 #   LANES_CALLGRIND_LOAD="-c 10 -d 16 -s 20"  the echo load (lanes-load echo options)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +27,11 @@ for name in "${servers[@]}"; do
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   case "$name" in
     lanes) cmd=(target/release/examples/echo --addr "127.0.0.1:$port" --cores 1 --no-pin) ;;
+    */*) cmd=("$name" --addr "127.0.0.1:$port" --cores 1 --no-pin) ;; # another build of echo
     *) cmd=("target/peers/bin/$name" "$port") ;;
   esac
-  valgrind --tool=callgrind --callgrind-out-file="$out/$name.out" "${cmd[@]}" >"$out/$name.log" 2>&1 &
+  label=$(echo "$name" | tr -c 'A-Za-z0-9_.\n-' '_')
+  valgrind --tool=callgrind --callgrind-out-file="$out/$label.out" "${cmd[@]}" >"$out/$label.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 200); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null && break
@@ -39,6 +42,6 @@ for name in "${servers[@]}"; do
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
-  total=$(awk '/^totals:/ {print $2}' "$out/$name.out")
+  total=$(awk '/^totals:/ {print $2}' "$out/$label.out")
   echo "$name: $total instructions for $messages echoed messages = $((total / (messages > 0 ? messages : 1))) per message (load: echo ${load_opts[*]})"
 done

@@ -87,6 +87,7 @@ impl Outbox {
     }
 
     /// Bytes queued and not yet written.
+    #[inline]
     pub(crate) fn buffered_len(&self) -> usize {
         self.buf.as_ref().map_or(0, |b| b.len() - self.written)
     }
@@ -140,11 +141,13 @@ impl Outbox {
     }
 
     /// Queues one frame; the caller has checked the phase and the caps.
+    #[inline]
     fn push_frame(&mut self, opcode: OpCode, payload: &[u8], pool: &mut BufferPool) {
         self.push_frame_rsv(opcode, 0, payload, pool);
     }
 
     /// Queues one frame with RSV bits (RSV1: compressed).
+    #[inline]
     fn push_frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8], pool: &mut BufferPool) {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         let mut header = [0u8; MAX_HEADER_LEN];
@@ -158,6 +161,7 @@ impl Outbox {
 
     /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
     /// counts it) and says why not.
+    #[inline]
     fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
         if self.phase != SendPhase::Open {
             return Err(SendStatus::Dropped);
@@ -179,6 +183,7 @@ impl Outbox {
         Ok(())
     }
 
+    #[inline]
     fn status(&self, local: &Local) -> SendStatus {
         if self.buffered_len() > local.config.backpressure_len {
             SendStatus::Backpressure
@@ -189,6 +194,7 @@ impl Outbox {
 
     /// Queues a data or control frame, applying the backlog caps; a data message is
     /// compressed when the connection negotiated permessage-deflate and it is long enough.
+    #[inline(always)]
     pub(crate) fn send(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) -> SendStatus {
         // Admitted on its uncompressed length (plus what deflate may add to incompressible
         // data), before compressing: a compressor with context takeover must not advance
@@ -196,9 +202,19 @@ impl Outbox {
         if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, local) {
             return status;
         }
-        let data = matches!(opcode, OpCode::Text | OpCode::Binary);
-        if data
-            && let Some(side) = self.compression.as_deref_mut()
+        if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
+            self.push_compressible(opcode, payload, local);
+        } else {
+            self.push_frame(opcode, payload, &mut local.pool);
+        }
+        self.status(local)
+    }
+
+    /// Queues a data message on a connection with compression: compressed when long enough.
+    /// Kept out of line so that the uncompressed path of [`send`](Self::send) stays small.
+    #[inline(never)]
+    fn push_compressible(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) {
+        if let Some(side) = self.compression.as_deref_mut()
             && payload.len() >= local.deflate.config().min_compress_len
             && local.deflate.compress(side, payload) == SendAs::Compressed
         {
@@ -208,7 +224,6 @@ impl Outbox {
         } else {
             self.push_frame(opcode, payload, &mut local.pool);
         }
-        self.status(local)
     }
 
     /// Queues an already encoded frame with the RSV1 of a compressed message.
