@@ -5,11 +5,11 @@
 //! direction's state (it carries from message to message). Without context takeover the state
 //! belongs to the worker and is shared by all its connections: a message is compressed, or a
 //! whole received message inflated, in one go, so nothing is left in the shared state between
-//! messages. A connection without compression holds nothing (two empty `Option<Box<_>>`).
+//! messages. A connection without compression holds nothing (two empty `Option<Box<_>>`);
+//! one with context takeover makes its own state only when its first message needs it.
 
 use lanes_proto::ProtocolError;
 use lanes_proto::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater, SendAs};
-use lanes_proto::frame::Role;
 
 /// Compressor state is large and opaque: debug output says only what kind it is.
 macro_rules! opaque_debug {
@@ -30,38 +30,47 @@ opaque_debug!(
 
 /// The send side of a connection that negotiated compression.
 pub(crate) struct SendCompression {
-    /// Its own compressor, with server context takeover; `None`: the worker's shared one.
+    /// Server context takeover: the connection keeps its own compressor.
+    takeover: bool,
+    /// That compressor, made when the first message is compressed (so a connection that
+    /// never sends a long message never pays for one).
     own: Option<Deflater>,
     /// The window the peer allows us.
     window_bits: u8,
 }
 
 impl SendCompression {
-    pub(crate) fn new(params: &DeflateParams, config: &DeflateConfig) -> SendCompression {
+    pub(crate) fn new(params: &DeflateParams) -> SendCompression {
         SendCompression {
-            own: (!params.server_no_context_takeover)
-                .then(|| params.deflater(Role::Server, config)),
+            takeover: !params.server_no_context_takeover,
+            own: None,
             window_bits: params.server_max_window_bits,
         }
     }
 
     /// Whether this connection's messages can share one compressed copy (no context takeover).
     pub(crate) fn shared_window(&self) -> Option<u8> {
-        self.own.is_none().then_some(self.window_bits)
+        (!self.takeover).then_some(self.window_bits)
     }
 }
 
 /// The receive side of a connection that negotiated compression.
 pub(crate) struct RecvCompression {
-    /// Its own decompressor, with client context takeover; `None`: the worker's shared one.
+    /// Client context takeover: the connection keeps its own decompressor.
+    takeover: bool,
+    /// That decompressor, made for the first compressed message received.
     own: Option<Inflater>,
+    window_bits: u8,
+    max_message_len: u64,
 }
 
 impl RecvCompression {
     pub(crate) fn new(params: &DeflateParams, max_message_len: u64) -> RecvCompression {
         RecvCompression {
-            own: (!params.client_no_context_takeover)
-                .then(|| params.inflater(Role::Server, max_message_len)),
+            takeover: !params.client_no_context_takeover,
+            own: None,
+            window_bits: params.client_max_window_bits,
+            max_message_len,
         }
     }
 }
@@ -93,12 +102,15 @@ impl SharedDeflate {
     pub(crate) fn compress(&mut self, side: &mut SendCompression, message: &[u8]) -> SendAs {
         self.out.clear();
         shrink(&mut self.out);
-        match side.own.as_mut() {
-            Some(own) => own.compress(message, &mut self.out),
-            None => {
-                let deflater = shared(&mut self.deflaters, side.window_bits, &self.config);
-                deflater.compress(message, &mut self.out)
-            }
+        if side.takeover {
+            let config = &self.config;
+            let own = side
+                .own
+                .get_or_insert_with(|| Deflater::new(side.window_bits, false, config));
+            own.compress(message, &mut self.out)
+        } else {
+            let deflater = shared(&mut self.deflaters, side.window_bits, &self.config);
+            deflater.compress(message, &mut self.out)
         }
     }
 
@@ -146,11 +158,13 @@ impl InflateScratch {
         self.out.clear();
         shrink(&mut self.out);
         let max = self.max_message_len;
-        let inflater = match side.own.as_mut() {
-            Some(own) => own,
-            None => self
-                .shared
-                .get_or_insert_with(|| Inflater::new(15, true, max)),
+        let inflater = if side.takeover {
+            let (bits, own_max) = (side.window_bits, side.max_message_len);
+            side.own
+                .get_or_insert_with(|| Inflater::new(bits, false, own_max))
+        } else {
+            self.shared
+                .get_or_insert_with(|| Inflater::new(15, true, max))
         };
         let result = inflater
             .handle_data(compressed, &mut self.out)

@@ -543,8 +543,7 @@ impl<H: Handler> Worker<H> {
         conn.set_phase(Phase::Open, now_ms);
         if let Some(params) = compression {
             let config = &self.local.config;
-            conn.outbox.compression =
-                Some(Box::new(SendCompression::new(&params, &config.deflate)));
+            conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
             conn.receiver
                 .enable_compression(RecvCompression::new(&params, config.max_message_len));
         }
