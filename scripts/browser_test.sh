@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Browser end-to-end test of examples/chat: builds and starts the chat server on loopback, then
+# Browser end-to-end tests: builds and starts the chat server on loopback, then
 # tests/browser/chat.mjs drives headless Chromium (Debian's package, through the npm package
 # playwright-core: no browser is downloaded) through two users chatting in a room, a third in
-# another room, join and leave notices. Prints "browser test: ok" on success.
+# another room, join and leave notices; then tests/browser/echo_deflate.mjs checks that Chromium
+# negotiates permessage-deflate with examples/echo and round-trips text and binary messages
+# through it. Prints "browser test: ok" on success.
 #
 # Usage: scripts/browser_test.sh      (from anywhere)
 #
@@ -150,6 +152,28 @@ step "node tests/browser/chat.mjs http://127.0.0.1:$port"
 TMPDIR=$scratch timeout --foreground --kill-after=5 60 node "$tests/chat.mjs" "http://127.0.0.1:$port" ||
   die "the chat test failed (exit status $?); server log: $out/server.log"
 kill -0 "$server_pid" 2>/dev/null || die "the server died during the test"
+stop_server
+
+# --- 4. permessage-deflate in the browser, against examples/echo -------------------------------
+
+if [ -z "${LANES_CHAT_SERVER_CMD:-}" ]; then
+  step "cargo build --release -p lanes --example echo"
+  cargo build --release --locked -p lanes --example echo
+  echo_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/examples/echo' --addr 127.0.0.1:\$PORT --cores 2"
+  step "start the server: $echo_cmd (PORT=$port)"
+  PORT=$port setsid bash -c "$echo_cmd" >"$out/server.log" 2>&1 </dev/null &
+  server_pid=$!
+  for _ in $(seq 100); do # 10 s
+    port_open && break
+    kill -0 "$server_pid" 2>/dev/null || die "the echo server exited before listening on 127.0.0.1:$port"
+    sleep 0.1
+  done
+  port_open || die "the echo server does not accept connections on 127.0.0.1:$port after 10 s"
+  step "node tests/browser/echo_deflate.mjs ws://127.0.0.1:$port"
+  TMPDIR=$scratch timeout --foreground --kill-after=5 60 node "$tests/echo_deflate.mjs" "ws://127.0.0.1:$port" ||
+    die "the permessage-deflate test failed (exit status $?); server log: $out/server.log"
+  kill -0 "$server_pid" 2>/dev/null || die "the echo server died during the test"
+fi
 
 echo
 echo "browser test: ok"
