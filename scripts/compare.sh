@@ -28,6 +28,11 @@ mkdir -p "$out"
 results=$out/results.json
 : >"$results"
 
+# The commit measured: taken before building, so that later commits during a long run do not
+# relabel it; "+dirty" when the working tree differs from it.
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- crates examples Cargo.toml Cargo.lock 2>/dev/null || commit="$commit+dirty"
+
 echo "==> build lanes (release) and the peers"
 cargo build --release --locked --quiet -p lanes --example echo
 cargo build --release --locked --quiet -p lanes-load
@@ -175,6 +180,5 @@ for name in "${active[@]}"; do
 done
 
 machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), $(nproc) cores, kernel $(uname -r)"
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 python3 scripts/compare_report.py "$results" "$out" "$machine" "$commit" "$duration" "$warmup"
 cat "$out/results.md"
