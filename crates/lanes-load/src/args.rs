@@ -32,7 +32,8 @@ pub struct Args {
     #[arg(long)]
     pub quiet: bool,
     /// PID of the server under test: its CPU time over the measured window is read from /proc
-    /// and reported as messages per server CPU-second (echo mode).
+    /// and reported as messages (or deliveries) per server CPU-second, and its resident memory
+    /// (VmRSS) at the end of the window as `server_rss_kib` (echo, fanout and idle modes).
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// What to do.
@@ -44,6 +45,10 @@ pub struct Args {
 #[derive(Debug, Clone, Subcommand)]
 pub enum Mode {
     /// C connections, each keeping D messages of S bytes in flight; every echo is checked.
+    ///
+    /// Payloads are a fixed per-connection pattern that repeats every 26 bytes (text) or 251
+    /// bytes (binary), behind a sequence number: with `--deflate` they compress far better than
+    /// real traffic (a best case for ratio and compression CPU).
     Echo {
         /// Connections.
         #[arg(short = 'c', long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
@@ -57,6 +62,15 @@ pub enum Mode {
         /// Text or binary messages.
         #[arg(long, value_enum, default_value_t = Kind::Binary)]
         kind: Kind,
+        /// Offer permessage-deflate (RFC 7692) and compress every message sent (RSV1, even the
+        /// shortest), inflate every compressed echo before checking it. `takeover` offers
+        /// `permessage-deflate; client_max_window_bits` (context takeover both ways, as browsers
+        /// do); `no-takeover` offers `permessage-deflate; server_no_context_takeover;
+        /// client_no_context_takeover`. A server that declines is an error. Throughput counts
+        /// uncompressed payload bytes; the bytes on the wire are reported beside them. The
+        /// periodic payload (see above) compresses unrealistically well.
+        #[arg(long, value_enum, default_value_t = Deflate::Off)]
+        deflate: Deflate,
     },
     /// Completed handshakes per second: connect, upgrade, close, again.
     Connect {
@@ -118,6 +132,30 @@ pub enum Kind {
     Text,
     /// Binary frames.
     Binary,
+}
+
+/// Whether and how the echo mode offers permessage-deflate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Deflate {
+    /// No offer: every message goes uncompressed.
+    Off,
+    /// `permessage-deflate; client_max_window_bits`: each end keeps its compression context
+    /// from one message to the next.
+    Takeover,
+    /// `permessage-deflate; server_no_context_takeover; client_no_context_takeover`: every
+    /// message is compressed on its own, both ways.
+    NoTakeover,
+}
+
+impl Deflate {
+    /// The name used on the command line and in the JSON output.
+    pub fn name(self) -> &'static str {
+        match self {
+            Deflate::Off => "off",
+            Deflate::Takeover => "takeover",
+            Deflate::NoTakeover => "no-takeover",
+        }
+    }
 }
 
 fn parse_seconds(text: &str) -> Result<Duration, String> {
@@ -182,9 +220,28 @@ mod tests {
                 depth,
                 size,
                 kind,
-            } => assert_eq!((connections, depth, size, kind), (10, 16, 1024, Kind::Text)),
+                deflate,
+            } => assert_eq!(
+                (connections, depth, size, kind, deflate),
+                (10, 16, 1024, Kind::Text, Deflate::Off)
+            ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn deflate_modes() {
+        let parse =
+            |value: &str| match Args::try_parse_from(["lanes-load", "echo", "--deflate", value])
+                .map(|args| args.mode)
+            {
+                Ok(Mode::Echo { deflate, .. }) => Some(deflate),
+                _ => None,
+            };
+        for mode in [Deflate::Off, Deflate::Takeover, Deflate::NoTakeover] {
+            assert_eq!(parse(mode.name()), Some(mode));
+        }
+        assert_eq!(parse("on"), None);
     }
 
     #[test]

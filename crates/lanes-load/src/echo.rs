@@ -1,19 +1,28 @@
 //! The echo mode: connections keeping a fixed number of messages in flight.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use lanes_proto::OpCode;
+use lanes_proto::deflate::DeflateParams;
+use lanes_proto::frame::RSV1;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::args::Kind;
-use crate::client::{connect_and_upgrade, next_frame, push_frame, read_available};
+use crate::args::{Deflate, Kind};
+use crate::client::{
+    connect_and_upgrade_offering, next_frame_allowing, push_frame, read_available,
+};
+use crate::deflate::{Codec, ConnCodec, Sent, offer, params_from_answer};
 use crate::rng::Rng;
 use crate::tracker::EchoTracker;
+
+/// The longest a thread keeps its connections open after the window, waiting for the server's
+/// memory to be read.
+const HOLD_MAX: Duration = Duration::from_secs(2);
 
 /// The echo load of one thread.
 #[derive(Debug, Clone)]
@@ -28,6 +37,8 @@ pub struct EchoPlan {
     pub size: usize,
     /// Text or binary.
     pub kind: Kind,
+    /// Whether and how to offer permessage-deflate.
+    pub deflate: Deflate,
     /// Warm-up, not measured.
     pub warmup: Duration,
     /// Measured window.
@@ -41,8 +52,23 @@ pub struct EchoPlan {
 pub struct EchoResult {
     /// Echoes received and checked inside the measured window.
     pub messages: u64,
-    /// Payload bytes of those echoes.
+    /// Payload bytes of those echoes (inflated, where they came compressed).
     pub bytes: u64,
+    /// Frame payload bytes of those echoes as they came (compressed or not; headers not
+    /// counted).
+    pub wire_bytes_received: u64,
+    /// Those echoes that came compressed (RSV1).
+    pub compressed_received: u64,
+    /// Messages queued inside the measured window.
+    pub sent: u64,
+    /// Payload bytes of those messages, before compression.
+    pub payload_bytes_sent: u64,
+    /// Frame payload bytes of those messages as sent (compressed or not; headers not counted).
+    pub wire_bytes_sent: u64,
+    /// Those messages sent compressed (RSV1).
+    pub compressed_sent: u64,
+    /// The permessage-deflate parameters agreed with the server, if any.
+    pub deflate_params: Option<DeflateParams>,
     /// Round-trip times of those echoes, in nanoseconds.
     pub latency_ns: Histogram<u64>,
     /// Failed checks, closed connections and I/O errors.
@@ -56,6 +82,13 @@ impl EchoResult {
         EchoResult {
             messages: 0,
             bytes: 0,
+            wire_bytes_received: 0,
+            compressed_received: 0,
+            sent: 0,
+            payload_bytes_sent: 0,
+            wire_bytes_sent: 0,
+            compressed_sent: 0,
+            deflate_params: None,
             latency_ns: new_histogram(),
             errors: 0,
             first_error: None,
@@ -71,6 +104,13 @@ impl EchoResult {
     pub fn merge(&mut self, other: &EchoResult) {
         self.messages += other.messages;
         self.bytes += other.bytes;
+        self.wire_bytes_received += other.wire_bytes_received;
+        self.compressed_received += other.compressed_received;
+        self.sent += other.sent;
+        self.payload_bytes_sent += other.payload_bytes_sent;
+        self.wire_bytes_sent += other.wire_bytes_sent;
+        self.compressed_sent += other.compressed_sent;
+        self.deflate_params = self.deflate_params.or(other.deflate_params);
         let _ = self.latency_ns.add(&other.latency_ns);
         self.errors += other.errors;
         if self.first_error.is_none() {
@@ -81,6 +121,13 @@ impl EchoResult {
     /// An empty result to merge into.
     pub fn empty() -> EchoResult {
         EchoResult::new()
+    }
+
+    fn count_sent(&mut self, sent: Sent) {
+        self.sent += 1;
+        self.payload_bytes_sent += sent.payload_len as u64;
+        self.wire_bytes_sent += sent.wire_len as u64;
+        self.compressed_sent += u64::from(sent.compressed);
     }
 }
 
@@ -97,20 +144,56 @@ struct Conn {
     outbuf: Vec<u8>,
     written: usize,
     alive: bool,
+    /// The connection's own compression state, when permessage-deflate was agreed.
+    codec: Option<ConnCodec>,
+}
+
+/// Queues the connection's next message, compressed by `codec` when deflate was agreed.
+fn queue_next(
+    conn: &mut Conn,
+    codec: Option<&mut Codec>,
+    opcode: OpCode,
+    key: [u8; 4],
+    now: Instant,
+) -> Sent {
+    let Conn {
+        tracker,
+        outbuf,
+        codec: conn_codec,
+        ..
+    } = conn;
+    if let (Some(codec), Some(conn_codec)) = (codec, conn_codec.as_mut()) {
+        return codec.push_message(conn_codec, outbuf, opcode, key, |out| {
+            tracker.push_next(now, out)
+        });
+    }
+    let size = tracker.size();
+    push_frame(outbuf, opcode, size, key, |out| tracker.push_next(now, out));
+    Sent {
+        payload_len: size,
+        wire_len: size,
+        compressed: false,
+    }
 }
 
 /// Runs one thread's echo load: connect and upgrade all its connections, wait at `start` for
 /// the other threads, then keep `depth` messages in flight on each until the window ends.
+/// The connections stay open after the window until `released` is set (by whoever reads the
+/// server's memory), for at most 2 s.
 pub fn run_echo_thread(
     plan: &EchoPlan,
     start: &Barrier,
     progress: &AtomicU64,
     failed_start: &Arc<AtomicU64>,
+    released: &AtomicBool,
 ) -> Result<EchoResult, String> {
     let mut rng = Rng::new(plan.thread as u64 + 1);
     let poll = Poll::new().map_err(|e| e.to_string());
     let mut conns = Vec::with_capacity(plan.connections as usize);
     let mut setup_error = None;
+    // Echoes longer than sent are caught by the echo check, not by the inflater's limit.
+    let max_message_len = (plan.size as u64).saturating_mul(2).max(1024);
+    let mut codec: Option<Codec> = None;
     let mut poll = match poll {
         Ok(poll) => Some(poll),
         Err(e) => {
@@ -120,11 +203,36 @@ pub fn run_echo_thread(
     };
     if let Some(poll) = poll.as_mut() {
         for i in 0..plan.connections {
-            match connect_and_upgrade(plan.addr, &mut rng).and_then(|s| {
-                s.set_nonblocking(true).map_err(|e| e.to_string())?;
-                Ok(TcpStream::from_std(s))
-            }) {
-                Ok(mut stream) => {
+            let upgraded =
+                connect_and_upgrade_offering(plan.addr, &mut rng, offer(plan.deflate), |r| {
+                    params_from_answer(plan.deflate, &r.extensions)
+                        .map_err(|e| format!("{}: {e}", plan.addr))
+                })
+                .and_then(|(s, params)| {
+                    s.set_nonblocking(true).map_err(|e| e.to_string())?;
+                    Ok((TcpStream::from_std(s), params))
+                });
+            let conn_codec = match &upgraded {
+                Ok((_, Some(params))) => match &codec {
+                    None => {
+                        let first = Codec::new(*params, max_message_len);
+                        let conn_codec = first.conn();
+                        codec = Some(first);
+                        Some(conn_codec)
+                    }
+                    Some(codec) if codec.params() == params => Some(codec.conn()),
+                    Some(_) => {
+                        setup_error = Some(format!(
+                            "{}: connections agreed on different permessage-deflate parameters",
+                            plan.addr
+                        ));
+                        break;
+                    }
+                },
+                _ => None,
+            };
+            match upgraded {
+                Ok((mut stream, _)) => {
                     if let Err(e) = poll.registry().register(
                         &mut stream,
                         Token(conns.len()),
@@ -141,6 +249,7 @@ pub fn run_echo_thread(
                         outbuf: Vec::with_capacity(64 * 1024),
                         written: 0,
                         alive: true,
+                        codec: conn_codec,
                     });
                 }
                 Err(e) => {
@@ -169,17 +278,20 @@ pub fn run_echo_thread(
         Kind::Text => OpCode::Text,
         Kind::Binary => OpCode::Binary,
     };
+    let allowed_rsv = if codec.is_some() { RSV1 } else { 0 };
     let began = Instant::now();
     let window_start = began + plan.warmup;
     let window_end = window_start + plan.duration;
     let mut result = EchoResult::new();
+    result.deflate_params = codec.as_ref().map(|c| *c.params());
+    let measuring_from_start = plan.warmup.is_zero();
     for conn in &mut conns {
         for _ in 0..plan.depth {
             let key = rng.key();
-            let tracker = &mut conn.tracker;
-            push_frame(&mut conn.outbuf, opcode, plan.size, key, |out| {
-                tracker.push_next(began, out)
-            });
+            let sent = queue_next(conn, codec.as_mut(), opcode, key, began);
+            if measuring_from_start {
+                result.count_sent(sent);
+            }
         }
     }
     let mut events = Events::with_capacity(1024);
@@ -230,12 +342,32 @@ pub fn run_echo_thread(
             let mut at = 0;
             let mut echoed = 0u64;
             loop {
-                match next_frame(&conn.inbuf, at) {
+                match next_frame_allowing(&conn.inbuf, at, allowed_rsv) {
                     Ok(Some(frame)) => {
                         at = frame.end;
-                        let payload = &conn.inbuf[frame.payload.0..frame.payload.1];
+                        let wire = &conn.inbuf[frame.payload.0..frame.payload.1];
                         match frame.opcode {
-                            OpCode::Text | OpCode::Binary => {
+                            OpCode::Text | OpCode::Binary if frame.fin => {
+                                let payload = if frame.compressed {
+                                    // RSV1 passes the decoder only once deflate is agreed.
+                                    let (Some(codec), Some(conn_codec)) =
+                                        (codec.as_mut(), conn.codec.as_mut())
+                                    else {
+                                        result.error("compressed echo without deflate".into());
+                                        conn.alive = false;
+                                        break;
+                                    };
+                                    match codec.inflate(conn_codec, wire) {
+                                        Ok(payload) => payload,
+                                        Err(e) => {
+                                            result.error(format!("bad compressed echo: {e}"));
+                                            conn.alive = false;
+                                            break;
+                                        }
+                                    }
+                                } else {
+                                    wire
+                                };
                                 let is_text = frame.opcode == OpCode::Text;
                                 match conn.tracker.check(is_text, payload, now) {
                                     Ok(rtt) => {
@@ -243,6 +375,9 @@ pub fn run_echo_thread(
                                         if measuring {
                                             result.messages += 1;
                                             result.bytes += payload.len() as u64;
+                                            result.wire_bytes_received += wire.len() as u64;
+                                            result.compressed_received +=
+                                                u64::from(frame.compressed);
                                             let _ = result
                                                 .latency_ns
                                                 .record(rtt.as_nanos().max(1) as u64);
@@ -254,6 +389,14 @@ pub fn run_echo_thread(
                                         break;
                                     }
                                 }
+                            }
+                            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                                result.error(
+                                    "fragmented echo: the echo check needs one frame per message"
+                                        .into(),
+                                );
+                                conn.alive = false;
+                                break;
                             }
                             OpCode::Close => {
                                 result.error("server sent a close frame".into());
@@ -275,10 +418,10 @@ pub fn run_echo_thread(
             if conn.alive && echoed > 0 {
                 for _ in 0..echoed {
                     let key = rng.key();
-                    let tracker = &mut conn.tracker;
-                    push_frame(&mut conn.outbuf, opcode, plan.size, key, |out| {
-                        tracker.push_next(now, out)
-                    });
+                    let sent = queue_next(conn, codec.as_mut(), opcode, key, now);
+                    if measuring {
+                        result.count_sent(sent);
+                    }
                 }
                 dirty.push(index);
                 since_progress += echoed;
@@ -288,6 +431,11 @@ pub fn run_echo_thread(
             progress.fetch_add(since_progress, Ordering::Relaxed);
             since_progress = 0;
         }
+    }
+    // Keep the connections open until the server's memory has been read.
+    let hold_end = Instant::now() + HOLD_MAX;
+    while !released.load(Ordering::Acquire) && Instant::now() < hold_end {
+        std::thread::sleep(Duration::from_millis(1));
     }
     Ok(result)
 }

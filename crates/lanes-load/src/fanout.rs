@@ -48,6 +48,7 @@ use mio::{Events, Interest, Poll, Token};
 use crate::client::{connect_and_upgrade, next_frame, push_frame, start_upgrade};
 use crate::cpu::{pin, process_cpu_time};
 use crate::echo::new_histogram;
+use crate::memory::process_rss_kib;
 use crate::rng::Rng;
 
 /// Length of the stamp at the start of every payload (sequence number and send time), and of
@@ -276,6 +277,9 @@ pub struct FanoutResult {
     pub client_cpu: Duration,
     /// CPU time of the server over the measured window, when its PID was given.
     pub server_cpu: Option<Duration>,
+    /// The server's resident memory (VmRSS) at the end of the window, in KiB, when its PID
+    /// was given.
+    pub server_rss_kib: Option<u64>,
 }
 
 impl FanoutResult {
@@ -294,6 +298,7 @@ impl FanoutResult {
             connect_time: Duration::ZERO,
             client_cpu: Duration::ZERO,
             server_cpu: None,
+            server_rss_kib: None,
         }
     }
 
@@ -427,7 +432,7 @@ pub fn run_fanout(plan: &FanoutPlan, progress: &AtomicU64) -> Result<FanoutResul
         meeting.barrier.wait();
         let connect_time = connecting.elapsed();
         let cpu = if meeting.failed.load(Ordering::Acquire) {
-            Ok((None, Duration::ZERO))
+            Ok((None, Duration::ZERO, None))
         } else {
             let start = meeting.began() + plan.warmup;
             sample_cpu(plan.server_pid, start, start + plan.duration)
@@ -448,23 +453,25 @@ pub fn run_fanout(plan: &FanoutPlan, progress: &AtomicU64) -> Result<FanoutResul
         if let Some(e) = first_error {
             return Err(e);
         }
-        let (server_cpu, client_cpu) = cpu?;
+        let (server_cpu, client_cpu, server_rss_kib) = cpu?;
         if plan.publish_rate.is_none() {
             total.published = total.seen.len();
         }
         total.connect_time = connect_time;
         total.client_cpu = client_cpu;
         total.server_cpu = server_cpu;
+        total.server_rss_kib = server_rss_kib;
         Ok(total)
     })
 }
 
-/// CPU time of the server (if given) and of this process between `from` and `until`.
+/// CPU time of the server (if given) and of this process between `from` and `until`, and the
+/// server's resident memory in KiB at `until` (the subscribers stay connected a little longer).
 fn sample_cpu(
     server: Option<u32>,
     from: Instant,
     until: Instant,
-) -> Result<(Option<Duration>, Duration), String> {
+) -> Result<(Option<Duration>, Duration, Option<u64>), String> {
     let me = std::process::id();
     std::thread::sleep(from.saturating_duration_since(Instant::now()));
     let server_before = server.map(process_cpu_time).transpose()?;
@@ -472,10 +479,15 @@ fn sample_cpu(
     std::thread::sleep(until.saturating_duration_since(Instant::now()));
     let server_after = server.map(process_cpu_time).transpose()?;
     let me_after = process_cpu_time(me)?;
+    let server_rss_kib = server.map(process_rss_kib).transpose()?;
     let server_cpu = server_after
         .zip(server_before)
         .map(|(a, b)| a.saturating_sub(b));
-    Ok((server_cpu, me_after.saturating_sub(me_before)))
+    Ok((
+        server_cpu,
+        me_after.saturating_sub(me_before),
+        server_rss_kib,
+    ))
 }
 
 struct Sub {

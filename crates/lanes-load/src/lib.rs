@@ -5,19 +5,24 @@
 //! iteration), and no allocation per message once connections are up.
 //!
 //! Modes: `echo` (C connections × D messages in flight × S bytes; every echo checked in full;
-//! throughput and round-trip latency percentiles), `connect` (completed handshakes per second),
+//! throughput and round-trip latency percentiles; optionally with permessage-deflate, with or
+//! without context takeover, counting uncompressed payload and the compressed bytes on the
+//! wire), `connect` (completed handshakes per second),
 //! `idle` (hold N connections open), `fanout` (N subscribers of timestamped messages, from
 //! lanes-load's own publisher at a fixed rate relayed by the server, or produced by the server
 //! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). It connects only
 //! to the address it is given, and every run is bounded in time. It raises its own soft
 //! open-file limit to the hard limit, so thousands of connections need no `ulimit` first.
+//! Given the server's PID, it reads the server's CPU time and resident memory from /proc.
 
 pub mod args;
 pub mod client;
 pub mod connect;
 pub mod cpu;
+pub mod deflate;
 pub mod echo;
 pub mod fanout;
+pub mod memory;
 pub mod report;
 pub mod rlimit;
 pub mod rng;

@@ -3,7 +3,7 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)] // a command-line tool reports on its terminal
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
-use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Kind, Mode, Source};
+use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Deflate, Kind, Mode, Source};
 use lanes_load::connect::{open_idle, run_connect_thread};
 use lanes_load::cpu::{pin, process_cpu_time};
+use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
 use lanes_load::fanout::{FanoutPlan, run_fanout};
+use lanes_load::memory::process_rss_kib;
 use lanes_load::report::{grouped, percentiles_us};
 use lanes_load::rlimit::raise_nofile_limit;
 use serde_json::json;
@@ -46,7 +48,8 @@ fn main() -> ExitCode {
             depth,
             size,
             kind,
-        } => echo(&args, connections, depth, size as usize, kind),
+            deflate,
+        } => echo(&args, connections, depth, size as usize, kind, deflate),
         Mode::Connect { concurrency } => connect(&args, concurrency),
         Mode::Idle { connections } => idle(&args, connections),
         Mode::Fanout {
@@ -106,18 +109,33 @@ fn watch<T>(
     threads.into_iter().map(|t| t.join().ok()).collect()
 }
 
+/// What the sampler read over the measured window.
+struct Sampled {
+    server_cpu: Option<Duration>,
+    client_cpu: Duration,
+    server_rss_kib: Option<u64>,
+}
+
+/// The wire bytes per payload byte, when any payload was counted.
+fn ratio(wire: u64, payload: u64) -> Option<f64> {
+    (payload > 0).then(|| wire as f64 / payload as f64)
+}
+
 fn echo(
     args: &Args,
     connections: u32,
     depth: u32,
     size: usize,
     kind: Kind,
+    deflate: Deflate,
 ) -> Result<bool, String> {
     let threads = u32::from(args.threads).min(connections);
     // The client threads and this one meet once every connection is up.
     let start = Arc::new(Barrier::new(threads as usize + 1));
     let failed = Arc::new(AtomicU64::new(0));
     let progress = Arc::new(AtomicU64::new(0));
+    // Set once the server's memory is read; the client threads hold their connections till then.
+    let released = Arc::new(AtomicBool::new(false));
     let mut handles = Vec::new();
     for thread in 0..threads {
         // Spread the connections as evenly as possible.
@@ -128,44 +146,59 @@ fn echo(
             depth,
             size,
             kind,
+            deflate,
             warmup: args.warmup,
             duration: args.duration,
             thread: thread as usize,
         };
-        let (start, failed, progress, cores) = (
+        let (start, failed, progress, released, cores) = (
             Arc::clone(&start),
             Arc::clone(&failed),
             Arc::clone(&progress),
+            Arc::clone(&released),
             args.cores.clone(),
         );
         handles.push(std::thread::spawn(move || {
             pin(&cores, thread as usize);
-            run_echo_thread(&plan, &start, &progress, &failed)
+            run_echo_thread(&plan, &start, &progress, &failed, &released)
         }));
     }
     let bar = progress_line(args, "connecting");
     start.wait();
     // CPU time of the server (when its PID is given) and of this client over the measured
-    // window, sampled at its start and end.
+    // window, sampled at its start and end; the server's memory at the end, connections open.
     let sampler = {
         let (warmup, duration, server) = (args.warmup, args.duration, args.server_pid);
+        let released = Arc::clone(&released);
         let me = std::process::id();
         std::thread::spawn(move || {
-            std::thread::sleep(warmup);
-            let server_before = server.map(process_cpu_time).transpose()?;
-            let me_before = process_cpu_time(me)?;
-            std::thread::sleep(duration);
-            let server_after = server.map(process_cpu_time).transpose()?;
-            let me_after = process_cpu_time(me)?;
-            let server_cpu = server_after
-                .zip(server_before)
-                .map(|(a, b)| a.saturating_sub(b));
-            Ok::<_, String>((server_cpu, me_after.saturating_sub(me_before)))
+            let sampled = (|| {
+                std::thread::sleep(warmup);
+                let server_before = server.map(process_cpu_time).transpose()?;
+                let me_before = process_cpu_time(me)?;
+                std::thread::sleep(duration);
+                let server_after = server.map(process_cpu_time).transpose()?;
+                let me_after = process_cpu_time(me)?;
+                let server_rss_kib = server.map(process_rss_kib).transpose()?;
+                Ok::<_, String>(Sampled {
+                    server_cpu: server_after
+                        .zip(server_before)
+                        .map(|(a, b)| a.saturating_sub(b)),
+                    client_cpu: me_after.saturating_sub(me_before),
+                    server_rss_kib,
+                })
+            })();
+            released.store(true, Ordering::Release);
+            sampled
         })
     };
     let results = watch(handles, &progress, bar.as_ref(), "msg");
-    let (server_cpu, client_cpu) = match sampler.join() {
-        Ok(Ok(cpu)) => cpu,
+    let Sampled {
+        server_cpu,
+        client_cpu,
+        server_rss_kib,
+    } = match sampler.join() {
+        Ok(Ok(sampled)) => sampled,
         Ok(Err(e)) => return Err(e),
         Err(_) => return Err("the CPU sampler panicked".into()),
     };
@@ -187,7 +220,17 @@ fn echo(
         .map(|c| total.messages as f64 / c);
     let client_cpu_s = client_cpu.as_secs_f64();
     let per_client_cpu_s = (client_cpu_s > 0.0).then(|| total.messages as f64 / client_cpu_s);
+    let ratio_sent = ratio(total.wire_bytes_sent, total.payload_bytes_sent);
+    let ratio_received = ratio(total.wire_bytes_received, total.bytes);
     if args.json {
+        let params = total.deflate_params.map(|p| {
+            json!({
+                "server_no_context_takeover": p.server_no_context_takeover,
+                "client_no_context_takeover": p.client_no_context_takeover,
+                "server_max_window_bits": p.server_max_window_bits,
+                "client_max_window_bits": p.client_max_window_bits,
+            })
+        });
         let object = json!({
             "mode": "echo",
             "addr": args.addr.to_string(),
@@ -196,17 +239,29 @@ fn echo(
             "depth": depth,
             "size": size,
             "kind": if kind == Kind::Text { "text" } else { "binary" },
+            "deflate": deflate.name(),
+            "deflate_params": params,
             "warmup_s": args.warmup.as_secs_f64(),
             "duration_s": seconds,
             "messages": total.messages,
             "messages_per_s": rate,
             "mb_per_s": mbps,
+            "payload_bytes_received": total.bytes,
+            "wire_bytes_received": total.wire_bytes_received,
+            "compressed_received": total.compressed_received,
+            "sent": total.sent,
+            "payload_bytes_sent": total.payload_bytes_sent,
+            "wire_bytes_sent": total.wire_bytes_sent,
+            "compressed_sent": total.compressed_sent,
+            "wire_ratio_sent": ratio_sent,
+            "wire_ratio_received": ratio_received,
             "latency_us": latency,
             "echo_check": "full",
             "server_cpu_s": server_cpu_s,
             "messages_per_server_cpu_s": per_cpu_s,
             "client_cpu_s": client_cpu_s,
             "messages_per_client_cpu_s": per_client_cpu_s,
+            "server_rss_kib": server_rss_kib,
             "errors": total.errors,
             "first_error": total.first_error,
         });
@@ -218,7 +273,34 @@ fn echo(
             seconds
         );
         println!("  messages/s : {}", grouped(rate));
-        println!("  MB/s       : {mbps:.1}");
+        println!("  MB/s       : {mbps:.1} (payload, uncompressed)");
+        match &total.deflate_params {
+            Some(params) => {
+                println!(
+                    "  deflate    : {} offered; agreed {}",
+                    deflate.name(),
+                    describe(params)
+                );
+                let show = |r: Option<f64>| r.map_or("-".into(), |r| format!("{:.3}", r));
+                println!(
+                    "  wire bytes : sent {} of {} payload ({} wire/payload, {} of {} messages compressed)",
+                    grouped(total.wire_bytes_sent as f64),
+                    grouped(total.payload_bytes_sent as f64),
+                    show(ratio_sent),
+                    grouped(total.compressed_sent as f64),
+                    grouped(total.sent as f64)
+                );
+                println!(
+                    "               received {} of {} payload ({} wire/payload, {} of {} echoes compressed)",
+                    grouped(total.wire_bytes_received as f64),
+                    grouped(total.bytes as f64),
+                    show(ratio_received),
+                    grouped(total.compressed_received as f64),
+                    grouped(total.messages as f64)
+                );
+            }
+            None => println!("  deflate    : off (no offer)"),
+        }
         println!(
             "  latency us : p50 {} p90 {} p99 {} p99.9 {} max {}",
             latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
@@ -233,6 +315,12 @@ fn echo(
             println!(
                 "  client CPU : {client_cpu_s:.2} s, {} messages per client CPU-second (the client's own limit)",
                 grouped(per)
+            );
+        }
+        if let Some(rss) = server_rss_kib {
+            println!(
+                "  server RSS : {} KiB at the end of the window, connections open",
+                grouped(rss as f64)
             );
         }
         println!("  checked    : every echo, in full (length, sequence, content)");
@@ -309,6 +397,8 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
         eprintln!("lanes-load: {} connections open", conns.len());
     }
     std::thread::sleep(args.duration);
+    // The server's memory with every connection still open.
+    let server_rss_kib = args.server_pid.map(process_rss_kib).transpose()?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -316,7 +406,8 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
         println!(
             "{}",
             json!({"mode": "idle", "addr": args.addr.to_string(), "connections": conns.len(),
-                   "open_s": opened_in.as_secs_f64(), "held_s": args.duration.as_secs_f64()})
+                   "open_s": opened_in.as_secs_f64(), "held_s": args.duration.as_secs_f64(),
+                   "server_rss_kib": server_rss_kib})
         );
     } else {
         println!(
@@ -325,7 +416,14 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
             args.duration.as_secs_f64(),
             opened_in.as_secs_f64()
         );
+        if let Some(rss) = server_rss_kib {
+            println!(
+                "  server RSS : {} KiB at the end, connections open",
+                grouped(rss as f64)
+            );
+        }
     }
+    drop(conns);
     Ok(true)
 }
 
@@ -393,7 +491,8 @@ fn fanout(
                    "server_cpu_s": server_cpu_s,
                    "deliveries_per_server_cpu_s": per_server_cpu_s,
                    "client_cpu_s": client_cpu_s,
-                   "deliveries_per_client_cpu_s": per_client_cpu_s})
+                   "deliveries_per_client_cpu_s": per_client_cpu_s,
+                   "server_rss_kib": result.server_rss_kib})
         );
     } else {
         match publish_rate {
@@ -434,6 +533,12 @@ fn fanout(
             println!(
                 "  client CPU    : {client_cpu_s:.2} s, {} deliveries per client CPU-second (the client's own limit)",
                 grouped(per)
+            );
+        }
+        if let Some(rss) = result.server_rss_kib {
+            println!(
+                "  server RSS    : {} KiB at the end of the window",
+                grouped(rss as f64)
             );
         }
         println!(
