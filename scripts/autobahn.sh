@@ -4,15 +4,26 @@
 #
 # Usage: scripts/autobahn.sh      (from anywhere; installs wstest on first use, see below)
 #
+# wstest is single-threaded Python and the bottleneck (the permessage-deflate cases 12.* and 13.*
+# alone keep one busy for over 20 minutes), so the cases are shared out among several wstest
+# processes, "shards", that run at once against the one server: scripts/autobahn/shard.py splits
+# them by estimated running time. Each shard has its own spec, reports and log; the summary
+# merges their reports.
+#
 # Environment:
-#   LANES_AUTOBAHN_CASES    comma-separated case patterns, e.g. "1.*,2.*" (default: the spec's,
-#                           scripts/autobahn/fuzzingclient.json)
-#   LANES_AUTOBAHN_EXCLUDE  comma-separated case patterns to skip (default: the spec's)
+#   LANES_AUTOBAHN_CASES    comma-separated case patterns or ids, e.g. "1.*,2.*,12.1.10" (default:
+#                           the spec's, scripts/autobahn/fuzzingclient.json)
+#   LANES_AUTOBAHN_EXCLUDE  comma-separated case patterns or ids to skip (default: the spec's)
+#   LANES_AUTOBAHN_JOBS     how many wstest shards run at once (default: the number of cores)
 #   LANES_AUTOBAHN_SERVER   command line of the server under test; it must listen on
 #                           127.0.0.1:$LANES_AUTOBAHN_PORT (default: build and run the echo example)
 #   LANES_AUTOBAHN_PORT     port of the server under test (default: a free port)
-#   LANES_AUTOBAHN_TIMEOUT  seconds wstest may run (default 1200)
-#   LANES_AUTOBAHN_OUT      where the spec, logs and reports go (default target/autobahn)
+#   LANES_AUTOBAHN_TIMEOUT  seconds each shard may run (default: twice its estimated time, at
+#                           least 1200)
+#   LANES_AUTOBAHN_OUT      where the specs, logs and reports go (default target/autobahn):
+#                           fuzzingclient.json (the run's spec), cases.txt (its case ids),
+#                           fuzzingclient-K.json, wstest-K.log and reports-K/ (shard K),
+#                           reports/index.json (the merged index), server.log
 #   LANES_AUTOBAHN_HOME     install cache of wstest (default ~/.cache/lanes-autobahn)
 #   LANES_AUTOBAHN_MIRROR   Debian mirror for the Python 2.7 packages (default: the one of
 #                           /etc/apt/sources.list.d/debian.sources)
@@ -29,7 +40,7 @@ cd "$repo"
 home=${LANES_AUTOBAHN_HOME:-$HOME/.cache/lanes-autobahn}
 # Without LANES_AUTOBAHN_PORT, a port that is free right now (so a busy 9001 does not fail CI).
 port=${LANES_AUTOBAHN_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
-timeout_s=${LANES_AUTOBAHN_TIMEOUT:-1200}
+jobs=${LANES_AUTOBAHN_JOBS:-$(nproc)}
 out=${LANES_AUTOBAHN_OUT:-${CARGO_TARGET_DIR:-$repo/target}/autobahn}
 spec_template=$repo/scripts/autobahn/fuzzingclient.json
 
@@ -39,6 +50,7 @@ die() {
   exit 1
 }
 
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || die "LANES_AUTOBAHN_JOBS must be a positive number, not '$jobs'"
 command -v python3 >/dev/null || die "python3 is needed (apt-get install python3)"
 
 # --- 1. wstest ---------------------------------------------------------------------------------
@@ -179,11 +191,12 @@ fi
 "$wstest" --autobahnversion | tr '\n' ' '
 echo
 
-# --- 2. the server under test ------------------------------------------------------------------
+# --- 2. the cases and their shards -------------------------------------------------------------
 
 # Only what this script writes there is removed, LANES_AUTOBAHN_OUT may be any folder.
 mkdir -p "$out"
-rm -rf "$out/reports" "$out/fuzzingclient.json" "$out/server.log" "$out/wstest.log"
+rm -rf "$out/reports" "$out"/reports-[0-9]* "$out"/fuzzingclient*.json "$out/server.log" \
+  "$out"/wstest*.log "$out/cases.txt" "$out/probe"
 
 # Succeeds when something accepts TCP connections on 127.0.0.1:$port.
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
@@ -202,17 +215,23 @@ stop_server() {
   fi
   server_pid=""
 }
-wstest_pid=""
+wstest_s="" # how long the shards ran, once they have
+wstest_pids=() # of the shards still running (their `timeout`, which passes TERM on to wstest)
 on_exit() {
-  local rc=$?
-  if [ -n "$wstest_pid" ]; then
-    kill -TERM "$wstest_pid" 2>/dev/null || true # timeout passes it on to wstest
-    wait "$wstest_pid" 2>/dev/null || true
-  fi
+  local rc=$? pid
+  for pid in "${wstest_pids[@]}"; do
+    if [ -n "$pid" ]; then
+      kill -TERM "$pid" 2>/dev/null || true
+      wait "$pid" 2>/dev/null || true
+    fi
+  done
   stop_server
   if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
     echo "--- last lines of $out/server.log" >&2
     tail -n 20 "$out/server.log" >&2
+  fi
+  if [ -n "$wstest_s" ]; then
+    echo "wall time: $SECONDS s in all, wstest $wstest_s s ($shards shards, $(nproc) cores)"
   fi
   exit "$rc"
 }
@@ -223,6 +242,52 @@ trap 'exit 143' TERM
 if port_open; then
   die "127.0.0.1:$port already accepts connections; stop that server or set LANES_AUTOBAHN_PORT"
 fi
+
+# The run's spec: the template with the port and the case lists set.
+spec=$out/fuzzingclient.json
+mkdir -p "$out/probe"
+python3 - "$spec_template" "$spec" "$port" "$out/probe" <<'EOF'
+import json, os, sys
+template, spec, port, probe = sys.argv[1:]
+with open(template) as f:
+    s = json.load(f)
+s.pop("outdir", None)  # each shard has its own
+for server in s["servers"]:
+    server["url"] = "ws://127.0.0.1:%s" % port
+for key, env in (("cases", "LANES_AUTOBAHN_CASES"), ("exclude-cases", "LANES_AUTOBAHN_EXCLUDE")):
+    if os.environ.get(env, "").strip():
+        s[key] = [c.strip() for c in os.environ[env].split(",") if c.strip()]
+with open(spec, "w") as f:
+    json.dump(s, f, indent=2)
+# The probe's spec (below): all cases.
+with open(os.path.join(probe, "fuzzingclient.json"), "w") as f:
+    json.dump(dict(s, cases=["*"], **{"exclude-cases": [], "outdir": probe}), f, indent=2)
+print("cases: %s; excluded: %s" % (" ".join(s["cases"]), " ".join(s["exclude-cases"]) or "none"))
+EOF
+
+# The ids of all cases, from wstest: run with the cases ["*"], it prints "Cases = [...]", then
+# "Servers = [...]", and is stopped there (before it connects; nothing listens on the port yet
+# anyway). shard.py resolves the spec's patterns against them.
+PYTHONUNBUFFERED=1 timeout 60 "$wstest" -m fuzzingclient -s "$out/probe/fuzzingclient.json" \
+  >"$out/probe/wstest.log" 2>&1 &
+wstest_pids=("$!")
+until grep -qs '^Servers = ' "$out/probe/wstest.log"; do
+  kill -0 "${wstest_pids[0]}" 2>/dev/null || break
+  sleep 0.1
+done
+kill -TERM "${wstest_pids[0]}" 2>/dev/null || true
+wait "${wstest_pids[0]}" 2>/dev/null || true
+wstest_pids=()
+grep -q '^Servers = ' "$out/probe/wstest.log" ||
+  die "wstest could not list the cases (see $out/probe/wstest.log)"
+plan=$(python3 "$repo/scripts/autobahn/shard.py" "$spec" "$out/probe/wstest.log" "$jobs" "$out")
+read -r shards estimate_s <<<"$plan"
+[ "$shards" -gt 0 ] || die "no case matches the spec's cases (LANES_AUTOBAHN_CASES) minus its exclusions"
+echo "$(wc -l <"$out/cases.txt") cases in $shards shards (LANES_AUTOBAHN_JOBS=$jobs)"
+# By default each shard may run twice its estimated time, and at least 1200 s.
+timeout_s=${LANES_AUTOBAHN_TIMEOUT:-$((estimate_s * 2 > 1200 ? estimate_s * 2 : 1200))}
+
+# --- 3. the server under test ------------------------------------------------------------------
 
 if [ -n "${LANES_AUTOBAHN_SERVER:-}" ]; then
   server_cmd=$LANES_AUTOBAHN_SERVER
@@ -244,51 +309,53 @@ done
 port_open || die "the server does not accept connections on 127.0.0.1:$port after 30 s"
 echo "listening on 127.0.0.1:$port (pid $server_pid)"
 
-# --- 3. wstest -m fuzzingclient ------------------------------------------------------------------
+# --- 4. wstest -m fuzzingclient, one per shard ---------------------------------------------------
 
-# The spec run: the template with the port, the report folder and the case lists set.
-spec=$out/fuzzingclient.json
-python3 - "$spec_template" "$spec" "$port" "$out/reports" <<'EOF'
-import json, os, sys
-template, spec, port, outdir = sys.argv[1:]
-with open(template) as f:
-    s = json.load(f)
-s["outdir"] = outdir
-for server in s["servers"]:
-    server["url"] = "ws://127.0.0.1:%s" % port
-for key, env in (("cases", "LANES_AUTOBAHN_CASES"), ("exclude-cases", "LANES_AUTOBAHN_EXCLUDE")):
-    if os.environ.get(env, "").strip():
-        s[key] = [c.strip() for c in os.environ[env].split(",") if c.strip()]
-with open(spec, "w") as f:
-    json.dump(s, f, indent=2)
-print("cases: %s; excluded: %s" % (" ".join(s["cases"]), " ".join(s["exclude-cases"]) or "none"))
-EOF
-
-step "wstest -m fuzzingclient (at most ${timeout_s} s; log: $out/wstest.log)"
+step "$shards x wstest -m fuzzingclient (each at most ${timeout_s} s; logs: $out/wstest-K.log)"
 started=$SECONDS
-# In the background, so that INT/TERM are handled at once (the trap stops wstest too).
-timeout --kill-after=10 "$timeout_s" "$wstest" -m fuzzingclient -s "$spec" >"$out/wstest.log" 2>&1 &
-wstest_pid=$!
-while kill -0 "$wstest_pid" 2>/dev/null; do
-  # With no case to run, wstest would wait for ever.
-  if grep -q '^Ok, will run 0 test cases' "$out/wstest.log"; then
-    die "no case matches the spec's cases (LANES_AUTOBAHN_CASES) minus its exclusions"
-  fi
-  sleep 1
+# In the background, so that INT/TERM are handled at once (the trap stops them too).
+for k in $(seq "$shards"); do
+  timeout --kill-after=10 "$timeout_s" "$wstest" -m fuzzingclient -s "$out/fuzzingclient-$k.json" \
+    >"$out/wstest-$k.log" 2>&1 &
+  wstest_pids[k - 1]=$!
 done
-rc=0
-wait "$wstest_pid" || rc=$?
-wstest_pid=""
-echo "wstest ran $((SECONDS - started)) s, exit status $rc"
-if [ "$rc" -ne 0 ] || [ ! -s "$out/reports/index.json" ]; then
-  echo "--- last lines of $out/wstest.log" >&2
-  tail -n 30 "$out/wstest.log" >&2
-  [ "$rc" -eq 124 ] && die "wstest did not finish within $timeout_s s (LANES_AUTOBAHN_TIMEOUT)"
-  die "wstest failed or wrote no $out/reports/index.json"
-fi
-kill -0 "$server_pid" 2>/dev/null || die "the server died during the run"
+failed=()
+running=$shards
+while [ "$running" -gt 0 ]; do
+  sleep 1
+  for k in $(seq "$shards"); do
+    pid=${wstest_pids[k - 1]}
+    if [ -z "$pid" ] || kill -0 "$pid" 2>/dev/null; then
+      continue
+    fi
+    rc=0
+    wait "$pid" || rc=$?
+    wstest_pids[k - 1]=""
+    running=$((running - 1))
+    echo "shard $k finished after $((SECONDS - started)) s, exit status $rc"
+    if [ "$rc" -ne 0 ] || [ ! -s "$out/reports-$k/index.json" ]; then
+      echo "--- last lines of $out/wstest-$k.log" >&2
+      tail -n 30 "$out/wstest-$k.log" >&2
+      if [ "$rc" -eq 124 ]; then
+        failed+=("shard $k did not finish within $timeout_s s (LANES_AUTOBAHN_TIMEOUT)")
+      else
+        failed+=("shard $k failed or wrote no $out/reports-$k/index.json")
+      fi
+    fi
+  done
+  # The shards left would only fail case after case.
+  kill -0 "$server_pid" 2>/dev/null || die "the server died during the run"
+done
+wstest_s=$((SECONDS - started))
+echo "wstest ran $wstest_s s"
+[ "${#failed[@]}" -eq 0 ] || die "${failed[0]}$(printf '; %s' "${failed[@]:1}")"
 
-# --- 4. summary ------------------------------------------------------------------------------------
+# --- 5. summary ------------------------------------------------------------------------------------
 
-step "summary (reports: $out/reports/index.html)"
-python3 "$repo/scripts/autobahn/summary.py" "$out/reports/index.json"
+step "summary (reports: $out/reports-{1..$shards}/index.html; merged: $out/reports/index.json)"
+indexes=()
+for k in $(seq "$shards"); do
+  indexes+=("$out/reports-$k/index.json")
+done
+python3 "$repo/scripts/autobahn/summary.py" --expect "$out/cases.txt" \
+  --merge-to "$out/reports/index.json" "${indexes[@]}"

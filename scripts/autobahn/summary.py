@@ -1,16 +1,23 @@
 #!/usr/bin/env python3
-"""Summarises an Autobahn|Testsuite fuzzingclient report (its index.json).
+"""Summarises Autobahn|Testsuite fuzzingclient reports (their index.json).
 
-Usage: summary.py REPORTS/index.json
+Usage: summary.py [--expect CASES.txt] [--merge-to MERGED.json] REPORTS/index.json...
+
+Several index.json (those of wstest runs that shared out the cases) are merged first; a case in
+more than one of them is an error. --merge-to writes the merged index there, each case's
+"reportfile" made relative to that file's folder. --expect names a file of case ids, one a line:
+the cases that should have run; one missing from the reports fails the run.
 
 Prints how many cases got each `behavior` and each `behaviorClose`, then every case that was not
 OK in either. Exits 1 when a case FAILED or was NON-STRICT (in either field; for behaviorClose
-also WRONG CODE and UNCLEAN, and any value this script does not know), or when no case ran.
+also WRONG CODE and UNCLEAN, and any value this script does not know), when an expected case is
+missing, or when no case ran.
 INFORMATIONAL, UNIMPLEMENTED and FAILED BY CLIENT (the server left closing the TCP connection to
 the client) are listed but do not fail the run.
 """
 
 import json
+import os
 import sys
 from collections import Counter
 
@@ -31,11 +38,44 @@ def counts_line(name, counter):
     return "%-14s %s" % (name + ":", ", ".join("%s %d" % (v, counter[v]) for v in values))
 
 
+def merge(paths, merged_path):
+    """The agents' cases of all index.json files; reportfile relative to merged_path's folder."""
+    index = {}
+    for path in paths:
+        with open(path) as f:
+            part = json.load(f)
+        for agent, cases in part.items():
+            into = index.setdefault(agent, {})
+            for case_id, c in cases.items():
+                if case_id in into:
+                    sys.exit("summary.py: case %s of agent %s is in more than one report"
+                             % (case_id, agent))
+                if merged_path and c.get("reportfile"):
+                    c = dict(c)
+                    c["reportfile"] = os.path.relpath(
+                        os.path.join(os.path.dirname(os.path.abspath(path)), c["reportfile"]),
+                        os.path.dirname(os.path.abspath(merged_path)))
+                into[case_id] = c
+    return index
+
+
 def main():
-    if len(sys.argv) != 2:
+    args = sys.argv[1:]
+    expect_path = merged_path = None
+    while len(args) >= 2 and args[0] in ("--expect", "--merge-to"):
+        if args[0] == "--expect":
+            expect_path = args[1]
+        else:
+            merged_path = args[1]
+        args = args[2:]
+    if not args or any(a.startswith("-") for a in args):
         sys.exit(__doc__.strip())
-    with open(sys.argv[1]) as f:
-        index = json.load(f)
+
+    index = merge(args, merged_path)
+    if merged_path:
+        os.makedirs(os.path.dirname(os.path.abspath(merged_path)), exist_ok=True)
+        with open(merged_path, "w") as f:
+            json.dump(index, f, indent=3, sort_keys=True)
 
     bad = False
     for agent, cases in sorted(index.items()):
@@ -59,12 +99,23 @@ def main():
                 "!" if fatal else " ", case_id, c.get("behavior"), c.get("behaviorClose"),
                 c.get("remoteCloseCode")))
 
+    missing = []
+    if expect_path:
+        with open(expect_path) as f:
+            expected = [line.strip() for line in f if line.strip()]
+        for agent, cases in sorted(index.items()) or [("?", {})]:
+            missing += ["%s (agent %s)" % (c, agent) for c in expected if c not in cases]
+        if missing:
+            print("missing from the reports: %s" % ", ".join(missing))
+
     total = sum(len(cases) for cases in index.values())
     if total == 0:
         print("FAIL: no case ran")
         return 1
-    if bad:
-        print("FAIL: cases marked ! failed or were non-strict")
+    if bad or missing:
+        print("FAIL: %s" % " and ".join(
+            ([] if not bad else ["cases marked ! failed or were non-strict"])
+            + ([] if not missing else ["%d expected cases did not run" % len(missing)])))
         return 1
     print("PASS: %d cases, none failed or non-strict" % total)
     return 0
