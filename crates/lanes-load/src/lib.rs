@@ -13,7 +13,9 @@
 //! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). It connects only
 //! to the address it is given, and every run is bounded in time. It raises its own soft
 //! open-file limit to the hard limit, so thousands of connections need no `ulimit` first.
-//! Given the server's PID, it reads the server's CPU time and resident memory from /proc.
+//! Given the server's PID, it reads the server's CPU time and resident memory from /proc; the
+//! echo mode also reports what the rest of the machine used in the window (`other_cpu_s`), so
+//! that a run disturbed by other work shows it.
 
 pub mod args;
 pub mod client;

@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Deflate, Kind, Mode, Source};
 use lanes_load::connect::{open_idle, run_connect_thread};
-use lanes_load::cpu::{pin, process_cpu_time};
+use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_times};
 use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
 use lanes_load::fanout::{FanoutPlan, run_fanout};
@@ -113,6 +113,9 @@ fn watch<T>(
 struct Sampled {
     server_cpu: Option<Duration>,
     client_cpu: Duration,
+    /// What the rest of the machine used: its busy time less the server's (when known) and
+    /// ours; `user` is the user-mode part, near zero when nothing else runs.
+    other_cpu: CpuTimes,
     server_rss_kib: Option<u64>,
 }
 
@@ -174,17 +177,31 @@ fn echo(
         std::thread::spawn(move || {
             let sampled = (|| {
                 std::thread::sleep(warmup);
-                let server_before = server.map(process_cpu_time).transpose()?;
-                let me_before = process_cpu_time(me)?;
+                let server_before = server.map(process_cpu_times).transpose()?;
+                let me_before = process_cpu_times(me)?;
+                let machine_before = machine_cpu_times()?;
                 std::thread::sleep(duration);
-                let server_after = server.map(process_cpu_time).transpose()?;
-                let me_after = process_cpu_time(me)?;
+                let server_after = server.map(process_cpu_times).transpose()?;
+                let me_after = process_cpu_times(me)?;
+                let machine_after = machine_cpu_times()?;
                 let server_rss_kib = server.map(process_rss_kib).transpose()?;
+                let server_cpu = server_after.zip(server_before).map(|(a, b)| a.since(b));
+                let client_cpu = me_after.since(me_before);
+                let machine = machine_after.since(machine_before);
+                let server_or_zero = server_cpu.unwrap_or_default();
                 Ok::<_, String>(Sampled {
-                    server_cpu: server_after
-                        .zip(server_before)
-                        .map(|(a, b)| a.saturating_sub(b)),
-                    client_cpu: me_after.saturating_sub(me_before),
+                    server_cpu: server_cpu.map(|c| c.total),
+                    client_cpu: client_cpu.total,
+                    other_cpu: CpuTimes {
+                        user: machine
+                            .user
+                            .saturating_sub(client_cpu.user)
+                            .saturating_sub(server_or_zero.user),
+                        total: machine
+                            .total
+                            .saturating_sub(client_cpu.total)
+                            .saturating_sub(server_or_zero.total),
+                    },
                     server_rss_kib,
                 })
             })();
@@ -196,6 +213,7 @@ fn echo(
     let Sampled {
         server_cpu,
         client_cpu,
+        other_cpu,
         server_rss_kib,
     } = match sampler.join() {
         Ok(Ok(sampled)) => sampled,
@@ -261,6 +279,8 @@ fn echo(
             "messages_per_server_cpu_s": per_cpu_s,
             "client_cpu_s": client_cpu_s,
             "messages_per_client_cpu_s": per_client_cpu_s,
+            "other_cpu_s": other_cpu.total.as_secs_f64(),
+            "other_user_cpu_s": other_cpu.user.as_secs_f64(),
             "server_rss_kib": server_rss_kib,
             "errors": total.errors,
             "first_error": total.first_error,
@@ -317,6 +337,12 @@ fn echo(
                 grouped(per)
             );
         }
+        println!(
+            "  others CPU : {:.2} s, {:.2} s of it in user mode (the rest of the machine in the \
+             window; kernel network work included, other programs in user mode)",
+            other_cpu.total.as_secs_f64(),
+            other_cpu.user.as_secs_f64()
+        );
         if let Some(rss) = server_rss_kib {
             println!(
                 "  server RSS : {} KiB at the end of the window, connections open",
