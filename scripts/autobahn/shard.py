@@ -26,7 +26,7 @@ import sys
 # Estimated seconds of one case with wstest (Python 2, CPU bound: the server under test is much
 # faster), measured on a 2-core machine with two shards running (all 517 cases: 1150 s); a case
 # not listed costs DEFAULT_COST_S. Only the ratios matter for the balance; the longest shard's sum
-# also sets the default timeout.
+# also sets autobahn.sh's default timeout.
 DEFAULT_COST_S = 0.05
 # 12.X.Y and 13.X.Y by Y (1..18: message size and auto-fragment size, see MSG_SIZES in
 # autobahntestsuite/case/case12_x_x.py), for the json_data1 payload (12.1 and all of 13.*).
