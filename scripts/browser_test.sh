@@ -133,16 +133,21 @@ else
   server_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/examples/chat' --addr 127.0.0.1:\$PORT --cores 2"
 fi
 
-step "start the server: $server_cmd (PORT=$port)"
-# setsid: a process group of its own, so that stopping it also stops what it started.
-PORT=$port setsid bash -c "$server_cmd" >"$out/server.log" 2>&1 </dev/null &
-server_pid=$!
-for _ in $(seq 100); do # 10 s
-  port_open && break
-  kill -0 "$server_pid" 2>/dev/null || die "the server exited before listening on 127.0.0.1:$port"
-  sleep 0.1
-done
-port_open || die "the server does not accept connections on 127.0.0.1:$port after 10 s"
+# Starts `bash -c "$1"` with PORT set, in a process group of its own (setsid, so that stopping
+# it also stops what it started), and waits until it listens.
+start_server() {
+  step "start the server: $1 (PORT=$port)"
+  PORT=$port setsid bash -c "$1" >"$out/server.log" 2>&1 </dev/null &
+  server_pid=$!
+  for _ in $(seq 100); do # 10 s
+    port_open && return 0
+    kill -0 "$server_pid" 2>/dev/null || die "the server exited before listening on 127.0.0.1:$port"
+    sleep 0.1
+  done
+  die "the server does not accept connections on 127.0.0.1:$port after 10 s"
+}
+
+start_server "$server_cmd"
 
 # --- 3. the browser test -------------------------------------------------------------------------
 
@@ -160,15 +165,7 @@ if [ -z "${LANES_CHAT_SERVER_CMD:-}" ]; then
   step "cargo build --release -p lanes --example echo"
   cargo build --release --locked -p lanes --example echo
   echo_cmd="'${CARGO_TARGET_DIR:-$repo/target}/release/examples/echo' --addr 127.0.0.1:\$PORT --cores 2"
-  step "start the server: $echo_cmd (PORT=$port)"
-  PORT=$port setsid bash -c "$echo_cmd" >"$out/server.log" 2>&1 </dev/null &
-  server_pid=$!
-  for _ in $(seq 100); do # 10 s
-    port_open && break
-    kill -0 "$server_pid" 2>/dev/null || die "the echo server exited before listening on 127.0.0.1:$port"
-    sleep 0.1
-  done
-  port_open || die "the echo server does not accept connections on 127.0.0.1:$port after 10 s"
+  start_server "$echo_cmd"
   step "node tests/browser/echo_deflate.mjs ws://127.0.0.1:$port"
   TMPDIR=$scratch timeout --foreground --kill-after=5 60 node "$tests/echo_deflate.mjs" "ws://127.0.0.1:$port" ||
     die "the permessage-deflate test failed (exit status $?); server log: $out/server.log"

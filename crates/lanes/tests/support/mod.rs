@@ -145,25 +145,8 @@ impl Client {
     /// Reads the next frame.
     pub fn recv(&mut self) -> Frame {
         loop {
-            if let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(
-                &self.buf,
-                &FrameConfig {
-                    max_frame_len: u64::MAX,
-                    allowed_rsv: lanes_proto::frame::RSV1,
-                    ..FrameConfig::client()
-                },
-            ) {
-                let total = header_len + header.payload_len as usize;
-                if self.buf.len() >= total {
-                    let payload = self.buf[header_len..total].to_vec();
-                    self.buf.drain(..total);
-                    return Frame {
-                        fin: header.fin,
-                        opcode: header.opcode,
-                        rsv: header.rsv,
-                        payload,
-                    };
-                }
+            if let Some(frame) = self.take_frame() {
+                return frame;
             }
             self.fill();
         }
@@ -172,33 +155,40 @@ impl Client {
     /// Reads the next frame, or `None` when nothing arrives within the read timeout.
     pub fn try_recv(&mut self) -> Option<Frame> {
         loop {
-            if let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(
-                &self.buf,
-                &FrameConfig {
-                    max_frame_len: u64::MAX,
-                    allowed_rsv: lanes_proto::frame::RSV1,
-                    ..FrameConfig::client()
-                },
-            ) {
-                let total = header_len + header.payload_len as usize;
-                if self.buf.len() >= total {
-                    let payload = self.buf[header_len..total].to_vec();
-                    self.buf.drain(..total);
-                    return Some(Frame {
-                        fin: header.fin,
-                        opcode: header.opcode,
-                        rsv: header.rsv,
-                        payload,
-                    });
-                }
+            if let Some(frame) = self.take_frame() {
+                return Some(frame);
             }
             let mut chunk = [0u8; 65536];
             match self.stream.read(&mut chunk) {
-                Ok(0) => return None,
+                Ok(0) | Err(_) => return None,
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(_) => return None,
             }
         }
+    }
+
+    /// The first frame in the buffer, if it is all there.
+    fn take_frame(&mut self) -> Option<Frame> {
+        let config = FrameConfig {
+            max_frame_len: u64::MAX,
+            allowed_rsv: lanes_proto::frame::RSV1,
+            ..FrameConfig::client()
+        };
+        let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(&self.buf, &config)
+        else {
+            return None;
+        };
+        let total = header_len + header.payload_len as usize;
+        if self.buf.len() < total {
+            return None;
+        }
+        let payload = self.buf[header_len..total].to_vec();
+        self.buf.drain(..total);
+        Some(Frame {
+            fin: header.fin,
+            opcode: header.opcode,
+            rsv: header.rsv,
+            payload,
+        })
     }
 
     /// Reads everything until the server closes the connection; returns the bytes.
