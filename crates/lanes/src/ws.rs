@@ -25,14 +25,14 @@ const COMPACT_AFTER: usize = 64 * 1024;
 /// What became of a message given to [`Ws::send_text`] and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
-    /// Queued with the backlog under [`Config::backpressure_len`]; it is written at the end of
+    /// Queued with the backlog under [`Config::backpressure_len`](crate::Config::backpressure_len); it is written at the end of
     /// this loop iteration.
     Sent,
-    /// Queued, but the backlog is now over [`Config::backpressure_len`]: reading from this
+    /// Queued, but the backlog is now over [`Config::backpressure_len`](crate::Config::backpressure_len): reading from this
     /// connection pauses until it drains (then `on_drain` fires).
     Backpressure,
     /// Not queued: the connection is closing, or the message would pass
-    /// [`Config::max_buffered_len`] (with [`BackpressurePolicy::Close`] the connection is now
+    /// [`Config::max_buffered_len`](crate::Config::max_buffered_len) (with [`BackpressurePolicy::Close`] the connection is now
     /// being closed with 1008).
     Dropped,
 }
