@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use slab::Slab;
 
+use crate::local::Local;
 use crate::recv::Receiver;
 use crate::topic::Subscription;
-use crate::ws::ConnId;
 use crate::ws::Outbox;
+use crate::ws::{ConnId, Ws};
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,18 @@ impl<C> Conn<C> {
     pub(crate) fn set_phase(&mut self, phase: Phase, now_ms: u64) {
         self.phase = phase;
         self.phase_since_ms = now_ms;
+    }
+
+    /// The handle a callback gets for this connection, with the application's state; `None`
+    /// once `on_close` has taken the state.
+    pub(crate) fn callback<'a>(
+        &'a mut self,
+        local: &'a mut Local,
+        id: ConnId,
+    ) -> Option<(Ws<'a>, &'a mut C)> {
+        let user = self.user.as_mut()?;
+        let ws = Ws::new(&mut self.outbox, &mut self.subs, local, id, self.peer);
+        Some((ws, user))
     }
 }
 

@@ -551,14 +551,7 @@ impl<H: Handler> Worker<H> {
         stats::add(&self.local.counters.connections, 1);
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
-        if let Some(user) = conn.user.as_mut() {
-            let mut ws = Ws::new(
-                &mut conn.outbox,
-                &mut conn.subs,
-                &mut self.local,
-                id,
-                conn.peer,
-            );
+        if let Some((mut ws, user)) = conn.callback(&mut self.local, id) {
             self.handler.on_open(&mut ws, user);
         }
         after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
@@ -608,15 +601,8 @@ impl<H: Handler> Worker<H> {
                 generation: conn.generation,
             };
             if conn.phase == Phase::Open
-                && let Some(user) = conn.user.as_mut()
+                && let Some((mut ws, user)) = conn.callback(&mut self.local, id)
             {
-                let mut ws = Ws::new(
-                    &mut conn.outbox,
-                    &mut conn.subs,
-                    &mut self.local,
-                    id,
-                    conn.peer,
-                );
                 self.handler.on_drain(&mut ws, user);
             }
             after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
@@ -686,16 +672,9 @@ impl<H: Handler> Worker<H> {
         if conn.generation != entry.generation || conn.phase != Phase::Open {
             return;
         }
-        let Some(user) = conn.user.as_mut() else {
+        let Some((mut ws, user)) = conn.callback(&mut self.local, id) else {
             return;
         };
-        let mut ws = Ws::new(
-            &mut conn.outbox,
-            &mut conn.subs,
-            &mut self.local,
-            id,
-            conn.peer,
-        );
         self.handler.on_timer(&mut ws, user, token);
         after_callbacks(conn, &mut self.handler, &self.local, entry.slot, now_ms);
         mark_dirty(conn, entry.slot, &mut self.local.dirty);

@@ -82,18 +82,12 @@ impl Client {
         }
     }
 
-    /// Encodes one masked frame with RSV bits.
+    /// Encodes one masked, final frame with RSV bits.
     pub fn encode_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = FrameHeader::new(true, opcode, payload.len() as u64)
-            .with_rsv(rsv)
-            .with_mask(KEY)
-            .encode(&mut header);
-        let mut out = header[..n].to_vec();
-        let mut body = payload.to_vec();
-        apply_mask(&mut body, KEY, 0);
-        out.extend_from_slice(&body);
-        out
+        Client::encode_frame(
+            FrameHeader::new(true, opcode, payload.len() as u64).with_rsv(rsv),
+            payload,
+        )
     }
 
     /// Connects without a handshake.
@@ -122,11 +116,14 @@ impl Client {
 
     /// Encodes one masked frame.
     pub fn encode(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let n = FrameHeader::new(fin, opcode, payload.len() as u64)
-            .with_mask(KEY)
-            .encode(&mut header);
-        let mut out = header[..n].to_vec();
+        Client::encode_frame(FrameHeader::new(fin, opcode, payload.len() as u64), payload)
+    }
+
+    /// Masks `payload` with [`KEY`] under `header`.
+    fn encode_frame(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let n = header.with_mask(KEY).encode(&mut bytes);
+        let mut out = bytes[..n].to_vec();
         let mut body = payload.to_vec();
         apply_mask(&mut body, KEY, 0);
         out.extend_from_slice(&body);
