@@ -69,7 +69,7 @@ fn encode_family(family: &Family, earlier: Option<&Family>, timestamp_ns: u64, o
                 let before = earlier
                     .and_then(|f| f.samples.iter().find(|s| s.labels == sample.labels))
                     .and_then(|s| match &s.value {
-                        Value::Histogram { counts, .. } => Some(*counts),
+                        Value::Histogram { counts, .. } => Some(**counts),
                         _ => None,
                     })
                     .unwrap_or_default();
@@ -118,7 +118,7 @@ mod tests {
             h.record(3);
         }
         let hist = |counts| Value::Histogram {
-            counts,
+            counts: Box::new(counts),
             divisor: 1e6,
         };
         let previous = Snapshot {

@@ -151,7 +151,7 @@ mod tests {
                 Family::new("lag_seconds", "Lag.", Kind::Histogram).with(
                     &[("core", "1")],
                     Value::Histogram {
-                        counts: h.snapshot(),
+                        counts: Box::new(h.snapshot()),
                         divisor: 1e6,
                     },
                 ),

@@ -35,7 +35,7 @@ pub enum Value {
     /// recorded value / `divisor` (1e6 for microseconds exported as seconds).
     Histogram {
         /// The counts.
-        counts: HistogramSnapshot,
+        counts: Box<HistogramSnapshot>,
         /// Recorded units per exported unit.
         divisor: f64,
     },
