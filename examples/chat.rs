@@ -131,17 +131,18 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::init_logging();
     let config = Config {
         max_message_len: MAX_LINE_LEN,
         max_frame_len: MAX_LINE_LEN,
         ..Config::default()
     };
-    let server = args
-        .server
-        .server(|info: WorkerInfo| Chat {
+    let server = args.server.server(
+        |info: WorkerInfo| Chat {
             remote: info.remote,
-        })
-        .config(config);
+        },
+        config,
+    );
     eprintln!("chat: open http://{}/", args.server.addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,8 +1,11 @@
-//! Command-line options every example server shares: where to listen and which cores to use.
+//! Command-line options every example server shares: where to listen, which cores to use,
+//! where metrics go; and the log output.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use lanes::{Cores, Handler, Server, WorkerInfo};
+use lanes::metrics::InfluxConfig;
+use lanes::{Config, Cores, Handler, Server, WorkerInfo};
 
 /// `--addr`, `--cores`, `--core-list`, `--no-pin`.
 #[derive(Debug, clap::Args)]
@@ -19,11 +22,47 @@ pub(crate) struct ServerArgs {
     /// Do not pin workers to their cores.
     #[arg(long)]
     pub(crate) no_pin: bool,
+    /// Answer GET on this path of the WebSocket port with the metrics (Prometheus text), e.g.
+    /// /metrics. Off by default.
+    #[arg(long)]
+    pub(crate) metrics_path: Option<String>,
+    /// Serve GET /metrics on this separate admin address, e.g. 127.0.0.1:9464.
+    #[arg(long)]
+    pub(crate) metrics_addr: Option<SocketAddr>,
+    /// Write the metrics to the InfluxDB at this base URL, e.g. http://127.0.0.1:8086.
+    #[arg(long)]
+    pub(crate) influx: Option<String>,
+    /// InfluxDB 1.x database.
+    #[arg(long, default_value = "lanes")]
+    pub(crate) influx_db: String,
+    /// InfluxDB 2.x organisation (with --influx-bucket and --influx-token: v2 API).
+    #[arg(long, requires_all = ["influx_bucket", "influx_token"])]
+    pub(crate) influx_org: Option<String>,
+    /// InfluxDB 2.x bucket.
+    #[arg(long, requires_all = ["influx_org", "influx_token"])]
+    pub(crate) influx_bucket: Option<String>,
+    /// InfluxDB 2.x API token.
+    #[arg(long, requires_all = ["influx_org", "influx_bucket"])]
+    pub(crate) influx_token: Option<String>,
+    /// Seconds between InfluxDB writes.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) influx_interval: f64,
+}
+
+/// Log lines to standard error through `tracing`; `RUST_LOG` chooses the level (default
+/// `info`; `RUST_LOG=lanes=debug` shows one line per refused handshake or protocol error).
+pub(crate) fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 impl ServerArgs {
-    /// A server on these options.
-    pub(crate) fn server<F, H>(&self, factory: F) -> Server<F>
+    /// A server on these options, with `config` plus the metrics options.
+    pub(crate) fn server<F, H>(&self, factory: F, mut config: Config) -> Server<F>
     where
         F: Fn(WorkerInfo) -> H + Send + Clone + 'static,
         H: Handler,
@@ -33,8 +72,23 @@ impl ServerArgs {
             (None, Some(n)) => Cores::Count(n),
             (None, None) => Cores::All,
         };
+        config.metrics_path = self.metrics_path.clone();
+        config.metrics_addr = self.metrics_addr;
+        config.influx = self.influx_config();
         Server::new(self.addr, factory)
             .cores(cores)
             .pin(!self.no_pin)
+            .config(config)
+    }
+
+    fn influx_config(&self) -> Option<InfluxConfig> {
+        let url = self.influx.as_deref()?;
+        let config = match (&self.influx_org, &self.influx_bucket, &self.influx_token) {
+            (Some(org), Some(bucket), Some(token)) => {
+                InfluxConfig::v2(url, org.as_str(), bucket.as_str(), token.as_str())
+            }
+            _ => InfluxConfig::v1(url, self.influx_db.as_str()),
+        };
+        Some(config.interval(Duration::from_secs_f64(self.influx_interval.max(0.01))))
     }
 }

@@ -47,6 +47,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    cli::init_logging();
     let config = Config {
         deflate: DeflateConfig {
             enabled: !args.no_deflate,
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
         },
         ..Config::default()
     };
-    let server = args.server.server(|_worker| Echo).config(config);
+    let server = args.server.server(|_worker| Echo, config);
     eprintln!("echo: listening on {}", args.server.addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

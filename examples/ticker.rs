@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use lanes::{Accept, Handler, HttpResponse, Message, Remote, Request, SendError, Ws};
+use lanes::{Accept, Config, Handler, HttpResponse, Message, Remote, Request, SendError, Ws};
 
 mod cli;
 use cli::ServerArgs;
@@ -176,7 +176,12 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let handle = match args.server.server(|_worker| Ticker).start() {
+    cli::init_logging();
+    let handle = match args
+        .server
+        .server(|_worker| Ticker, Config::default())
+        .start()
+    {
         Ok(handle) => handle,
         Err(error) => {
             eprintln!("ticker: {error}");

@@ -79,8 +79,15 @@ impl MetricsServer {
 impl Drop for MetricsServer {
     fn drop(&mut self) {
         self.stopped.store(true, Ordering::Release);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, IO_TIMEOUT);
+        // Wake the blocking accept (through loopback when bound to a wildcard address).
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(match wake {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        let _ = TcpStream::connect_timeout(&wake, IO_TIMEOUT);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
@@ -110,47 +117,56 @@ fn serve<F: Fn() -> Snapshot>(mut stream: TcpStream, path: &str, source: &F) -> 
             }
             Ok(httparse::Status::Partial) if head.len() < MAX_HEAD_LEN => {}
             _ => {
-                return respond(
-                    &mut stream,
-                    "400 Bad Request",
-                    "text/plain",
-                    b"bad request\n",
-                );
+                return respond(&mut stream, "400 Bad Request", "", b"bad request\n", false);
             }
         }
     };
     let request_path = target.split('?').next().unwrap_or("");
     if request_path != path {
-        return respond(&mut stream, "404 Not Found", "text/plain", b"not found\n");
+        return respond(&mut stream, "404 Not Found", "", b"not found\n", false);
     }
     if method != "GET" && method != "HEAD" {
+        let allow = "Allow: GET, HEAD\r\n";
         return respond(
             &mut stream,
             "405 Method Not Allowed",
-            "text/plain",
+            allow,
             b"GET only\n",
+            false,
         );
     }
     let body = prometheus::encode(&source());
-    let body = if method == "HEAD" {
-        &b""[..]
-    } else {
-        body.as_bytes()
-    };
-    respond(&mut stream, "200 OK", prometheus::CONTENT_TYPE, body)
+    let content_type = format!("Content-Type: {}\r\n", prometheus::CONTENT_TYPE);
+    respond(
+        &mut stream,
+        "200 OK",
+        &content_type,
+        body.as_bytes(),
+        method == "HEAD",
+    )
 }
 
+/// Writes an answer: `headers` are extra header lines (each ending in CRLF; plain text when
+/// they name no `Content-Type`); a HEAD answer has the GET answer's length and no body.
 fn respond(
     stream: &mut TcpStream,
     status: &str,
-    content_type: &str,
+    headers: &str,
     body: &[u8],
+    head_only: bool,
 ) -> io::Result<()> {
+    let content_type = if headers.contains("Content-Type:") {
+        ""
+    } else {
+        "Content-Type: text/plain; charset=utf-8\r\n"
+    };
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\n{headers}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes())?;
-    stream.write_all(body)?;
+    if !head_only {
+        stream.write_all(body)?;
+    }
     stream.flush()
 }

@@ -366,7 +366,7 @@ impl Pusher {
             if stopped {
                 self.collect(&mut source);
                 self.retry_at = None;
-                self.drain(now);
+                self.drain(now + self.config.timeout);
                 return;
             }
             if now >= next_report {
@@ -377,7 +377,7 @@ impl Pusher {
                 }
             }
             if self.retry_at.is_none_or(|at| now >= at) {
-                self.drain(now);
+                self.drain(next_report);
             }
         }
     }
@@ -399,9 +399,15 @@ impl Pusher {
         self.note_pending();
     }
 
-    /// Writes queued batches in order until one fails.
-    fn drain(&mut self, now: Instant) {
+    /// Writes queued batches in order until one fails or `until` passes (so that a backlog
+    /// on a slow InfluxDB does not hold up the next snapshot); at least one is tried.
+    fn drain(&mut self, until: Instant) {
+        let mut first = true;
         while let Some(batch) = self.queue.front() {
+            if !first && Instant::now() >= until {
+                break;
+            }
+            first = false;
             match self.write(batch) {
                 Ok(()) => {
                     self.queue.pop_front();
@@ -421,7 +427,7 @@ impl Pusher {
                         self.failing = true;
                         tracing::warn!(url = %self.write_url, %error, "InfluxDB write failed; retrying with back-off");
                     }
-                    self.retry_at = Some(now + self.backoff);
+                    self.retry_at = Some(Instant::now() + self.backoff);
                     self.backoff = (self.backoff * 2).min(self.config.retry_max);
                     break;
                 }

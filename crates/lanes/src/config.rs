@@ -1,6 +1,9 @@
 //! Limits and timeouts. Every field documents its default and what it protects against.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+pub use lanes_metrics::InfluxConfig;
 
 pub use lanes_proto::deflate::DeflateConfig;
 
@@ -98,6 +101,20 @@ pub struct Config {
     /// Most topics one connection may be subscribed to. Default 256. Bounds what a client can
     /// make the server hold when the application subscribes on its request.
     pub max_subscriptions_per_connection: usize,
+    /// Answer `GET` on this path, on the WebSocket port itself, with every metric in the
+    /// Prometheus text format (a request without `Upgrade`). Default `None`: off, because the
+    /// figures (connection counts, traffic, error causes) are nobody's business on a public
+    /// port; turn it on for a port only operators reach, or use [`Config::metrics_addr`].
+    /// The answer is built from counters the workers keep anyway; serving it costs the worker
+    /// that accepted the scrape a few tens of microseconds.
+    pub metrics_path: Option<String>,
+    /// Serve `GET /metrics` on this separate admin address, from a thread of its own (no
+    /// worker is involved). Default `None`: off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Write every metric to InfluxDB every [`InfluxConfig::interval`], from a thread of its
+    /// own with a bounded queue and back-off: an unreachable InfluxDB costs bounded memory and
+    /// never stalls a worker. Default `None`: off.
+    pub influx: Option<InfluxConfig>,
 }
 
 impl Default for Config {
@@ -127,6 +144,9 @@ impl Default for Config {
             remote_queue_len: 65_536,
             max_subscriptions_per_connection: 256,
             deflate: DeflateConfig::default(),
+            metrics_path: None,
+            metrics_addr: None,
+            influx: None,
         }
     }
 }

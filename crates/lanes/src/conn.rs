@@ -37,8 +37,9 @@ pub(crate) struct Conn<C> {
     pub(crate) phase_since_ms: u64,
     /// Milliseconds since the worker's epoch when the peer last sent anything.
     pub(crate) last_activity_ms: u64,
-    /// When our keepalive ping went out, if it is still unanswered.
-    pub(crate) ping_sent_ms: Option<u64>,
+    /// When our keepalive ping went out (microseconds since the worker's epoch), until a pong
+    /// arrives (for the round-trip time) or the next ping replaces it.
+    pub(crate) ping_sent_us: Option<u64>,
     /// The request head received so far (handshake phase only).
     pub(crate) head: Option<Vec<u8>>,
     pub(crate) receiver: Receiver,
@@ -57,6 +58,9 @@ pub(crate) struct Conn<C> {
     pub(crate) subs: Vec<Subscription>,
     /// Already in the worker's list of connections to write at the end of the iteration.
     pub(crate) flush_queued: bool,
+    /// The backlog counted in the worker's `buffered_bytes` gauge for this connection (as of
+    /// its last write).
+    pub(crate) backlog_reported: u32,
 }
 
 impl<C> Conn<C> {

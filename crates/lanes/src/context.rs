@@ -95,8 +95,7 @@ impl<C> WorkerContext<'_, C> {
         let slot = id.slot as usize;
         let local = &mut *self.local;
         let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
-        conn.outbox
-            .close(CloseCode::new(code), reason, &mut local.pool);
+        conn.outbox.close(CloseCode::new(code), reason, local);
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(())
     }

@@ -29,6 +29,7 @@ mod compress;
 pub mod config;
 mod conn;
 mod context;
+mod exposition;
 mod handler;
 mod listener;
 mod live;
@@ -48,5 +49,8 @@ pub use context::WorkerContext;
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
 pub use remote::{Remote, SendError};
 pub use server::{Cores, Error, Server, ServerHandle, WorkerInfo};
-pub use stats::{Stats, WorkerStats};
+pub use stats::{CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats};
+
+/// The metrics crate: snapshots, the Prometheus and InfluxDB encoders, the registry.
+pub use lanes_metrics as metrics;
 pub use ws::{ConnId, SendStatus, Ws};

@@ -15,6 +15,7 @@ use lanes_proto::mask::apply_mask;
 use lanes_proto::{CloseCode, CloseFrame, OpCode, ProtocolError, utf8};
 
 use crate::compress::{InflateScratch, RecvCompression};
+use crate::stats::{self, Counters, opcode_slot};
 
 /// Something the peer sent that the connection must act on.
 #[derive(Debug, PartialEq, Eq)]
@@ -79,17 +80,19 @@ impl Receiver {
 
     /// Consumes bytes from the start of `data` and returns how many, with the event they
     /// completed, if any. Call again with the rest until all is consumed.
-    /// Compressed messages are inflated into `scratch` and handed out from there.
+    /// Compressed messages are inflated into `scratch` and handed out from there; every
+    /// frame header is counted in `counters` by opcode.
     pub(crate) fn next<'a>(
         &'a mut self,
         data: &'a mut [u8],
         scratch: &'a mut InflateScratch,
+        counters: &Counters,
     ) -> Result<(usize, Option<Inbound<'a>>), ProtocolError> {
         if self.partial.is_some() {
             return self.continue_frame(data, scratch);
         }
         if self.header_len != 0 {
-            return self.continue_header(data, scratch);
+            return self.continue_header(data, scratch, counters);
         }
         match decode_header(data, &self.frame_config)? {
             HeaderDecode::NeedMore(_) => {
@@ -98,6 +101,7 @@ impl Receiver {
                 Ok((data.len(), None))
             }
             HeaderDecode::Complete { header, header_len } => {
+                stats::add(&counters.frames_received[opcode_slot(header.opcode)], 1);
                 let kind = self.assembler.handle_header(&header)?;
                 let total = header_len as u64 + header.payload_len;
                 if (data.len() as u64) >= total {
@@ -125,6 +129,7 @@ impl Receiver {
         &'a mut self,
         data: &'a mut [u8],
         scratch: &'a mut InflateScratch,
+        counters: &Counters,
     ) -> Result<(usize, Option<Inbound<'a>>), ProtocolError> {
         let had = usize::from(self.header_len);
         let take = (MAX_HEADER_LEN - had).min(data.len());
@@ -136,6 +141,7 @@ impl Receiver {
             }
             HeaderDecode::Complete { header, header_len } => {
                 self.header_len = 0;
+                stats::add(&counters.frames_received[opcode_slot(header.opcode)], 1);
                 let used = header_len - had;
                 let kind = self.assembler.handle_header(&header)?;
                 self.partial = Some(PartialFrame {
@@ -313,12 +319,15 @@ mod tests {
     fn run(stream: &[u8], piece: usize) -> (Vec<String>, bool) {
         let mut receiver = Receiver::new(FrameConfig::server(), 1 << 20);
         let mut scratch = InflateScratch::new(1 << 20);
+        let counters = Counters::default();
         let mut events = Vec::new();
         for chunk in stream.chunks(piece) {
             let mut data = chunk.to_vec();
             let mut offset = 0;
             while offset < data.len() {
-                let (used, event) = receiver.next(&mut data[offset..], &mut scratch).unwrap();
+                let (used, event) = receiver
+                    .next(&mut data[offset..], &mut scratch, &counters)
+                    .unwrap();
                 offset += used;
                 if let Some(event) = event {
                     events.push(own(&event));
@@ -357,10 +366,11 @@ mod tests {
         // Header and the first 4 payload bytes only.
         let mut first = frame[..6 + 4].to_vec();
         let mut scratch = InflateScratch::new(1 << 20);
-        let (used, event) = receiver.next(&mut first, &mut scratch).unwrap();
+        let counters = Counters::default();
+        let (used, event) = receiver.next(&mut first, &mut scratch, &counters).unwrap();
         assert_eq!((used, event), (6, None));
         assert_eq!(
-            receiver.next(&mut first[6..], &mut scratch),
+            receiver.next(&mut first[6..], &mut scratch, &counters),
             Err(ProtocolError::InvalidUtf8)
         );
     }

@@ -54,6 +54,7 @@ impl Link {
         waker: Waker,
         queue_len: usize,
         max_connections: usize,
+        core: Option<usize>,
     ) -> (Link, Receiver<Command>) {
         let (tx, rx) = crossbeam_channel::bounded(queue_len.max(1));
         let link = Link {
@@ -61,7 +62,7 @@ impl Link {
             waker,
             notified: AtomicBool::new(false),
             live: Arc::new(LiveTable::new(max_connections)),
-            counters: Arc::new(Counters::default()),
+            counters: Arc::new(Counters::new(core)),
         };
         (link, rx)
     }
@@ -256,12 +257,25 @@ impl Remote {
                 .links
                 .iter()
                 .enumerate()
-                .map(|(i, l)| l.counters.snapshot(i))
+                .map(|(i, l)| l.counters.snapshot(i, l.tx.len() as u64))
                 .collect(),
         }
     }
 
-    fn shutting_down(&self) -> bool {
+    /// Every metric now (see [`ServerHandle::metrics`](crate::ServerHandle::metrics)).
+    pub fn metrics(&self) -> lanes_metrics::Snapshot {
+        let shared = &self.inner.shared;
+        let extra = shared.reporter_stats.get().map(|source| source());
+        crate::exposition::snapshot(&self.stats(), &shared.registry, extra)
+    }
+
+    /// The application's own metrics (see
+    /// [`ServerHandle::registry`](crate::ServerHandle::registry)).
+    pub fn registry(&self) -> lanes_metrics::Registry {
+        self.inner.shared.registry.clone()
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
         self.inner.shared.shutdown.load(Ordering::Acquire)
     }
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
@@ -15,6 +15,7 @@ use crate::listener::bind_reuseport;
 use crate::remote::{Link, Remote};
 use crate::stats::Stats;
 use crate::worker::{WAKER, Worker};
+use lanes_metrics::{InfluxReporter, MetricsServer, Registry, Snapshot};
 
 /// Which cores get a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,9 +88,21 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {}
 
 /// State shared between the handle and the workers (not on the hot path).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
+    /// The application's own metrics.
+    pub(crate) registry: Registry,
+    /// The InfluxDB reporter's own figures, once one runs.
+    pub(crate) reporter_stats: OnceLock<Box<dyn Fn() -> Snapshot + Send + Sync>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("shutdown", &self.shutdown)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A WebSocket server: an address, the cores to run on, limits, and a handler factory.
@@ -186,13 +199,14 @@ where
         let mut polls = Vec::new();
         let mut links = Vec::new();
         let mut queues = Vec::new();
-        for _ in &placements {
+        for core in &placements {
             let poll = Poll::new().map_err(Error::Io)?;
             let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Io)?;
             let (link, queue) = Link::new(
                 waker,
                 config.remote_queue_len,
                 config.max_connections_per_worker,
+                *core,
             );
             polls.push(poll);
             links.push(link);
@@ -230,11 +244,13 @@ where
             threads.push(thread);
         }
         drop(ready_tx);
-        let handle = ServerHandle {
+        let mut handle = ServerHandle {
             local_addr: addr,
             shared,
             remote,
             threads,
+            metrics_server: None,
+            reporter: None,
         };
         for _ in 0..handle.threads.len() {
             match ready_rx.recv() {
@@ -245,6 +261,10 @@ where
                 }
                 Err(_) => break,
             }
+        }
+        if let Err(error) = handle.start_exporters(&config) {
+            let _ = handle.stop();
+            return Err(error);
         }
         Ok(handle)
     }
@@ -297,6 +317,10 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     remote: Remote,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// `GET /metrics` on [`Config::metrics_addr`](crate::Config::metrics_addr).
+    metrics_server: Option<MetricsServer>,
+    /// The InfluxDB reporter ([`Config::influx`](crate::Config::influx)).
+    reporter: Option<InfluxReporter>,
 }
 
 impl ServerHandle {
@@ -318,6 +342,61 @@ impl ServerHandle {
     /// A snapshot of every worker's counters.
     pub fn stats(&self) -> Stats {
         self.remote.stats()
+    }
+
+    /// Every metric now, as `/metrics` and the InfluxDB reporter export them: lanes' own per
+    /// worker (label `core`) and in total (`core="all"`), then the application's
+    /// ([`registry`](Self::registry)).
+    ///
+    /// ```no_run
+    /// # fn demo(handle: &lanes::ServerHandle) {
+    /// let snapshot = handle.metrics();
+    /// let received = snapshot.counter("lanes_messages_received_total", &[("core", "all")]);
+    /// let text = lanes::metrics::prometheus::encode(&snapshot);
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> Snapshot {
+        self.remote.metrics()
+    }
+
+    /// The application's own counters and gauges, exported with lanes' metrics.
+    ///
+    /// ```no_run
+    /// # fn demo(handle: &lanes::ServerHandle) -> Result<(), lanes::metrics::NameError> {
+    /// let logins = handle.registry().counter("game_logins_total", "Logins.", &[])?;
+    /// logins.add(1);
+    /// # Ok(()) }
+    /// ```
+    pub fn registry(&self) -> Registry {
+        self.remote.registry()
+    }
+
+    /// The address of the admin `/metrics` server, when
+    /// [`Config::metrics_addr`](crate::Config::metrics_addr) is set (with the real port for 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_server.as_ref().map(MetricsServer::local_addr)
+    }
+
+    /// Starts the admin `/metrics` server and the InfluxDB reporter the configuration asks
+    /// for.
+    fn start_exporters(&mut self, config: &Config) -> Result<(), Error> {
+        if let Some(addr) = config.metrics_addr {
+            let remote = self.remote.clone();
+            let server = MetricsServer::start(addr, "/metrics", move || remote.metrics())
+                .map_err(|source| Error::Bind { addr, source })?;
+            tracing::info!(addr = %server.local_addr(), "serving /metrics");
+            self.metrics_server = Some(server);
+        }
+        if let Some(influx) = &config.influx {
+            let remote = self.remote.clone();
+            let reporter = InfluxReporter::start(influx.clone(), move || remote.metrics())
+                .map_err(Error::Io)?;
+            let stats = reporter.stats_source();
+            let _ = self.shared.reporter_stats.set(Box::new(stats));
+            tracing::info!(url = %influx.write_url(), interval = ?influx.interval, "writing metrics to InfluxDB");
+            self.reporter = Some(reporter);
+        }
+        Ok(())
     }
 
     /// Graceful shutdown: stops accepting, sends close 1001 to every open connection, lets
@@ -343,7 +422,13 @@ impl ServerHandle {
         for link in self.remote.links() {
             link.wake();
         }
-        self.join_all()
+        let result = self.join_all();
+        // After the workers: the last report holds their final counts.
+        if let Some(reporter) = self.reporter.take() {
+            reporter.stop();
+        }
+        self.metrics_server = None;
+        result
     }
 
     fn join_all(&mut self) -> Result<(), Error> {
@@ -361,7 +446,7 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if !self.threads.is_empty() {
+        if !self.threads.is_empty() || self.reporter.is_some() {
             let _ = self.stop();
         }
     }

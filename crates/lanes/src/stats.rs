@@ -2,13 +2,114 @@
 //!
 //! Each counter has one writer, its worker (except `queue_full`, counted by senders), so an
 //! update is a plain load and store on a word the worker already owns: no locked instruction,
-//! no contention on the hot path.
+//! no contention on the hot path. Readers on other threads see each word whole.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use lanes_metrics::{Histogram, HistogramSnapshot};
+use lanes_proto::OpCode;
+
+/// Why an open WebSocket connection ended (each connection counts once).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseCause {
+    /// The close handshake completed, whichever side began it.
+    Clean,
+    /// The peer broke the protocol; we closed with the error's code (1002, 1007, 1009, ...).
+    ProtocolError,
+    /// A handshake, pong or close deadline passed.
+    Timeout,
+    /// The peer went away without a close handshake (end of stream, reset, write error).
+    Reset,
+    /// The server shut down.
+    Shutdown,
+    /// The send backlog passed [`Config::max_buffered_len`](crate::Config) under
+    /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy).
+    SlowConsumer,
+}
+
+impl CloseCause {
+    /// Every cause, in the order of [`WorkerStats::closed`].
+    pub const ALL: [CloseCause; 6] = [
+        CloseCause::Clean,
+        CloseCause::ProtocolError,
+        CloseCause::Timeout,
+        CloseCause::Reset,
+        CloseCause::Shutdown,
+        CloseCause::SlowConsumer,
+    ];
+
+    /// The label value: `clean`, `protocol_error`, `timeout`, `reset`, `shutdown`,
+    /// `slow_consumer`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseCause::Clean => "clean",
+            CloseCause::ProtocolError => "protocol_error",
+            CloseCause::Timeout => "timeout",
+            CloseCause::Reset => "reset",
+            CloseCause::Shutdown => "shutdown",
+            CloseCause::SlowConsumer => "slow_consumer",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+/// The close codes [`WorkerStats::protocol_errors`] counts, in order; a last slot counts any
+/// other code.
+pub const PROTOCOL_ERROR_CODES: [u16; 5] = [1002, 1007, 1008, 1009, 1011];
+
+/// The HTTP statuses [`WorkerStats::handshakes_rejected`] counts, in order; a last slot counts
+/// any other status.
+pub const REJECT_STATUSES: [u16; 8] = [400, 403, 404, 405, 426, 431, 500, 503];
+
+/// The opcodes [`WorkerStats::frames_received`] and [`WorkerStats::frames_sent`] count, in
+/// order.
+pub const OPCODES: [OpCode; 6] = [
+    OpCode::Continuation,
+    OpCode::Text,
+    OpCode::Binary,
+    OpCode::Close,
+    OpCode::Ping,
+    OpCode::Pong,
+];
+
+/// The slot of `opcode` in [`OPCODES`].
+#[inline]
+pub(crate) fn opcode_slot(opcode: OpCode) -> usize {
+    match opcode {
+        OpCode::Continuation => 0,
+        OpCode::Text => 1,
+        OpCode::Binary => 2,
+        OpCode::Close => 3,
+        OpCode::Ping => 4,
+        OpCode::Pong => 5,
+    }
+}
+
+/// The slot of a close code in [`PROTOCOL_ERROR_CODES`] (or the last one).
+fn code_slot(code: u16) -> usize {
+    PROTOCOL_ERROR_CODES
+        .iter()
+        .position(|c| *c == code)
+        .unwrap_or(PROTOCOL_ERROR_CODES.len())
+}
+
+/// The slot of an HTTP status in [`REJECT_STATUSES`] (or the last one).
+fn status_slot(status: u16) -> usize {
+    REJECT_STATUSES
+        .iter()
+        .position(|s| *s == status)
+        .unwrap_or(REJECT_STATUSES.len())
+}
 
 /// The live counters of one worker.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
+    /// The core the worker is pinned to.
+    pub(crate) core: Option<usize>,
     pub(crate) connections: AtomicU64,
     pub(crate) subscriptions: AtomicU64,
     pub(crate) published: AtomicU64,
@@ -17,9 +118,30 @@ pub(crate) struct Counters {
     pub(crate) closed_slow: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) queue_full: AtomicU64,
+    pub(crate) accepted: AtomicU64,
+    pub(crate) opened: AtomicU64,
+    pub(crate) closed: [AtomicU64; 6],
+    pub(crate) protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len() + 1],
+    pub(crate) rejected: [AtomicU64; REJECT_STATUSES.len() + 1],
+    pub(crate) messages_received: AtomicU64,
+    pub(crate) bytes_received: AtomicU64,
+    pub(crate) bytes_sent: AtomicU64,
+    pub(crate) frames_received: [AtomicU64; 6],
+    pub(crate) frames_sent: [AtomicU64; 6],
+    pub(crate) pings_sent: AtomicU64,
+    pub(crate) pongs_received: AtomicU64,
+    pub(crate) buffered_bytes: AtomicU64,
+    pub(crate) loop_iterations: AtomicU64,
+    /// Keepalive ping to pong, in microseconds.
+    pub(crate) ping_rtt_us: Histogram,
+    /// From the poll returning to the end of handling what it returned, in microseconds.
+    pub(crate) loop_lag_us: Histogram,
+    /// Readiness events per poll.
+    pub(crate) loop_events: Histogram,
 }
 
 /// Adds `n` to a counter that only the calling worker writes.
+#[inline]
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).wrapping_add(n),
@@ -28,6 +150,7 @@ pub(crate) fn add(counter: &AtomicU64, n: u64) {
 }
 
 /// Subtracts `n` from a gauge that only the calling worker writes.
+#[inline]
 pub(crate) fn sub(counter: &AtomicU64, n: u64) {
     counter.store(
         counter.load(Ordering::Relaxed).saturating_sub(n),
@@ -36,10 +159,36 @@ pub(crate) fn sub(counter: &AtomicU64, n: u64) {
 }
 
 impl Counters {
-    pub(crate) fn snapshot(&self, index: usize) -> WorkerStats {
+    pub(crate) fn new(core: Option<usize>) -> Counters {
+        Counters {
+            core,
+            ..Counters::default()
+        }
+    }
+
+    /// Counts an open connection's end.
+    pub(crate) fn note_closed(&self, cause: CloseCause) {
+        add(&self.closed[cause.slot()], 1);
+    }
+
+    /// Counts a protocol error closed with `code`.
+    pub(crate) fn note_protocol_error(&self, code: u16) {
+        add(&self.protocol_errors[code_slot(code)], 1);
+    }
+
+    /// Counts a handshake answered with `status` instead of an upgrade.
+    pub(crate) fn note_rejected(&self, status: u16) {
+        add(&self.rejected[status_slot(status)], 1);
+    }
+
+    pub(crate) fn snapshot(&self, index: usize, queue_depth: u64) -> WorkerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let all = |cs: &[AtomicU64]| -> Vec<u64> { cs.iter().map(get).collect() };
+        let array = |cs: &[AtomicU64; 6]| -> [u64; 6] { std::array::from_fn(|i| get(&cs[i])) };
+        let frames_sent = array(&self.frames_sent);
         WorkerStats {
             index,
+            core: self.core,
             connections: get(&self.connections),
             subscriptions: get(&self.subscriptions),
             published: get(&self.published),
@@ -48,16 +197,37 @@ impl Counters {
             closed_slow: get(&self.closed_slow),
             stale: get(&self.stale),
             queue_full: get(&self.queue_full),
+            queue_depth,
+            accepted: get(&self.accepted),
+            opened: get(&self.opened),
+            closed: array(&self.closed),
+            protocol_errors: all(&self.protocol_errors),
+            handshakes_rejected: all(&self.rejected),
+            messages_received: get(&self.messages_received),
+            messages_sent: frames_sent[1] + frames_sent[2],
+            bytes_received: get(&self.bytes_received),
+            bytes_sent: get(&self.bytes_sent),
+            frames_received: array(&self.frames_received),
+            frames_sent,
+            pings_sent: get(&self.pings_sent),
+            pongs_received: get(&self.pongs_received),
+            buffered_bytes: get(&self.buffered_bytes),
+            loop_iterations: get(&self.loop_iterations),
+            ping_rtt_us: self.ping_rtt_us.snapshot(),
+            loop_lag_us: self.loop_lag_us.snapshot(),
+            loop_events: self.loop_events.snapshot(),
         }
     }
 }
 
 /// A snapshot of one worker's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// The worker's index.
     pub index: usize,
+    /// The core it is pinned to, if pinning is on.
+    pub core: Option<usize>,
     /// Open WebSocket connections now.
     pub connections: u64,
     /// Topic subscriptions now (a connection subscribed to three topics counts three).
@@ -80,6 +250,121 @@ pub struct WorkerStats {
     /// Commands for this worker that a [`Remote`](crate::Remote) could not queue because its
     /// queue was full ([`Config::remote_queue_len`](crate::Config)).
     pub queue_full: u64,
+    /// Commands waiting in this worker's queue now.
+    pub queue_depth: u64,
+    /// TCP connections accepted.
+    pub accepted: u64,
+    /// WebSocket upgrades completed (`on_open` calls).
+    pub opened: u64,
+    /// Open connections that ended, by cause, in the order of [`CloseCause::ALL`]. Every
+    /// opened connection ends once: `opened == connections + closed.iter().sum()`.
+    pub closed: [u64; 6],
+    /// Connections closed for a protocol error, by the close code we sent, in the order of
+    /// [`PROTOCOL_ERROR_CODES`], then any other code.
+    pub protocol_errors: Vec<u64>,
+    /// Handshakes answered with an HTTP error instead of an upgrade, by status, in the order
+    /// of [`REJECT_STATUSES`], then any other status.
+    pub handshakes_rejected: Vec<u64>,
+    /// Data messages received (a fragmented message counts once).
+    pub messages_received: u64,
+    /// Data messages queued to be sent (echoes, sends, deliveries).
+    pub messages_sent: u64,
+    /// Bytes read from sockets.
+    pub bytes_received: u64,
+    /// Bytes written to sockets.
+    pub bytes_sent: u64,
+    /// Frames received, by opcode, in the order of [`OPCODES`].
+    pub frames_received: [u64; 6],
+    /// Frames queued to be sent, by opcode, in the order of [`OPCODES`].
+    pub frames_sent: [u64; 6],
+    /// Keepalive pings sent ([`Config::ping_interval`](crate::Config)).
+    pub pings_sent: u64,
+    /// Pongs received.
+    pub pongs_received: u64,
+    /// Bytes waiting in connections' send backlogs after their last write, now.
+    pub buffered_bytes: u64,
+    /// Event loop iterations.
+    pub loop_iterations: u64,
+    /// Keepalive ping round trips, in microseconds.
+    pub ping_rtt_us: HistogramSnapshot,
+    /// Loop lag, in microseconds: per iteration, the time from the poll returning with ready
+    /// sockets to the end of handling them (what the last ready socket of the batch waited).
+    pub loop_lag_us: HistogramSnapshot,
+    /// Readiness events per loop iteration.
+    pub loop_events: HistogramSnapshot,
+}
+
+impl WorkerStats {
+    /// Connections that ended for `cause`.
+    pub fn closed_by(&self, cause: CloseCause) -> u64 {
+        self.closed[cause.slot()]
+    }
+
+    /// Frames of `opcode` received.
+    pub fn frames_received_of(&self, opcode: OpCode) -> u64 {
+        self.frames_received[opcode_slot(opcode)]
+    }
+
+    /// Handshakes rejected with `status` (any status not in [`REJECT_STATUSES`] counts under
+    /// the last slot).
+    pub fn rejected_with(&self, status: u16) -> u64 {
+        self.handshakes_rejected
+            .get(status_slot(status))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Connections closed for a protocol error with `code`.
+    pub fn protocol_errors_with(&self, code: u16) -> u64 {
+        self.protocol_errors
+            .get(code_slot(code))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Adds another worker's figures (for totals).
+    fn merge(&mut self, w: &WorkerStats) {
+        let sum = |a: &mut [u64], b: &[u64]| {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += y;
+            }
+        };
+        self.connections += w.connections;
+        self.subscriptions += w.subscriptions;
+        self.published += w.published;
+        self.delivered += w.delivered;
+        self.messages_dropped += w.messages_dropped;
+        self.closed_slow += w.closed_slow;
+        self.stale += w.stale;
+        self.queue_full += w.queue_full;
+        self.queue_depth += w.queue_depth;
+        self.accepted += w.accepted;
+        self.opened += w.opened;
+        sum(&mut self.closed, &w.closed);
+        self.protocol_errors
+            .resize(w.protocol_errors.len().max(self.protocol_errors.len()), 0);
+        sum(&mut self.protocol_errors, &w.protocol_errors);
+        self.handshakes_rejected.resize(
+            w.handshakes_rejected
+                .len()
+                .max(self.handshakes_rejected.len()),
+            0,
+        );
+        sum(&mut self.handshakes_rejected, &w.handshakes_rejected);
+        self.messages_received += w.messages_received;
+        self.messages_sent += w.messages_sent;
+        self.bytes_received += w.bytes_received;
+        self.bytes_sent += w.bytes_sent;
+        sum(&mut self.frames_received, &w.frames_received);
+        sum(&mut self.frames_sent, &w.frames_sent);
+        self.pings_sent += w.pings_sent;
+        self.pongs_received += w.pongs_received;
+        self.buffered_bytes += w.buffered_bytes;
+        self.loop_iterations += w.loop_iterations;
+        self.ping_rtt_us.merge(&w.ping_rtt_us);
+        self.loop_lag_us.merge(&w.loop_lag_us);
+        self.loop_events.merge(&w.loop_events);
+    }
 }
 
 /// A snapshot of every worker's counters.
@@ -90,18 +375,11 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// The sum over all workers (`index` is 0).
+    /// The sum over all workers (`index` is 0, `core` is `None`).
     pub fn total(&self) -> WorkerStats {
         let mut total = WorkerStats::default();
         for w in &self.workers {
-            total.connections += w.connections;
-            total.subscriptions += w.subscriptions;
-            total.published += w.published;
-            total.delivered += w.delivered;
-            total.messages_dropped += w.messages_dropped;
-            total.closed_slow += w.closed_slow;
-            total.stale += w.stale;
-            total.queue_full += w.queue_full;
+            total.merge(w);
         }
         total
     }

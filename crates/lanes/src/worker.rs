@@ -31,7 +31,7 @@ use crate::pool::BufferPool;
 use crate::recv::{Inbound, Receiver};
 use crate::remote::{Command, Published, Remote};
 use crate::server::Shared;
-use crate::stats;
+use crate::stats::{self, CloseCause};
 use crate::timer::{TimerEntry, TimerKind, TimerWheel};
 use crate::topic::Topics;
 use crate::ws::{ConnId, Outbox, SendPhase, SendStatus, Ws, mark_dirty};
@@ -144,6 +144,10 @@ impl<H: Handler> Worker<H> {
         now.saturating_duration_since(self.epoch).as_millis() as u64
     }
 
+    fn now_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
     /// The event loop. Returns when shutdown has completed.
     pub(crate) fn run(&mut self) -> io::Result<()> {
         if let Some(listener) = self.listener.as_mut() {
@@ -168,6 +172,10 @@ impl<H: Handler> Worker<H> {
                 return Err(e);
             }
             let now = Instant::now();
+            let counters = &self.local.counters;
+            stats::add(&counters.loop_iterations, 1);
+            let ready = events.iter().count() as u64;
+            counters.loop_events.record(ready);
             let mut woken = false;
             for event in events.iter() {
                 match event.token() {
@@ -211,6 +219,10 @@ impl<H: Handler> Worker<H> {
                 self.begin_shutdown(now);
             }
             self.settle(now);
+            if ready > 0 {
+                let lag = now.elapsed().as_micros() as u64;
+                self.local.counters.loop_lag_us.record(lag);
+            }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
                     return Ok(());
@@ -218,7 +230,7 @@ impl<H: Handler> Worker<H> {
                 if now >= deadline {
                     let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
                     for key in keys {
-                        self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                        self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL.as_u16(), "");
                     }
                     return Ok(());
                 }
@@ -236,11 +248,15 @@ impl<H: Handler> Worker<H> {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer, now),
+                Ok((stream, peer)) => {
+                    stats::add(&self.local.counters.accepted, 1);
+                    self.admit(stream, peer, now);
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     // Out of descriptors: leave the listener alone for a while (or until a
                     // connection closes) rather than spin on it.
+                    tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
                     self.accept_paused_until = Some(now + self.local.config.accept_backoff);
                     return;
                 }
@@ -256,6 +272,8 @@ impl<H: Handler> Worker<H> {
         if self.conns.len() >= self.local.config.max_connections_per_worker {
             let _ = stream.write(SERVICE_UNAVAILABLE);
             let _ = stream.shutdown(Shutdown::Write);
+            self.local.counters.note_rejected(503);
+            tracing::debug!(%peer, "connection refused: worker at max_connections_per_worker");
             return;
         }
         let entry = self.conns.vacant_entry();
@@ -282,7 +300,8 @@ impl<H: Handler> Worker<H> {
             phase: Phase::Handshake,
             phase_since_ms: now_ms,
             last_activity_ms: now_ms,
-            ping_sent_ms: None,
+            ping_sent_us: None,
+            backlog_reported: 0,
             head: None,
             receiver: Receiver::new(self.frame_config, self.local.config.max_message_len),
             outbox: Outbox::new(),
@@ -363,7 +382,7 @@ impl<H: Handler> Worker<H> {
             && let Some(mut stash) = conn.stash.take()
         {
             // Input read before a pause: process it before reading more.
-            let now_ms = self.now_ms(now);
+            let now_us = self.now_us(now);
             let id = self.conn_id(key);
             let conn = &mut self.conns[key];
             on_frames(
@@ -373,7 +392,7 @@ impl<H: Handler> Worker<H> {
                 &mut self.local,
                 &mut self.inflate,
                 id,
-                now_ms,
+                now_us,
             );
             self.local.pool.put(stash);
         }
@@ -390,6 +409,7 @@ impl<H: Handler> Worker<H> {
                     return;
                 }
                 Ok(n) => {
+                    stats::add(&self.local.counters.bytes_received, n as u64);
                     self.on_bytes(key, n, now);
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
@@ -408,7 +428,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
                     return;
                 }
             }
@@ -421,17 +441,17 @@ impl<H: Handler> Worker<H> {
     fn on_eof(&mut self, key: usize) {
         // The peer closed its side: whatever the phase, the connection is over. A peer that
         // closed after the close handshake already had on_close fire with the right code.
-        self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+        self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
     }
 
     /// `n` new bytes are in the scratch buffer for connection `key`.
     fn on_bytes(&mut self, key: usize, n: usize, now: Instant) {
-        let now_ms = self.now_ms(now);
+        let now_us = self.now_us(now);
+        let now_ms = now_us / 1000;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         conn.last_activity_ms = now_ms;
-        conn.ping_sent_ms = None;
         match conn.phase {
             Phase::Handshake => self.on_head_bytes(key, n, now),
             Phase::Open | Phase::CloseSent => {
@@ -444,7 +464,7 @@ impl<H: Handler> Worker<H> {
                     &mut self.local,
                     &mut self.inflate,
                     id,
-                    now_ms,
+                    now_us,
                 );
             }
             Phase::Closing | Phase::Draining => {} // discarded
@@ -461,7 +481,8 @@ impl<H: Handler> Worker<H> {
 
     /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
     fn on_head_bytes(&mut self, key: usize, n: usize, now: Instant) {
-        let now_ms = self.now_ms(now);
+        let now_us = self.now_us(now);
+        let now_ms = now_us / 1000;
         let conn = &mut self.conns[key];
         let mut head_buf = conn.head.take().unwrap_or_else(|| self.local.pool.take());
         head_buf.extend_from_slice(&self.scratch[..n]);
@@ -474,6 +495,8 @@ impl<H: Handler> Worker<H> {
             Err(error) => {
                 let mut response = Vec::new();
                 error.write_response(&mut response);
+                self.local.counters.note_rejected(error.status());
+                tracing::debug!(peer = %conn.peer, %error, "bad request head");
                 conn.outbox.push_raw(&response, &mut self.local.pool);
                 conn.set_phase(Phase::Closing, now_ms);
                 self.local.pool.put(head_buf);
@@ -486,17 +509,35 @@ impl<H: Handler> Worker<H> {
         let mut response = Vec::new();
         let mut accepted = None;
         let mut compression = None;
-        if !head.is_websocket_upgrade() {
+        let metrics_path = self.local.config.metrics_path.as_deref();
+        if !head.is_websocket_upgrade()
+            && head.method() == "GET"
+            && metrics_path.is_some_and(|p| p == head.path())
+        {
+            let text = lanes_metrics::prometheus::encode(&self.local.remote.metrics());
+            let mut answer = HttpResponse::new(200, text);
+            let content_type = lanes_metrics::prometheus::CONTENT_TYPE;
+            answer.headers = vec![("Content-Type".into(), content_type.into())];
+            write_plain(&mut response, &answer);
+        } else if !head.is_websocket_upgrade() {
             let request = Request {
                 head: &head,
                 offer: None,
                 peer,
             };
             let answer = self.handler.on_http(&request);
+            if answer.status >= 400 {
+                // Not an upgrade (426 by default): a refused handshake too.
+                self.local.counters.note_rejected(answer.status);
+            }
             write_plain(&mut response, &answer);
         } else {
             match UpgradeOffer::validate(&head) {
-                Err(error) => error.write_response(&mut response),
+                Err(error) => {
+                    self.local.counters.note_rejected(error.status());
+                    tracing::debug!(%peer, %error, "bad upgrade request");
+                    error.write_response(&mut response);
+                }
                 Ok(offer) => {
                     let request = Request {
                         head: &head,
@@ -504,7 +545,11 @@ impl<H: Handler> Worker<H> {
                         peer,
                     };
                     match self.handler.on_upgrade(&request) {
-                        Err(refusal) => write_refusal(&mut response, &refusal),
+                        Err(refusal) => {
+                            self.local.counters.note_rejected(refusal.status);
+                            tracing::debug!(%peer, status = refusal.status, "upgrade refused by the handler");
+                            write_refusal(&mut response, &refusal);
+                        }
                         Ok(accept) => {
                             let headers = header_pairs(&accept.headers);
                             let deflate = negotiate(offer.extensions(), &self.local.config.deflate);
@@ -519,6 +564,7 @@ impl<H: Handler> Worker<H> {
                                     compression = deflate.map(|d| d.params);
                                 }
                                 Err(_) => {
+                                    self.local.counters.note_rejected(500);
                                     response.clear();
                                     write_plain(
                                         &mut response,
@@ -549,6 +595,7 @@ impl<H: Handler> Worker<H> {
         }
         self.local.live.open(key, conn.generation);
         stats::add(&self.local.counters.connections, 1);
+        stats::add(&self.local.counters.opened, 1);
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
         if let Some((mut ws, user)) = conn.callback(&mut self.local, id) {
@@ -564,7 +611,7 @@ impl<H: Handler> Worker<H> {
                 &mut self.local,
                 &mut self.inflate,
                 id,
-                now_ms,
+                now_us,
             );
         }
         self.local.pool.put(head_buf);
@@ -579,17 +626,27 @@ impl<H: Handler> Worker<H> {
         let before = conn.outbox.buffered_len();
         if before > 0 {
             match conn.stream.write(conn.outbox.pending()) {
-                Ok(n) => conn.outbox.consume(n, &mut self.local.pool),
+                Ok(n) => {
+                    stats::add(&self.local.counters.bytes_sent, n as u64);
+                    conn.outbox.consume(n, &mut self.local.pool);
+                }
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
                     return;
                 }
             }
         }
         let after = conn.outbox.buffered_len();
+        let backlog = after.min(u32::MAX as usize) as u32;
+        if backlog != conn.backlog_reported {
+            let gauge = &self.local.counters.buffered_bytes;
+            stats::sub(gauge, u64::from(conn.backlog_reported));
+            stats::add(gauge, u64::from(backlog));
+            conn.backlog_reported = backlog;
+        }
         let limit = self.local.config.backpressure_len;
         if after > limit {
             conn.read_paused = true;
@@ -620,10 +677,13 @@ impl<H: Handler> Worker<H> {
         let at = |ms: u64, after: Duration| Some(self.epoch + Duration::from_millis(ms) + after);
         match conn.phase {
             Phase::Handshake => at(conn.phase_since_ms, self.local.config.handshake_timeout),
-            Phase::Open => match (conn.ping_sent_ms, self.local.config.ping_interval) {
-                (Some(sent), _) => at(sent, self.local.config.pong_timeout),
-                (None, Some(interval)) => at(conn.last_activity_ms, interval),
-                (None, None) => None,
+            Phase::Open => match (conn.ping_sent_us, self.local.config.ping_interval) {
+                // Waiting for a sign of life since the keepalive ping.
+                (Some(sent_us), _) if conn.last_activity_ms < sent_us / 1000 => {
+                    at(sent_us / 1000, self.local.config.pong_timeout)
+                }
+                (_, Some(interval)) => at(conn.last_activity_ms, interval),
+                (_, None) => None,
             },
             Phase::CloseSent | Phase::Closing | Phase::Draining => {
                 at(conn.phase_since_ms, self.local.config.close_timeout)
@@ -682,7 +742,8 @@ impl<H: Handler> Worker<H> {
 
     /// A connection's protocol deadline.
     fn on_conn_timer(&mut self, entry: TimerEntry, seq: u32, now: Instant) {
-        let now_ms = self.now_ms(now);
+        let now_us = self.now_us(now);
+        let now_ms = now_us / 1000;
         let Some(conn) = self.conns.get(entry.slot) else {
             return;
         };
@@ -702,20 +763,24 @@ impl<H: Handler> Worker<H> {
         let conn = &mut self.conns[key];
         match conn.phase {
             Phase::Handshake | Phase::Closing | Phase::Draining => {
-                self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL.as_u16(), "");
             }
             Phase::CloseSent => {
                 let code = conn.outbox.sent_close.map_or(1006, CloseCode::as_u16);
-                self.remove(key, code, "");
+                self.remove(key, CloseCause::Timeout, code, "");
             }
             Phase::Open => {
-                if conn.ping_sent_ms.is_some() {
+                if let Some(sent_us) = conn.ping_sent_us
+                    && conn.last_activity_ms < sent_us / 1000
+                {
                     // No sign of life since the keepalive ping.
-                    self.remove(key, CloseCode::ABNORMAL.as_u16(), "");
+                    tracing::debug!(peer = %conn.peer, "no pong within pong_timeout: closing");
+                    self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL.as_u16(), "");
                     return;
                 }
                 conn.outbox.send(OpCode::Ping, b"", &mut self.local);
-                conn.ping_sent_ms = Some(now_ms);
+                stats::add(&self.local.counters.pings_sent, 1);
+                conn.ping_sent_us = Some(now_us.max(1000));
                 // A ping past the hard cap closes the connection like any other send.
                 after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
                 self.flush(key, now);
@@ -750,8 +815,7 @@ impl<H: Handler> Worker<H> {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        conn.outbox
-                            .close(CloseCode::new(code), &reason, &mut local.pool);
+                        conn.outbox.close(CloseCode::new(code), &reason, local);
                         mark_dirty(conn, id.slot as usize, &mut local.dirty);
                     }
                     None => stats::add(&local.counters.stale, 1),
@@ -847,12 +911,14 @@ impl<H: Handler> Worker<H> {
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.phase {
-                Phase::Handshake => self.remove(key, CloseCode::ABNORMAL.as_u16(), ""),
+                Phase::Handshake => {
+                    self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL.as_u16(), "")
+                }
                 Phase::Open => {
                     conn.outbox.close(
                         CloseCode::GOING_AWAY,
                         "server shutting down",
-                        &mut self.local.pool,
+                        &mut self.local,
                     );
                     conn.set_phase(Phase::CloseSent, now_ms);
                     self.flush(key, now);
@@ -864,17 +930,29 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Removes a connection; fires `on_close` if it has not fired yet.
-    fn remove(&mut self, key: usize, code: u16, reason: &str) {
+    fn remove(&mut self, key: usize, cause: CloseCause, code: u16, reason: &str) {
         if !self.conns.contains(key) {
             return;
         }
         let mut conn = self.conns.remove(key);
+        stats::sub(
+            &self.local.counters.buffered_bytes,
+            u64::from(conn.backlog_reported),
+        );
         if !conn.subs.is_empty() {
             self.local.topics.unsubscribe_all(&mut conn.subs);
             self.local.note_subscriptions();
         }
         let user = conn.user.take();
-        fire_close(user, &mut self.handler, &self.local, key, code, reason);
+        fire_close(
+            user,
+            &mut self.handler,
+            &self.local,
+            key,
+            cause,
+            code,
+            reason,
+        );
         conn.outbox.release(&mut self.local.pool);
         if let Some(head) = conn.head.take() {
             self.local.pool.put(head);
@@ -916,22 +994,29 @@ fn on_frames<H: Handler>(
     local: &mut Local,
     inflate: &mut InflateScratch,
     id: ConnId,
-    now_ms: u64,
+    now_us: u64,
 ) {
+    let now_ms = now_us / 1000;
     let slot = id.slot as usize;
     let mut offset = 0;
     while offset < data.len() {
         if !matches!(conn.phase, Phase::Open | Phase::CloseSent) {
             return;
         }
-        let (used, event) = match conn.receiver.next(&mut data[offset..], inflate) {
+        let (used, event) = match conn
+            .receiver
+            .next(&mut data[offset..], inflate, &local.counters)
+        {
             Ok(step) => step,
             Err(error) => {
                 let code = error.close_code();
                 let reason = error.to_string();
-                conn.outbox.close(code, &reason, &mut local.pool);
+                tracing::debug!(peer = %conn.peer, code = code.as_u16(), %reason, "protocol error: closing");
+                local.counters.note_protocol_error(code.as_u16());
+                conn.outbox.close(code, &reason, local);
                 let user = conn.user.take();
-                fire_close(user, handler, local, slot, code.as_u16(), &reason);
+                let cause = CloseCause::ProtocolError;
+                fire_close(user, handler, local, slot, cause, code.as_u16(), &reason);
                 conn.set_phase(Phase::Closing, now_ms);
                 return;
             }
@@ -944,11 +1029,13 @@ fn on_frames<H: Handler>(
         let mut ws = Ws::new(&mut conn.outbox, &mut conn.subs, local, id, conn.peer);
         match event {
             Inbound::Text(text) if open => {
+                stats::add(&ws.local.counters.messages_received, 1);
                 if let Some(user) = conn.user.as_mut() {
                     handler.on_message(&mut ws, user, Message::Text(text));
                 }
             }
             Inbound::Binary(bytes) if open => {
+                stats::add(&ws.local.counters.messages_received, 1);
                 if let Some(user) = conn.user.as_mut() {
                     handler.on_message(&mut ws, user, Message::Binary(bytes));
                 }
@@ -965,6 +1052,11 @@ fn on_frames<H: Handler>(
                 }
             }
             Inbound::Pong(payload) => {
+                stats::add(&ws.local.counters.pongs_received, 1);
+                if let Some(sent_us) = conn.ping_sent_us.take() {
+                    let rtt_us = now_us.saturating_sub(sent_us);
+                    ws.local.counters.ping_rtt_us.record(rtt_us);
+                }
                 if open && let Some(user) = conn.user.as_mut() {
                     handler.on_pong(&mut ws, user, payload);
                 }
@@ -972,12 +1064,17 @@ fn on_frames<H: Handler>(
             Inbound::Close(code, reason) => {
                 let user = conn.user.take();
                 if open {
-                    ws.outbox.echo_close(code, &mut ws.local.pool);
+                    ws.outbox.echo_close(code, ws.local);
                     let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
-                    fire_close(user, handler, local, slot, code, reason);
+                    fire_close(user, handler, local, slot, CloseCause::Clean, code, reason);
                 } else {
                     let ours = conn.outbox.sent_close.map_or(1005, CloseCode::as_u16);
-                    fire_close(user, handler, local, slot, ours, "");
+                    let cause = if local.remote.shutting_down() {
+                        CloseCause::Shutdown
+                    } else {
+                        CloseCause::Clean
+                    };
+                    fire_close(user, handler, local, slot, cause, ours, "");
                 }
                 conn.set_phase(Phase::Closing, now_ms);
                 conn.receiver.after_delivery();
@@ -1017,6 +1114,7 @@ fn after_callbacks<H: Handler>(
             handler,
             local,
             slot,
+            CloseCause::SlowConsumer,
             code,
             "send backlog over the limit",
         );
@@ -1036,7 +1134,7 @@ fn send_published(
     compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
 ) -> SendStatus {
     let Some(side) = outbox.compression.as_deref() else {
-        return outbox.send_encoded(&message.frame, local);
+        return outbox.send_encoded(message.opcode, &message.frame, local);
     };
     let Some(window_bits) = side.shared_window() else {
         return outbox.send(message.opcode, message.payload(), local);
@@ -1054,7 +1152,7 @@ fn send_published(
     };
     match &compressed[at].1 {
         Some(bytes) => outbox.send_compressed(message.opcode, bytes, local),
-        None => outbox.send_encoded(&message.frame, local),
+        None => outbox.send_encoded(message.opcode, &message.frame, local),
     }
 }
 
@@ -1065,6 +1163,7 @@ fn fire_close<H: Handler>(
     handler: &mut H,
     local: &Local,
     slot: usize,
+    cause: CloseCause,
     code: u16,
     reason: &str,
 ) {
@@ -1073,6 +1172,7 @@ fn fire_close<H: Handler>(
     };
     local.live.close(slot);
     stats::sub(&local.counters.connections, 1);
+    local.counters.note_closed(cause);
     handler.on_close(user, code, reason);
 }
 

@@ -15,7 +15,7 @@ use crate::conn::Conn;
 use crate::local::Local;
 use crate::pool::BufferPool;
 use crate::remote::{Remote, SendError, encode};
-use crate::stats;
+use crate::stats::{self, opcode_slot};
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscription};
 
@@ -173,7 +173,7 @@ impl Outbox {
                 self.close(
                     CloseCode::POLICY_VIOLATION,
                     "send backlog over the limit",
-                    &mut local.pool,
+                    local,
                 );
             } else {
                 stats::add(&local.counters.messages_dropped, 1);
@@ -202,6 +202,7 @@ impl Outbox {
         if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, local) {
             return status;
         }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
         if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
             self.push_compressible(opcode, payload, local);
         } else {
@@ -236,15 +237,22 @@ impl Outbox {
         if let Err(status) = self.admit(compressed.len() + MAX_HEADER_LEN, local) {
             return status;
         }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
         self.push_frame_rsv(opcode, RSV1, compressed, &mut local.pool);
         self.status(local)
     }
 
     /// Queues an already encoded frame (a published message), applying the backlog caps.
-    pub(crate) fn send_encoded(&mut self, frame: &[u8], local: &mut Local) -> SendStatus {
+    pub(crate) fn send_encoded(
+        &mut self,
+        opcode: OpCode,
+        frame: &[u8],
+        local: &mut Local,
+    ) -> SendStatus {
         if let Err(status) = self.admit(frame.len(), local) {
             return status;
         }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
         self.buf
             .get_or_insert_with(|| local.pool.take())
             .extend_from_slice(frame);
@@ -252,26 +260,28 @@ impl Outbox {
     }
 
     /// Queues a close frame (once) and stops further sends.
-    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, pool: &mut BufferPool) {
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, local: &mut Local) {
         if self.phase != SendPhase::Open {
             return;
         }
         let mut payload = [0u8; MAX_CLOSE_PAYLOAD_LEN];
         let n = write_close_payload(&mut payload, code, reason);
-        self.push_frame(OpCode::Close, &payload[..n], pool);
+        stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
+        self.push_frame(OpCode::Close, &payload[..n], &mut local.pool);
         self.phase = SendPhase::Closed;
         self.sent_close = Some(code);
     }
 
     /// Echoes a peer's close: the same code, or an empty payload when it sent none.
-    pub(crate) fn echo_close(&mut self, code: Option<CloseCode>, pool: &mut BufferPool) {
+    pub(crate) fn echo_close(&mut self, code: Option<CloseCode>, local: &mut Local) {
         if self.phase != SendPhase::Open {
             return;
         }
         match code {
-            Some(code) => self.close(code, "", pool),
+            Some(code) => self.close(code, "", local),
             None => {
-                self.push_frame(OpCode::Close, &[], pool);
+                stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
+                self.push_frame(OpCode::Close, &[], &mut local.pool);
                 self.phase = SendPhase::Closed;
             }
         }
@@ -334,8 +344,7 @@ impl<'a> Ws<'a> {
     /// answers or [`Config::close_timeout`](crate::Config) passes. A code that may not be sent
     /// (1005, 1006, 1015, ...) sends a close frame without a code.
     pub fn close(&mut self, code: u16, reason: &str) {
-        self.outbox
-            .close(CloseCode::new(code), reason, &mut self.local.pool);
+        self.outbox.close(CloseCode::new(code), reason, self.local);
     }
 
     /// Subscribes this connection to `topic`. Returns false when it already was, or when it is

@@ -1,0 +1,249 @@
+//! Lanes' metrics as metric families: the names, help texts and labels that `/metrics` and the
+//! InfluxDB reporter export.
+//!
+//! Every per-worker family has a `core` label (the core the worker is pinned to, or its index
+//! when pinning is off) and one more sample with `core="all"`, the sum over workers. Sum over
+//! `core!="all"` or read `core="all"`, never both.
+
+use lanes_metrics::{Family, Kind, Registry, Snapshot, Value};
+
+use crate::stats::{
+    CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats,
+};
+
+/// Microseconds per second: histograms of times are recorded in µs and exported in seconds.
+const MICROS: f64 = 1e6;
+
+/// Every lanes metric, then the application's registry, then `extra` (the InfluxDB
+/// reporter's own figures, where one runs).
+pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapshot>) -> Snapshot {
+    let total = stats.total();
+    let mut workers: Vec<(String, &WorkerStats)> = stats
+        .workers
+        .iter()
+        .map(|w| (w.core.unwrap_or(w.index).to_string(), w))
+        .collect();
+    workers.push(("all".to_owned(), &total));
+    let mut out = Snapshot::default();
+    let mut family = |name: &str, help: &str, kind: Kind, get: &dyn Fn(&WorkerStats) -> Value| {
+        let mut f = Family::new(name, help, kind);
+        for (core, w) in &workers {
+            f.push(&[("core", core)], get(w));
+        }
+        out.families.push(f);
+    };
+    let counter = |n: u64| Value::Counter(n);
+    family(
+        "lanes_connections_accepted_total",
+        "TCP connections accepted.",
+        Kind::Counter,
+        &|w| counter(w.accepted),
+    );
+    family(
+        "lanes_connections_opened_total",
+        "WebSocket upgrades completed.",
+        Kind::Counter,
+        &|w| counter(w.opened),
+    );
+    family(
+        "lanes_connections_open",
+        "Open WebSocket connections.",
+        Kind::Gauge,
+        &|w| Value::Gauge(w.connections as f64),
+    );
+    family(
+        "lanes_messages_received_total",
+        "Data messages received (a fragmented message counts once).",
+        Kind::Counter,
+        &|w| counter(w.messages_received),
+    );
+    family(
+        "lanes_messages_sent_total",
+        "Data messages queued to be sent.",
+        Kind::Counter,
+        &|w| counter(w.messages_sent),
+    );
+    family(
+        "lanes_bytes_received_total",
+        "Bytes read from sockets.",
+        Kind::Counter,
+        &|w| counter(w.bytes_received),
+    );
+    family(
+        "lanes_bytes_sent_total",
+        "Bytes written to sockets.",
+        Kind::Counter,
+        &|w| counter(w.bytes_sent),
+    );
+    family(
+        "lanes_pings_sent_total",
+        "Keepalive pings sent.",
+        Kind::Counter,
+        &|w| counter(w.pings_sent),
+    );
+    family(
+        "lanes_pongs_received_total",
+        "Pongs received.",
+        Kind::Counter,
+        &|w| counter(w.pongs_received),
+    );
+    family(
+        "lanes_buffered_bytes",
+        "Bytes waiting in send backlogs after the last write.",
+        Kind::Gauge,
+        &|w| Value::Gauge(w.buffered_bytes as f64),
+    );
+    family(
+        "lanes_messages_dropped_total",
+        "Messages dropped by the slow-consumer policy (drop).",
+        Kind::Counter,
+        &|w| counter(w.messages_dropped),
+    );
+    family(
+        "lanes_subscriptions",
+        "Topic subscriptions.",
+        Kind::Gauge,
+        &|w| Value::Gauge(w.subscriptions as f64),
+    );
+    family(
+        "lanes_published_total",
+        "Publishes and broadcasts handled (once per worker).",
+        Kind::Counter,
+        &|w| counter(w.published),
+    );
+    family(
+        "lanes_delivered_total",
+        "Published messages queued to subscribers.",
+        Kind::Counter,
+        &|w| counter(w.delivered),
+    );
+    family(
+        "lanes_remote_queue_depth",
+        "Commands waiting in the worker's cross-core queue.",
+        Kind::Gauge,
+        &|w| Value::Gauge(w.queue_depth as f64),
+    );
+    family(
+        "lanes_remote_queue_full_total",
+        "Cross-core commands refused because the queue was full.",
+        Kind::Counter,
+        &|w| counter(w.queue_full),
+    );
+    family(
+        "lanes_remote_stale_total",
+        "Cross-core commands for connections that had ended.",
+        Kind::Counter,
+        &|w| counter(w.stale),
+    );
+    family(
+        "lanes_loop_iterations_total",
+        "Event loop iterations.",
+        Kind::Counter,
+        &|w| counter(w.loop_iterations),
+    );
+    family(
+        "lanes_ping_rtt_seconds",
+        "Keepalive ping to pong round-trip time.",
+        Kind::Histogram,
+        &|w| Value::Histogram {
+            counts: Box::new(w.ping_rtt_us),
+            divisor: MICROS,
+        },
+    );
+    family(
+        "lanes_loop_lag_seconds",
+        "Per loop iteration with ready sockets: from the poll returning to the end of handling them.",
+        Kind::Histogram,
+        &|w| Value::Histogram {
+            counts: Box::new(w.loop_lag_us),
+            divisor: MICROS,
+        },
+    );
+    family(
+        "lanes_loop_events",
+        "Readiness events per loop iteration.",
+        Kind::Histogram,
+        &|w| Value::Histogram {
+            counts: Box::new(w.loop_events),
+            divisor: 1.0,
+        },
+    );
+    // Families with a second label.
+    let mut closed = Family::new(
+        "lanes_connections_closed_total",
+        "Open connections that ended, by cause.",
+        Kind::Counter,
+    );
+    let mut errors = Family::new(
+        "lanes_protocol_errors_total",
+        "Connections closed for a protocol error, by the close code sent.",
+        Kind::Counter,
+    );
+    let mut rejected = Family::new(
+        "lanes_handshakes_rejected_total",
+        "Handshakes answered with an HTTP error, by status.",
+        Kind::Counter,
+    );
+    let mut frames_in = Family::new(
+        "lanes_frames_received_total",
+        "Frames received, by opcode.",
+        Kind::Counter,
+    );
+    let mut frames_out = Family::new(
+        "lanes_frames_sent_total",
+        "Frames queued to be sent, by opcode.",
+        Kind::Counter,
+    );
+    let codes: Vec<String> = PROTOCOL_ERROR_CODES
+        .iter()
+        .map(u16::to_string)
+        .chain(["other".to_owned()])
+        .collect();
+    let statuses: Vec<String> = REJECT_STATUSES
+        .iter()
+        .map(u16::to_string)
+        .chain(["other".to_owned()])
+        .collect();
+    for (core, w) in &workers {
+        for cause in CloseCause::ALL {
+            let labels = [("core", core.as_str()), ("cause", cause.as_str())];
+            closed.push(&labels, counter(w.closed_by(cause)));
+        }
+        for (code, n) in codes.iter().zip(&w.protocol_errors) {
+            errors.push(&[("core", core), ("code", code)], counter(*n));
+        }
+        for (status, n) in statuses.iter().zip(&w.handshakes_rejected) {
+            rejected.push(&[("core", core), ("status", status)], counter(*n));
+        }
+        for (i, opcode) in OPCODES.iter().enumerate() {
+            let name = opcode_name(*opcode);
+            frames_in.push(
+                &[("core", core), ("opcode", name)],
+                counter(w.frames_received[i]),
+            );
+            frames_out.push(
+                &[("core", core), ("opcode", name)],
+                counter(w.frames_sent[i]),
+            );
+        }
+    }
+    out.families
+        .extend([closed, errors, rejected, frames_in, frames_out]);
+    out.extend(registry.snapshot());
+    if let Some(extra) = extra {
+        out.extend(extra);
+    }
+    out
+}
+
+fn opcode_name(opcode: lanes_proto::OpCode) -> &'static str {
+    use lanes_proto::OpCode;
+    match opcode {
+        OpCode::Continuation => "continuation",
+        OpCode::Text => "text",
+        OpCode::Binary => "binary",
+        OpCode::Close => "close",
+        OpCode::Ping => "ping",
+        OpCode::Pong => "pong",
+    }
+}
