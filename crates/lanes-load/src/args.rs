@@ -4,6 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use lanes_metrics::InfluxConfig;
+
+/// How often `--influx` pushes lanes-load's metrics.
+pub const INFLUX_INTERVAL: Duration = Duration::from_secs(1);
 
 /// WebSocket load generator for lanes and its peers. Connects only where it is told; every run
 /// is bounded in time and count.
@@ -36,9 +40,53 @@ pub struct Args {
     /// (VmRSS) at the end of the window as `server_rss_kib` (echo, fanout and idle modes).
     #[arg(long)]
     pub server_pid: Option<u32>,
+    /// InfluxDB base URL (plain HTTP, e.g. http://127.0.0.1:8086): push lanes-load's own
+    /// metrics (lanes_load_*) there every second for the run, and once more at its end, before
+    /// the summary is printed. InfluxDB 1.x with `--influx-db`, 2.x with `--influx-org`,
+    /// `--influx-bucket` and `--influx-token`.
+    #[arg(long, value_name = "URL", value_parser = parse_http_url)]
+    pub influx: Option<String>,
+    /// InfluxDB 1.x database (it must exist).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "lanes",
+        requires = "influx",
+        conflicts_with = "influx_org"
+    )]
+    pub influx_db: String,
+    /// InfluxDB 2.x organisation (with `--influx-bucket` and `--influx-token`).
+    #[arg(long, value_name = "ORG", requires_all = ["influx", "influx_bucket", "influx_token"])]
+    pub influx_org: Option<String>,
+    /// InfluxDB 2.x bucket (with `--influx-org` and `--influx-token`).
+    #[arg(long, value_name = "BUCKET", requires_all = ["influx", "influx_org", "influx_token"])]
+    pub influx_bucket: Option<String>,
+    /// InfluxDB 2.x API token (with `--influx-org` and `--influx-bucket`).
+    #[arg(long, value_name = "TOKEN", requires_all = ["influx", "influx_org", "influx_bucket"])]
+    pub influx_token: Option<String>,
+    /// Serve lanes-load's own metrics (lanes_load_*) in the Prometheus text format at
+    /// http://127.0.0.1:PORT/metrics while the run lasts.
+    #[arg(long, value_name = "PORT")]
+    pub prometheus_port: Option<u16>,
     /// What to do.
     #[command(subcommand)]
     pub mode: Mode,
+}
+
+impl Args {
+    /// The InfluxDB reporter's configuration that `--influx` and its companions ask for
+    /// (pushing every [`INFLUX_INTERVAL`]), if any.
+    pub fn influx_config(&self) -> Option<InfluxConfig> {
+        let url = self.influx.as_ref()?;
+        let config = match (&self.influx_org, &self.influx_bucket, &self.influx_token) {
+            (Some(org), Some(bucket), Some(token)) => {
+                InfluxConfig::v2(url.as_str(), org.as_str(), bucket.as_str(), token.as_str())
+            }
+            // clap lets only all three through, or none.
+            _ => InfluxConfig::v1(url.as_str(), self.influx_db.as_str()),
+        };
+        Some(config.interval(INFLUX_INTERVAL))
+    }
 }
 
 /// The load to generate.
@@ -158,6 +206,16 @@ impl Deflate {
     }
 }
 
+/// A plain-HTTP base URL (the reporter has no TLS).
+fn parse_http_url(text: &str) -> Result<String, String> {
+    match text.strip_prefix("http://") {
+        Some(rest) if !rest.is_empty() && !rest.starts_with('/') => Ok(text.to_owned()),
+        _ => Err(format!(
+            "{text:?} is not a plain HTTP base URL such as http://127.0.0.1:8086"
+        )),
+    }
+}
+
 fn parse_seconds(text: &str) -> Result<Duration, String> {
     let seconds: f64 = text
         .parse()
@@ -242,6 +300,111 @@ mod tests {
             assert_eq!(parse(mode.name()), Some(mode));
         }
         assert_eq!(parse("on"), None);
+    }
+
+    #[test]
+    fn influx_and_prometheus_options() {
+        use lanes_metrics::InfluxTarget;
+        let parse = |global: &[&str]| {
+            let mut argv = vec!["lanes-load"];
+            argv.extend_from_slice(global);
+            argv.push("echo");
+            Args::try_parse_from(argv)
+        };
+        let plain = parse(&[]).unwrap();
+        assert!(plain.influx_config().is_none());
+        assert_eq!(plain.prometheus_port, None);
+
+        let v1 = parse(&[
+            "--influx",
+            "http://127.0.0.1:8086",
+            "--prometheus-port",
+            "9100",
+        ])
+        .unwrap();
+        assert_eq!(v1.prometheus_port, Some(9100));
+        let config = v1.influx_config().unwrap();
+        assert_eq!(
+            config.target,
+            InfluxTarget::V1 {
+                database: "lanes".into()
+            }
+        );
+        assert_eq!(config.interval, INFLUX_INTERVAL);
+        assert_eq!(
+            config.write_url(),
+            "http://127.0.0.1:8086/write?db=lanes&precision=ns"
+        );
+        let db = parse(&["--influx", "http://h:1", "--influx-db", "load"]).unwrap();
+        assert_eq!(
+            db.influx_config().unwrap().write_url(),
+            "http://h:1/write?db=load&precision=ns"
+        );
+
+        let v2 = parse(&[
+            "--influx",
+            "http://h:8086/",
+            "--influx-org",
+            "o",
+            "--influx-bucket",
+            "b",
+            "--influx-token",
+            "t",
+        ])
+        .unwrap();
+        let config = v2.influx_config().unwrap();
+        assert_eq!(
+            config.target,
+            InfluxTarget::V2 {
+                org: "o".into(),
+                bucket: "b".into(),
+                token: "t".into()
+            }
+        );
+        assert_eq!(
+            config.write_url(),
+            "http://h:8086/api/v2/write?org=o&bucket=b&precision=ns"
+        );
+
+        for bad in [
+            &["--influx", "http://h:1", "--influx-org", "o"][..],
+            &[
+                "--influx",
+                "http://h:1",
+                "--influx-org",
+                "o",
+                "--influx-bucket",
+                "b",
+            ],
+            &["--influx", "http://h:1", "--influx-token", "t"],
+            &[
+                "--influx-org",
+                "o",
+                "--influx-bucket",
+                "b",
+                "--influx-token",
+                "t",
+            ],
+            &[
+                "--influx",
+                "http://h:1",
+                "--influx-db",
+                "d",
+                "--influx-org",
+                "o",
+                "--influx-bucket",
+                "b",
+                "--influx-token",
+                "t",
+            ],
+            &["--influx-db", "d"],
+            &["--influx", "https://h:8086"],
+            &["--influx", "h:8086"],
+            &["--prometheus-port", "65536"],
+        ] {
+            let error = parse(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");
+        }
     }
 
     #[test]

@@ -1,4 +1,11 @@
 //! The echo mode: connections keeping a fixed number of messages in flight.
+//!
+//! The end of a run is clean: after the measured window (and the hold for the server's memory
+//! reading), every connection writes what it still has queued, then a close frame, and reads
+//! the echoes still on their way until the server's close frame. So every message counted in
+//! [`EchoResult::sent_total`] (counted when its frame is written to the socket in full) was
+//! read by the server before lanes-load exits: on a run without errors it equals the number of
+//! messages the server received.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -17,12 +24,17 @@ use crate::client::{
     connect_and_upgrade_offering, next_frame_allowing, push_frame, read_available,
 };
 use crate::deflate::{Codec, ConnCodec, Sent, offer, params_from_answer};
+use crate::metrics::ThreadMetrics;
 use crate::rng::Rng;
 use crate::tracker::EchoTracker;
 
 /// The longest a thread keeps its connections open after the window, waiting for the server's
 /// memory to be read.
 const HOLD_MAX: Duration = Duration::from_secs(2);
+
+/// The longest the end of a run may take: writing what is still queued, then the close
+/// handshake.
+pub const CLOSE_MAX: Duration = Duration::from_secs(5);
 
 /// The echo load of one thread.
 #[derive(Debug, Clone)]
@@ -61,6 +73,11 @@ pub struct EchoResult {
     pub compressed_received: u64,
     /// Messages queued inside the measured window.
     pub sent: u64,
+    /// Messages written to the socket in full over the whole run, warm-up and the end of the
+    /// run included (a message is counted once the last byte of its frame is written). On a
+    /// run without errors every one of them was read by the server before its close frame
+    /// came back, so this is what the server received.
+    pub sent_total: u64,
     /// Payload bytes of those messages, before compression.
     pub payload_bytes_sent: u64,
     /// Frame payload bytes of those messages as sent (compressed or not; headers not counted).
@@ -85,6 +102,7 @@ impl EchoResult {
             wire_bytes_received: 0,
             compressed_received: 0,
             sent: 0,
+            sent_total: 0,
             payload_bytes_sent: 0,
             wire_bytes_sent: 0,
             compressed_sent: 0,
@@ -107,6 +125,7 @@ impl EchoResult {
         self.wire_bytes_received += other.wire_bytes_received;
         self.compressed_received += other.compressed_received;
         self.sent += other.sent;
+        self.sent_total += other.sent_total;
         self.payload_bytes_sent += other.payload_bytes_sent;
         self.wire_bytes_sent += other.wire_bytes_sent;
         self.compressed_sent += other.compressed_sent;
@@ -143,6 +162,11 @@ struct Conn {
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     written: usize,
+    /// Where each data frame queued in `outbuf` ends, in order; those from `frames_written`
+    /// on are not written in full yet.
+    frame_ends: Vec<usize>,
+    frames_written: usize,
+    /// Open and in use (during the close handshake: still waiting for the server's close).
     alive: bool,
     /// The connection's own compression state, when permessage-deflate was agreed.
     codec: Option<ConnCodec>,
@@ -159,33 +183,55 @@ fn queue_next(
     let Conn {
         tracker,
         outbuf,
+        frame_ends,
         codec: conn_codec,
         ..
     } = conn;
-    if let (Some(codec), Some(conn_codec)) = (codec, conn_codec.as_mut()) {
-        return codec.push_message(conn_codec, outbuf, opcode, key, |out| {
+    let sent = if let (Some(codec), Some(conn_codec)) = (codec, conn_codec.as_mut()) {
+        codec.push_message(conn_codec, outbuf, opcode, key, |out| {
             tracker.push_next(now, out)
-        });
-    }
-    let size = tracker.size();
-    push_frame(outbuf, opcode, size, key, |out| tracker.push_next(now, out));
-    Sent {
-        payload_len: size,
-        wire_len: size,
-        compressed: false,
-    }
+        })
+    } else {
+        let size = tracker.size();
+        push_frame(outbuf, opcode, size, key, |out| tracker.push_next(now, out));
+        Sent {
+            payload_len: size,
+            wire_len: size,
+            compressed: false,
+        }
+    };
+    frame_ends.push(outbuf.len());
+    sent
 }
 
 /// Runs one thread's echo load: connect and upgrade all its connections, wait at `start` for
 /// the other threads, then keep `depth` messages in flight on each until the window ends.
 /// The connections stay open after the window until `released` is set (by whoever reads the
-/// server's memory), for at most 2 s.
+/// server's memory), for at most 2 s. Then every connection is closed cleanly: what is still
+/// queued is written, then a close frame, and the echoes still on their way are read and
+/// checked until the server's close frame (for at most 5 s; a connection that does not get
+/// there is an error). `metrics` is this thread's own, updated as the run goes.
 pub fn run_echo_thread(
     plan: &EchoPlan,
     start: &Barrier,
     progress: &AtomicU64,
     failed_start: &Arc<AtomicU64>,
     released: &AtomicBool,
+    metrics: &ThreadMetrics,
+) -> Result<EchoResult, String> {
+    let outcome = echo_thread(plan, start, progress, failed_start, released, metrics);
+    // Whatever happened, this thread's connections are closed now.
+    metrics.set_connections_open(0);
+    outcome
+}
+
+fn echo_thread(
+    plan: &EchoPlan,
+    start: &Barrier,
+    progress: &AtomicU64,
+    failed_start: &Arc<AtomicU64>,
+    released: &AtomicBool,
+    metrics: &ThreadMetrics,
 ) -> Result<EchoResult, String> {
     let mut rng = Rng::new(plan.thread as u64 + 1);
     let poll = Poll::new().map_err(|e| e.to_string());
@@ -248,9 +294,12 @@ pub fn run_echo_thread(
                         inbuf: Vec::with_capacity(64 * 1024),
                         outbuf: Vec::with_capacity(64 * 1024),
                         written: 0,
+                        frame_ends: Vec::with_capacity(plan.depth as usize),
+                        frames_written: 0,
                         alive: true,
                         codec: conn_codec,
                     });
+                    metrics.connections_opened(1);
                 }
                 Err(e) => {
                     setup_error = Some(e);
@@ -299,7 +348,7 @@ pub fn run_echo_thread(
     let mut since_progress = 0u64;
     loop {
         for &index in &dirty {
-            flush(&mut conns[index], &mut result);
+            flush(&mut conns[index], false, &mut result, metrics);
         }
         dirty.clear();
         let now = Instant::now();
@@ -326,96 +375,31 @@ pub fn run_echo_thread(
             if !(event.is_readable() || event.is_read_closed()) {
                 continue;
             }
-            match read_available(&mut conn.stream, &mut conn.inbuf) {
-                Ok(true) => {}
-                Ok(false) => {
-                    conn.alive = false;
-                    result.error("server closed a connection".into());
+            let read = read_echoes(
+                conn,
+                codec.as_mut(),
+                allowed_rsv,
+                now,
+                measuring,
+                &mut result,
+                metrics,
+            );
+            let echoed = match read {
+                Ok(Incoming { echoed, end: None }) => echoed,
+                Ok(Incoming { end: Some(end), .. }) => {
+                    let what = match end {
+                        End::CloseFrame => "server sent a close frame",
+                        End::Eof => "server closed a connection",
+                    };
+                    kill(conn, &mut result, metrics, what.into());
                     continue;
                 }
                 Err(e) => {
-                    conn.alive = false;
-                    result.error(format!("read failed: {e}"));
+                    kill(conn, &mut result, metrics, e);
                     continue;
                 }
-            }
-            let mut at = 0;
-            let mut echoed = 0u64;
-            loop {
-                match next_frame_allowing(&conn.inbuf, at, allowed_rsv) {
-                    Ok(Some(frame)) => {
-                        at = frame.end;
-                        let wire = &conn.inbuf[frame.payload.0..frame.payload.1];
-                        match frame.opcode {
-                            OpCode::Text | OpCode::Binary if frame.fin => {
-                                let payload = if frame.compressed {
-                                    // RSV1 passes the decoder only once deflate is agreed.
-                                    let (Some(codec), Some(conn_codec)) =
-                                        (codec.as_mut(), conn.codec.as_mut())
-                                    else {
-                                        result.error("compressed echo without deflate".into());
-                                        conn.alive = false;
-                                        break;
-                                    };
-                                    match codec.inflate(conn_codec, wire) {
-                                        Ok(payload) => payload,
-                                        Err(e) => {
-                                            result.error(format!("bad compressed echo: {e}"));
-                                            conn.alive = false;
-                                            break;
-                                        }
-                                    }
-                                } else {
-                                    wire
-                                };
-                                let is_text = frame.opcode == OpCode::Text;
-                                match conn.tracker.check(is_text, payload, now) {
-                                    Ok(rtt) => {
-                                        echoed += 1;
-                                        if measuring {
-                                            result.messages += 1;
-                                            result.bytes += payload.len() as u64;
-                                            result.wire_bytes_received += wire.len() as u64;
-                                            result.compressed_received +=
-                                                u64::from(frame.compressed);
-                                            let _ = result
-                                                .latency_ns
-                                                .record(rtt.as_nanos().max(1) as u64);
-                                        }
-                                    }
-                                    Err(e) => {
-                                        result.error(e.to_string());
-                                        conn.alive = false;
-                                        break;
-                                    }
-                                }
-                            }
-                            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                                result.error(
-                                    "fragmented echo: the echo check needs one frame per message"
-                                        .into(),
-                                );
-                                conn.alive = false;
-                                break;
-                            }
-                            OpCode::Close => {
-                                result.error("server sent a close frame".into());
-                                conn.alive = false;
-                                break;
-                            }
-                            _ => {} // pings and pongs: the server's keepalive
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        result.error(format!("bad frame from the server: {e}"));
-                        conn.alive = false;
-                        break;
-                    }
-                }
-            }
-            conn.inbuf.drain(..at);
-            if conn.alive && echoed > 0 {
+            };
+            if echoed > 0 {
                 for _ in 0..echoed {
                     let key = rng.key();
                     let sent = queue_next(conn, codec.as_mut(), opcode, key, now);
@@ -437,27 +421,247 @@ pub fn run_echo_thread(
     while !released.load(Ordering::Acquire) && Instant::now() < hold_end {
         std::thread::sleep(Duration::from_millis(1));
     }
+    let mut ending = Ending {
+        poll: &mut poll,
+        events: &mut events,
+        codec: codec.as_mut(),
+        allowed_rsv,
+        result: &mut result,
+        metrics,
+    };
+    ending.close_all(&mut conns, &mut rng)?;
     Ok(result)
 }
 
-/// Writes what the connection has queued, once.
-fn flush(conn: &mut Conn, result: &mut EchoResult) {
-    if !conn.alive || conn.written >= conn.outbuf.len() {
-        return;
+/// How a server ended a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    /// It sent a close frame.
+    CloseFrame,
+    /// It ended the TCP stream.
+    Eof,
+}
+
+/// What a read brought on a connection.
+struct Incoming {
+    /// Echoes received and checked.
+    echoed: u64,
+    /// How the server ended the connection, if it did (after those echoes).
+    end: Option<End>,
+}
+
+/// Reads what the connection has and checks every echo in it, counting in the window's
+/// figures those of a read at `now` inside the window (`measuring`) and in `metrics` all of
+/// them. Stops at a close frame. An error (a failed check, a bad frame, a failed read) is the
+/// connection's end.
+fn read_echoes(
+    conn: &mut Conn,
+    mut codec: Option<&mut Codec>,
+    allowed_rsv: u8,
+    now: Instant,
+    measuring: bool,
+    result: &mut EchoResult,
+    metrics: &ThreadMetrics,
+) -> Result<Incoming, String> {
+    let before = conn.inbuf.len();
+    let open = read_available(&mut conn.stream, &mut conn.inbuf);
+    metrics.add_bytes_received((conn.inbuf.len() - before) as u64);
+    let open = open.map_err(|e| format!("read failed: {e}"))?;
+    let mut end = (!open).then_some(End::Eof);
+    let mut at = 0;
+    let mut echoed = 0u64;
+    let outcome = loop {
+        let frame = match next_frame_allowing(&conn.inbuf, at, allowed_rsv) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(format!("bad frame from the server: {e}")),
+        };
+        at = frame.end;
+        let wire = &conn.inbuf[frame.payload.0..frame.payload.1];
+        match frame.opcode {
+            OpCode::Text | OpCode::Binary if frame.fin => {
+                let payload = if frame.compressed {
+                    // RSV1 passes the decoder only once deflate is agreed.
+                    let (Some(codec), Some(conn_codec)) =
+                        (codec.as_deref_mut(), conn.codec.as_mut())
+                    else {
+                        break Err("compressed echo without deflate".into());
+                    };
+                    match codec.inflate(conn_codec, wire) {
+                        Ok(payload) => payload,
+                        Err(e) => break Err(format!("bad compressed echo: {e}")),
+                    }
+                } else {
+                    wire
+                };
+                let is_text = frame.opcode == OpCode::Text;
+                match conn.tracker.check(is_text, payload, now) {
+                    Ok(rtt) => {
+                        echoed += 1;
+                        metrics.record_latency(rtt);
+                        if measuring {
+                            result.messages += 1;
+                            result.bytes += payload.len() as u64;
+                            result.wire_bytes_received += wire.len() as u64;
+                            result.compressed_received += u64::from(frame.compressed);
+                            let _ = result.latency_ns.record(rtt.as_nanos().max(1) as u64);
+                        }
+                    }
+                    Err(e) => break Err(e.to_string()),
+                }
+            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
+                break Err("fragmented echo: the echo check needs one frame per message".into());
+            }
+            OpCode::Close => {
+                end = Some(End::CloseFrame);
+                break Ok(());
+            }
+            _ => {} // pings and pongs: the server's keepalive
+        }
+    };
+    conn.inbuf.drain(..at);
+    metrics.add_messages_received(echoed);
+    outcome.map(|()| Incoming { echoed, end })
+}
+
+/// Records `what` as an error and gives up on the connection.
+fn kill(conn: &mut Conn, result: &mut EchoResult, metrics: &ThreadMetrics, what: String) {
+    conn.alive = false;
+    result.error(what);
+    metrics.add_errors(1);
+    metrics.connections_closed(1);
+}
+
+/// Writes what the connection has queued: once (`all` false: one write per connection per
+/// loop iteration), or until all is written or the socket would block (`all`). The data
+/// frames written in full are counted as sent.
+fn flush(conn: &mut Conn, all: bool, result: &mut EchoResult, metrics: &ThreadMetrics) {
+    while conn.alive && conn.written < conn.outbuf.len() {
+        match std::io::Write::write(&mut conn.stream, &conn.outbuf[conn.written..]) {
+            Ok(0) => kill(conn, result, metrics, "write failed: no byte taken".into()),
+            Ok(n) => {
+                conn.written += n;
+                metrics.add_bytes_sent(n as u64);
+                let done = conn.frame_ends[conn.frames_written..]
+                    .iter()
+                    .take_while(|&&end| end <= conn.written)
+                    .count();
+                if done > 0 {
+                    conn.frames_written += done;
+                    result.sent_total += done as u64;
+                    metrics.add_messages_sent(done as u64);
+                }
+                if conn.written == conn.outbuf.len() {
+                    conn.outbuf.clear();
+                    conn.written = 0;
+                    conn.frame_ends.clear();
+                    conn.frames_written = 0;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => kill(conn, result, metrics, format!("write failed: {e}")),
+        }
+        if !all {
+            return;
+        }
     }
-    match std::io::Write::write(&mut conn.stream, &conn.outbuf[conn.written..]) {
-        Ok(n) => {
-            conn.written += n;
-            if conn.written == conn.outbuf.len() {
-                conn.outbuf.clear();
-                conn.written = 0;
+}
+
+/// What the end of a thread's run works with.
+struct Ending<'a> {
+    poll: &'a mut Poll,
+    events: &'a mut Events,
+    codec: Option<&'a mut Codec>,
+    allowed_rsv: u8,
+    result: &'a mut EchoResult,
+    metrics: &'a ThreadMetrics,
+}
+
+impl Ending<'_> {
+    /// Ends the run on every connection still open: no new message is queued; what is still
+    /// queued is written, then a close frame (1000); the echoes still on their way are read
+    /// and checked (counted in `metrics`, not in the window's figures) until the server's
+    /// close frame or the end of its stream. A server answers a close frame only after it has
+    /// read every frame before it, so on a clean end every message counted in `sent_total`
+    /// was received by the server. A connection that does not get there within
+    /// [`CLOSE_MAX`] is an error.
+    fn close_all(&mut self, conns: &mut [Conn], rng: &mut Rng) -> Result<(), String> {
+        let deadline = Instant::now() + CLOSE_MAX;
+        let mut closing = 0usize;
+        for conn in conns.iter_mut().filter(|c| c.alive) {
+            push_frame(&mut conn.outbuf, OpCode::Close, 2, rng.key(), |out| {
+                out.extend_from_slice(&1000u16.to_be_bytes())
+            });
+            flush(conn, true, self.result, self.metrics);
+            closing += usize::from(conn.alive);
+        }
+        while closing > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if let Err(e) = self.poll.poll(self.events, Some(deadline - now))
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(format!("poll failed: {e}"));
+            }
+            let now = Instant::now();
+            for event in self.events.iter() {
+                let Some(conn) = conns.get_mut(event.token().0) else {
+                    continue;
+                };
+                if !conn.alive {
+                    continue;
+                }
+                if event.is_writable() {
+                    flush(conn, true, self.result, self.metrics);
+                    if !conn.alive {
+                        closing -= 1;
+                        continue;
+                    }
+                }
+                if !(event.is_readable() || event.is_read_closed()) {
+                    continue;
+                }
+                let read = read_echoes(
+                    conn,
+                    self.codec.as_deref_mut(),
+                    self.allowed_rsv,
+                    now,
+                    false,
+                    self.result,
+                    self.metrics,
+                );
+                match read {
+                    Ok(Incoming { end: None, .. }) => {}
+                    Ok(Incoming { end: Some(_), .. }) if conn.written < conn.outbuf.len() => {
+                        closing -= 1;
+                        let what = "the server ended a connection before lanes-load had \
+                                    written all its messages";
+                        kill(conn, self.result, self.metrics, what.into());
+                    }
+                    Ok(Incoming { end: Some(_), .. }) => {
+                        // Closed cleanly: the server has read everything before our close.
+                        closing -= 1;
+                        conn.alive = false;
+                        self.metrics.connections_closed(1);
+                    }
+                    Err(e) => {
+                        closing -= 1;
+                        kill(conn, self.result, self.metrics, e);
+                    }
+                }
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-        Err(e) => {
-            conn.alive = false;
-            result.error(format!("write failed: {e}"));
+        for conn in conns.iter_mut().filter(|c| c.alive) {
+            let what = format!(
+                "no close frame from the server within {} s of lanes-load's",
+                CLOSE_MAX.as_secs()
+            );
+            kill(conn, self.result, self.metrics, what);
         }
+        Ok(())
     }
 }

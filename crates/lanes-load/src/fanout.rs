@@ -49,6 +49,7 @@ use crate::client::{connect_and_upgrade, next_frame, push_frame, start_upgrade};
 use crate::cpu::{pin, process_cpu_time};
 use crate::echo::new_histogram;
 use crate::memory::process_rss_kib;
+use crate::metrics::{LoadMetrics, ThreadMetrics};
 use crate::rng::Rng;
 
 /// Length of the stamp at the start of every payload (sequence number and send time), and of
@@ -403,8 +404,27 @@ impl Meeting {
 /// then measures for the plan's warm-up and duration. `progress` counts deliveries as they
 /// arrive (for a live display).
 pub fn run_fanout(plan: &FanoutPlan, progress: &AtomicU64) -> Result<FanoutResult, String> {
+    let threads = plan.threads.clamp(1, plan.subscribers.max(1));
+    run_fanout_metered(plan, progress, &LoadMetrics::new(threads as usize))
+}
+
+/// [`run_fanout`], counting into `metrics` as the run goes (thread `i` of the run into
+/// `metrics.thread(i)`; it needs a slot for each of the plan's threads, at most one per
+/// subscriber): the publisher's messages and bytes, the subscribers' deliveries, bytes and
+/// delivery latencies, protocol errors and lost subscribers, the connections open.
+pub fn run_fanout_metered(
+    plan: &FanoutPlan,
+    progress: &AtomicU64,
+    metrics: &LoadMetrics,
+) -> Result<FanoutResult, String> {
     let clock = Clock::new()?;
     let threads = plan.threads.clamp(1, plan.subscribers.max(1));
+    if metrics.threads() < threads as usize {
+        return Err(format!(
+            "metrics for {} thread(s), the run has {threads}",
+            metrics.threads()
+        ));
+    }
     let meeting = Meeting {
         barrier: Barrier::new(threads as usize + 1),
         failed: AtomicBool::new(false),
@@ -423,9 +443,14 @@ pub fn run_fanout(plan: &FanoutPlan, progress: &AtomicU64) -> Result<FanoutResul
                 let share =
                     plan.subscribers / threads + u32::from(thread < plan.subscribers % threads);
                 let (meeting, clock) = (&meeting, &clock);
+                let metrics = metrics.thread(thread as usize);
                 scope.spawn(move || {
                     pin(&plan.cores, thread as usize);
-                    run_thread(plan, thread, share, meeting, clock, progress)
+                    let outcome =
+                        run_thread(plan, thread, share, meeting, clock, progress, metrics);
+                    // Whatever happened, this thread's connections are closed now.
+                    metrics.set_connections_open(0);
+                    outcome
                 })
             })
             .collect();
@@ -501,6 +526,7 @@ struct Sub {
 /// What the subscribers of one thread count into.
 struct Tally<'a> {
     clock: &'a Clock,
+    metrics: &'a ThreadMetrics,
     window: Window,
     /// Whether sequence numbers are noted as published (server source).
     note_seqs: bool,
@@ -520,6 +546,7 @@ fn connect_share(
     thread: u32,
     share: u32,
     rng: &mut Rng,
+    metrics: &ThreadMetrics,
 ) -> Result<Connected, String> {
     let poll = Poll::new().map_err(|e| e.to_string())?;
     let mut subs = Vec::with_capacity(share as usize);
@@ -548,12 +575,14 @@ fn connect_share(
                 },
                 alive: true,
             });
+            metrics.connections_opened(1);
         }
     }
     let publisher = match plan.publish_rate {
         Some(_) if thread == 0 => Some(connect_and_upgrade(plan.addr, rng)?),
         _ => None,
     };
+    metrics.connections_opened(u64::from(publisher.is_some()));
     Ok(Connected {
         poll,
         subs,
@@ -568,9 +597,10 @@ fn run_thread(
     meeting: &Meeting,
     clock: &Clock,
     progress: &AtomicU64,
+    metrics: &ThreadMetrics,
 ) -> Result<FanoutResult, String> {
     let mut rng = Rng::new(99 + u64::from(thread));
-    let connected = connect_share(plan, thread, share, &mut rng);
+    let connected = connect_share(plan, thread, share, &mut rng, metrics);
     if connected.is_err() {
         meeting.failed.store(true, Ordering::Release);
     }
@@ -591,6 +621,7 @@ fn run_thread(
     let drain_until = window_end + DRAIN;
     let mut tally = Tally {
         clock,
+        metrics,
         window: Window {
             start_ns: clock.unix_ns(window_start),
             end_ns: clock.unix_ns(window_end),
@@ -614,6 +645,8 @@ fn run_thread(
             if !open {
                 sub.alive = false;
                 tally.result.disconnected += 1;
+                metrics.add_errors(1);
+                metrics.connections_closed(1);
             }
         }
     }
@@ -632,6 +665,7 @@ fn run_thread(
         // Publish what is due (never before its time, so the rate holds).
         if let Some(publisher) = publisher.as_mut() {
             out.clear();
+            let mut batch = 0u64;
             while next_send <= now && next_send < window_end {
                 let payload = encode(seq, clock.unix_ns(next_send));
                 push_frame(
@@ -645,12 +679,16 @@ fn run_thread(
                     tally.result.published += 1;
                 }
                 seq += 1;
+                batch += 1;
                 next_send += interval;
             }
             if !out.is_empty() {
-                publisher
-                    .write_all(&out)
-                    .map_err(|e| format!("publisher write failed: {e}"))?;
+                if let Err(e) = publisher.write_all(&out) {
+                    metrics.add_errors(1);
+                    return Err(format!("publisher write failed: {e}"));
+                }
+                metrics.add_bytes_sent(out.len() as u64);
+                metrics.add_messages_sent(batch);
             }
         }
         let mut wait = drain_until
@@ -671,6 +709,8 @@ fn run_thread(
             if sub.alive && !sub.on_readable(&mut scratch, &mut tally) {
                 sub.alive = false;
                 tally.result.disconnected += 1;
+                metrics.add_errors(1);
+                metrics.connections_closed(1);
             }
         }
         let delta = tally.result.deliveries - reported;
@@ -698,6 +738,7 @@ impl Sub {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => return false,
             };
+            tally.metrics.add_bytes_received(n as u64);
             let now_ns = tally.clock.unix_ns(Instant::now());
             let open = if self.inbuf.is_empty() {
                 // The usual case: whole frames, parsed where they were read.
@@ -749,6 +790,7 @@ fn take_frames(
             Ok(None) => return (at, true),
             Err(_) => {
                 state.malformed += 1;
+                tally.metrics.add_errors(1);
                 return (at, false);
             }
         };
@@ -756,10 +798,15 @@ fn take_frames(
         let payload = &buf[frame.payload.0..frame.payload.1];
         match frame.opcode {
             OpCode::Binary | OpCode::Text => {
-                if let Some(delivery) = state.on_delivery(payload, now_ns) {
-                    tally
-                        .result
-                        .count(&delivery, &tally.window, tally.note_seqs);
+                tally.metrics.add_messages_received(1);
+                match state.on_delivery(payload, now_ns) {
+                    Some(delivery) => {
+                        tally.metrics.record_latency_us(delivery.latency_ns / 1000);
+                        tally
+                            .result
+                            .count(&delivery, &tally.window, tally.note_seqs);
+                    }
+                    None => tally.metrics.add_errors(1),
                 }
             }
             OpCode::Ping => {
@@ -772,7 +819,9 @@ fn take_frames(
                     |o| o.extend_from_slice(payload),
                 );
                 // A small frame on a socket we only read from: the buffer has room.
-                let _ = stream.write(&pong);
+                if let Ok(n) = stream.write(&pong) {
+                    tally.metrics.add_bytes_sent(n as u64);
+                }
             }
             OpCode::Close => return (at, false),
             _ => {}

@@ -16,6 +16,10 @@
 //! Given the server's PID, it reads the server's CPU time and resident memory from /proc; the
 //! echo mode also reports what the rest of the machine used in the window (`other_cpu_s`), so
 //! that a run disturbed by other work shows it.
+//!
+//! Its own live metrics ([`metrics`]: messages, bytes, errors, open connections, latency) can
+//! be pushed to InfluxDB every second (`--influx`) and served for Prometheus
+//! (`--prometheus-port`) while a run goes on.
 
 pub mod args;
 pub mod client;
@@ -25,6 +29,7 @@ pub mod deflate;
 pub mod echo;
 pub mod fanout;
 pub mod memory;
+pub mod metrics;
 pub mod report;
 pub mod rlimit;
 pub mod rng;

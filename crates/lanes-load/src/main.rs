@@ -16,8 +16,9 @@ use lanes_load::connect::{open_idle, run_connect_thread};
 use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_times};
 use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
-use lanes_load::fanout::{FanoutPlan, run_fanout};
+use lanes_load::fanout::{FanoutPlan, run_fanout_metered};
 use lanes_load::memory::process_rss_kib;
+use lanes_load::metrics::{Exporters, LoadMetrics, METRICS_PATH};
 use lanes_load::report::{grouped, percentiles_us};
 use lanes_load::rlimit::raise_nofile_limit;
 use serde_json::json;
@@ -65,6 +66,25 @@ fn main() -> ExitCode {
             eprintln!("lanes-load: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Starts exporting `metrics` as `--influx` and `--prometheus-port` ask.
+fn start_exporters(args: &Args, metrics: &Arc<LoadMetrics>) -> Result<Exporters, String> {
+    let exporters = Exporters::start(metrics, args.influx_config(), args.prometheus_port)?;
+    if let Some(addr) = exporters.metrics_addr()
+        && !args.quiet
+    {
+        eprintln!("lanes-load: metrics at http://{addr}{METRICS_PATH} for the run");
+    }
+    Ok(exporters)
+}
+
+/// Ends the export once the load threads are done, before the summary: the `/metrics` server
+/// stops, and the InfluxDB reporter writes the final counts and stops.
+fn finish_exporters(exporters: Exporters) {
+    if let Some(warning) = exporters.finish() {
+        eprintln!("lanes-load: {warning}");
     }
 }
 
@@ -133,6 +153,8 @@ fn echo(
     deflate: Deflate,
 ) -> Result<bool, String> {
     let threads = u32::from(args.threads).min(connections);
+    let metrics = Arc::new(LoadMetrics::new(threads as usize));
+    let exporters = start_exporters(args, &metrics)?;
     // The client threads and this one meet once every connection is up.
     let start = Arc::new(Barrier::new(threads as usize + 1));
     let failed = Arc::new(AtomicU64::new(0));
@@ -154,16 +176,18 @@ fn echo(
             duration: args.duration,
             thread: thread as usize,
         };
-        let (start, failed, progress, released, cores) = (
+        let (start, failed, progress, released, cores, metrics) = (
             Arc::clone(&start),
             Arc::clone(&failed),
             Arc::clone(&progress),
             Arc::clone(&released),
             args.cores.clone(),
+            Arc::clone(&metrics),
         );
         handles.push(std::thread::spawn(move || {
             pin(&cores, thread as usize);
-            run_echo_thread(&plan, &start, &progress, &failed, &released)
+            let metrics = metrics.thread(thread as usize);
+            run_echo_thread(&plan, &start, &progress, &failed, &released, metrics)
         }));
     }
     let bar = progress_line(args, "connecting");
@@ -210,6 +234,8 @@ fn echo(
         })
     };
     let results = watch(handles, &progress, bar.as_ref(), "msg");
+    // Every connection is closed: the final counts go out before the summary.
+    finish_exporters(exporters);
     let Sampled {
         server_cpu,
         client_cpu,
@@ -268,6 +294,7 @@ fn echo(
             "wire_bytes_received": total.wire_bytes_received,
             "compressed_received": total.compressed_received,
             "sent": total.sent,
+            "sent_total": total.sent_total,
             "payload_bytes_sent": total.payload_bytes_sent,
             "wire_bytes_sent": total.wire_bytes_sent,
             "compressed_sent": total.compressed_sent,
@@ -294,6 +321,11 @@ fn echo(
         );
         println!("  messages/s : {}", grouped(rate));
         println!("  MB/s       : {mbps:.1} (payload, uncompressed)");
+        println!(
+            "  sent       : {} in the window, {} in all (warm-up and the end of the run included)",
+            grouped(total.sent as f64),
+            grouped(total.sent_total as f64)
+        );
         match &total.deflate_params {
             Some(params) => {
                 println!(
@@ -360,21 +392,31 @@ fn echo(
 
 fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
     let threads = concurrency.max(1);
+    let metrics = Arc::new(LoadMetrics::new(threads as usize));
+    let exporters = start_exporters(args, &metrics)?;
     let progress = Arc::new(AtomicU64::new(0));
     let warm_end = Instant::now() + args.warmup;
     let end = warm_end + args.duration;
     let mut handles = Vec::new();
     for thread in 0..threads {
-        let (addr, progress, cores) = (args.addr, Arc::clone(&progress), args.cores.clone());
+        let (addr, progress, cores, metrics) = (
+            args.addr,
+            Arc::clone(&progress),
+            args.cores.clone(),
+            Arc::clone(&metrics),
+        );
         handles.push(std::thread::spawn(move || {
             pin(&cores, thread as usize);
-            // Warm-up handshakes are not counted.
-            let _ = run_connect_thread(addr, thread as usize, warm_end, &AtomicU64::new(0));
-            run_connect_thread(addr, thread as usize, end, &progress)
+            let metrics = metrics.thread(thread as usize);
+            // Warm-up handshakes are not counted (but are in the live metrics).
+            let _ =
+                run_connect_thread(addr, thread as usize, warm_end, &AtomicU64::new(0), metrics);
+            run_connect_thread(addr, thread as usize, end, &progress, metrics)
         }));
     }
     let bar = progress_line(args, "handshaking");
     let results = watch(handles, &progress, bar.as_ref(), "handshakes");
+    finish_exporters(exporters);
     let (mut done, mut errors, mut first) = (0, 0, None);
     for (d, e, f) in results.into_iter().flatten() {
         done += d;
@@ -410,10 +452,12 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
 }
 
 fn idle(args: &Args, connections: u32) -> Result<bool, String> {
+    let metrics = Arc::new(LoadMetrics::new(1));
+    let exporters = start_exporters(args, &metrics)?;
     let progress = AtomicU64::new(0);
     let bar = progress_line(args, "opening");
     let started = Instant::now();
-    let conns = open_idle(args.addr, connections, &progress)?;
+    let conns = open_idle(args.addr, connections, &progress, metrics.thread(0))?;
     let opened_in = started.elapsed();
     if let Some(bar) = &bar {
         bar.set_message(format!("holding {} connections", conns.len()));
@@ -428,17 +472,21 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
+    let held = conns.len();
+    drop(conns);
+    metrics.thread(0).set_connections_open(0);
+    finish_exporters(exporters);
     if args.json {
         println!(
             "{}",
-            json!({"mode": "idle", "addr": args.addr.to_string(), "connections": conns.len(),
+            json!({"mode": "idle", "addr": args.addr.to_string(), "connections": held,
                    "open_s": opened_in.as_secs_f64(), "held_s": args.duration.as_secs_f64(),
                    "server_rss_kib": server_rss_kib})
         );
     } else {
         println!(
             "idle: held {} connections for {:.1} s (opened in {:.2} s)",
-            conns.len(),
+            held,
             args.duration.as_secs_f64(),
             opened_in.as_secs_f64()
         );
@@ -449,7 +497,6 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
             );
         }
     }
-    drop(conns);
     Ok(true)
 }
 
@@ -476,13 +523,17 @@ fn fanout(
         )
     };
     let threads = plan.threads.clamp(1, subscribers);
+    let metrics = Arc::new(LoadMetrics::new(threads as usize));
+    let exporters = start_exporters(args, &metrics)?;
     let progress = Arc::new(AtomicU64::new(0));
     let bar = progress_line(args, "connecting subscribers");
     let runner = {
-        let progress = Arc::clone(&progress);
-        std::thread::spawn(move || run_fanout(&plan, &progress))
+        let (progress, metrics) = (Arc::clone(&progress), Arc::clone(&metrics));
+        std::thread::spawn(move || run_fanout_metered(&plan, &progress, &metrics))
     };
-    let result = match watch(vec![runner], &progress, bar.as_ref(), "deliveries").pop() {
+    let result = watch(vec![runner], &progress, bar.as_ref(), "deliveries").pop();
+    finish_exporters(exporters);
+    let result = match result {
         Some(Some(result)) => result?,
         _ => return Err("the fanout run panicked".into()),
     };

@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
 
+use lanes_proto::OpCode;
 use lanes_proto::deflate::{DeflateConfig, Negotiated, SendAs, negotiate};
 use lanes_proto::frame::{
     FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, Role, decode_header,
@@ -68,8 +69,10 @@ fn serve(mut stream: TcpStream, config: &DeflateConfig) {
         ..FrameConfig::server()
     };
     let mut out = Vec::new();
+    let mut closed = false;
     loop {
-        // Every whole frame in the buffer, echoed as one message each.
+        // Every whole frame in the buffer, echoed as one message each; a close frame is
+        // answered with one, after the echoes before it, and ends the connection.
         let mut at = 0;
         out.clear();
         while let HeaderDecode::Complete { header, header_len } =
@@ -84,6 +87,15 @@ fn serve(mut stream: TcpStream, config: &DeflateConfig) {
             let mut payload = buf[start..end].to_vec();
             apply_mask(&mut payload, header.mask.unwrap(), 0);
             at = end;
+            if header.opcode == OpCode::Close {
+                let mut head = [0u8; MAX_HEADER_LEN];
+                let n =
+                    FrameHeader::new(true, OpCode::Close, payload.len() as u64).encode(&mut head);
+                out.extend_from_slice(&head[..n]);
+                out.extend_from_slice(&payload);
+                closed = true;
+                break;
+            }
             if header.opcode.is_control() {
                 continue;
             }
@@ -113,7 +125,8 @@ fn serve(mut stream: TcpStream, config: &DeflateConfig) {
             out.extend_from_slice(&payload);
         }
         buf.drain(..at);
-        if !out.is_empty() && stream.write_all(&out).is_err() {
+        let failed = !out.is_empty() && stream.write_all(&out).is_err();
+        if failed || closed {
             return;
         }
         let n = stream.read(&mut chunk).unwrap_or(0);
