@@ -172,12 +172,10 @@ impl<H: Handler> Worker<H> {
                 return Err(e);
             }
             let now = Instant::now();
-            let counters = &self.local.counters;
-            stats::add(&counters.loop_iterations, 1);
-            let ready = events.iter().count() as u64;
-            counters.loop_events.record(ready);
+            let mut ready = 0u64;
             let mut woken = false;
             for event in events.iter() {
+                ready += 1;
                 match event.token() {
                     LISTENER => self.accept(now),
                     WAKER => woken = true,
@@ -219,9 +217,13 @@ impl<H: Handler> Worker<H> {
                 self.begin_shutdown(now);
             }
             self.settle(now);
+            let counters = &self.local.counters;
+            stats::add(&counters.loop_iterations, 1);
+            counters.loop_events.record(ready);
             if ready > 0 {
-                let lag = now.elapsed().as_micros() as u64;
-                self.local.counters.loop_lag_us.record(lag);
+                counters
+                    .loop_lag_us
+                    .record(now.elapsed().as_micros() as u64);
             }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
