@@ -43,5 +43,8 @@ scripts/autobahn.sh
 step "browser test: examples/chat in headless Chromium (installs chromium and playwright-core)"
 scripts/browser_test.sh
 
+step "monitoring: Prometheus and InfluxDB against examples/echo and lanes-load (installs prometheus and influxdb)"
+scripts/monitoring_test.sh
+
 echo
 echo "all tests passed"
