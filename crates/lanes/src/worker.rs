@@ -72,6 +72,8 @@ pub(crate) struct Worker<H: Handler> {
     accept_pending: bool,
     /// Accepting is paused (out of descriptors) until then.
     accept_paused_until: Option<Instant>,
+    /// Accepting failed for want of descriptors and has not succeeded since (logged once).
+    emfile_streak: bool,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -136,6 +138,7 @@ impl<H: Handler> Worker<H> {
             pending_reads: Vec::new(),
             accept_pending: false,
             accept_paused_until: None,
+            emfile_streak: false,
             shutdown_deadline: None,
         }
     }
@@ -251,6 +254,10 @@ impl<H: Handler> Worker<H> {
             };
             match listener.accept() {
                 Ok((stream, peer)) => {
+                    if self.emfile_streak {
+                        self.emfile_streak = false;
+                        tracing::info!(worker = self.local.index, "accepting again");
+                    }
                     stats::add(&self.local.counters.accepted, 1);
                     self.admit(stream, peer, now);
                 }
@@ -258,7 +265,13 @@ impl<H: Handler> Worker<H> {
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     // Out of descriptors: leave the listener alone for a while (or until a
                     // connection closes) rather than spin on it.
-                    tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
+                    // One warning per streak (the pause repeats every accept_backoff).
+                    if self.emfile_streak {
+                        tracing::debug!(worker = self.local.index, error = %e, "still out of file descriptors");
+                    } else {
+                        self.emfile_streak = true;
+                        tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
+                    }
                     self.accept_paused_until = Some(now + self.local.config.accept_backoff);
                     return;
                 }
