@@ -5,7 +5,7 @@
 //! when pinning is off) and one more sample with `core="all"`, the sum over workers. Sum over
 //! `core!="all"` or read `core="all"`, never both.
 
-use lanes_metrics::{Family, Kind, Registry, Snapshot, Value};
+use lanes_metrics::{Family, HistogramSnapshot, Kind, Registry, Snapshot, Value};
 
 use crate::stats::{
     CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats,
@@ -13,6 +13,157 @@ use crate::stats::{
 
 /// Microseconds per second: histograms of times are recorded in µs and exported in seconds.
 const MICROS: f64 = 1e6;
+
+/// A family with one sample per worker: name, help, kind, and the value from a worker's figures.
+type PerWorker = (&'static str, &'static str, Kind, fn(&WorkerStats) -> Value);
+
+fn counter(n: u64) -> Value {
+    Value::Counter(n)
+}
+
+fn gauge(n: u64) -> Value {
+    Value::Gauge(n as f64)
+}
+
+fn micros(counts: &HistogramSnapshot) -> Value {
+    Value::Histogram {
+        counts: Box::new(*counts),
+        divisor: MICROS,
+    }
+}
+
+/// The families labelled by `core` alone.
+const FAMILIES: &[PerWorker] = &[
+    (
+        "lanes_connections_accepted_total",
+        "TCP connections accepted.",
+        Kind::Counter,
+        |w| counter(w.accepted),
+    ),
+    (
+        "lanes_connections_opened_total",
+        "WebSocket upgrades completed.",
+        Kind::Counter,
+        |w| counter(w.opened),
+    ),
+    (
+        "lanes_connections_open",
+        "Open WebSocket connections.",
+        Kind::Gauge,
+        |w| gauge(w.connections),
+    ),
+    (
+        "lanes_messages_received_total",
+        "Data messages received (a fragmented message counts once).",
+        Kind::Counter,
+        |w| counter(w.messages_received),
+    ),
+    (
+        "lanes_messages_sent_total",
+        "Data messages queued to be sent.",
+        Kind::Counter,
+        |w| counter(w.messages_sent),
+    ),
+    (
+        "lanes_bytes_received_total",
+        "Bytes read from sockets.",
+        Kind::Counter,
+        |w| counter(w.bytes_received),
+    ),
+    (
+        "lanes_bytes_sent_total",
+        "Bytes written to sockets.",
+        Kind::Counter,
+        |w| counter(w.bytes_sent),
+    ),
+    (
+        "lanes_pings_sent_total",
+        "Keepalive pings sent.",
+        Kind::Counter,
+        |w| counter(w.pings_sent),
+    ),
+    (
+        "lanes_pongs_received_total",
+        "Pongs received.",
+        Kind::Counter,
+        |w| counter(w.pongs_received),
+    ),
+    (
+        "lanes_buffered_bytes",
+        "Bytes waiting in send backlogs after the last write.",
+        Kind::Gauge,
+        |w| gauge(w.buffered_bytes),
+    ),
+    (
+        "lanes_messages_dropped_total",
+        "Messages dropped by the slow-consumer policy (drop).",
+        Kind::Counter,
+        |w| counter(w.messages_dropped),
+    ),
+    (
+        "lanes_subscriptions",
+        "Topic subscriptions.",
+        Kind::Gauge,
+        |w| gauge(w.subscriptions),
+    ),
+    (
+        "lanes_published_total",
+        "Publishes and broadcasts handled (once per worker).",
+        Kind::Counter,
+        |w| counter(w.published),
+    ),
+    (
+        "lanes_delivered_total",
+        "Published messages queued to subscribers.",
+        Kind::Counter,
+        |w| counter(w.delivered),
+    ),
+    (
+        "lanes_remote_queue_depth",
+        "Commands waiting in the worker's cross-core queue.",
+        Kind::Gauge,
+        |w| gauge(w.queue_depth),
+    ),
+    (
+        "lanes_remote_queue_full_total",
+        "Cross-core commands refused because the queue was full.",
+        Kind::Counter,
+        |w| counter(w.queue_full),
+    ),
+    (
+        "lanes_remote_stale_total",
+        "Cross-core commands for connections that had ended.",
+        Kind::Counter,
+        |w| counter(w.stale),
+    ),
+    (
+        "lanes_loop_iterations_total",
+        "Event loop iterations.",
+        Kind::Counter,
+        |w| counter(w.loop_iterations),
+    ),
+    (
+        "lanes_ping_rtt_seconds",
+        "Keepalive ping to pong round-trip time.",
+        Kind::Histogram,
+        |w| micros(&w.ping_rtt_us),
+    ),
+    (
+        "lanes_loop_lag_seconds",
+        "Per loop iteration with ready sockets: from the poll returning to the end of handling them.",
+        Kind::Histogram,
+        |w| micros(&w.loop_lag_us),
+    ),
+    (
+        "lanes_loop_events",
+        "Readiness events per loop iteration.",
+        Kind::Histogram,
+        |w| Value::Histogram {
+            counts: Box::new(w.loop_events),
+            divisor: 1.0,
+        },
+    ),
+];
 
 /// Every lanes metric, then the application's registry, then `extra` (the InfluxDB
 /// reporter's own figures, where one runs).
@@ -25,149 +176,13 @@ pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapsho
         .collect();
     workers.push(("all".to_owned(), &total));
     let mut out = Snapshot::default();
-    let mut family = |name: &str, help: &str, kind: Kind, get: &dyn Fn(&WorkerStats) -> Value| {
-        let mut f = Family::new(name, help, kind);
+    for (name, help, kind, get) in FAMILIES {
+        let mut family = Family::new(*name, *help, *kind);
         for (core, w) in &workers {
-            f.push(&[("core", core)], get(w));
+            family.push(&[("core", core)], get(w));
         }
-        out.families.push(f);
-    };
-    let counter = |n: u64| Value::Counter(n);
-    family(
-        "lanes_connections_accepted_total",
-        "TCP connections accepted.",
-        Kind::Counter,
-        &|w| counter(w.accepted),
-    );
-    family(
-        "lanes_connections_opened_total",
-        "WebSocket upgrades completed.",
-        Kind::Counter,
-        &|w| counter(w.opened),
-    );
-    family(
-        "lanes_connections_open",
-        "Open WebSocket connections.",
-        Kind::Gauge,
-        &|w| Value::Gauge(w.connections as f64),
-    );
-    family(
-        "lanes_messages_received_total",
-        "Data messages received (a fragmented message counts once).",
-        Kind::Counter,
-        &|w| counter(w.messages_received),
-    );
-    family(
-        "lanes_messages_sent_total",
-        "Data messages queued to be sent.",
-        Kind::Counter,
-        &|w| counter(w.messages_sent),
-    );
-    family(
-        "lanes_bytes_received_total",
-        "Bytes read from sockets.",
-        Kind::Counter,
-        &|w| counter(w.bytes_received),
-    );
-    family(
-        "lanes_bytes_sent_total",
-        "Bytes written to sockets.",
-        Kind::Counter,
-        &|w| counter(w.bytes_sent),
-    );
-    family(
-        "lanes_pings_sent_total",
-        "Keepalive pings sent.",
-        Kind::Counter,
-        &|w| counter(w.pings_sent),
-    );
-    family(
-        "lanes_pongs_received_total",
-        "Pongs received.",
-        Kind::Counter,
-        &|w| counter(w.pongs_received),
-    );
-    family(
-        "lanes_buffered_bytes",
-        "Bytes waiting in send backlogs after the last write.",
-        Kind::Gauge,
-        &|w| Value::Gauge(w.buffered_bytes as f64),
-    );
-    family(
-        "lanes_messages_dropped_total",
-        "Messages dropped by the slow-consumer policy (drop).",
-        Kind::Counter,
-        &|w| counter(w.messages_dropped),
-    );
-    family(
-        "lanes_subscriptions",
-        "Topic subscriptions.",
-        Kind::Gauge,
-        &|w| Value::Gauge(w.subscriptions as f64),
-    );
-    family(
-        "lanes_published_total",
-        "Publishes and broadcasts handled (once per worker).",
-        Kind::Counter,
-        &|w| counter(w.published),
-    );
-    family(
-        "lanes_delivered_total",
-        "Published messages queued to subscribers.",
-        Kind::Counter,
-        &|w| counter(w.delivered),
-    );
-    family(
-        "lanes_remote_queue_depth",
-        "Commands waiting in the worker's cross-core queue.",
-        Kind::Gauge,
-        &|w| Value::Gauge(w.queue_depth as f64),
-    );
-    family(
-        "lanes_remote_queue_full_total",
-        "Cross-core commands refused because the queue was full.",
-        Kind::Counter,
-        &|w| counter(w.queue_full),
-    );
-    family(
-        "lanes_remote_stale_total",
-        "Cross-core commands for connections that had ended.",
-        Kind::Counter,
-        &|w| counter(w.stale),
-    );
-    family(
-        "lanes_loop_iterations_total",
-        "Event loop iterations.",
-        Kind::Counter,
-        &|w| counter(w.loop_iterations),
-    );
-    family(
-        "lanes_ping_rtt_seconds",
-        "Keepalive ping to pong round-trip time.",
-        Kind::Histogram,
-        &|w| Value::Histogram {
-            counts: Box::new(w.ping_rtt_us),
-            divisor: MICROS,
-        },
-    );
-    family(
-        "lanes_loop_lag_seconds",
-        "Per loop iteration with ready sockets: from the poll returning to the end of handling them.",
-        Kind::Histogram,
-        &|w| Value::Histogram {
-            counts: Box::new(w.loop_lag_us),
-            divisor: MICROS,
-        },
-    );
-    family(
-        "lanes_loop_events",
-        "Readiness events per loop iteration.",
-        Kind::Histogram,
-        &|w| Value::Histogram {
-            counts: Box::new(w.loop_events),
-            divisor: 1.0,
-        },
-    );
+        out.families.push(family);
+    }
     // Families with a second label.
     let mut closed = Family::new(
         "lanes_connections_closed_total",
