@@ -5,59 +5,34 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod support;
+
+use std::net::{SocketAddr, TcpStream};
+use std::ops::ControlFlow;
 use std::process::Command;
 
 use lanes_proto::OpCode;
-use lanes_proto::deflate::{DeflateConfig, Negotiated, SendAs, negotiate};
-use lanes_proto::frame::{
-    FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, Role, decode_header,
-};
-use lanes_proto::handshake::{
-    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
-};
-use lanes_proto::mask::apply_mask;
+use lanes_proto::deflate::{DeflateConfig, SendAs, negotiate};
+use lanes_proto::frame::{FrameConfig, RSV1, Role};
 use serde_json::Value;
+use support::{accept_upgrade_with, number, push_frame, serve_frames, spawn_server};
 
 /// Starts an echo server on a free loopback port that negotiates permessage-deflate under
 /// `config` (disabled: it never does); it runs until the test process ends.
 fn echo_server(config: DeflateConfig) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            std::thread::spawn(move || serve(stream, &config));
-        }
-    });
-    addr
+    spawn_server(move |stream| serve(stream, &config))
 }
 
 fn serve(mut stream: TcpStream, config: &DeflateConfig) {
-    stream.set_nodelay(true).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let (head_len, agreed) = loop {
-        let n = stream.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Parsed::Complete(head) = RequestHead::parse(&buf, &HeadLimits::default()).unwrap() {
-            let offer = UpgradeOffer::validate(&head).unwrap();
-            let agreed: Option<Negotiated> = negotiate(offer.extensions(), config);
-            let options = AcceptOptions {
-                extensions: agreed.as_ref().map(|a| a.response.as_str()),
-                ..AcceptOptions::default()
-            };
-            let mut response = Vec::new();
-            write_accept(&offer, &options, &mut response).unwrap();
-            stream.write_all(&response).unwrap();
-            break (head.head_len(), agreed.map(|a| a.params));
-        }
+    let Some((buf, agreed)) = accept_upgrade_with(&mut stream, |offer| {
+        let agreed = negotiate(offer.extensions(), config);
+        (
+            agreed.as_ref().map(|a| a.response.clone()),
+            agreed.map(|a| a.params),
+        )
+    }) else {
+        return;
     };
-    buf.drain(..head_len);
     let mut codec = agreed.map(|p| {
         (
             p.deflater(Role::Server, config),
@@ -68,73 +43,38 @@ fn serve(mut stream: TcpStream, config: &DeflateConfig) {
         allowed_rsv: if codec.is_some() { RSV1 } else { 0 },
         ..FrameConfig::server()
     };
-    let mut out = Vec::new();
-    let mut closed = false;
-    loop {
-        // Every whole frame in the buffer, echoed as one message each; a close frame is
-        // answered with one, after the echoes before it, and ends the connection.
-        let mut at = 0;
-        out.clear();
-        while let HeaderDecode::Complete { header, header_len } =
-            decode_header(&buf[at..], &frames).unwrap()
-        {
-            let start = at + header_len;
-            let end = start + header.payload_len as usize;
-            if end > buf.len() {
-                break;
-            }
-            assert!(header.fin, "lanes-load sends whole messages");
-            let mut payload = buf[start..end].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            at = end;
-            if header.opcode == OpCode::Close {
-                let mut head = [0u8; MAX_HEADER_LEN];
-                let n =
-                    FrameHeader::new(true, OpCode::Close, payload.len() as u64).encode(&mut head);
-                out.extend_from_slice(&head[..n]);
-                out.extend_from_slice(&payload);
-                closed = true;
-                break;
-            }
-            if header.opcode.is_control() {
-                continue;
-            }
-            if header.rsv & RSV1 != 0 {
-                let (_, inflater) = codec.as_mut().unwrap();
-                let mut inflated = Vec::new();
-                inflater.handle_data(&payload, &mut inflated).unwrap();
-                inflater.handle_message_end(&mut inflated).unwrap();
-                payload = inflated;
-            }
-            let mut compressed = Vec::new();
-            let rsv = match codec.as_mut() {
-                Some((deflater, _)) => match deflater.compress(&payload, &mut compressed) {
-                    SendAs::Compressed => {
-                        payload = compressed;
-                        RSV1
-                    }
-                    SendAs::Uncompressed => 0,
-                },
-                None => 0,
-            };
-            let mut head = [0u8; MAX_HEADER_LEN];
-            let n = FrameHeader::new(true, header.opcode, payload.len() as u64)
-                .with_rsv(rsv)
-                .encode(&mut head);
-            out.extend_from_slice(&head[..n]);
-            out.extend_from_slice(&payload);
+    // Every whole frame echoed as one message each; a close frame is answered with one, after
+    // the echoes before it, and ends the connection.
+    serve_frames(&mut stream, buf, &frames, |header, mut payload, out| {
+        assert!(header.fin, "lanes-load sends whole messages");
+        if header.opcode == OpCode::Close {
+            push_frame(out, OpCode::Close, 0, &payload);
+            return ControlFlow::Break(());
         }
-        buf.drain(..at);
-        let failed = !out.is_empty() && stream.write_all(&out).is_err();
-        if failed || closed {
-            return;
+        if header.opcode.is_control() {
+            return ControlFlow::Continue(());
         }
-        let n = stream.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            return;
+        if header.rsv & RSV1 != 0 {
+            let (_, inflater) = codec.as_mut().unwrap();
+            let mut inflated = Vec::new();
+            inflater.handle_data(&payload, &mut inflated).unwrap();
+            inflater.handle_message_end(&mut inflated).unwrap();
+            payload = inflated;
         }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+        let mut compressed = Vec::new();
+        let rsv = match codec.as_mut() {
+            Some((deflater, _)) => match deflater.compress(&payload, &mut compressed) {
+                SendAs::Compressed => {
+                    payload = compressed;
+                    RSV1
+                }
+                SendAs::Uncompressed => 0,
+            },
+            None => 0,
+        };
+        push_frame(out, header.opcode, rsv, &payload);
+        ControlFlow::Continue(())
+    });
 }
 
 fn enabled() -> DeflateConfig {
@@ -172,12 +112,6 @@ fn run(addr: SocketAddr, mode: &str, extra: &[&str]) -> (i32, Option<Value>, Str
         serde_json::from_str(stdout.trim()).ok(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
-}
-
-fn number(summary: &Value, key: &str) -> u64 {
-    summary[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} in {summary}"))
 }
 
 #[test]

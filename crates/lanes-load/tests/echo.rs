@@ -5,20 +5,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::ControlFlow;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lanes_proto::OpCode;
-use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
-use lanes_proto::handshake::{
-    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
-};
-use lanes_proto::mask::apply_mask;
+use lanes_proto::frame::FrameConfig;
 use serde_json::Value;
+use support::{accept_upgrade, number, push_frame, serve_frames, spawn_server};
 
 /// What the echo server counted.
 #[derive(Default)]
@@ -33,86 +33,36 @@ struct Counts {
 /// and answers a close frame with one, after the echoes before it; it runs until the test
 /// process ends.
 fn echo_server() -> (SocketAddr, Arc<Counts>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let counts = Arc::new(Counts::default());
     let shared = Arc::clone(&counts);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(stream) = stream else { continue };
-            let counts = Arc::clone(&shared);
-            std::thread::spawn(move || serve(stream, &counts));
-        }
-    });
+    let addr = spawn_server(move |stream| serve(stream, &shared));
     (addr, counts)
 }
 
 fn serve(mut stream: TcpStream, counts: &Counts) {
-    stream.set_nodelay(true).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    let head_len = loop {
-        let n = stream.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Parsed::Complete(head) = RequestHead::parse(&buf, &HeadLimits::default()).unwrap() {
-            let offer = UpgradeOffer::validate(&head).unwrap();
-            let mut response = Vec::new();
-            write_accept(&offer, &AcceptOptions::default(), &mut response).unwrap();
-            stream.write_all(&response).unwrap();
-            break head.head_len();
-        }
+    let Some(buf) = accept_upgrade(&mut stream) else {
+        return;
     };
-    buf.drain(..head_len);
-    let mut out = Vec::new();
-    loop {
-        let mut at = 0;
-        let mut closed = false;
-        out.clear();
-        while let HeaderDecode::Complete { header, header_len } =
-            decode_header(&buf[at..], &FrameConfig::server()).unwrap()
-        {
-            let start = at + header_len;
-            let end = start + header.payload_len as usize;
-            if end > buf.len() {
-                break;
-            }
-            let mut payload = buf[start..end].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            at = end;
-            let opcode = match header.opcode {
+    serve_frames(
+        &mut stream,
+        buf,
+        &FrameConfig::server(),
+        |header, payload, out| {
+            let flow = match header.opcode {
                 OpCode::Close => {
                     counts.closes.fetch_add(1, Ordering::SeqCst);
-                    closed = true;
-                    OpCode::Close
+                    ControlFlow::Break(())
                 }
                 OpCode::Text | OpCode::Binary => {
                     counts.received.fetch_add(1, Ordering::SeqCst);
-                    header.opcode
+                    ControlFlow::Continue(())
                 }
-                _ => continue,
+                _ => return ControlFlow::Continue(()),
             };
-            let mut head = [0u8; MAX_HEADER_LEN];
-            let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut head);
-            out.extend_from_slice(&head[..n]);
-            out.extend_from_slice(&payload);
-            if closed {
-                break;
-            }
-        }
-        buf.drain(..at);
-        let failed = !out.is_empty() && stream.write_all(&out).is_err();
-        if failed || closed {
-            return;
-        }
-        let n = stream.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
+            push_frame(out, header.opcode, 0, &payload);
+            flow
+        },
+    );
 }
 
 /// A fake InfluxDB: answers every request with 204 and keeps (request line, body).
@@ -181,12 +131,6 @@ fn summary(output: &Output) -> Value {
             String::from_utf8_lossy(&output.stderr)
         )
     })
-}
-
-fn number(summary: &Value, key: &str) -> u64 {
-    summary[key]
-        .as_u64()
-        .unwrap_or_else(|| panic!("{key} in {summary}"))
 }
 
 #[test]

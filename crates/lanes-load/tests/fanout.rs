@@ -4,89 +4,55 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{Read, Write};
+mod support;
+
+use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::ControlFlow;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lanes_load::fanout::{FanoutPlan, encode, run_fanout, unix_now_ns};
 use lanes_proto::OpCode;
-use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
-use lanes_proto::handshake::{
-    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
-};
-use lanes_proto::mask::apply_mask;
+use lanes_proto::frame::FrameConfig;
+use support::{accept_upgrade, push_frame, serve_frames, spawn_server};
 
-type Peers = Arc<Mutex<Vec<(usize, TcpStream)>>>;
+/// The connections, each with the client's address.
+type Peers = Arc<Mutex<Vec<(SocketAddr, TcpStream)>>>;
 
 /// Starts the broadcast server on a free loopback port; it runs until the test process ends.
 fn broadcast_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let peers: Peers = Arc::default();
-    std::thread::spawn(move || {
-        for (id, stream) in listener.incoming().enumerate() {
-            let Ok(stream) = stream else { continue };
-            let peers = Arc::clone(&peers);
-            std::thread::spawn(move || serve(id, stream, &peers));
-        }
-    });
-    addr
+    spawn_server(move |stream| serve(stream, &peers))
 }
 
-fn serve(id: usize, mut stream: TcpStream, peers: &Peers) {
-    stream.set_nodelay(true).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 65536];
-    let head_len = loop {
-        let n = stream.read(&mut chunk).unwrap();
-        if n == 0 {
-            return;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Parsed::Complete(head) = RequestHead::parse(&buf, &HeadLimits::default()).unwrap() {
-            let offer = UpgradeOffer::validate(&head).unwrap();
-            let mut response = Vec::new();
-            write_accept(&offer, &AcceptOptions::default(), &mut response).unwrap();
-            stream.write_all(&response).unwrap();
-            break head.head_len();
-        }
+fn serve(mut stream: TcpStream, peers: &Peers) {
+    let Some(buf) = accept_upgrade(&mut stream) else {
+        return;
     };
-    buf.drain(..head_len);
+    let id = stream.peer_addr().unwrap();
     peers
         .lock()
         .unwrap()
         .push((id, stream.try_clone().unwrap()));
-    loop {
-        while let Ok(HeaderDecode::Complete { header, header_len }) =
-            decode_header(&buf, &FrameConfig::server())
-        {
-            let end = header_len + header.payload_len as usize;
-            if buf.len() < end {
-                break;
-            }
-            let mut payload = buf[header_len..end].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            buf.drain(..end);
+    serve_frames(
+        &mut stream,
+        buf,
+        &FrameConfig::server(),
+        |header, payload, _| {
             if matches!(header.opcode, OpCode::Binary | OpCode::Text) {
-                let mut frame = [0u8; MAX_HEADER_LEN];
-                let n =
-                    FrameHeader::new(true, header.opcode, payload.len() as u64).encode(&mut frame);
-                let mut bytes = frame[..n].to_vec();
-                bytes.extend_from_slice(&payload);
+                let mut bytes = Vec::new();
+                push_frame(&mut bytes, header.opcode, 0, &payload);
                 for (peer, out) in peers.lock().unwrap().iter_mut() {
                     if *peer != id {
                         let _ = out.write_all(&bytes);
                     }
                 }
             }
-        }
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-    }
+            ControlFlow::Continue(())
+        },
+    );
 }
 
 /// Accepts every connection and, from its start, sends every connection a stamped message
@@ -101,7 +67,7 @@ fn ticker(interval: Duration, padding: usize, skip_every: Option<u64>) -> Socket
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
-            if accept_upgrade(&mut stream) {
+            if accept_upgrade(&mut stream).is_some() {
                 accepted.lock().unwrap().push(stream);
             }
         }
@@ -116,10 +82,8 @@ fn ticker(interval: Duration, padding: usize, skip_every: Option<u64>) -> Socket
             }
             let mut payload = encode(seq, unix_now_ns().unwrap()).to_vec();
             payload.resize(payload.len() + padding, 0x5a);
-            let mut frame = [0u8; MAX_HEADER_LEN];
-            let n = FrameHeader::new(true, OpCode::Binary, payload.len() as u64).encode(&mut frame);
-            let mut bytes = frame[..n].to_vec();
-            bytes.extend_from_slice(&payload);
+            let mut bytes = Vec::new();
+            push_frame(&mut bytes, OpCode::Binary, 0, &payload);
             peers
                 .lock()
                 .unwrap()
@@ -127,27 +91,6 @@ fn ticker(interval: Duration, padding: usize, skip_every: Option<u64>) -> Socket
         }
     });
     addr
-}
-
-/// Reads a request head and answers 101; false if the client went away first.
-fn accept_upgrade(stream: &mut TcpStream) -> bool {
-    stream.set_nodelay(true).unwrap();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = stream.read(&mut chunk).unwrap_or(0);
-        if n == 0 {
-            return false;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Parsed::Complete(head) = RequestHead::parse(&buf, &HeadLimits::default()).unwrap() {
-            let offer = UpgradeOffer::validate(&head).unwrap();
-            let mut response = Vec::new();
-            write_accept(&offer, &AcceptOptions::default(), &mut response).unwrap();
-            stream.write_all(&response).unwrap();
-            return true;
-        }
-    }
 }
 
 fn plan(addr: SocketAddr, subscribers: u32, rate: Option<u32>, duration_ms: u64) -> FanoutPlan {

@@ -25,12 +25,12 @@ use std::str::CharIndices;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use lanes::Config;
 use lanes::metrics::{InfluxConfig, Snapshot, Value, influx, prometheus};
-use lanes::{Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
 use lanes_load::metrics::LoadMetrics;
 use lanes_proto::OpCode;
 use serde_json::{Value as Json, json};
-use support::Client;
+use support::{Client, start_echo};
 
 /// What every dashboard must query (Prometheus: in an expression; InfluxDB: as a measurement).
 const AREAS: [&str; 8] = [
@@ -68,21 +68,6 @@ struct Exported {
 
 // ---------------------------------------------------------------- what is exported
 
-struct Echo;
-
-impl Handler for Echo {
-    type Conn = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
-    }
-    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
-        match msg {
-            Message::Text(t) => ws.send_text(t),
-            Message::Binary(b) => ws.send_binary(b),
-        };
-    }
-}
-
 fn loop_lag_count(snapshot: &Snapshot) -> u64 {
     match snapshot.value("lanes_loop_lag_seconds", &[("core", "all")]) {
         Some(Value::Histogram { counts, .. }) => counts.count(),
@@ -104,12 +89,7 @@ fn server_snapshot() -> Snapshot {
         influx: Some(influx),
         ..Config::default()
     };
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
-        .cores(Cores::Count(1))
-        .pin(false)
-        .config(config)
-        .start()
-        .unwrap();
+    let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     client.send(true, OpCode::Text, b"hello");
     assert_eq!(client.recv().payload, b"hello");

@@ -9,13 +9,12 @@ mod support;
 use std::net::SocketAddr;
 
 use lanes::{
-    Accept, Config, Cores, DeflateConfig, Handler, HttpResponse, Message, Request, Server,
-    ServerHandle, Ws,
+    Accept, Config, DeflateConfig, Handler, HttpResponse, Message, Request, ServerHandle, Ws,
 };
 use lanes_proto::OpCode;
 use lanes_proto::deflate::{DeflateParams, Deflater, Inflater, SendAs};
 use lanes_proto::frame::{RSV1, Role};
-use support::{Client, Frame};
+use support::{Client, Frame, start_server};
 
 /// Echoes, and answers `sub:T` with a subscription.
 struct EchoHub;
@@ -50,12 +49,7 @@ fn start(deflate: DeflateConfig, max_message_len: u64) -> (ServerHandle, SocketA
         max_message_len,
         ..Config::default()
     };
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| EchoHub)
-        .cores(Cores::Count(2))
-        .pin(false)
-        .config(config)
-        .start()
-        .unwrap();
+    let handle = start_server(2, config, |_| EchoHub);
     let addr = handle.local_addr();
     (handle, addr)
 }

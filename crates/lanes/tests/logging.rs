@@ -9,26 +9,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lanes::{Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
+use lanes::Config;
 use lanes_proto::OpCode;
-use support::Client;
-
-struct Echo;
-
-impl Handler for Echo {
-    type Conn = ();
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        if request.path() == "/forbidden" {
-            return Err(HttpResponse::new(403, "no"));
-        }
-        Ok(Accept::new(()))
-    }
-    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
-        if let Message::Text(t) = msg {
-            ws.send_text(t);
-        }
-    }
-}
+use support::{Client, start_echo};
 
 /// Where the subscriber writes: every line, kept for the test.
 #[derive(Clone, Default)]
@@ -59,12 +42,7 @@ fn a_bad_client_costs_at_most_one_debug_line() {
         handshake_timeout: Duration::from_millis(200),
         ..Config::default()
     };
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
-        .cores(Cores::Count(2))
-        .pin(false)
-        .config(config)
-        .start()
-        .unwrap();
+    let handle = start_echo(2, config);
     let addr = handle.local_addr();
     let start_lines = captured.0.lock().unwrap().len();
     const EACH: usize = 10;

@@ -11,39 +11,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use lanes::metrics::{InfluxConfig, Snapshot, Value};
-use lanes::{
-    Accept, CloseCause, Config, Cores, Handler, HttpResponse, Message, Request, Server,
-    ServerHandle, Ws,
-};
+use lanes::{CloseCause, Config, ServerHandle};
 use lanes_proto::OpCode;
-use support::Client;
-
-struct Echo;
-
-impl Handler for Echo {
-    type Conn = ();
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        if request.path() == "/forbidden" {
-            return Err(HttpResponse::new(403, "no"));
-        }
-        Ok(Accept::new(()))
-    }
-    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
-        match msg {
-            Message::Text(t) => ws.send_text(t),
-            Message::Binary(b) => ws.send_binary(b),
-        };
-    }
-}
-
-fn start(workers: usize, config: Config) -> ServerHandle {
-    Server::new("127.0.0.1:0".parse().unwrap(), |_| Echo)
-        .cores(Cores::Count(workers))
-        .pin(false)
-        .config(config)
-        .start()
-        .unwrap()
-}
+use support::{Client, start_echo};
 
 /// Polls `check` on fresh snapshots until it holds (the workers count after they act).
 fn eventually(handle: &ServerHandle, what: &str, check: impl Fn(&Snapshot) -> bool) -> Snapshot {
@@ -89,7 +59,7 @@ fn exposed(text: &str, series: &str) -> Option<u64> {
 
 #[test]
 fn counts_match_what_the_clients_did() {
-    let handle = start(2, Config::default());
+    let handle = start_echo(2, Config::default());
     let addr = handle.local_addr();
     const CLIENTS: u64 = 6;
     const MESSAGES: u64 = 50;
@@ -241,7 +211,7 @@ fn keepalive_pings_give_round_trip_times() {
         pong_timeout: Duration::from_millis(30),
         ..Config::default()
     };
-    let handle = start(1, config);
+    let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     let mut pongs = 0;
     while pongs < 3 {
@@ -270,7 +240,7 @@ fn keepalive_pings_give_round_trip_times() {
 
 #[test]
 fn buffered_bytes_follow_a_stalled_reader() {
-    let handle = start(1, Config::default());
+    let handle = start_echo(1, Config::default());
     let mut client = Client::connect(handle.local_addr());
     // Asks for echoes and never reads them: the backlog builds up on the server.
     let payload = vec![7u8; 64 * 1024];
@@ -304,7 +274,7 @@ fn metrics_on_the_websocket_port_and_on_the_admin_address() {
         metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
         ..Config::default()
     };
-    let handle = start(1, config);
+    let handle = start_echo(1, config);
     let jobs = handle
         .registry()
         .counter("app_jobs_total", "Jobs.", &[("kind", "a \"quoted\" one")])
@@ -335,7 +305,7 @@ fn metrics_on_the_websocket_port_and_on_the_admin_address() {
         );
     }
     // Off by default: the same path is a plain request the handler answers (426).
-    let plain = start(1, Config::default());
+    let plain = start_echo(1, Config::default());
     let (status, _) = http_get(plain.local_addr(), "/metrics");
     assert!(status.starts_with("HTTP/1.1 426"), "{status}");
     plain.shutdown().unwrap();
@@ -356,7 +326,7 @@ fn an_influxdb_that_never_answers_does_not_stall_the_workers() {
         influx: Some(influx),
         ..Config::default()
     };
-    let handle = start(1, config);
+    let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     let mut echoes = 0u64;
     let mut slowest = Duration::ZERO;

@@ -14,11 +14,11 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, BackpressurePolicy, Config, ConnId, Cores, Handler, HttpResponse, Message, Request,
-    SendError, Server, ServerHandle, WorkerContext, Ws,
+    Accept, BackpressurePolicy, Config, ConnId, Handler, HttpResponse, Message, Request, SendError,
+    ServerHandle, WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
-use support::Client;
+use support::{Client, start_server};
 
 /// Test events from the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,15 +99,10 @@ fn start(config: Config) -> Fixture {
     let (tx, events) = channel();
     let ticks: Vec<Arc<AtomicU64>> = (0..2).map(|_| Arc::new(AtomicU64::new(0))).collect();
     let worker_ticks = ticks.clone();
-    let handle = Server::new("127.0.0.1:0".parse().unwrap(), move |info| Hub {
+    let handle = start_server(2, config, move |info| Hub {
         events: tx.clone(),
         ticks: Arc::clone(&worker_ticks[info.index]),
-    })
-    .cores(Cores::Count(2))
-    .pin(false)
-    .config(config)
-    .start()
-    .unwrap();
+    });
     let addr = handle.local_addr();
     Fixture {
         handle,

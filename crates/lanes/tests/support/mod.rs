@@ -1,4 +1,5 @@
-//! A small blocking WebSocket client on lanes-proto's client role, for tests over loopback.
+//! A small blocking WebSocket client on lanes-proto's client role, for tests over loopback, and
+//! an echo server to run it against.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,6 +8,10 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use lanes::{
+    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle,
+    WorkerInfo, Ws,
+};
 use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
 use lanes_proto::handshake::{ClientHandshake, ClientRequest, Parsed};
 use lanes_proto::mask::apply_mask;
@@ -246,4 +251,43 @@ pub fn cpu_time() -> Duration {
     assert_eq!(unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) }, 0);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Echoes text and binary messages; refuses the upgrade with 403 on the path `/forbidden`.
+pub struct TestEcho;
+
+impl Handler for TestEcho {
+    type Conn = ();
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+        if request.path() == "/forbidden" {
+            return Err(HttpResponse::new(403, "no"));
+        }
+        Ok(Accept::new(()))
+    }
+    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
+        match msg {
+            Message::Text(t) => ws.send_text(t),
+            Message::Binary(b) => ws.send_binary(b),
+        };
+    }
+}
+
+/// Starts a server with `workers` unpinned workers on a free loopback port, each running the
+/// handler `factory` makes for it.
+pub fn start_server<F, H>(workers: usize, config: Config, factory: F) -> ServerHandle
+where
+    F: Fn(WorkerInfo) -> H + Send + Clone + 'static,
+    H: Handler,
+{
+    Server::new("127.0.0.1:0".parse().unwrap(), factory)
+        .cores(Cores::Count(workers))
+        .pin(false)
+        .config(config)
+        .start()
+        .unwrap()
+}
+
+/// Starts [`TestEcho`] on `workers` workers (see [`start_server`]).
+pub fn start_echo(workers: usize, config: Config) -> ServerHandle {
+    start_server(workers, config, |_| TestEcho)
 }

@@ -1,0 +1,139 @@
+//! Pieces of the tiny blocking WebSocket servers the lanes-load tests run against: a listener
+//! with a thread per connection, the upgrade, a frame loop and frame encoding, all on
+//! lanes-proto's server role.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+
+use lanes_proto::OpCode;
+use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::handshake::{
+    AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
+};
+use lanes_proto::mask::apply_mask;
+use serde_json::Value;
+
+/// How much one read takes.
+const CHUNK: usize = 64 * 1024;
+
+/// Listens on a free loopback port and runs `serve` on a thread of its own for every
+/// connection; it runs until the test process ends.
+pub fn spawn_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = Arc::new(serve);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let serve = Arc::clone(&serve);
+            std::thread::spawn(move || serve(stream));
+        }
+    });
+    addr
+}
+
+/// Reads a request head and answers 101 with no extension; returns the bytes read after the
+/// head, or `None` if the client went away first.
+pub fn accept_upgrade(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    accept_upgrade_with(stream, |_| (None, ())).map(|(rest, ())| rest)
+}
+
+/// Reads a request head and answers 101 with the `Sec-WebSocket-Extensions` value that
+/// `choose` picks from the offer (none: no header); returns the bytes read after the head
+/// and what `choose` returned beside the value, or `None` if the client went away first.
+pub fn accept_upgrade_with<T>(
+    stream: &mut TcpStream,
+    choose: impl FnOnce(&UpgradeOffer<'_>) -> (Option<String>, T),
+) -> Option<(Vec<u8>, T)> {
+    stream.set_nodelay(true).unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; CHUNK];
+    let (head_len, chosen) = loop {
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Parsed::Complete(head) = RequestHead::parse(&buf, &HeadLimits::default()).unwrap() {
+            let offer = UpgradeOffer::validate(&head).unwrap();
+            let (extensions, chosen) = choose(&offer);
+            let options = AcceptOptions {
+                extensions: extensions.as_deref(),
+                ..AcceptOptions::default()
+            };
+            let mut response = Vec::new();
+            write_accept(&offer, &options, &mut response).unwrap();
+            stream.write_all(&response).unwrap();
+            break (head.head_len(), chosen);
+        }
+    };
+    buf.drain(..head_len);
+    Some((buf, chosen))
+}
+
+/// Serves the frames the client sends, starting with those already in `buf`: every whole
+/// frame, unmasked, goes to `on_frame` with the bytes to answer so far, which are written after
+/// each read's frames. Ends when `on_frame` breaks (after writing the answers before it), when
+/// a write fails, or when the client goes away.
+pub fn serve_frames(
+    stream: &mut TcpStream,
+    mut buf: Vec<u8>,
+    config: &FrameConfig,
+    mut on_frame: impl FnMut(FrameHeader, Vec<u8>, &mut Vec<u8>) -> ControlFlow<()>,
+) {
+    let mut chunk = vec![0u8; CHUNK];
+    let mut out = Vec::new();
+    loop {
+        let mut at = 0;
+        let mut done = false;
+        out.clear();
+        while let HeaderDecode::Complete { header, header_len } =
+            decode_header(&buf[at..], config).unwrap()
+        {
+            let start = at + header_len;
+            let end = start + header.payload_len as usize;
+            if end > buf.len() {
+                break;
+            }
+            let mut payload = buf[start..end].to_vec();
+            apply_mask(&mut payload, header.mask.unwrap(), 0);
+            at = end;
+            if on_frame(header, payload, &mut out).is_break() {
+                done = true;
+                break;
+            }
+        }
+        buf.drain(..at);
+        let failed = !out.is_empty() && stream.write_all(&out).is_err();
+        if failed || done {
+            return;
+        }
+        let n = stream.read(&mut chunk).unwrap_or(0);
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Appends an unmasked whole frame (FIN set) with the given RSV bits to `out`.
+pub fn push_frame(out: &mut Vec<u8>, opcode: OpCode, rsv: u8, payload: &[u8]) {
+    let mut head = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader::new(true, opcode, payload.len() as u64)
+        .with_rsv(rsv)
+        .encode(&mut head);
+    out.extend_from_slice(&head[..n]);
+    out.extend_from_slice(payload);
+}
+
+/// A number in a JSON summary.
+pub fn number(summary: &Value, key: &str) -> u64 {
+    summary[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} in {summary}"))
+}
