@@ -54,7 +54,7 @@ const FAMILIES: &[PerWorker] = &[
     ),
     (
         "lanes_messages_received_total",
-        "Data messages received (a fragmented message counts once).",
+        "Data messages received (frames that begin a message: a fragmented message counts once).",
         Kind::Counter,
         |w| counter(w.messages_received),
     ),

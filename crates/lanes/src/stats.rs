@@ -123,7 +123,6 @@ pub(crate) struct Counters {
     pub(crate) closed: [AtomicU64; 6],
     pub(crate) protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len() + 1],
     pub(crate) rejected: [AtomicU64; REJECT_STATUSES.len() + 1],
-    pub(crate) messages_received: AtomicU64,
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
     pub(crate) frames_received: [AtomicU64; 6],
@@ -186,6 +185,7 @@ impl Counters {
         let all = |cs: &[AtomicU64]| -> Vec<u64> { cs.iter().map(get).collect() };
         let array = |cs: &[AtomicU64; 6]| -> [u64; 6] { std::array::from_fn(|i| get(&cs[i])) };
         let frames_sent = array(&self.frames_sent);
+        let frames_received = array(&self.frames_received);
         WorkerStats {
             index,
             core: self.core,
@@ -203,11 +203,11 @@ impl Counters {
             closed: array(&self.closed),
             protocol_errors: all(&self.protocol_errors),
             handshakes_rejected: all(&self.rejected),
-            messages_received: get(&self.messages_received),
+            messages_received: frames_received[1] + frames_received[2],
             messages_sent: frames_sent[1] + frames_sent[2],
             bytes_received: get(&self.bytes_received),
             bytes_sent: get(&self.bytes_sent),
-            frames_received: array(&self.frames_received),
+            frames_received,
             frames_sent,
             pings_sent: get(&self.pings_sent),
             pongs_received: get(&self.pongs_received),
@@ -265,7 +265,8 @@ pub struct WorkerStats {
     /// Handshakes answered with an HTTP error instead of an upgrade, by status, in the order
     /// of [`REJECT_STATUSES`], then any other status.
     pub handshakes_rejected: Vec<u64>,
-    /// Data messages received (a fragmented message counts once).
+    /// Data messages received: the text and binary frames that begin a message (a fragmented
+    /// message counts once; the one message a protocol error cuts short counts too).
     pub messages_received: u64,
     /// Data messages queued to be sent (echoes, sends, deliveries).
     pub messages_sent: u64,

@@ -1044,13 +1044,11 @@ fn on_frames<H: Handler>(
         let mut ws = Ws::new(&mut conn.outbox, &mut conn.subs, local, id, conn.peer);
         match event {
             Inbound::Text(text) if open => {
-                stats::add(&ws.local.counters.messages_received, 1);
                 if let Some(user) = conn.user.as_mut() {
                     handler.on_message(&mut ws, user, Message::Text(text));
                 }
             }
             Inbound::Binary(bytes) if open => {
-                stats::add(&ws.local.counters.messages_received, 1);
                 if let Some(user) = conn.user.as_mut() {
                     handler.on_message(&mut ws, user, Message::Binary(bytes));
                 }
