@@ -160,8 +160,15 @@ impl<H: Handler> Worker<H> {
         }
         let mut events = Events::with_capacity(1024);
         let mut due = Vec::new();
+        // When the last poll with ready sockets returned (for the loop lag, recorded with the
+        // next iteration's clock reading: one clock read per iteration, as before metrics).
+        let mut handling_since: Option<Instant> = None;
         loop {
             let now = Instant::now();
+            if let Some(since) = handling_since.take() {
+                let lag = now.saturating_duration_since(since).as_micros() as u64;
+                self.local.counters.loop_lag_us.record(lag);
+            }
             let busy = !self.pending_reads.is_empty()
                 || (self.accept_pending && self.shutdown_deadline.is_none());
             let timeout = if busy {
@@ -224,9 +231,7 @@ impl<H: Handler> Worker<H> {
             stats::add(&counters.loop_iterations, 1);
             counters.loop_events.record(ready);
             if ready > 0 {
-                counters
-                    .loop_lag_us
-                    .record(now.elapsed().as_micros() as u64);
+                handling_since = Some(now);
             }
             if let Some(deadline) = self.shutdown_deadline {
                 if self.conns.is_empty() {
