@@ -9,6 +9,9 @@
 # Usage: scripts/metrics_overhead.sh [BASE]
 #   LANES_OVERHEAD_REPEAT=5   runs per build and load
 #   LANES_OVERHEAD_SECONDS=2  length of each run
+#   LANES_OVERHEAD_LOADS="-c 100 -d 1 -s 20;-c 100 -d 16 -s 20;-c 10 -d 1 -s 16384"
+#                             the echo loads, separated by ';'
+#   LANES_OVERHEAD_SKIP_CALLGRIND=1  throughput only
 # Loopback only; everything stops by itself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,11 +35,13 @@ cargo build --release --locked --quiet -p lanes-load
 current=target/release/examples/echo
 baseline=$work/base-target/release/examples/echo
 
-echo "== callgrind: instructions per echoed message (current = $(git rev-parse --short HEAD), base = $base)"
-for load in "-c 100 -d 1 -s 20" "-c 10 -d 16 -s 20"; do
-  LANES_CALLGRIND_LOAD="$load" scripts/callgrind.sh "$PWD/$current" "$PWD/$baseline" 2>/dev/null \
-    | sed -e "s|$PWD/$current|current|" -e "s|$PWD/$baseline|base|"
-done
+if [ -z "${LANES_OVERHEAD_SKIP_CALLGRIND:-}" ]; then
+  echo "== callgrind: instructions per echoed message (current = $(git rev-parse --short HEAD), base = $base)"
+  for load in "-c 100 -d 1 -s 20" "-c 10 -d 16 -s 20"; do
+    LANES_CALLGRIND_LOAD="$load" scripts/callgrind.sh "$PWD/$current" "$PWD/$baseline" 2>/dev/null \
+      | sed -e "s|$PWD/$current|current|" -e "s|$PWD/$baseline|base|"
+  done
+fi
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -59,7 +64,8 @@ run_once() {
 }
 
 echo "== throughput: $repeat alternating runs of ${seconds}s per build (server core 0, lanes-load core 1)"
-for load in "-c 100 -d 1 -s 20" "-c 100 -d 16 -s 20" "-c 10 -d 1 -s 16384"; do
+IFS=';' read -r -a loads <<<"${LANES_OVERHEAD_LOADS:--c 100 -d 1 -s 20;-c 100 -d 16 -s 20;-c 10 -d 1 -s 16384}"
+for load in "${loads[@]}"; do
   : >"$work/current.txt"
   : >"$work/base.txt"
   for _ in $(seq "$repeat"); do
