@@ -198,23 +198,9 @@ mkdir -p "$out"
 rm -rf "$out/reports" "$out"/reports-[0-9]* "$out"/fuzzingclient*.json "$out/server.log" \
   "$out"/wstest*.log "$out/cases.txt" "$out/probe"
 
-# Succeeds when something accepts TCP connections on 127.0.0.1:$port.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# Test server checks and shutdown: port_open, stop_server.
+. "$repo/scripts/server_process.sh"
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    # The server runs in its own process group (setsid): stop the whole group.
-    kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
 wstest_s="" # how long the shards ran, once they have
 wstest_pids=() # of the shards still running (their `timeout`, which passes TERM on to wstest)
 on_exit() {

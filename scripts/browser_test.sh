@@ -87,26 +87,12 @@ port=${LANES_BROWSER_PORT:-$(node -e '
 mkdir -p "$out"
 rm -f "$out/server.log"
 
-# Succeeds when something accepts TCP connections on 127.0.0.1:$port.
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
+# Test server checks and shutdown: port_open, stop_server.
+. "$repo/scripts/server_process.sh"
 
 # Chromium's profiles and anything else the test leaves in TMPDIR go when the script ends.
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/lanes-browser-test.XXXXXX")
 
-server_pid=""
-stop_server() {
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    # The server runs in its own process group (setsid): stop the whole group.
-    kill -TERM -- "-$server_pid" 2>/dev/null || kill -TERM "$server_pid" 2>/dev/null || true
-    for _ in $(seq 50); do
-      kill -0 "$server_pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  server_pid=""
-}
 on_exit() {
   local rc=$?
   stop_server

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use lanes_metrics::{
     Family, Histogram, HistogramSnapshot, InfluxConfig, InfluxReporter, Kind, MetricsServer,
-    Snapshot, Value,
+    Snapshot, Value, owned,
 };
 
 /// Data messages written to the socket in full (counter).
@@ -67,16 +67,6 @@ pub const LATENCY_DIVISOR: f64 = 1e6;
 /// The path the `/metrics` server answers on.
 pub const METRICS_PATH: &str = "/metrics";
 
-/// Adds `n` to a counter that only the calling thread writes: a load and a store, no locked
-/// instruction.
-#[inline]
-fn bump(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
-
 /// One load thread's metrics. Only that thread may update them (two writers would lose
 /// counts); any thread may read them.
 ///
@@ -97,31 +87,31 @@ impl ThreadMetrics {
     /// Counts `n` data messages written to the socket in full.
     #[inline]
     pub fn add_messages_sent(&self, n: u64) {
-        bump(&self.messages_sent, n);
+        owned::add(&self.messages_sent, n);
     }
 
     /// Counts `n` data messages received.
     #[inline]
     pub fn add_messages_received(&self, n: u64) {
-        bump(&self.messages_received, n);
+        owned::add(&self.messages_received, n);
     }
 
     /// Counts `n` bytes written to a socket.
     #[inline]
     pub fn add_bytes_sent(&self, n: u64) {
-        bump(&self.bytes_sent, n);
+        owned::add(&self.bytes_sent, n);
     }
 
     /// Counts `n` bytes read from a socket.
     #[inline]
     pub fn add_bytes_received(&self, n: u64) {
-        bump(&self.bytes_received, n);
+        owned::add(&self.bytes_received, n);
     }
 
     /// Counts `n` errors.
     #[inline]
     pub fn add_errors(&self, n: u64) {
-        bump(&self.errors, n);
+        owned::add(&self.errors, n);
     }
 
     /// Notes `n` more connections open.

@@ -2,6 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::owned;
+
 /// Buckets per histogram: upper bounds 2^0, 2^1, ..., 2^24 in the histogram's unit, then +Inf.
 ///
 /// For times recorded in microseconds that is 1 µs to 16.8 s.
@@ -39,10 +41,8 @@ impl Histogram {
     /// Records one value. Only one thread may record into a histogram.
     #[inline]
     pub fn record(&self, value: u64) {
-        let bucket = &self.counts[bucket_of(value)];
-        bucket.store(bucket.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        let sum = self.sum.load(Ordering::Relaxed).wrapping_add(value);
-        self.sum.store(sum, Ordering::Relaxed);
+        owned::add(&self.counts[bucket_of(value)], 1);
+        owned::add(&self.sum, value);
     }
 
     /// The counts so far.

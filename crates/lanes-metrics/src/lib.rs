@@ -1,5 +1,6 @@
 //! Metrics for lanes, shared by the server runtime and the load generator.
 //!
+//! - [`owned`]: counters with one writer (a worker thread) and any number of readers;
 //! - [`Histogram`]: a histogram with one writer (a worker thread) and any number of readers,
 //!   updated with plain loads and stores (no locked instruction, no contention);
 //! - [`Snapshot`], [`Family`], [`Sample`]: a point-in-time copy of a set of metrics, the one
@@ -25,6 +26,7 @@
 mod exporter;
 mod histogram;
 pub mod influx;
+pub mod owned;
 pub mod prometheus;
 mod registry;
 mod reporter;

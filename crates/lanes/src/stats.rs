@@ -139,23 +139,8 @@ pub(crate) struct Counters {
     pub(crate) loop_events: Histogram,
 }
 
-/// Adds `n` to a counter that only the calling worker writes.
-#[inline]
-pub(crate) fn add(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).wrapping_add(n),
-        Ordering::Relaxed,
-    );
-}
-
-/// Subtracts `n` from a gauge that only the calling worker writes.
-#[inline]
-pub(crate) fn sub(counter: &AtomicU64, n: u64) {
-    counter.store(
-        counter.load(Ordering::Relaxed).saturating_sub(n),
-        Ordering::Relaxed,
-    );
-}
+/// Updates of counters and gauges that only the calling worker writes.
+pub(crate) use lanes_metrics::owned::{add, sub};
 
 impl Counters {
     pub(crate) fn new(core: Option<usize>) -> Counters {
@@ -182,8 +167,9 @@ impl Counters {
 
     pub(crate) fn snapshot(&self, index: usize, queue_depth: u64) -> WorkerStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let all = |cs: &[AtomicU64]| -> Vec<u64> { cs.iter().map(get).collect() };
-        let array = |cs: &[AtomicU64; 6]| -> [u64; 6] { std::array::from_fn(|i| get(&cs[i])) };
+        fn array<const N: usize>(cs: &[AtomicU64; N]) -> [u64; N] {
+            std::array::from_fn(|i| cs[i].load(Ordering::Relaxed))
+        }
         let frames_sent = array(&self.frames_sent);
         let frames_received = array(&self.frames_received);
         WorkerStats {
@@ -201,8 +187,8 @@ impl Counters {
             accepted: get(&self.accepted),
             opened: get(&self.opened),
             closed: array(&self.closed),
-            protocol_errors: all(&self.protocol_errors),
-            handshakes_rejected: all(&self.rejected),
+            protocol_errors: array(&self.protocol_errors),
+            handshakes_rejected: array(&self.rejected),
             messages_received: frames_received[1] + frames_received[2],
             messages_sent: frames_sent[1] + frames_sent[2],
             bytes_received: get(&self.bytes_received),
@@ -221,7 +207,7 @@ impl Counters {
 }
 
 /// A snapshot of one worker's counters.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct WorkerStats {
     /// The worker's index.
@@ -261,10 +247,10 @@ pub struct WorkerStats {
     pub closed: [u64; 6],
     /// Connections closed for a protocol error, by the close code we sent, in the order of
     /// [`PROTOCOL_ERROR_CODES`], then any other code.
-    pub protocol_errors: Vec<u64>,
+    pub protocol_errors: [u64; PROTOCOL_ERROR_CODES.len() + 1],
     /// Handshakes answered with an HTTP error instead of an upgrade, by status, in the order
     /// of [`REJECT_STATUSES`], then any other status.
-    pub handshakes_rejected: Vec<u64>,
+    pub handshakes_rejected: [u64; REJECT_STATUSES.len() + 1],
     /// Data messages received: the text and binary frames that begin a message (a fragmented
     /// message counts once; the one message a protocol error cuts short counts too).
     pub messages_received: u64,
@@ -309,18 +295,12 @@ impl WorkerStats {
     /// Handshakes rejected with `status` (any status not in [`REJECT_STATUSES`] counts under
     /// the last slot).
     pub fn rejected_with(&self, status: u16) -> u64 {
-        self.handshakes_rejected
-            .get(status_slot(status))
-            .copied()
-            .unwrap_or(0)
+        self.handshakes_rejected[status_slot(status)]
     }
 
     /// Connections closed for a protocol error with `code`.
     pub fn protocol_errors_with(&self, code: u16) -> u64 {
-        self.protocol_errors
-            .get(code_slot(code))
-            .copied()
-            .unwrap_or(0)
+        self.protocol_errors[code_slot(code)]
     }
 
     /// Adds another worker's figures (for totals).
@@ -342,15 +322,7 @@ impl WorkerStats {
         self.accepted += w.accepted;
         self.opened += w.opened;
         sum(&mut self.closed, &w.closed);
-        self.protocol_errors
-            .resize(w.protocol_errors.len().max(self.protocol_errors.len()), 0);
         sum(&mut self.protocol_errors, &w.protocol_errors);
-        self.handshakes_rejected.resize(
-            w.handshakes_rejected
-                .len()
-                .max(self.handshakes_rejected.len()),
-            0,
-        );
         sum(&mut self.handshakes_rejected, &w.handshakes_rejected);
         self.messages_received += w.messages_received;
         self.messages_sent += w.messages_sent;
