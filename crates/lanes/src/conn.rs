@@ -5,34 +5,85 @@ use std::net::SocketAddr;
 use mio::net::TcpStream;
 use slab::Slab;
 
+use crate::id::ConnId;
 use crate::local::Local;
+use crate::outbox::Outbox;
 use crate::recv::Receiver;
 use crate::topic::Subscription;
-use crate::ws::Outbox;
-use crate::ws::{ConnId, Ws};
+use crate::ws::Ws;
 
-/// Where a connection is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// Reading the HTTP request head.
-    Handshake,
+/// Where a connection is in its life. The application's state lives in the phases that have
+/// one, so "open implies state present" holds by construction: `on_close` takes it by moving
+/// the connection to [`Phase::Closing`].
+#[derive(Debug)]
+pub(crate) enum Phase<S> {
+    /// Reading the HTTP request head (the bytes so far, from the worker's pool).
+    Handshake { head: Option<Vec<u8>> },
     /// Open: messages flow both ways.
-    Open,
+    Open { state: S },
     /// We sent a close frame and wait for the peer's (nothing is delivered any more).
-    CloseSent,
-    /// Done with the protocol: write out what is queued, then shut down our side.
+    CloseSent { state: S },
+    /// Done with the protocol (`on_close` has run, or there never was a WebSocket): write out
+    /// what is queued, then shut down our side.
     Closing,
     /// Our side is shut down; read and discard until the peer closes (so unread input cannot
     /// turn our close into a reset), or until the close timeout.
     Draining,
 }
 
+/// A phase without its contents: what the connection's timer was armed for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PhaseKind {
+    Handshake,
+    Open,
+    CloseSent,
+    Closing,
+    Draining,
+}
+
+impl<S> Phase<S> {
+    /// Takes the application's state out, leaving [`Phase::Closing`]; `None` (and no change)
+    /// in the phases without one.
+    pub(crate) fn take_state(&mut self) -> Option<S> {
+        if !matches!(self, Phase::Open { .. } | Phase::CloseSent { .. }) {
+            return None;
+        }
+        match std::mem::replace(self, Phase::Closing) {
+            Phase::Open { state } | Phase::CloseSent { state } => Some(state),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn kind(&self) -> PhaseKind {
+        match self {
+            Phase::Handshake { .. } => PhaseKind::Handshake,
+            Phase::Open { .. } => PhaseKind::Open,
+            Phase::CloseSent { .. } => PhaseKind::CloseSent,
+            Phase::Closing => PhaseKind::Closing,
+            Phase::Draining => PhaseKind::Draining,
+        }
+    }
+}
+
+/// Whether reading from the socket goes on.
+#[derive(Debug, Default)]
+pub(crate) enum Input {
+    /// Reading.
+    #[default]
+    Reading,
+    /// Paused because the outgoing backlog is over the backpressure limit; `stash` holds what
+    /// was read but not yet processed when it paused (handled first on resume).
+    Paused { stash: Option<Vec<u8>> },
+    /// Reading resumed after a pause; `stash` is processed before the socket is read again.
+    Resuming { stash: Vec<u8> },
+}
+
 /// A connection in a worker's table.
-pub(crate) struct Conn<C> {
+pub(crate) struct Conn<S> {
     pub(crate) stream: TcpStream,
     pub(crate) peer: SocketAddr,
     pub(crate) generation: u32,
-    pub(crate) phase: Phase,
+    pub(crate) phase: Phase<S>,
     /// Milliseconds since the worker's epoch when the current phase began.
     pub(crate) phase_since_ms: u64,
     /// Milliseconds since the worker's epoch when the peer last sent anything.
@@ -40,20 +91,13 @@ pub(crate) struct Conn<C> {
     /// When our keepalive ping went out (microseconds since the worker's epoch), until a pong
     /// arrives (for the round-trip time) or the next ping replaces it.
     pub(crate) ping_sent_us: Option<u64>,
-    /// The request head received so far (handshake phase only).
-    pub(crate) head: Option<Vec<u8>>,
     pub(crate) receiver: Receiver,
     pub(crate) outbox: Outbox,
-    /// The application's state; taken when `on_close` fires (exactly once).
-    pub(crate) user: Option<C>,
-    /// Reading stopped because the outgoing backlog is over the backpressure limit.
-    pub(crate) read_paused: bool,
-    /// Bytes already read but not processed when reading paused (handled on resume).
-    pub(crate) stash: Option<Vec<u8>>,
+    pub(crate) input: Input,
     /// Sequence number of the connection's live timer entry.
     pub(crate) timer_seq: u32,
     /// The phase the live timer entry was made for.
-    pub(crate) armed_phase: Phase,
+    pub(crate) armed_phase: PhaseKind,
     /// The topics the connection is subscribed to.
     pub(crate) subs: Vec<Subscription>,
     /// Already in the worker's list of connections to write at the end of the iteration.
@@ -63,29 +107,69 @@ pub(crate) struct Conn<C> {
     pub(crate) backlog_reported: u32,
 }
 
-impl<C> Conn<C> {
-    pub(crate) fn set_phase(&mut self, phase: Phase, now_ms: u64) {
+impl<S> Conn<S> {
+    pub(crate) fn set_phase(&mut self, phase: Phase<S>, now_ms: u64) {
         self.phase = phase;
         self.phase_since_ms = now_ms;
     }
 
+    /// Takes the application's state out (for `on_close`), leaving the connection
+    /// [`Phase::Closing`]; `None` when it has none (any more).
+    pub(crate) fn take_state(&mut self, now_ms: u64) -> Option<S> {
+        let state = self.phase.take_state()?;
+        self.phase_since_ms = now_ms;
+        Some(state)
+    }
+
+    /// Moves an open connection to [`Phase::CloseSent`] (our close frame is queued).
+    pub(crate) fn close_sent(&mut self, now_ms: u64) {
+        if !matches!(self.phase, Phase::Open { .. }) {
+            return;
+        }
+        if let Phase::Open { state } = std::mem::replace(&mut self.phase, Phase::Closing) {
+            self.set_phase(Phase::CloseSent { state }, now_ms);
+        }
+    }
+
+    /// Whether reading is paused for backpressure.
+    pub(crate) fn is_paused(&self) -> bool {
+        matches!(self.input, Input::Paused { .. })
+    }
+
+    /// The application's state, in the phases that have one.
+    pub(crate) fn state_mut(&mut self) -> Option<&mut S> {
+        match &mut self.phase {
+            Phase::Open { state } | Phase::CloseSent { state } => Some(state),
+            _ => None,
+        }
+    }
+
     /// The handle a callback gets for this connection, with the application's state; `None`
-    /// once `on_close` has taken the state.
+    /// unless the connection is open.
     pub(crate) fn callback<'a>(
         &'a mut self,
         local: &'a mut Local,
         id: ConnId,
-    ) -> Option<(Ws<'a>, &'a mut C)> {
-        let user = self.user.as_mut()?;
+    ) -> Option<(Ws<'a>, &'a mut S)> {
+        let Phase::Open { state } = &mut self.phase else {
+            return None;
+        };
         let ws = Ws::new(&mut self.outbox, &mut self.subs, local, id, self.peer);
-        Some((ws, user))
+        Some((ws, state))
     }
 }
 
-/// The open connection `id` names, if it is still there (an open connection whose state has
-/// not been handed to `on_close`).
-pub(crate) fn open_conn<C>(conns: &mut Slab<Conn<C>>, id: ConnId) -> Option<&mut Conn<C>> {
+/// The open connection `id` names, if it is still there.
+pub(crate) fn open_conn<S>(conns: &mut Slab<Conn<S>>, id: ConnId) -> Option<&mut Conn<S>> {
     conns
         .get_mut(id.slot as usize)
-        .filter(|c| c.generation == id.generation && c.phase == Phase::Open && c.user.is_some())
+        .filter(|c| c.generation == id.generation && matches!(c.phase, Phase::Open { .. }))
+}
+
+/// Queues `conn` (in `slot`) to be written at the end of the loop iteration, once.
+pub(crate) fn mark_dirty<S>(conn: &mut Conn<S>, slot: usize, dirty: &mut Vec<(usize, u32)>) {
+    if !conn.flush_queued {
+        conn.flush_queued = true;
+        dirty.push((slot, conn.generation));
+    }
 }

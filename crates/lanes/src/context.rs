@@ -4,10 +4,13 @@
 use lanes_proto::{CloseCode, OpCode};
 use slab::Slab;
 
-use crate::conn::{Conn, Phase, open_conn};
+use crate::conn::{Conn, Phase, mark_dirty, open_conn};
+use crate::error::SendError;
+use crate::id::ConnId;
 use crate::local::Local;
-use crate::remote::{Remote, SendError, encode};
-use crate::ws::{ConnId, SendStatus, mark_dirty};
+use crate::outbox::SendStatus;
+use crate::published::encode;
+use crate::remote::Remote;
 
 /// The worker as [`Handler::on_tick`](crate::Handler::on_tick) sees it: its open
 /// connections, their states, and sending to them directly. Ids of connections on other
@@ -57,7 +60,7 @@ impl<C> WorkerContext<'_, C> {
         let worker = self.local.index;
         self.conns
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Open && c.user.is_some())
+            .filter(|(_, c)| matches!(c.phase, Phase::Open { .. }))
             .map(|(slot, c)| ConnId {
                 worker,
                 slot: slot as u32,
@@ -68,7 +71,7 @@ impl<C> WorkerContext<'_, C> {
 
     /// The state of this worker's open connection `id`.
     pub fn state(&mut self, id: ConnId) -> Option<&mut C> {
-        self.open_conn(id)?.user.as_mut()
+        self.open_conn(id)?.state_mut()
     }
 
     /// How many of this worker's connections are subscribed to `topic`.

@@ -29,12 +29,17 @@ mod compress;
 pub mod config;
 mod conn;
 mod context;
+mod error;
 mod exposition;
 mod handler;
+mod hub;
+mod id;
 mod listener;
 mod live;
 mod local;
+mod outbox;
 mod pool;
+mod published;
 mod recv;
 mod remote;
 mod server;
@@ -46,11 +51,14 @@ mod ws;
 
 pub use config::{BackpressurePolicy, Config, DeflateConfig};
 pub use context::WorkerContext;
+pub use error::{Error, SendError};
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
-pub use remote::{Remote, SendError};
-pub use server::{Cores, Error, Server, ServerHandle, WorkerInfo};
+pub use id::ConnId;
+pub use outbox::SendStatus;
+pub use remote::Remote;
+pub use server::{Cores, Server, ServerHandle, WorkerInfo};
 pub use stats::{CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats};
 
 /// The metrics crate: snapshots, the Prometheus and InfluxDB encoders, the registry.
 pub use lanes_metrics as metrics;
-pub use ws::{ConnId, SendStatus, Ws};
+pub use ws::Ws;

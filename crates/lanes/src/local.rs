@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use crate::compress::SharedDeflate;
 use crate::config::Config;
+use crate::error::SendError;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
-use crate::remote::{Published, Remote, SendError};
+use crate::published::Published;
+use crate::remote::Remote;
 use crate::stats::{self, Counters};
 use crate::timer::TimerWheel;
 use crate::topic::Topics;
@@ -62,7 +64,7 @@ impl Local {
     #[cfg(test)]
     pub(crate) fn detached(config: Config) -> Local {
         use std::time::{Duration, Instant};
-        let shared = Arc::new(crate::server::Shared::default());
+        let shared = Arc::new(crate::hub::Shared::default());
         Local {
             index: 0,
             pool: BufferPool::new(),

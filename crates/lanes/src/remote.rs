@@ -1,133 +1,18 @@
-//! Reaching connections from anywhere: the [`Remote`] handle, and the commands it queues for
-//! the workers.
-//!
-//! Each worker has one bounded crossbeam channel and one `mio::Waker`. A sender queues its
-//! command and wakes the worker only if nobody has since the worker last looked (one flag per
-//! worker), so a burst of sends costs one wake-up; the worker drains its whole queue per
-//! wake-up. A published message is encoded into a frame once, shared by every worker as an
-//! `Arc<[u8]>`, and copied only into each subscriber's outgoing buffer.
+//! Reaching connections from anywhere: the [`Remote`] handle. Its commands travel through the
+//! workers' queues ([`crate::hub`]). A published message is encoded into a frame once, shared
+//! by every worker as an `Arc<[u8]>`, and copied only into each subscriber's outgoing buffer.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
 use lanes_proto::OpCode;
-use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
-use mio::Waker;
 
-use crate::live::LiveTable;
-use crate::server::Shared;
-use crate::stats::{Counters, Stats};
-use crate::ws::ConnId;
-
-/// A command for a worker from elsewhere.
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Queue an encoded frame on one connection.
-    Send { id: ConnId, message: Published },
-    /// Start the close handshake on one connection.
-    Close {
-        id: ConnId,
-        code: u16,
-        reason: Box<str>,
-    },
-    /// Queue an encoded frame on every subscriber of a topic.
-    Publish { topic: Arc<str>, message: Published },
-    /// Queue an encoded frame on every open connection.
-    Broadcast { message: Published },
-}
-
-/// One worker as others see it.
-pub(crate) struct Link {
-    tx: Sender<Command>,
-    waker: Waker,
-    /// Set by the first sender after the worker last drained its queue; that sender wakes it.
-    notified: AtomicBool,
-    pub(crate) live: Arc<LiveTable>,
-    pub(crate) counters: Arc<Counters>,
-}
-
-impl Link {
-    /// A link and the receiving end of its queue.
-    pub(crate) fn new(
-        waker: Waker,
-        queue_len: usize,
-        max_connections: usize,
-        core: Option<usize>,
-    ) -> (Link, Receiver<Command>) {
-        let (tx, rx) = crossbeam_channel::bounded(queue_len.max(1));
-        let link = Link {
-            tx,
-            waker,
-            notified: AtomicBool::new(false),
-            live: Arc::new(LiveTable::new(max_connections)),
-            counters: Arc::new(Counters::new(core)),
-        };
-        (link, rx)
-    }
-
-    /// Called by the worker before it drains its queue: the next sender must wake it again.
-    pub(crate) fn rearm(&self) {
-        self.notified.store(false, Ordering::Release);
-    }
-
-    /// Wakes the worker (shutdown).
-    pub(crate) fn wake(&self) {
-        let _ = self.waker.wake();
-    }
-
-    fn push(&self, command: Command) -> Result<(), SendError> {
-        match self.tx.try_send(command) {
-            Ok(()) => {
-                if !self.notified.swap(true, Ordering::AcqRel) {
-                    let _ = self.waker.wake();
-                }
-                Ok(())
-            }
-            Err(TrySendError::Full(_)) => {
-                self.counters
-                    .queue_full
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(SendError::QueueFull)
-            }
-            Err(TrySendError::Disconnected(_)) => Err(SendError::ShutDown),
-        }
-    }
-}
-
-impl fmt::Debug for Link {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Link").finish_non_exhaustive()
-    }
-}
-
-/// Why a [`Remote`] could not queue a send, close or publish.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SendError {
-    /// The connection has ended (or the id never named one): its slot is free or holds a
-    /// later connection.
-    Gone,
-    /// The server is shutting down or has stopped.
-    ShutDown,
-    /// The worker's command queue is full ([`Config::remote_queue_len`](crate::Config)); the
-    /// command was dropped and counted in [`WorkerStats::queue_full`](crate::WorkerStats).
-    /// For a publish or broadcast, the workers with room got the message.
-    QueueFull,
-}
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            SendError::Gone => "the connection is gone",
-            SendError::ShutDown => "the server is shutting down",
-            SendError::QueueFull => "the worker's command queue is full",
-        })
-    }
-}
-
-impl std::error::Error for SendError {}
+use crate::error::SendError;
+use crate::hub::{Command, Link, Shared};
+use crate::id::ConnId;
+use crate::published::{Published, encode};
+use crate::stats::Stats;
 
 /// A handle to a running server that any thread can hold: send to a connection by id, close
 /// it, publish to a topic, broadcast, read the counters. `Clone + Send + Sync`; cloning is
@@ -257,7 +142,7 @@ impl Remote {
                 .links
                 .iter()
                 .enumerate()
-                .map(|(i, l)| l.counters.snapshot(i, l.tx.len() as u64))
+                .map(|(i, l)| l.counters.snapshot(i, l.queue_len() as u64))
                 .collect(),
         }
     }
@@ -342,35 +227,5 @@ impl Remote {
             }
         }
         result
-    }
-}
-
-/// A message encoded once for every worker and connection: one unfragmented, unmasked frame
-/// (header and payload), shared.
-#[derive(Debug, Clone)]
-pub(crate) struct Published {
-    pub(crate) frame: Arc<[u8]>,
-    pub(crate) opcode: OpCode,
-    header_len: u8,
-}
-
-impl Published {
-    /// The message itself, for connections that compress it.
-    pub(crate) fn payload(&self) -> &[u8] {
-        &self.frame[usize::from(self.header_len)..]
-    }
-}
-
-/// Encodes a message into its frame.
-pub(crate) fn encode(opcode: OpCode, payload: &[u8]) -> Published {
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader::new(true, opcode, payload.len() as u64).encode(&mut header);
-    let mut frame = Vec::with_capacity(n + payload.len());
-    frame.extend_from_slice(&header[..n]);
-    frame.extend_from_slice(payload);
-    Published {
-        frame: frame.into(),
-        opcode,
-        header_len: n as u8,
     }
 }

@@ -1,18 +1,19 @@
-//! The server builder, its start-up errors, and the handle that shuts it down.
+//! The server builder and the handle that shuts it down.
 
-use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, mpsc};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 
 use mio::{Poll, Waker};
 
 use crate::config::Config;
+use crate::error::Error;
 use crate::handler::Handler;
+use crate::hub::{Link, Shared};
 use crate::listener::bind_reuseport;
-use crate::remote::{Link, Remote};
+use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::worker::{WAKER, Worker};
 use lanes_metrics::{InfluxReporter, MetricsServer, Registry, Snapshot};
@@ -38,71 +39,6 @@ pub struct WorkerInfo {
     pub core: Option<usize>,
     /// The handle to every worker (to keep in the handler, or give to other threads).
     pub remote: Remote,
-}
-
-/// A problem starting the server.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
-    /// A listening socket could not be bound.
-    Bind {
-        /// The address.
-        addr: SocketAddr,
-        /// Why.
-        source: io::Error,
-    },
-    /// A requested core does not exist (or is not available to this process).
-    CoreUnavailable {
-        /// The core id.
-        core: usize,
-    },
-    /// A worker thread could not be pinned to its core.
-    Pin {
-        /// The core id.
-        core: usize,
-    },
-    /// No cores were chosen (an empty list or a count of 0).
-    NoCores,
-    /// An event loop or thread could not be created.
-    Io(io::Error),
-    /// A worker thread ended with a panic (from a handler).
-    WorkerPanicked {
-        /// The worker's index.
-        index: usize,
-    },
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
-            Error::CoreUnavailable { core } => write!(f, "core {core} is not available"),
-            Error::Pin { core } => write!(f, "cannot pin a worker to core {core}"),
-            Error::NoCores => f.write_str("no cores chosen"),
-            Error::Io(e) => write!(f, "cannot start a worker: {e}"),
-            Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-/// State shared between the handle and the workers (not on the hot path).
-#[derive(Default)]
-pub(crate) struct Shared {
-    pub(crate) shutdown: AtomicBool,
-    /// The application's own metrics.
-    pub(crate) registry: Registry,
-    /// The InfluxDB reporter's own figures, once one runs.
-    pub(crate) reporter_stats: OnceLock<Box<dyn Fn() -> Snapshot + Send + Sync>>,
-}
-
-impl fmt::Debug for Shared {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Shared")
-            .field("shutdown", &self.shutdown)
-            .finish_non_exhaustive()
-    }
 }
 
 /// A WebSocket server: an address, the cores to run on, limits, and a handler factory.

@@ -1,0 +1,79 @@
+//! The errors of the public API: starting a server, and sending to connections.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+
+/// A problem starting the server.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A listening socket could not be bound.
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: io::Error,
+    },
+    /// A requested core does not exist (or is not available to this process).
+    CoreUnavailable {
+        /// The core id.
+        core: usize,
+    },
+    /// A worker thread could not be pinned to its core.
+    Pin {
+        /// The core id.
+        core: usize,
+    },
+    /// No cores were chosen (an empty list or a count of 0).
+    NoCores,
+    /// An event loop or thread could not be created.
+    Io(io::Error),
+    /// A worker thread ended with a panic (from a handler).
+    WorkerPanicked {
+        /// The worker's index.
+        index: usize,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            Error::CoreUnavailable { core } => write!(f, "core {core} is not available"),
+            Error::Pin { core } => write!(f, "cannot pin a worker to core {core}"),
+            Error::NoCores => f.write_str("no cores chosen"),
+            Error::Io(e) => write!(f, "cannot start a worker: {e}"),
+            Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Why a [`Remote`] could not queue a send, close or publish.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The connection has ended (or the id never named one): its slot is free or holds a
+    /// later connection.
+    Gone,
+    /// The server is shutting down or has stopped.
+    ShutDown,
+    /// The worker's command queue is full ([`Config::remote_queue_len`](crate::Config)); the
+    /// command was dropped and counted in [`WorkerStats::queue_full`](crate::WorkerStats).
+    /// For a publish or broadcast, the workers with room got the message.
+    QueueFull,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SendError::Gone => "the connection is gone",
+            SendError::ShutDown => "the server is shutting down",
+            SendError::QueueFull => "the worker's command queue is full",
+        })
+    }
+}
+
+impl std::error::Error for SendError {}

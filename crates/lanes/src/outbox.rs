@@ -1,0 +1,293 @@
+//! The outgoing side of a connection: a backlog taken from the worker's pool only while there is
+//! something to write, the caps on it, and what became of each send.
+
+use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
+use lanes_proto::deflate::SendAs;
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
+use lanes_proto::{CloseCode, OpCode};
+
+use crate::compress::SendCompression;
+use crate::config::BackpressurePolicy;
+use crate::local::Local;
+use crate::pool::BufferPool;
+use crate::stats::{self, opcode_slot};
+
+/// Written bytes at the front of the backlog beyond which the buffer is compacted.
+const COMPACT_AFTER: usize = 64 * 1024;
+
+/// What became of a message given to [`Ws::send_text`] and friends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendStatus {
+    /// Queued with the backlog under [`Config::backpressure_len`](crate::Config::backpressure_len); it is written at the end of
+    /// this loop iteration.
+    Sent,
+    /// Queued, but the backlog is now over [`Config::backpressure_len`](crate::Config::backpressure_len): reading from this
+    /// connection pauses until it drains (then `on_drain` fires).
+    Backpressure,
+    /// Not queued: the connection is closing, or the message would pass
+    /// [`Config::max_buffered_len`](crate::Config::max_buffered_len) (with [`BackpressurePolicy::Close`] the connection is now
+    /// being closed with 1008).
+    Dropped,
+}
+
+/// Where a connection is in its life, as far as sending goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SendPhase {
+    /// Messages may be sent.
+    Open,
+    /// A close frame is queued; nothing more may be sent.
+    Closed,
+}
+
+/// The outgoing side of a connection: a backlog taken from the worker's pool only while there
+/// is something to write.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    /// Bytes to write: `buf[written..]`. `None` when empty (the buffer went back to the pool).
+    buf: Option<Vec<u8>>,
+    written: usize,
+    pub(crate) phase: SendPhase,
+    /// The close code we sent, if we sent one.
+    pub(crate) sent_close: Option<CloseCode>,
+    /// Set when the hard cap was passed under [`BackpressurePolicy::Close`].
+    pub(crate) overflowed: bool,
+    /// permessage-deflate, when negotiated.
+    pub(crate) compression: Option<Box<SendCompression>>,
+}
+
+impl Outbox {
+    pub(crate) const fn new() -> Outbox {
+        Outbox {
+            buf: None,
+            written: 0,
+            phase: SendPhase::Open,
+            sent_close: None,
+            overflowed: false,
+            compression: None,
+        }
+    }
+
+    /// Bytes queued and not yet written.
+    #[inline]
+    pub(crate) fn buffered_len(&self) -> usize {
+        self.buf.as_ref().map_or(0, |b| b.len() - self.written)
+    }
+
+    /// The bytes still to write.
+    pub(crate) fn pending(&self) -> &[u8] {
+        match &self.buf {
+            Some(buf) => &buf[self.written..],
+            None => &[],
+        }
+    }
+
+    /// Records that `n` bytes were written; returns the buffer to the pool when empty.
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
+        self.written += n;
+        let Some(buf) = self.buf.as_mut() else {
+            return;
+        };
+        if self.written >= buf.len() {
+            if let Some(buf) = self.buf.take() {
+                pool.put(buf);
+            }
+            self.written = 0;
+        } else if self.written >= COMPACT_AFTER && self.written * 2 >= buf.len() {
+            // A peer that always leaves a little unread must not make the buffer keep every
+            // byte ever sent: drop the written part once it is most of the buffer.
+            buf.drain(..self.written);
+            self.written = 0;
+        }
+    }
+
+    /// Capacity of the underlying buffer (for tests).
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.buf.as_ref().map_or(0, Vec::capacity)
+    }
+
+    /// Appends raw bytes (the handshake response).
+    pub(crate) fn push_raw(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        self.buf
+            .get_or_insert_with(|| pool.take())
+            .extend_from_slice(bytes);
+    }
+
+    /// Gives the buffer back (the connection is going away).
+    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
+        if let Some(buf) = self.buf.take() {
+            pool.put(buf);
+        }
+        self.written = 0;
+    }
+
+    /// Queues one frame; the caller has checked the phase and the caps.
+    #[inline]
+    fn push_frame(&mut self, opcode: OpCode, payload: &[u8], pool: &mut BufferPool) {
+        self.push_frame_rsv(opcode, 0, payload, pool);
+    }
+
+    /// Queues one frame with RSV bits (RSV1: compressed).
+    #[inline]
+    fn push_frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8], pool: &mut BufferPool) {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = FrameHeader::new(true, opcode, payload.len() as u64)
+            .with_rsv(rsv)
+            .encode(&mut header);
+        buf.reserve(n + payload.len());
+        buf.extend_from_slice(&header[..n]);
+        buf.extend_from_slice(payload);
+    }
+
+    /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
+    /// counts it) and says why not.
+    #[inline]
+    fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
+        if self.phase != SendPhase::Open {
+            return Err(SendStatus::Dropped);
+        }
+        if self.buffered_len() + len > local.config.max_buffered_len {
+            if local.config.backpressure_policy == BackpressurePolicy::Close {
+                self.overflowed = true;
+                stats::add(&local.counters.closed_slow, 1);
+                self.close(
+                    CloseCode::POLICY_VIOLATION,
+                    "send backlog over the limit",
+                    local,
+                );
+            } else {
+                stats::add(&local.counters.messages_dropped, 1);
+            }
+            return Err(SendStatus::Dropped);
+        }
+        Ok(())
+    }
+
+    #[inline]
+    fn status(&self, local: &Local) -> SendStatus {
+        if self.buffered_len() > local.config.backpressure_len {
+            SendStatus::Backpressure
+        } else {
+            SendStatus::Sent
+        }
+    }
+
+    /// Queues a data or control frame, applying the backlog caps; a data message is
+    /// compressed when the connection negotiated permessage-deflate and it is long enough.
+    #[inline(always)]
+    pub(crate) fn send(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) -> SendStatus {
+        // Admitted on its uncompressed length (plus what deflate may add to incompressible
+        // data), before compressing: a compressor with context takeover must not advance
+        // over a message that is then dropped.
+        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, local) {
+            return status;
+        }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
+        if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
+            self.push_compressible(opcode, payload, local);
+        } else {
+            self.push_frame(opcode, payload, &mut local.pool);
+        }
+        self.status(local)
+    }
+
+    /// Queues a data message on a connection with compression: compressed when long enough.
+    /// Kept out of line so that the uncompressed path of [`send`](Self::send) stays small.
+    #[inline(never)]
+    fn push_compressible(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) {
+        if let Some(side) = self.compression.as_deref_mut()
+            && payload.len() >= local.deflate.config().min_compress_len
+            && local.deflate.compress(side, payload) == SendAs::Compressed
+        {
+            let compressed = std::mem::take(&mut local.deflate.out);
+            self.push_frame_rsv(opcode, RSV1, &compressed, &mut local.pool);
+            local.deflate.out = compressed;
+        } else {
+            self.push_frame(opcode, payload, &mut local.pool);
+        }
+    }
+
+    /// Queues an already encoded frame with the RSV1 of a compressed message.
+    pub(crate) fn send_compressed(
+        &mut self,
+        opcode: OpCode,
+        compressed: &[u8],
+        local: &mut Local,
+    ) -> SendStatus {
+        if let Err(status) = self.admit(compressed.len() + MAX_HEADER_LEN, local) {
+            return status;
+        }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
+        self.push_frame_rsv(opcode, RSV1, compressed, &mut local.pool);
+        self.status(local)
+    }
+
+    /// Queues an already encoded frame (a published message), applying the backlog caps.
+    pub(crate) fn send_encoded(
+        &mut self,
+        opcode: OpCode,
+        frame: &[u8],
+        local: &mut Local,
+    ) -> SendStatus {
+        if let Err(status) = self.admit(frame.len(), local) {
+            return status;
+        }
+        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
+        self.buf
+            .get_or_insert_with(|| local.pool.take())
+            .extend_from_slice(frame);
+        self.status(local)
+    }
+
+    /// Queues a close frame (once) and stops further sends.
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, local: &mut Local) {
+        if self.phase != SendPhase::Open {
+            return;
+        }
+        let mut payload = [0u8; MAX_CLOSE_PAYLOAD_LEN];
+        let n = write_close_payload(&mut payload, code, reason);
+        stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
+        self.push_frame(OpCode::Close, &payload[..n], &mut local.pool);
+        self.phase = SendPhase::Closed;
+        self.sent_close = Some(code);
+    }
+
+    /// Echoes a peer's close: the same code, or an empty payload when it sent none.
+    pub(crate) fn echo_close(&mut self, code: Option<CloseCode>, local: &mut Local) {
+        if self.phase != SendPhase::Open {
+            return;
+        }
+        match code {
+            Some(code) => self.close(code, "", local),
+            None => {
+                stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
+                self.push_frame(OpCode::Close, &[], &mut local.pool);
+                self.phase = SendPhase::Closed;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backlog_that_never_empties_stays_bounded() {
+        let mut local = Local::detached(crate::Config::default());
+        let mut outbox = Outbox::new();
+        let payload = [7u8; 1000];
+        for _ in 0..100_000 {
+            assert_eq!(
+                outbox.send(OpCode::Binary, &payload, &mut local),
+                SendStatus::Sent
+            );
+            // The socket takes all but the last byte each time.
+            let n = outbox.buffered_len() - 1;
+            outbox.consume(n, &mut local.pool);
+        }
+        assert_eq!(outbox.buffered_len(), 1);
+        assert!(outbox.capacity() < 1 << 20, "{}", outbox.capacity());
+    }
+}

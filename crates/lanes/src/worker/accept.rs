@@ -1,0 +1,156 @@
+//! Accepting: the listener drained up to a bound per wake-up, and left alone for a while when
+//! the process runs out of file descriptors.
+
+use std::io::ErrorKind;
+use std::time::Instant;
+
+use mio::Token;
+
+use super::Worker;
+use crate::conn::{Conn, Input, Phase, PhaseKind};
+use crate::handler::Handler;
+use crate::outbox::Outbox;
+use crate::recv::Receiver;
+use crate::stats;
+use crate::timer::TimerKind;
+
+use super::io;
+
+/// The listener's state beyond the socket.
+#[derive(Debug, Default)]
+pub(super) struct AcceptState {
+    /// The listener still had connections when the accept bound was hit.
+    pending: bool,
+    /// Accepting is paused (out of descriptors) until then.
+    paused_until: Option<Instant>,
+    /// Accepting failed for want of descriptors and has not succeeded since (logged once).
+    emfile_streak: bool,
+    /// Shutting down: the listener is gone.
+    stopped: bool,
+}
+
+impl AcceptState {
+    /// Whether the listener has connections waiting that the last wake-up left.
+    pub(super) fn has_pending(&self) -> bool {
+        self.pending && !self.stopped
+    }
+
+    /// Until when accepting is paused, if it is.
+    pub(super) fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
+    /// A connection closed: accepting may work again at once.
+    pub(super) fn descriptor_freed(&mut self) {
+        if self.paused_until.is_some() {
+            self.paused_until = None;
+            self.pending = true;
+        }
+    }
+
+    /// Shutting down: accept nothing more.
+    pub(super) fn stop(&mut self) {
+        self.stopped = true;
+        self.pending = false;
+        self.paused_until = None;
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Accepts what the listener has, up to `accepts_per_wakeup`.
+    pub(super) fn accept(&mut self, now: Instant) {
+        self.accept.pending = false;
+        if self.accept.paused_until.is_some() || self.accept.stopped {
+            return;
+        }
+        for _ in 0..self.local.config.accepts_per_wakeup {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => {
+                    if self.accept.emfile_streak {
+                        self.accept.emfile_streak = false;
+                        tracing::info!(worker = self.local.index, "accepting again");
+                    }
+                    stats::add(&self.local.counters.accepted, 1);
+                    self.admit(stream, peer, now);
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
+                    // Out of descriptors: leave the listener alone for a while (or until a
+                    // connection closes) rather than spin on it. One warning per streak (the
+                    // pause repeats every accept_backoff).
+                    if self.accept.emfile_streak {
+                        tracing::debug!(worker = self.local.index, error = %e, "still out of file descriptors");
+                    } else {
+                        self.accept.emfile_streak = true;
+                        tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
+                    }
+                    self.accept.paused_until = Some(now + self.local.config.accept_backoff);
+                    return;
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => {} // ECONNABORTED and the like: that connection is gone, go on.
+            }
+        }
+        self.accept.pending = true;
+    }
+
+    /// After the ready events: accept on when the last wake-up left connections waiting, or
+    /// when the back-off has passed.
+    pub(super) fn accept_more(&mut self, now: Instant) {
+        if self.accept.has_pending() {
+            self.accept(now);
+        }
+        if let Some(until) = self.accept.paused_until
+            && now >= until
+        {
+            self.accept.paused_until = None;
+            self.accept(now);
+        }
+    }
+
+    /// Takes a new TCP connection into the table (or refuses it with 503 when the worker is
+    /// full) and arms its handshake timeout.
+    fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
+        io::configure(&stream);
+        if self.conns.len() >= self.local.config.max_connections_per_worker {
+            io::refuse_busy(&mut stream);
+            self.local.counters.note_rejected(503);
+            tracing::debug!(%peer, "connection refused: worker at max_connections_per_worker");
+            return;
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if io::register(&self.poll, &mut stream, Token(key)).is_err() {
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
+        entry.insert(Conn {
+            stream,
+            peer,
+            generation,
+            phase: Phase::Handshake { head: None },
+            phase_since_ms: now_ms,
+            last_activity_ms: now_ms,
+            ping_sent_us: None,
+            backlog_reported: 0,
+            receiver: Receiver::new(self.frame_config, self.local.config.max_message_len),
+            outbox: Outbox::new(),
+            input: Input::Reading,
+            timer_seq: 0,
+            armed_phase: PhaseKind::Handshake,
+            subs: Vec::new(),
+            flush_queued: false,
+        });
+        self.local.wheel.schedule(
+            key,
+            generation,
+            TimerKind::Conn { seq: 0 },
+            now + self.local.config.handshake_timeout,
+        );
+    }
+}

@@ -1,0 +1,159 @@
+//! Work that reaches a worker from elsewhere (sends, closes, publishes and broadcasts queued by
+//! other threads) and from its own callbacks (publishes to its own subscribers, output given
+//! to connections outside their own I/O), settled once per loop iteration.
+
+use std::time::Instant;
+
+use lanes_proto::CloseCode;
+use lanes_proto::deflate::SendAs;
+
+use super::Worker;
+use super::dispatch;
+use crate::conn::{Phase, mark_dirty, open_conn};
+use crate::handler::Handler;
+use crate::hub::Command;
+use crate::local::Local;
+use crate::outbox::{Outbox, SendStatus};
+use crate::published::Published;
+use crate::stats;
+
+impl<H: Handler> Worker<H> {
+    /// Runs every command queued for this worker.
+    pub(super) fn run_commands(&mut self) {
+        if let Some(link) = self.local.remote.link(usize::from(self.local.index)) {
+            link.rearm();
+        }
+        while let Ok(command) = self.commands.try_recv() {
+            self.on_command(command);
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send { id, message } => {
+                let local = &mut self.local;
+                match open_conn(&mut self.conns, id) {
+                    Some(conn) => {
+                        send_published(&mut conn.outbox, &message, local, &mut Vec::new());
+                        mark_dirty(conn, id.slot as usize, &mut local.dirty);
+                    }
+                    None => stats::add(&local.counters.stale, 1),
+                }
+            }
+            Command::Close { id, code, reason } => {
+                let local = &mut self.local;
+                match open_conn(&mut self.conns, id) {
+                    Some(conn) => {
+                        conn.outbox.close(CloseCode::new(code), &reason, local);
+                        mark_dirty(conn, id.slot as usize, &mut local.dirty);
+                    }
+                    None => stats::add(&local.counters.stale, 1),
+                }
+            }
+            Command::Publish { topic, message } => self.deliver(&topic, &message),
+            Command::Broadcast { message } => {
+                self.local.note_published();
+                let local = &mut self.local;
+                let mut compressed = Vec::new();
+                for (key, conn) in self.conns.iter_mut() {
+                    if matches!(conn.phase, Phase::Open { .. }) {
+                        let status =
+                            send_published(&mut conn.outbox, &message, local, &mut compressed);
+                        if status != SendStatus::Dropped {
+                            stats::add(&local.counters.delivered, 1);
+                        }
+                        mark_dirty(conn, key, &mut local.dirty);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues a published frame on every subscriber of `topic` on this worker.
+    fn deliver(&mut self, topic: &str, message: &Published) {
+        self.local.note_published();
+        let mut compressed = Vec::new();
+        // No callback runs during delivery, so the subscriber sets can be set aside while the
+        // rest of `local` is lent to the sends.
+        let topics = std::mem::take(&mut self.local.topics);
+        for (key, generation) in topics.subscribers(topic) {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation || !matches!(conn.phase, Phase::Open { .. }) {
+                continue;
+            }
+            let status =
+                send_published(&mut conn.outbox, message, &mut self.local, &mut compressed);
+            if status != SendStatus::Dropped {
+                stats::add(&self.local.counters.delivered, 1);
+            }
+            mark_dirty(conn, key, &mut self.local.dirty);
+        }
+        self.local.topics = topics;
+    }
+
+    /// End of a loop iteration: deliver this worker's own publishes, then write every
+    /// connection that got output outside its own I/O, once.
+    pub(super) fn settle(&mut self, now: Instant) {
+        while !self.local.deferred.is_empty() {
+            let deferred = std::mem::take(&mut self.local.deferred);
+            for (topic, message) in &deferred {
+                self.deliver(topic, message);
+            }
+        }
+        if self.local.dirty.is_empty() {
+            return;
+        }
+        let now_ms = self.now_ms(now);
+        let mut dirty = std::mem::take(&mut self.local.dirty);
+        for &(key, generation) in &dirty {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            if conn.generation != generation {
+                continue;
+            }
+            conn.flush_queued = false;
+            dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+            self.flush(key, now);
+            self.sync_timer(key, now);
+        }
+        dirty.clear();
+        if self.local.dirty.is_empty() {
+            self.local.dirty = dirty; // keep the capacity
+        }
+    }
+}
+
+/// Queues a message encoded once for many connections. A connection that compresses with its
+/// own context compresses it itself; those without context takeover share one compressed copy
+/// per window size, made on first use and kept in `compressed` for the rest of the delivery.
+fn send_published(
+    outbox: &mut Outbox,
+    message: &Published,
+    local: &mut Local,
+    compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
+) -> SendStatus {
+    let Some(side) = outbox.compression.as_deref() else {
+        return outbox.send_encoded(message.opcode, &message.frame, local);
+    };
+    let Some(window_bits) = side.shared_window() else {
+        return outbox.send(message.opcode, message.payload(), local);
+    };
+    let at = match compressed.iter().position(|(bits, _)| *bits == window_bits) {
+        Some(at) => at,
+        None => {
+            let payload = message.payload();
+            let copy = (payload.len() >= local.deflate.config().min_compress_len
+                && local.deflate.compress_shared(window_bits, payload) == SendAs::Compressed)
+                .then(|| local.deflate.out.clone());
+            compressed.push((window_bits, copy));
+            compressed.len() - 1
+        }
+    };
+    match &compressed[at].1 {
+        Some(bytes) => outbox.send_compressed(message.opcode, bytes, local),
+        None => outbox.send_encoded(message.opcode, &message.frame, local),
+    }
+}

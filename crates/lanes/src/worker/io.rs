@@ -1,0 +1,202 @@
+//! Socket I/O: the only code that reads, writes, registers or shuts down a connection's socket.
+//! One `read` loop per readiness event (bounded by `reads_per_wakeup`), one `write` per
+//! connection per loop iteration.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::Instant;
+
+use lanes_proto::CloseCode;
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token};
+
+use super::Worker;
+use super::dispatch;
+use crate::conn::{Input, Phase};
+use crate::handler::Handler;
+use crate::stats::{self, CloseCause};
+
+/// The answer to a connection the worker has no room for.
+const SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
+
+/// Socket options for every accepted connection: `TCP_NODELAY`, since every write is a whole
+/// batch of frames and waiting for more would only add latency.
+pub(super) fn configure(stream: &TcpStream) {
+    let _ = stream.set_nodelay(true);
+}
+
+/// Answers 503 and shuts down our side (the worker is full).
+pub(super) fn refuse_busy(stream: &mut TcpStream) {
+    let _ = stream.write(SERVICE_UNAVAILABLE);
+    let _ = stream.shutdown(Shutdown::Write);
+}
+
+/// Registers a new connection for reading and writing (edge-triggered).
+pub(super) fn register(poll: &Poll, stream: &mut TcpStream, token: Token) -> io::Result<()> {
+    poll.registry()
+        .register(stream, token, Interest::READABLE | Interest::WRITABLE)
+}
+
+/// Deregisters a connection that is going away (its socket closes when dropped).
+pub(super) fn deregister(poll: &Poll, stream: &mut TcpStream) {
+    let _ = poll.registry().deregister(stream);
+}
+
+impl<H: Handler> Worker<H> {
+    /// Readiness on a connection: write what is queued, read what arrived, act on the result.
+    /// `read_closed` says the peer's end of stream came with the event, so reading goes on
+    /// until it is seen even after a short read.
+    pub(super) fn on_io(
+        &mut self,
+        key: usize,
+        readable: bool,
+        read_closed: bool,
+        writable: bool,
+        now: Instant,
+    ) {
+        if writable {
+            self.flush(key, now);
+        }
+        if readable {
+            self.read(key, read_closed, now);
+        }
+        if self.conns.contains(key) {
+            self.flush(key, now);
+        }
+        self.sync_timer(key, now);
+    }
+
+    fn read(&mut self, key: usize, read_closed: bool, now: Instant) {
+        let reads = self.local.config.reads_per_wakeup;
+        self.resume_stash(key, now);
+        for _ in 0..reads {
+            let Some(conn) = self.conns.get_mut(key) else {
+                return;
+            };
+            if conn.is_paused() || matches!(conn.phase, Phase::Closing) {
+                return;
+            }
+            match conn.stream.read(&mut self.scratch) {
+                Ok(0) => {
+                    // The peer closed its side: whatever the phase, the connection is over. A
+                    // peer that closed after the close handshake already had on_close fire
+                    // with the right code.
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+                Ok(n) => {
+                    stats::add(&self.local.counters.bytes_received, n as u64);
+                    self.on_bytes(key, n, now);
+                    let Some(conn) = self.conns.get_mut(key) else {
+                        return;
+                    };
+                    if conn.outbox.buffered_len() > self.local.config.backpressure_len {
+                        // Over the limit: no more reading until the backlog drains.
+                        if !conn.is_paused() {
+                            conn.input = Input::Paused { stash: None };
+                        }
+                        return;
+                    }
+                    // A short read emptied the socket: the next arrival brings a new edge.
+                    // Unless the end of stream came with this event: then read on to see it.
+                    if n < self.scratch.len() && !read_closed {
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+            }
+        }
+        if let Some(conn) = self.conns.get(key) {
+            self.pending_reads.push((key, conn.generation));
+        }
+    }
+
+    /// Input read before a pause: processed before reading more, once reading resumed.
+    fn resume_stash(&mut self, key: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(conn.input, Input::Resuming { .. }) {
+            return;
+        }
+        let Input::Resuming { mut stash } = std::mem::take(&mut conn.input) else {
+            return;
+        };
+        let now_us = self.now_us(now);
+        let id = self.conn_id(key);
+        let conn = &mut self.conns[key];
+        dispatch::on_frames(
+            conn,
+            &mut stash,
+            &mut self.handler,
+            &mut self.local,
+            &mut self.inflate,
+            id,
+            now_us,
+        );
+        self.local.pool.put(stash);
+    }
+
+    /// Writes the connection's backlog with one `write`, and moves the connection along:
+    /// reading pauses over the backpressure limit and resumes (with `on_drain`) under it; a
+    /// closing connection whose backlog is out shuts down its side.
+    pub(super) fn flush(&mut self, key: usize, now: Instant) {
+        let now_ms = self.now_ms(now);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.outbox.buffered_len() > 0 {
+            match conn.stream.write(conn.outbox.pending()) {
+                Ok(n) => {
+                    stats::add(&self.local.counters.bytes_sent, n as u64);
+                    conn.outbox.consume(n, &mut self.local.pool);
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    return;
+                }
+            }
+        }
+        let after = conn.outbox.buffered_len();
+        let backlog = after.min(u32::MAX as usize) as u32;
+        if backlog != conn.backlog_reported {
+            let gauge = &self.local.counters.buffered_bytes;
+            stats::sub(gauge, u64::from(conn.backlog_reported));
+            stats::add(gauge, u64::from(backlog));
+            conn.backlog_reported = backlog;
+        }
+        let limit = self.local.config.backpressure_len;
+        if after > limit {
+            if !conn.is_paused() {
+                conn.input = Input::Paused { stash: None };
+            }
+        } else if conn.is_paused() {
+            // Under the limit again: reading resumes, with what was stashed first.
+            conn.input = match std::mem::take(&mut conn.input) {
+                Input::Paused { stash: Some(stash) } => Input::Resuming { stash },
+                _ => Input::Reading,
+            };
+            let id = self.conn_id(key);
+            let conn = &mut self.conns[key];
+            if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
+                self.handler.on_drain(&mut ws, state);
+            }
+            dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+            self.pending_reads.push((key, conn.generation));
+        }
+        let conn = &mut self.conns[key];
+        if matches!(conn.phase, Phase::Closing) && conn.outbox.buffered_len() == 0 {
+            let _ = conn.stream.shutdown(Shutdown::Write);
+            conn.set_phase(Phase::Draining, now_ms);
+        }
+    }
+}

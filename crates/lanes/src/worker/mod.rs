@@ -1,0 +1,310 @@
+//! A worker: one thread, pinned to one core, with its own mio loop, listener, connection table,
+//! buffer pool and timer wheel. A connection never leaves the worker that accepted it.
+//!
+//! One file per job: the loop itself (here), [`accept`] (the listener and its back-off),
+//! [`upgrade`] (the answer to a request head), [`io`] (the only code that touches a
+//! connection's socket), [`dispatch`] (received frames to handler callbacks), [`keepalive`]
+//! (protocol deadlines and the application's timers), [`commands`] (work from other threads
+//! and this worker's own publishes) and [`shutdown`].
+
+mod accept;
+mod commands;
+mod dispatch;
+mod io;
+mod keepalive;
+mod shutdown;
+mod upgrade;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver as CommandQueue;
+use lanes_proto::frame::FrameConfig;
+use lanes_proto::handshake::HeadLimits;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use crate::compress::{InflateScratch, SharedDeflate};
+use crate::config::Config;
+use crate::conn::{Conn, Input, Phase};
+use crate::handler::Handler;
+use crate::hub::{Command, Shared};
+use crate::id::ConnId;
+use crate::live::LiveTable;
+use crate::local::Local;
+use crate::pool::BufferPool;
+use crate::remote::Remote;
+use crate::stats::{self, CloseCause};
+use crate::timer::{TimerKind, TimerWheel};
+use crate::topic::Topics;
+
+pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
+pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// Slots in the timer wheel (a turn of 2.56 s at the default 5 ms tick; later deadlines go
+/// round again).
+const WHEEL_SLOTS: usize = 512;
+
+/// Everything a worker owns.
+pub(crate) struct Worker<H: Handler> {
+    poll: Poll,
+    listener: Option<TcpListener>,
+    handler: H,
+    shared: Arc<Shared>,
+    /// What callbacks may touch: pool, limits, topics, timers, the other workers.
+    local: Local,
+    /// Sends, closes and publishes from other threads and workers.
+    commands: CommandQueue<Command>,
+    conns: Slab<Conn<H::Conn>>,
+    /// Where every connection's bytes are read to (one buffer per worker).
+    scratch: Vec<u8>,
+    /// Where compressed messages are inflated (and the shared decompressor).
+    inflate: InflateScratch,
+    epoch: Instant,
+    /// When the next tick callback is due (with a tick interval configured).
+    tick_deadline: Option<Instant>,
+    next_generation: u32,
+    frame_config: FrameConfig,
+    head_limits: HeadLimits,
+    /// Connections to read from again in the next iteration (read bound hit, or resumed).
+    pending_reads: Vec<(usize, u32)>,
+    accept: accept::AcceptState,
+    shutdown_deadline: Option<Instant>,
+}
+
+impl<H: Handler> Worker<H> {
+    pub(crate) fn new(
+        index: u16,
+        poll: Poll,
+        listener: TcpListener,
+        handler: H,
+        config: Arc<Config>,
+        remote: Remote,
+        commands: CommandQueue<Command>,
+    ) -> Worker<H> {
+        let shared = Arc::clone(remote.shared());
+        let now = Instant::now();
+        let config = Arc::new(sanitized(&config));
+        let frame_config = FrameConfig {
+            max_frame_len: config.max_frame_len,
+            ..FrameConfig::server()
+        };
+        let head_limits = HeadLimits {
+            max_head_len: config.max_head_len,
+            max_headers: config.max_headers,
+        };
+        let (live, counters) = match remote.link(usize::from(index)) {
+            Some(link) => (Arc::clone(&link.live), Arc::clone(&link.counters)),
+            None => (Arc::new(LiveTable::new(0)), Arc::default()),
+        };
+        let tick_deadline = config.tick_interval.map(|interval| now + interval);
+        let mut wheel = TimerWheel::new(now, config.timer_tick, WHEEL_SLOTS);
+        if let Some(at) = tick_deadline {
+            wheel.schedule(usize::MAX, 0, TimerKind::Tick, at);
+        }
+        let deflate = SharedDeflate::new(config.deflate);
+        Worker {
+            poll,
+            listener: Some(listener),
+            handler,
+            scratch: vec![0; config.read_buffer_len.max(1024)],
+            inflate: InflateScratch::new(config.max_message_len),
+            local: Local {
+                index,
+                pool: BufferPool::new(),
+                config,
+                topics: Topics::default(),
+                wheel,
+                remote,
+                counters,
+                live,
+                deflate,
+                deferred: Vec::new(),
+                dirty: Vec::new(),
+            },
+            commands,
+            shared,
+            conns: Slab::new(),
+            epoch: now,
+            tick_deadline,
+            next_generation: 0,
+            frame_config,
+            head_limits,
+            pending_reads: Vec::new(),
+            accept: accept::AcceptState::default(),
+            shutdown_deadline: None,
+        }
+    }
+
+    fn now_ms(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_millis() as u64
+    }
+
+    fn now_us(&self, now: Instant) -> u64 {
+        now.saturating_duration_since(self.epoch).as_micros() as u64
+    }
+
+    fn conn_id(&self, key: usize) -> ConnId {
+        ConnId {
+            worker: self.local.index,
+            slot: key as u32,
+            generation: self.conns.get(key).map_or(0, |c| c.generation),
+        }
+    }
+
+    /// The event loop. Returns when shutdown has completed.
+    ///
+    /// Each iteration: wait for readiness (no longer than the next timer, the accept back-off,
+    /// or not at all when work is pending); handle ready sockets (accept, read and write);
+    /// accept on; read again from connections that hit the per-iteration read bound; run the
+    /// commands other threads queued; fire due timers; begin shutdown when asked; deliver this
+    /// worker's own publishes and write every connection that got output outside its own I/O.
+    pub(crate) fn run(&mut self) -> std::io::Result<()> {
+        if let Some(listener) = self.listener.as_mut() {
+            self.poll
+                .registry()
+                .register(listener, LISTENER, Interest::READABLE)?;
+        }
+        let mut events = Events::with_capacity(1024);
+        let mut due = Vec::new();
+        // When the last poll with ready sockets returned (for the loop lag, recorded with the
+        // next iteration's clock reading: one clock read per iteration, as before metrics).
+        let mut handling_since: Option<Instant> = None;
+        loop {
+            let now = Instant::now();
+            if let Some(since) = handling_since.take() {
+                let lag = now.saturating_duration_since(since).as_micros() as u64;
+                self.local.counters.loop_lag_us.record(lag);
+            }
+            let timeout = self.poll_timeout(now);
+            if let Err(e) = self.poll.poll(&mut events, timeout)
+                && e.kind() != std::io::ErrorKind::Interrupted
+            {
+                return Err(e);
+            }
+            let now = Instant::now();
+            let mut ready = 0u64;
+            let mut woken = false;
+            for event in events.iter() {
+                ready += 1;
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => woken = true,
+                    Token(key) => {
+                        let writable = event.is_writable() || event.is_write_closed();
+                        let read_closed = event.is_read_closed() || event.is_error();
+                        let readable = event.is_readable() || read_closed;
+                        self.on_io(key, readable, read_closed, writable, now);
+                    }
+                }
+            }
+            self.accept_more(now);
+            let pending = std::mem::take(&mut self.pending_reads);
+            for (key, generation) in pending {
+                if self
+                    .conns
+                    .get(key)
+                    .is_some_and(|c| c.generation == generation)
+                {
+                    self.on_io(key, true, false, false, now);
+                }
+            }
+            if woken {
+                self.run_commands();
+            }
+            self.local.wheel.expire(now, &mut due);
+            for entry in due.drain(..) {
+                self.on_timer(entry, now);
+            }
+            if self.shared.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
+                self.begin_shutdown(now);
+            }
+            self.settle(now);
+            let counters = &self.local.counters;
+            stats::add(&counters.loop_iterations, 1);
+            counters.loop_events.record(ready);
+            if ready > 0 {
+                handling_since = Some(now);
+            }
+            if self.shutdown_done(now) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// How long the next poll may wait: not at all with reads or accepts pending, else until
+    /// the next timer or the end of the accept back-off, whichever is first.
+    fn poll_timeout(&mut self, now: Instant) -> Option<Duration> {
+        let busy = !self.pending_reads.is_empty() || self.accept.has_pending();
+        if busy {
+            return Some(Duration::ZERO);
+        }
+        let timer = self.local.wheel.until_next(now);
+        let backoff = self
+            .accept
+            .paused_until()
+            .map(|until| until.saturating_duration_since(now));
+        match (timer, backoff) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Removes a connection; fires `on_close` if it has not fired yet.
+    fn remove(&mut self, key: usize, cause: CloseCause, code: u16, reason: &str) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        stats::sub(
+            &self.local.counters.buffered_bytes,
+            u64::from(conn.backlog_reported),
+        );
+        if !conn.subs.is_empty() {
+            self.local.topics.unsubscribe_all(&mut conn.subs);
+            self.local.note_subscriptions();
+        }
+        let state = conn.take_state(0);
+        dispatch::fire_close(
+            state,
+            &mut self.handler,
+            &self.local,
+            key,
+            cause,
+            code,
+            reason,
+        );
+        conn.outbox.release(&mut self.local.pool);
+        if let Phase::Handshake { head: Some(head) } = conn.phase {
+            self.local.pool.put(head);
+        }
+        match conn.input {
+            Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => {
+                self.local.pool.put(stash)
+            }
+            _ => {}
+        }
+        io::deregister(&self.poll, &mut conn.stream);
+        // A descriptor was freed: accepting may work again.
+        self.accept.descriptor_freed();
+    }
+}
+
+/// The configuration with values that would spin or overflow brought into range: at least one
+/// accept and one read per wake-up, durations of at most a year.
+fn sanitized(config: &Config) -> Config {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    Config {
+        accepts_per_wakeup: config.accepts_per_wakeup.max(1),
+        reads_per_wakeup: config.reads_per_wakeup.max(1),
+        handshake_timeout: config.handshake_timeout.min(YEAR),
+        ping_interval: config.ping_interval.map(|d| d.min(YEAR)),
+        pong_timeout: config.pong_timeout.min(YEAR),
+        close_timeout: config.close_timeout.min(YEAR),
+        accept_backoff: config.accept_backoff.min(YEAR),
+        shutdown_timeout: config.shutdown_timeout.min(YEAR),
+        ..config.clone()
+    }
+}

@@ -1,0 +1,238 @@
+//! The answer to a request head: a pure function of the head, the configuration and the
+//! handler ([`answer`]), and the worker's part: gathering the head and acting on the answer.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use lanes_proto::deflate::{DeflateParams, negotiate};
+use lanes_proto::handshake::{
+    AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_http_response,
+    write_reject,
+};
+
+use super::Worker;
+use super::dispatch::{self, on_frames};
+use crate::compress::{RecvCompression, SendCompression};
+use crate::config::Config;
+use crate::conn::Phase;
+use crate::handler::{Handler, HttpResponse, Request};
+use crate::stats;
+
+/// What to do with a complete request head.
+#[derive(Debug)]
+pub(super) struct Answer<S> {
+    /// The response to write (a 101, an error, or a plain HTTP answer).
+    pub(super) response: Vec<u8>,
+    /// The upgrade was accepted: the connection's state and its compression, if negotiated.
+    pub(super) accepted: Option<(S, Option<DeflateParams>)>,
+    /// The status of a refusal to count (a bad request, a refused upgrade, a plain request
+    /// answered with an error status).
+    pub(super) rejected: Option<u16>,
+}
+
+/// The answer to `head` from `peer`: the metrics page on [`Config::metrics_path`], the
+/// handler's `on_http` for other plain requests, an error for an invalid upgrade, and the
+/// handler's `on_upgrade` decision (with permessage-deflate negotiated per `config`) for a
+/// valid one. `metrics` renders the metrics page when it is asked for.
+pub(super) fn answer<H: Handler>(
+    head: &RequestHead<'_>,
+    peer: SocketAddr,
+    config: &Config,
+    handler: &mut H,
+    metrics: impl FnOnce() -> String,
+) -> Answer<H::Conn> {
+    let mut response = Vec::new();
+    if !head.is_websocket_upgrade() {
+        let metrics_path = config.metrics_path.as_deref();
+        if head.method() == "GET" && metrics_path.is_some_and(|p| p == head.path()) {
+            let content_type = lanes_metrics::prometheus::CONTENT_TYPE;
+            let mut page = HttpResponse::new(200, metrics());
+            page.headers = vec![("Content-Type".into(), content_type.into())];
+            write_plain(&mut response, &page);
+            return Answer {
+                response,
+                accepted: None,
+                rejected: None,
+            };
+        }
+        let request = Request {
+            head,
+            offer: None,
+            peer,
+        };
+        let plain = handler.on_http(&request);
+        write_plain(&mut response, &plain);
+        // Not an upgrade (426 by default): a refused handshake too.
+        let rejected = (plain.status >= 400).then_some(plain.status);
+        return Answer {
+            response,
+            accepted: None,
+            rejected,
+        };
+    }
+    let offer = match UpgradeOffer::validate(head) {
+        Ok(offer) => offer,
+        Err(error) => {
+            tracing::debug!(%peer, %error, "bad upgrade request");
+            error.write_response(&mut response);
+            return Answer {
+                response,
+                accepted: None,
+                rejected: Some(error.status()),
+            };
+        }
+    };
+    let request = Request {
+        head,
+        offer: Some(&offer),
+        peer,
+    };
+    let accept = match handler.on_upgrade(&request) {
+        Ok(accept) => accept,
+        Err(refusal) => {
+            tracing::debug!(%peer, status = refusal.status, "upgrade refused by the handler");
+            write_refusal(&mut response, &refusal);
+            return Answer {
+                response,
+                accepted: None,
+                rejected: Some(refusal.status),
+            };
+        }
+    };
+    let headers = header_pairs(&accept.headers);
+    let deflate = negotiate(offer.extensions(), &config.deflate);
+    let options = AcceptOptions {
+        subprotocol: accept.subprotocol.as_deref(),
+        extensions: deflate.as_ref().map(|d| d.response.as_str()),
+        extra_headers: &headers,
+    };
+    match write_accept(&offer, &options, &mut response) {
+        Ok(()) => Answer {
+            response,
+            accepted: Some((accept.state, deflate.map(|d| d.params))),
+            rejected: None,
+        },
+        Err(_) => {
+            response.clear();
+            write_plain(
+                &mut response,
+                &HttpResponse::new(500, "invalid upgrade answer"),
+            );
+            Answer {
+                response,
+                accepted: None,
+                rejected: Some(500),
+            }
+        }
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
+    pub(super) fn on_head_bytes(&mut self, key: usize, n: usize, now: Instant) {
+        let now_us = self.now_us(now);
+        let now_ms = now_us / 1000;
+        let conn = &mut self.conns[key];
+        let head = match &mut conn.phase {
+            Phase::Handshake { head } => head.take(),
+            _ => return,
+        };
+        let mut head_buf = head.unwrap_or_else(|| self.local.pool.take());
+        head_buf.extend_from_slice(&self.scratch[..n]);
+        let head = match RequestHead::parse(&head_buf, &self.head_limits) {
+            Ok(Parsed::Partial) => {
+                conn.phase = Phase::Handshake {
+                    head: Some(head_buf),
+                };
+                return;
+            }
+            Err(error) => {
+                let mut response = Vec::new();
+                error.write_response(&mut response);
+                self.local.counters.note_rejected(error.status());
+                tracing::debug!(peer = %conn.peer, %error, "bad request head");
+                conn.outbox.push_raw(&response, &mut self.local.pool);
+                conn.set_phase(Phase::Closing, now_ms);
+                self.local.pool.put(head_buf);
+                return;
+            }
+            Ok(Parsed::Complete(head)) => head,
+        };
+        let head_len = head.head_len();
+        let remote = &self.local.remote;
+        let metrics = || lanes_metrics::prometheus::encode(&remote.metrics());
+        let answer = answer(
+            &head,
+            conn.peer,
+            &self.local.config,
+            &mut self.handler,
+            metrics,
+        );
+        drop(head);
+        if let Some(status) = answer.rejected {
+            self.local.counters.note_rejected(status);
+        }
+        let conn = &mut self.conns[key];
+        conn.outbox.push_raw(&answer.response, &mut self.local.pool);
+        let Some((state, compression)) = answer.accepted else {
+            conn.set_phase(Phase::Closing, now_ms);
+            self.local.pool.put(head_buf);
+            return;
+        };
+        conn.set_phase(Phase::Open { state }, now_ms);
+        if let Some(params) = compression {
+            let config = &self.local.config;
+            conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
+            conn.receiver
+                .enable_compression(RecvCompression::new(&params, config.max_message_len));
+        }
+        self.local.live.open(key, conn.generation);
+        stats::add(&self.local.counters.connections, 1);
+        stats::add(&self.local.counters.opened, 1);
+        let id = self.conn_id(key);
+        let conn = &mut self.conns[key];
+        if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
+            self.handler.on_open(&mut ws, state);
+        }
+        dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+        // Frames the client sent right behind its request.
+        if head_buf.len() > head_len {
+            on_frames(
+                conn,
+                &mut head_buf[head_len..],
+                &mut self.handler,
+                &mut self.local,
+                &mut self.inflate,
+                id,
+                now_us,
+            );
+        }
+        self.local.pool.put(head_buf);
+    }
+}
+
+/// Header fields as the protocol crate's writers take them.
+fn header_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect()
+}
+
+/// Writes an application's plain HTTP answer, or a 500 if it cannot be sent as given.
+fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
+    let headers = header_pairs(&answer.headers);
+    if write_http_response(out, answer.status, &headers, &answer.body).is_err() {
+        out.clear();
+        let _ = write_reject(out, 500, &[], b"invalid response from the application");
+    }
+}
+
+/// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
+fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
+    let headers = header_pairs(&refusal.headers);
+    if write_reject(out, refusal.status, &headers, &refusal.body).is_err() {
+        out.clear();
+        let _ = write_reject(out, 500, &[], b"invalid refusal from the application");
+    }
+}
