@@ -16,7 +16,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use lanes::{Accept, Config, Handler, HttpResponse, Message, Remote, Request, WorkerInfo, Ws};
+use lanes::{
+    Accept, CloseCode, Closed, Config, Handler, HttpResponse, Message, Request, WorkerInfo, Ws,
+};
 use serde_json::json;
 
 mod cli;
@@ -36,10 +38,7 @@ struct Member {
 }
 
 /// One per worker.
-struct Chat {
-    /// For the leave notice: `on_close` has no connection handle to publish with.
-    remote: Remote,
-}
+struct Chat;
 
 /// The topic of a room.
 fn topic(room: &str) -> String {
@@ -66,7 +65,7 @@ fn notice(kind: &str, member: &Member) -> String {
 }
 
 impl Handler for Chat {
-    type Conn = Member;
+    type State = Member;
 
     fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Member>, HttpResponse> {
         if request.path() != "/ws" {
@@ -95,26 +94,19 @@ impl Handler for Chat {
                 });
                 let _ = ws.publish_text(&topic(&member.room), &line.to_string());
             }
-            Message::Binary(_) => ws.close(1003, "chat lines are text"),
+            Message::Binary(_) => ws.close(CloseCode::UNSUPPORTED_DATA, "chat lines are text"),
         }
     }
 
-    fn on_close(&mut self, member: Member, _code: u16, _reason: &str) {
-        let _ = self
-            .remote
-            .publish_text(&topic(&member.room), &notice("leave", &member));
+    fn on_close(&mut self, member: Member, closed: &mut Closed<'_>) {
+        let _ = closed.publish_text(&topic(&member.room), &notice("leave", &member));
     }
 
     fn on_http(&mut self, request: &Request<'_>) -> HttpResponse {
         match (request.method(), request.path()) {
-            ("GET", "/" | "/index.html") => {
-                let mut page = HttpResponse::new(200, PAGE);
-                page.headers
-                    .push(("Content-Type".into(), "text/html; charset=utf-8".into()));
-                page.headers
-                    .push(("Cache-Control".into(), "no-cache".into()));
-                page
-            }
+            ("GET", "/" | "/index.html") => HttpResponse::new(200, PAGE)
+                .content_type("text/html; charset=utf-8")
+                .header("Cache-Control", "no-cache"),
             ("GET", "/ws") => HttpResponse::upgrade_required(),
             _ => HttpResponse::new(404, "not found\n"),
         }
@@ -132,17 +124,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    let config = Config {
-        max_message_len: MAX_LINE_LEN,
-        max_frame_len: MAX_LINE_LEN,
-        ..Config::default()
-    };
-    let server = args.server.server(
-        |info: WorkerInfo| Chat {
-            remote: info.remote,
-        },
-        config,
-    );
+    let mut config = Config::default();
+    config.limits.max_message_len = MAX_LINE_LEN;
+    config.limits.max_frame_len = MAX_LINE_LEN;
+    let server = args.server.server(|_: WorkerInfo| Chat, config);
     eprintln!("chat: open http://{}/", args.server.addr);
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,9 +72,9 @@ impl ServerArgs {
             (None, Some(n)) => Cores::Count(n),
             (None, None) => Cores::All,
         };
-        config.metrics_path = self.metrics_path.clone();
-        config.metrics_addr = self.metrics_addr;
-        config.influx = self.influx_config();
+        config.metrics.path = self.metrics_path.clone();
+        config.metrics.addr = self.metrics_addr;
+        config.metrics.influx = self.influx_config();
         Server::new(self.addr, factory)
             .cores(cores)
             .pin(!self.no_pin)

@@ -20,7 +20,7 @@ use cli::ServerArgs;
 struct Echo;
 
 impl Handler for Echo {
-    type Conn = ();
+    type State = ();
 
     fn on_upgrade(&mut self, _request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))
@@ -48,12 +48,10 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     cli::init_logging();
-    let config = Config {
-        deflate: DeflateConfig {
-            enabled: !args.no_deflate,
-            ..DeflateConfig::default()
-        },
-        ..Config::default()
+    let mut config = Config::default();
+    config.deflate = DeflateConfig {
+        enabled: !args.no_deflate,
+        ..DeflateConfig::default()
     };
     let server = args.server.server(|_worker| Echo, config);
     eprintln!("echo: listening on {}", args.server.addr);

@@ -49,7 +49,7 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 struct Ticker;
 
 impl Handler for Ticker {
-    type Conn = ();
+    type State = ();
 
     fn on_upgrade(&mut self, _request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))

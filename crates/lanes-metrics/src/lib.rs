@@ -23,17 +23,21 @@
 //! # Ok::<(), lanes_metrics::NameError>(())
 //! ```
 
+#[cfg(feature = "exporters")]
 mod exporter;
 mod histogram;
 pub mod influx;
 pub mod owned;
 pub mod prometheus;
 mod registry;
+#[cfg(feature = "exporters")]
 mod reporter;
 mod snapshot;
 
+#[cfg(feature = "exporters")]
 pub use exporter::MetricsServer;
 pub use histogram::{BUCKETS, Histogram, HistogramSnapshot};
 pub use registry::{Counter, Gauge, NameError, Registry};
+#[cfg(feature = "exporters")]
 pub use reporter::{InfluxConfig, InfluxReporter, InfluxTarget, ReporterStats};
 pub use snapshot::{Family, Kind, Sample, Snapshot, Value};

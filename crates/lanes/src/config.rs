@@ -1,17 +1,38 @@
-//! Limits and timeouts. Every field documents its default and what it protects against.
+//! Limits, timeouts and tuning, in groups. Every field documents its default, its allowed range
+//! and what it protects against; [`Server::start`](crate::Server::start) checks every range and
+//! refuses a configuration outside them with [`ConfigError`], naming the field (nothing is
+//! clamped silently).
+//!
+//! The structs are `#[non_exhaustive]`: start from `Default` and set fields.
+//!
+//! ```
+//! use std::time::Duration;
+//! let mut config = lanes::Config::default();
+//! config.limits.max_message_len = 1 << 20;
+//! config.timeouts.ping_interval = Some(Duration::from_secs(15));
+//! config.backpressure.policy = lanes::BackpressurePolicy::Drop;
+//! assert!(config.validate().is_ok());
+//! config.socket.reads_per_wakeup = 0;
+//! assert_eq!(config.validate().unwrap_err().field(), "socket.reads_per_wakeup");
+//! ```
 
+use std::fmt;
+#[cfg(feature = "metrics")]
 use std::net::SocketAddr;
 use std::time::Duration;
 
+#[cfg(feature = "metrics")]
 pub use lanes_metrics::InfluxConfig;
 
 pub use lanes_proto::deflate::DeflateConfig;
 
-/// What to do with a connection whose outgoing backlog passes [`Config::max_buffered_len`].
+/// What to do with a connection whose outgoing backlog passes [`Backpressure::max_len`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BackpressurePolicy {
-    /// Close the connection with 1008 (policy violation). Default: memory stays bounded and the
-    /// peer learns why.
+    /// Close the connection with 1008 (policy violation). Default: memory stays bounded. The
+    /// close frame is queued behind the backlog, so a peer that reads again within
+    /// [`Timeouts::close`] sees it; a peer still stalled then sees the connection dropped
+    /// without it.
     Close,
     /// Drop the message that would pass the cap (the send reports
     /// [`SendStatus::Dropped`](crate::SendStatus::Dropped)) and keep the connection.
@@ -20,75 +41,18 @@ pub enum BackpressurePolicy {
 
 /// Limits and timeouts of a server. `Config::default()` gives the documented defaults.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
-    /// Longest HTTP request head, in bytes. Default 8 KiB. Bounds what a client can make us
-    /// buffer before the handshake completes; more gets 431.
-    pub max_head_len: usize,
-    /// Most header fields in a request head. Default 64; more gets 431.
-    pub max_headers: usize,
-    /// Largest frame payload a peer may declare, in bytes. Default 16 MiB. Larger frames are
-    /// refused from their header (close 1009) before any payload is buffered.
-    pub max_frame_len: u64,
-    /// Largest message (all fragments), in bytes. Default 16 MiB (Autobahn's largest case).
-    /// Bounds the assembly buffer of a fragmented message; more closes with 1009.
-    pub max_message_len: u64,
-    /// How long a client has to complete its opening handshake. Default 10 s. A client that
-    /// trickles its request (slowloris) is dropped when it passes.
-    pub handshake_timeout: Duration,
-    /// After this long without hearing from a peer, the server pings it. Default 30 s; `None`
-    /// turns keepalive off. Finds dead peers behind NATs and load balancers.
-    pub ping_interval: Option<Duration>,
-    /// How long after a keepalive ping the peer has to show any sign of life (any frame) before
-    /// the connection is closed (code 1006 reported). Default 30 s.
-    pub pong_timeout: Duration,
-    /// After the server sends a close frame, how long it waits for the peer's close before
-    /// dropping the TCP connection. Default 2 s.
-    pub close_timeout: Duration,
-    /// Outgoing backlog, in bytes, above which the server stops reading from the connection
-    /// (so a peer that does not read cannot make it buffer more replies) and after which
-    /// `on_drain` fires once it is written out. Default 1 MiB.
-    pub backpressure_len: usize,
-    /// Hard cap on a connection's outgoing backlog, in bytes. Default 40 MiB (two largest
-    /// messages and their headers). A send past it follows [`Config::backpressure_policy`].
-    pub max_buffered_len: usize,
-    /// What happens past [`Config::max_buffered_len`]. Default [`BackpressurePolicy::Close`].
-    pub backpressure_policy: BackpressurePolicy,
-    /// Most connections per worker, handshakes included. Default 100,000. Excess connections
-    /// get `503 Service Unavailable` and are closed.
-    pub max_connections_per_worker: usize,
-    /// Listen backlog of each worker's socket. Default 1024.
-    pub backlog: i32,
-    /// Size of each worker's receive buffer, in bytes, shared by all its connections (only
-    /// leftovers of partial frames are kept per connection). Default 64 KiB.
-    pub read_buffer_len: usize,
-    /// Most connections accepted per listener wake-up, so a connection storm cannot starve the
-    /// open connections. Default 64.
-    pub accepts_per_wakeup: usize,
-    /// Most `read` calls per connection per loop iteration (fairness between connections).
-    /// Default 16.
-    pub reads_per_wakeup: usize,
-    /// After accept fails with EMFILE/ENFILE (out of file descriptors), how long the listener
-    /// is left alone before accepting again (sooner if a connection closes). Default 100 ms.
-    /// Keeps the worker from spinning on a listener it cannot serve.
-    pub accept_backoff: Duration,
-    /// Whether pings are answered with a pong automatically. Default true.
-    pub auto_pong: bool,
-    /// How long `shutdown` waits for closing connections to finish before dropping them.
-    /// Default 5 s.
-    pub shutdown_timeout: Duration,
-    /// Resolution of each worker's timer wheel: protocol deadlines, application timers
-    /// ([`Ws::set_timer`](crate::Ws::set_timer)) and the tick are rounded up to it. Default
-    /// 5 ms (between 1 ms and 1 s). A worker with no timers due does not wake up for them.
-    pub timer_tick: Duration,
-    /// How often [`Handler::on_tick`](crate::Handler::on_tick) runs on every worker (game
-    /// loops, periodic state pushes). Default `None` (never). Missed ticks are skipped, not
-    /// bunched; the cadence does not drift.
-    pub tick_interval: Option<Duration>,
-    /// Commands (sends, closes, publishes from a [`Remote`](crate::Remote)) that may wait in
-    /// each worker's queue. Default 65,536. Bounds the memory a fast producer can pin when a
-    /// worker falls behind; past it, sends fail with
-    /// [`SendError::QueueFull`](crate::SendError::QueueFull) and are counted.
-    pub remote_queue_len: usize,
+    /// Sizes and counts a peer or a producer could otherwise grow without bound.
+    pub limits: Limits,
+    /// Deadlines of the handshake, keepalive, close and shutdown.
+    pub timeouts: Timeouts,
+    /// The outgoing backlog of one connection: when reading pauses, and the hard cap.
+    pub backpressure: Backpressure,
+    /// Listening sockets and the fairness of each worker's loop.
+    pub socket: SocketTuning,
+    /// The timer wheel and the application's per-worker tick.
+    pub timers: Timers,
     /// permessage-deflate (RFC 7692): whether it is accepted and with which parameters.
     /// Default: off ([`DeflateConfig::default`]), so memory and CPU per connection stay as
     /// they are unless the application asks for compression. With it on, a connection that
@@ -97,56 +61,489 @@ pub struct Config {
     /// is the worker's, shared by its connections
     /// ([`DeflateConfig::server_no_context_takeover`] and
     /// [`DeflateConfig::client_no_context_takeover`] choose it for every connection).
+    /// Without the `deflate` feature, compression is never negotiated.
     pub deflate: DeflateConfig,
-    /// Most topics one connection may be subscribed to. Default 256. Bounds what a client can
-    /// make the server hold when the application subscribes on its request.
+    /// Exporting the metrics.
+    #[cfg(feature = "metrics")]
+    pub metrics: MetricsConfig,
+    /// Whether pings are answered with a pong automatically. Default true.
+    pub auto_pong: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            limits: Limits::default(),
+            timeouts: Timeouts::default(),
+            backpressure: Backpressure::default(),
+            socket: SocketTuning::default(),
+            timers: Timers::default(),
+            deflate: DeflateConfig::default(),
+            #[cfg(feature = "metrics")]
+            metrics: MetricsConfig::default(),
+            auto_pong: true,
+        }
+    }
+}
+
+/// Sizes and counts. Each bounds memory that a peer, or a producer on another thread, could
+/// otherwise make a worker hold.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Longest HTTP request head, in bytes. Default 8 KiB; 1 KiB to 1 MiB. Bounds what a
+    /// client can make us buffer before the handshake completes; more gets 431.
+    pub max_head_len: usize,
+    /// Most header fields in a request head. Default 64; 1 to 1,024. More gets 431.
+    pub max_headers: usize,
+    /// Largest frame payload a peer may declare, in bytes. Default 16 MiB; 125 bytes to
+    /// 2 GiB. Larger frames are refused from their header (close 1009) before any payload is
+    /// buffered.
+    pub max_frame_len: u64,
+    /// Largest message (all fragments, and after inflating), in bytes. Default 16 MiB
+    /// (Autobahn's largest case); 1 byte to 2 GiB. More closes with 1009.
+    pub max_message_len: u64,
+    /// Most connections per worker, handshakes included. Default 100,000; 1 to 16,777,216.
+    /// Excess connections get `503 Service Unavailable` and are closed.
+    pub max_connections_per_worker: usize,
+    /// Most topics one connection may be subscribed to. Default 256; 0 to 1,048,576. Bounds
+    /// what a client can make the server hold when the application subscribes on its request.
     pub max_subscriptions_per_connection: usize,
+    /// Commands (sends, closes, publishes from a [`Remote`](crate::Remote)) that may wait in
+    /// each worker's queue. Default 65,536; 1 to 16,777,216. Bounds the memory a fast producer
+    /// can pin when a worker falls behind; past it, sends fail with
+    /// [`SendError::QueueFull`](crate::SendError::QueueFull) and are counted.
+    pub remote_queue_len: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_head_len: 8 * 1024,
+            max_headers: 64,
+            max_frame_len: 16 << 20,
+            max_message_len: 16 << 20,
+            max_connections_per_worker: 100_000,
+            max_subscriptions_per_connection: 256,
+            remote_queue_len: 65_536,
+        }
+    }
+}
+
+/// Deadlines. Every duration is at most a year.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Timeouts {
+    /// How long a client has to complete its opening handshake. Default 10 s; 1 ms to a
+    /// year. A client that trickles its request (slowloris) is dropped when it passes.
+    pub handshake: Duration,
+    /// After this long without hearing from a peer, the server pings it. Default 30 s
+    /// (1 ms to a year); `None` turns keepalive off. Finds dead peers behind NATs and load
+    /// balancers.
+    pub ping_interval: Option<Duration>,
+    /// How long after a keepalive ping the peer has to show any sign of life (any frame)
+    /// before the connection is closed (code 1006 reported). Default 30 s; 1 ms to a year.
+    pub pong: Duration,
+    /// After the server sends a close frame, how long it waits for the peer's close before
+    /// dropping the TCP connection. Default 2 s; 0 to a year.
+    pub close: Duration,
+    /// How long `shutdown` waits for closing connections to finish before dropping them.
+    /// Default 5 s; 0 to a year.
+    pub shutdown: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(30)),
+            pong: Duration::from_secs(30),
+            close: Duration::from_secs(2),
+            shutdown: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One connection's outgoing backlog.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Backpressure {
+    /// Outgoing backlog, in bytes, above which the server stops reading from the connection
+    /// (so a peer that does not read cannot make it buffer more replies) and after which
+    /// `on_drain` fires once it is written out. Default 1 MiB; 1 byte to `max_len`.
+    pub pause_len: usize,
+    /// Hard cap on a connection's outgoing backlog, in bytes. Default 40 MiB (two largest
+    /// messages and their headers); `pause_len` to 1 TiB. A send past it follows `policy`.
+    pub max_len: usize,
+    /// What happens past `max_len`. Default [`BackpressurePolicy::Close`].
+    pub policy: BackpressurePolicy,
+}
+
+impl Default for Backpressure {
+    fn default() -> Backpressure {
+        Backpressure {
+            pause_len: 1 << 20,
+            max_len: 40 << 20,
+            policy: BackpressurePolicy::Close,
+        }
+    }
+}
+
+/// Listening sockets and the fairness of each worker's loop.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SocketTuning {
+    /// Listen backlog of each worker's socket. Default 1024; 1 to 65,535.
+    pub backlog: i32,
+    /// Size of each worker's receive buffer, in bytes, shared by all its connections (only
+    /// leftovers of partial frames are kept per connection). Default 64 KiB; 1 KiB to 16 MiB.
+    pub read_buffer_len: usize,
+    /// Most connections accepted per listener wake-up, so a connection storm cannot starve the
+    /// open connections. Default 64; 1 to 65,536.
+    pub accepts_per_wakeup: usize,
+    /// Most `read` calls per connection per loop iteration (fairness between connections).
+    /// Default 16; 1 to 65,536.
+    pub reads_per_wakeup: usize,
+    /// After accept fails with EMFILE/ENFILE (out of file descriptors), how long the listener
+    /// is left alone before accepting again (sooner if a connection closes). Default 100 ms;
+    /// 1 ms to an hour. Keeps the worker from spinning on a listener it cannot serve.
+    pub accept_backoff: Duration,
+}
+
+impl Default for SocketTuning {
+    fn default() -> SocketTuning {
+        SocketTuning {
+            backlog: 1024,
+            read_buffer_len: 64 * 1024,
+            accepts_per_wakeup: 64,
+            reads_per_wakeup: 16,
+            accept_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The timer wheel and the per-worker tick.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Timers {
+    /// Resolution of each worker's timer wheel: protocol deadlines, application timers
+    /// ([`Ws::set_timer`](crate::Ws::set_timer)) and the tick are rounded up to it. Default
+    /// 5 ms; 1 ms to 1 s. A worker with no timers due does not wake up for them.
+    pub resolution: Duration,
+    /// How often [`Handler::on_tick`](crate::Handler::on_tick) runs on every worker (game
+    /// loops, periodic state pushes). Default `None` (never); `resolution` to a year. Missed
+    /// ticks are skipped, not bunched; the cadence does not drift.
+    pub tick_interval: Option<Duration>,
+}
+
+impl Default for Timers {
+    fn default() -> Timers {
+        Timers {
+            resolution: Duration::from_millis(5),
+            tick_interval: None,
+        }
+    }
+}
+
+/// Exporting the metrics (the `metrics` feature). All off by default.
+#[cfg(feature = "metrics")]
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct MetricsConfig {
     /// Answer `GET` on this path, on the WebSocket port itself, with every metric in the
     /// Prometheus text format (a request without `Upgrade`). Default `None`: off, because the
     /// figures (connection counts, traffic, error causes) are nobody's business on a public
-    /// port; turn it on for a port only operators reach, or use [`Config::metrics_addr`].
+    /// port; turn it on for a port only operators reach, or use [`MetricsConfig::addr`].
     /// The answer is built from counters the workers keep anyway; serving it costs the worker
-    /// that accepted the scrape a few tens of microseconds.
-    pub metrics_path: Option<String>,
+    /// that accepted the scrape a few tens of microseconds. Must start with `/`.
+    pub path: Option<String>,
     /// Serve `GET /metrics` on this separate admin address, from a thread of its own (no
     /// worker is involved). Default `None`: off.
-    pub metrics_addr: Option<SocketAddr>,
+    pub addr: Option<SocketAddr>,
     /// Write every metric to InfluxDB every [`InfluxConfig::interval`], from a thread of its
     /// own with a bounded queue and back-off: an unreachable InfluxDB costs bounded memory and
     /// never stalls a worker. Default `None`: off.
     pub influx: Option<InfluxConfig>,
 }
 
-impl Default for Config {
-    fn default() -> Config {
-        Config {
-            max_head_len: 8 * 1024,
-            max_headers: 64,
-            max_frame_len: 16 << 20,
-            max_message_len: 16 << 20,
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Some(Duration::from_secs(30)),
-            pong_timeout: Duration::from_secs(30),
-            close_timeout: Duration::from_secs(2),
-            backpressure_len: 1 << 20,
-            max_buffered_len: 40 << 20,
-            backpressure_policy: BackpressurePolicy::Close,
-            max_connections_per_worker: 100_000,
-            backlog: 1024,
-            read_buffer_len: 64 * 1024,
-            accepts_per_wakeup: 64,
-            reads_per_wakeup: 16,
-            accept_backoff: Duration::from_millis(100),
-            auto_pong: true,
-            shutdown_timeout: Duration::from_secs(5),
-            timer_tick: Duration::from_millis(5),
-            tick_interval: None,
-            remote_queue_len: 65_536,
-            max_subscriptions_per_connection: 256,
-            deflate: DeflateConfig::default(),
-            metrics_path: None,
-            metrics_addr: None,
-            influx: None,
+impl Config {
+    /// A configuration with every default (the same as `Config::default()`).
+    pub fn new() -> Config {
+        Config::default()
+    }
+
+    /// Checks every field against its documented range; the first one outside it is the
+    /// error. [`Server::start`](crate::Server::start) calls this.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+        const MS: Duration = Duration::from_millis(1);
+        let l = &self.limits;
+        check(
+            "limits.max_head_len",
+            l.max_head_len,
+            1024,
+            1 << 20,
+            "1 KiB to 1 MiB",
+        )?;
+        check("limits.max_headers", l.max_headers, 1, 1024, "1 to 1,024")?;
+        check(
+            "limits.max_frame_len",
+            l.max_frame_len,
+            125,
+            1 << 31,
+            "125 bytes to 2 GiB",
+        )?;
+        check(
+            "limits.max_message_len",
+            l.max_message_len,
+            1,
+            1 << 31,
+            "1 byte to 2 GiB",
+        )?;
+        let connections = l.max_connections_per_worker;
+        check(
+            "limits.max_connections_per_worker",
+            connections,
+            1,
+            1 << 24,
+            "1 to 16,777,216",
+        )?;
+        let subscriptions = l.max_subscriptions_per_connection;
+        let range = "0 to 1,048,576";
+        check(
+            "limits.max_subscriptions_per_connection",
+            subscriptions,
+            0,
+            1 << 20,
+            range,
+        )?;
+        check(
+            "limits.remote_queue_len",
+            l.remote_queue_len,
+            1,
+            1 << 24,
+            "1 to 16,777,216",
+        )?;
+        let t = &self.timeouts;
+        check(
+            "timeouts.handshake",
+            t.handshake,
+            MS,
+            YEAR,
+            "1 ms to a year",
+        )?;
+        if let Some(interval) = t.ping_interval {
+            check(
+                "timeouts.ping_interval",
+                interval,
+                MS,
+                YEAR,
+                "1 ms to a year, or None",
+            )?;
         }
+        check("timeouts.pong", t.pong, MS, YEAR, "1 ms to a year")?;
+        check(
+            "timeouts.close",
+            t.close,
+            Duration::ZERO,
+            YEAR,
+            "0 to a year",
+        )?;
+        check(
+            "timeouts.shutdown",
+            t.shutdown,
+            Duration::ZERO,
+            YEAR,
+            "0 to a year",
+        )?;
+        let b = &self.backpressure;
+        check(
+            "backpressure.max_len",
+            b.max_len,
+            1,
+            1 << 40,
+            "1 byte to 1 TiB",
+        )?;
+        check(
+            "backpressure.pause_len",
+            b.pause_len,
+            1,
+            b.max_len,
+            "1 byte to max_len",
+        )?;
+        let s = &self.socket;
+        check("socket.backlog", s.backlog, 1, 65_535, "1 to 65,535")?;
+        check(
+            "socket.read_buffer_len",
+            s.read_buffer_len,
+            1024,
+            16 << 20,
+            "1 KiB to 16 MiB",
+        )?;
+        check(
+            "socket.accepts_per_wakeup",
+            s.accepts_per_wakeup,
+            1,
+            65_536,
+            "1 to 65,536",
+        )?;
+        check(
+            "socket.reads_per_wakeup",
+            s.reads_per_wakeup,
+            1,
+            65_536,
+            "1 to 65,536",
+        )?;
+        let hour = Duration::from_secs(3600);
+        check(
+            "socket.accept_backoff",
+            s.accept_backoff,
+            MS,
+            hour,
+            "1 ms to an hour",
+        )?;
+        let resolution = self.timers.resolution;
+        check(
+            "timers.resolution",
+            resolution,
+            MS,
+            Duration::from_secs(1),
+            "1 ms to 1 s",
+        )?;
+        if let Some(interval) = self.timers.tick_interval {
+            let range = "timers.resolution to a year, or None";
+            check("timers.tick_interval", interval, resolution, YEAR, range)?;
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(path) = &self.metrics.path
+            && !path.starts_with('/')
+        {
+            return Err(ConfigError {
+                field: "metrics.path",
+                value: format!("{path:?}"),
+                allowed: "a path starting with /",
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `Ok` when `min <= value <= max`, else the error naming `field` and `allowed`.
+fn check<T: PartialOrd + fmt::Debug>(
+    field: &'static str,
+    value: T,
+    min: T,
+    max: T,
+    allowed: &'static str,
+) -> Result<(), ConfigError> {
+    if value >= min && value <= max {
+        return Ok(());
+    }
+    Err(ConfigError {
+        field,
+        value: format!("{value:?}"),
+        allowed,
+    })
+}
+
+/// A [`Config`] field outside its allowed range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    value: String,
+    allowed: &'static str,
+}
+
+impl ConfigError {
+    /// The field, as a path from [`Config`] (`"limits.max_frame_len"`).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// What the field may be.
+    pub fn allowed(&self) -> &'static str {
+        self.allowed
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "config.{} is {}: allowed {}",
+            self.field, self.value, self.allowed
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_range_is_enforced_at_both_ends() {
+        let mut config = Config::default();
+        config.limits.max_head_len = 1023;
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "limits.max_head_len"
+        );
+        config.limits.max_head_len = 1 << 20;
+        assert_eq!(config.validate(), Ok(()));
+        config.limits.max_head_len = (1 << 20) + 1;
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "limits.max_head_len"
+        );
+
+        let mut config = Config::default();
+        config.backpressure.pause_len = config.backpressure.max_len + 1;
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field(), "backpressure.pause_len");
+        assert_eq!(error.allowed(), "1 byte to max_len");
+
+        let mut config = Config::default();
+        config.timeouts.ping_interval = Some(Duration::ZERO);
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "timeouts.ping_interval"
+        );
+        config.timeouts.ping_interval = None;
+        assert_eq!(config.validate(), Ok(()));
+
+        let mut config = Config::default();
+        config.timers.tick_interval = Some(Duration::from_micros(100));
+        let error = config.validate().unwrap_err();
+        assert_eq!(error.field(), "timers.tick_interval");
+        assert!(
+            error
+                .to_string()
+                .contains("config.timers.tick_interval is 100µs"),
+            "{error}"
+        );
+
+        let mut config = Config::default();
+        config.socket.accepts_per_wakeup = 0;
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "socket.accepts_per_wakeup"
+        );
+    }
+
+    #[cfg(feature = "metrics")]
+    #[test]
+    fn a_metrics_path_must_be_a_path() {
+        let mut config = Config::default();
+        config.metrics.path = Some("metrics".into());
+        assert_eq!(config.validate().unwrap_err().field(), "metrics.path");
+        config.metrics.path = Some("/metrics".into());
+        assert_eq!(config.validate(), Ok(()));
     }
 }

@@ -11,10 +11,11 @@ use crate::local::Local;
 use crate::outbox::SendStatus;
 use crate::published::encode;
 use crate::remote::Remote;
+use crate::ws::Ws;
 
 /// The worker as [`Handler::on_tick`](crate::Handler::on_tick) sees it: its open
 /// connections, their states, and sending to them directly. Ids of connections on other
-/// workers go through the [`Remote`].
+/// workers go through the [`Remote`]. Nothing here allocates per connection or per tick.
 ///
 /// ```
 /// use lanes::{Accept, Handler, HttpResponse, Message, Request, WorkerContext, Ws};
@@ -23,7 +24,7 @@ use crate::remote::Remote;
 /// struct Game;
 ///
 /// impl Handler for Game {
-///     type Conn = u64; // the player's score
+///     type State = u64; // the player's score
 ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<u64>, HttpResponse> {
 ///         Ok(Accept::new(0))
 ///     }
@@ -31,11 +32,9 @@ use crate::remote::Remote;
 ///         *score += 1;
 ///     }
 ///     fn on_tick(&mut self, ctx: &mut WorkerContext<'_, u64>) {
-///         for id in ctx.connection_ids() {
-///             if let Some(score) = ctx.state(id).copied() {
-///                 let _ = ctx.send_text(id, &format!("score {score}"));
-///             }
-///         }
+///         ctx.for_each(|ws, score| {
+///             ws.send_text(&format!("score {score}"));
+///         });
 ///     }
 /// }
 /// ```
@@ -55,18 +54,34 @@ impl<C> WorkerContext<'_, C> {
         &self.local.remote
     }
 
-    /// The ids of this worker's open connections.
-    pub fn connection_ids(&self) -> Vec<ConnId> {
+    /// The ids of this worker's open connections (borrowed from its table: no allocation).
+    pub fn ids(&self) -> impl Iterator<Item = ConnId> + '_ {
         let worker = self.local.index;
         self.conns
             .iter()
             .filter(|(_, c)| matches!(c.phase, Phase::Open { .. }))
-            .map(|(slot, c)| ConnId {
+            .map(move |(slot, c)| ConnId {
                 worker,
                 slot: slot as u32,
                 generation: c.generation,
             })
-            .collect()
+    }
+
+    /// Calls `f` with the handle and state of each of this worker's open connections, in
+    /// table order: send, close, subscribe or publish as in any callback.
+    pub fn for_each(&mut self, mut f: impl FnMut(&mut Ws<'_>, &mut C)) {
+        let local = &mut *self.local;
+        for (slot, conn) in self.conns.iter_mut() {
+            let id = ConnId {
+                worker: local.index,
+                slot: slot as u32,
+                generation: conn.generation,
+            };
+            if let Some((mut ws, state)) = conn.callback(local, id) {
+                f(&mut ws, state);
+                mark_dirty(conn, slot, &mut local.dirty);
+            }
+        }
     }
 
     /// The state of this worker's open connection `id`.
@@ -91,27 +106,28 @@ impl<C> WorkerContext<'_, C> {
     }
 
     /// Starts the close handshake on `id` (see [`Ws::close`](crate::Ws::close)).
-    pub fn close(&mut self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    pub fn close(&mut self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         if id.worker != self.local.index {
             return self.local.remote.close(id, code, reason);
         }
         let slot = id.slot as usize;
         let local = &mut *self.local;
         let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
-        conn.outbox.close(CloseCode::new(code), reason, local);
+        conn.outbox.close(code, reason, local);
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(())
     }
 
     /// Publishes a text message to `topic` on every worker.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        self.local
-            .publish(topic, encode(OpCode::Text, text.as_bytes()))
+        let message = encode(OpCode::Text, text.as_bytes());
+        self.local.publish(topic, message, None)
     }
 
     /// Publishes a binary message to `topic` on every worker.
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
-        self.local.publish(topic, encode(OpCode::Binary, bytes))
+        self.local
+            .publish(topic, encode(OpCode::Binary, bytes), None)
     }
 
     fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<C>> {

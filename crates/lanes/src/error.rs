@@ -4,6 +4,8 @@ use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 
+use crate::config::ConfigError;
+
 /// A problem starting the server.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -29,6 +31,8 @@ pub enum Error {
     NoCores,
     /// An event loop or thread could not be created.
     Io(io::Error),
+    /// A [`Config`](crate::Config) field is outside its allowed range.
+    Config(ConfigError),
     /// A worker thread ended with a panic (from a handler).
     WorkerPanicked {
         /// The worker's index.
@@ -44,6 +48,7 @@ impl fmt::Display for Error {
             Error::Pin { core } => write!(f, "cannot pin a worker to core {core}"),
             Error::NoCores => f.write_str("no cores chosen"),
             Error::Io(e) => write!(f, "cannot start a worker: {e}"),
+            Error::Config(e) => write!(f, "invalid configuration: {e}"),
             Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
         }
     }
@@ -60,7 +65,7 @@ pub enum SendError {
     Gone,
     /// The server is shutting down or has stopped.
     ShutDown,
-    /// The worker's command queue is full ([`Config::remote_queue_len`](crate::Config)); the
+    /// The worker's command queue is full ([`Limits::remote_queue_len`](crate::config::Limits::remote_queue_len)); the
     /// command was dropped and counted in [`WorkerStats::queue_full`](crate::WorkerStats).
     /// For a publish or broadcast, the workers with room got the message.
     QueueFull,

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
 
+use crate::closed::Closed;
 use crate::context::WorkerContext;
 use crate::ws::Ws;
 
@@ -70,6 +71,14 @@ impl<'a> Request<'a> {
 }
 
 /// An accepted upgrade: the connection's initial state and what to answer.
+///
+/// ```
+/// # use lanes::Accept;
+/// let accept = Accept::new(42u64)
+///     .with_subprotocol("chat.v1")
+///     .header("Set-Cookie", "session=abc");
+/// assert_eq!(accept.headers, [("Set-Cookie".to_string(), "session=abc".to_string())]);
+/// ```
 #[derive(Debug)]
 pub struct Accept<C> {
     /// The per-connection state, stored in the connection's slot and handed to every callback.
@@ -95,9 +104,27 @@ impl<C> Accept<C> {
         self.subprotocol = Some(subprotocol.into());
         self
     }
+
+    /// The same acceptance, with one more response header field.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Accept<C> {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
 }
 
-/// A plain HTTP response: for a refused upgrade, or for a request that is not an upgrade.
+/// A plain HTTP response: for a refused upgrade, or for a request that is not an upgrade. It is
+/// sent with `Content-Length` and `Connection: close`, and the connection is closed once it is
+/// written (no keep-alive: a WebSocket port answers one plain request per connection).
+///
+/// ```
+/// # use lanes::HttpResponse;
+/// let page = HttpResponse::new(200, "<h1>hello</h1>")
+///     .content_type("text/html; charset=utf-8")
+///     .header("Cache-Control", "no-store");
+/// assert_eq!(page.headers.len(), 2);
+/// let refusal = HttpResponse::new(403, "").body("no token");
+/// assert_eq!(refusal.body, b"no token");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code (a refusal must use 300-599, not 304).
@@ -116,6 +143,23 @@ impl HttpResponse {
             headers: Vec::new(),
             body: body.into(),
         }
+    }
+
+    /// The same response with one more header field.
+    pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> HttpResponse {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The same response with a `Content-Type` header field.
+    pub fn content_type(self, content_type: impl Into<String>) -> HttpResponse {
+        self.header("Content-Type", content_type)
+    }
+
+    /// The same response with `body` instead of its body.
+    pub fn body(mut self, body: impl Into<Vec<u8>>) -> HttpResponse {
+        self.body = body.into();
+        self
     }
 
     /// The default answer to a request that is not a WebSocket upgrade: 426 Upgrade Required
@@ -142,11 +186,11 @@ impl HttpResponse {
 /// struct Echo;
 ///
 /// impl Handler for Echo {
-///     type Conn = ();
+///     type State = ();
 ///     fn on_upgrade(&mut self, _req: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
 ///         Ok(Accept::new(()))
 ///     }
-///     fn on_message(&mut self, ws: &mut Ws<'_>, _conn: &mut (), msg: Message<'_>) {
+///     fn on_message(&mut self, ws: &mut Ws<'_>, _state: &mut (), msg: Message<'_>) {
 ///         match msg {
 ///             Message::Text(text) => ws.send_text(text),
 ///             Message::Binary(bytes) => ws.send_binary(bytes),
@@ -155,54 +199,58 @@ impl HttpResponse {
 /// }
 /// ```
 pub trait Handler: 'static {
-    /// Per-connection state, stored in the connection's slot (no map lookups).
-    type Conn;
+    /// The application's per-connection state, stored in the connection's slot (no map
+    /// lookups), handed to every callback, and to `on_close` by value.
+    type State;
 
     /// A client asks to upgrade. Accept with the connection's initial state, or refuse with an
     /// HTTP response (status 300-599).
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Self::Conn>, HttpResponse>;
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Self::State>, HttpResponse>;
 
     /// The connection is open (the 101 response is queued).
-    fn on_open(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn) {
-        let _ = (ws, conn);
+    fn on_open(&mut self, ws: &mut Ws<'_>, state: &mut Self::State) {
+        let _ = (ws, state);
     }
 
     /// A complete message arrived.
-    fn on_message(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, message: Message<'_>);
+    fn on_message(&mut self, ws: &mut Ws<'_>, state: &mut Self::State, message: Message<'_>);
 
-    /// A ping arrived (already answered with a pong when [`Config::auto_pong`](crate::Config)
+    /// A ping arrived (already answered with a pong when [`Config::auto_pong`](crate::Config::auto_pong)
     /// is on).
-    fn on_ping(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, payload: &[u8]) {
-        let _ = (ws, conn, payload);
+    fn on_ping(&mut self, ws: &mut Ws<'_>, state: &mut Self::State, payload: &[u8]) {
+        let _ = (ws, state, payload);
     }
 
     /// A pong arrived.
-    fn on_pong(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, payload: &[u8]) {
-        let _ = (ws, conn, payload);
+    fn on_pong(&mut self, ws: &mut Ws<'_>, state: &mut Self::State, payload: &[u8]) {
+        let _ = (ws, state, payload);
     }
 
-    /// The outgoing backlog fell back below [`Config::backpressure_len`](crate::Config) after
+    /// The outgoing backlog fell back below [`Backpressure::pause_len`](crate::config::Backpressure::pause_len) after
     /// having been above it; reading from the connection has resumed.
-    fn on_drain(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn) {
-        let _ = (ws, conn);
+    fn on_drain(&mut self, ws: &mut Ws<'_>, state: &mut Self::State) {
+        let _ = (ws, state);
     }
 
-    /// The connection ended. Called exactly once per opened connection, whatever the cause:
-    /// `code` is the peer's close code (1005 when its close frame had none), ours when we
-    /// closed or failed the connection, or 1006 when it ended without a close handshake
-    /// (reset, end of stream, keepalive timeout).
-    fn on_close(&mut self, conn: Self::Conn, code: u16, reason: &str) {
-        let _ = (conn, code, reason);
+    /// The connection ended. Called exactly once per opened connection, whatever the cause,
+    /// with the connection's state by value. `closed` says which connection, why
+    /// ([`Closed::cause`]), with which code and reason ([`Closed::code`]: the peer's close code,
+    /// 1005 when its close frame had none; ours when we closed or failed the connection; 1006
+    /// when it ended without a close handshake: reset, end of stream, keepalive timeout), and
+    /// sends to others from here (a chat announcing a leave needs no stored
+    /// [`Remote`](crate::Remote)).
+    fn on_close(&mut self, state: Self::State, closed: &mut Closed<'_>) {
+        let _ = (state, closed);
     }
 
     /// A timer set with [`Ws::set_timer`] came due (the connection is still open).
-    fn on_timer(&mut self, ws: &mut Ws<'_>, conn: &mut Self::Conn, token: u64) {
-        let _ = (ws, conn, token);
+    fn on_timer(&mut self, ws: &mut Ws<'_>, state: &mut Self::State, token: u64) {
+        let _ = (ws, state, token);
     }
 
-    /// The worker's tick, every [`Config::tick_interval`](crate::Config) (off by default):
+    /// The worker's tick, every [`Timers::tick_interval`](crate::config::Timers::tick_interval) (off by default):
     /// for game loops and periodic pushes. `ctx` reaches this worker's connections directly.
-    fn on_tick(&mut self, ctx: &mut WorkerContext<'_, Self::Conn>) {
+    fn on_tick(&mut self, ctx: &mut WorkerContext<'_, Self::State>) {
         let _ = ctx;
     }
 

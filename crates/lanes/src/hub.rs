@@ -13,6 +13,7 @@ use std::sync::{Arc, OnceLock};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use lanes_metrics::{Registry, Snapshot};
+use lanes_proto::CloseCode;
 use mio::Waker;
 
 use crate::error::SendError;
@@ -29,7 +30,7 @@ pub(crate) enum Command {
     /// Start the close handshake on one connection.
     Close {
         id: ConnId,
-        code: u16,
+        code: CloseCode,
         reason: Box<str>,
     },
     /// Queue an encoded frame on every subscriber of a topic.

@@ -17,7 +17,7 @@
 //!   ([`Ws::subscribe`]), broadcast. Commands cross cores through one bounded queue and one
 //!   waker per worker; a handler's publish to its own worker's subscribers takes no queue.
 //! - Timers: [`Ws::set_timer`] for one-shot timers per connection, [`Handler::on_tick`] for a
-//!   per-worker tick ([`Config::tick_interval`]).
+//!   per-worker tick ([`Timers::tick_interval`](config::Timers::tick_interval)).
 //!
 //! - permessage-deflate (RFC 7692) when [`Config::deflate`] turns it on, with context takeover
 //!   or with compressor state shared by a worker's connections.
@@ -25,11 +25,14 @@
 //! What it does not do (yet): TLS.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
+mod closed;
 mod compress;
 pub mod config;
 mod conn;
 mod context;
 mod error;
+#[cfg(feature = "metrics")]
+mod exporters;
 mod exposition;
 mod handler;
 mod hub;
@@ -49,16 +52,19 @@ mod topic;
 mod worker;
 mod ws;
 
-pub use config::{BackpressurePolicy, Config, DeflateConfig};
+pub use closed::Closed;
+pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
 pub use context::WorkerContext;
 pub use error::{Error, SendError};
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
 pub use id::ConnId;
+pub use lanes_proto::CloseCode;
 pub use outbox::SendStatus;
 pub use remote::Remote;
 pub use server::{Cores, Server, ServerHandle, WorkerInfo};
 pub use stats::{CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats};
 
 /// The metrics crate: snapshots, the Prometheus and InfluxDB encoders, the registry.
+#[doc(inline)]
 pub use lanes_metrics as metrics;
-pub use ws::Ws;
+pub use ws::{SubscribeStatus, Ws};

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use crate::compress::SharedDeflate;
 use crate::config::Config;
 use crate::error::SendError;
+use crate::hub::Command;
+use crate::id::ConnId;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
 use crate::published::Published;
 use crate::remote::Remote;
 use crate::stats::{self, Counters};
 use crate::timer::TimerWheel;
-use crate::topic::Topics;
+use crate::topic::{Subscriber, Topics};
 
 /// A worker's own state, lent to callbacks.
 pub(crate) struct Local {
@@ -29,7 +31,11 @@ pub(crate) struct Local {
     pub(crate) deflate: SharedDeflate,
     /// Publishes made by callbacks on this worker, for this worker's own subscribers: delivered
     /// after the callback returns (the subscribers' buffers are not reachable during it).
-    pub(crate) deferred: Vec<(Arc<str>, Published)>,
+    /// The subscriber a publish skips (its publisher), if any.
+    pub(crate) deferred: Vec<(Arc<str>, Published, Option<Subscriber>)>,
+    /// Sends and closes to this worker's connections from where their buffers are not
+    /// reachable (`on_close`): run after the callback returns.
+    pub(crate) deferred_commands: Vec<Command>,
     /// Connections given output outside their own I/O event (publishes, sends by id, timers):
     /// written once each at the end of the loop iteration.
     pub(crate) dirty: Vec<(usize, u32)>,
@@ -49,15 +55,32 @@ impl Local {
         stats::add(&self.counters.published, 1);
     }
 
-    /// Publishes an encoded frame: to this worker's subscribers after the callback, to the
-    /// other workers through their queues now.
-    pub(crate) fn publish(&mut self, topic: &str, message: Published) -> Result<(), SendError> {
+    /// Publishes an encoded frame: to this worker's subscribers (but `except`) after the
+    /// callback, to the other workers through their queues now.
+    pub(crate) fn publish(
+        &mut self,
+        topic: &str,
+        message: Published,
+        except: Option<Subscriber>,
+    ) -> Result<(), SendError> {
         let me = Some(usize::from(self.index));
         let result = self.remote.publish_frame(topic, message.clone(), me);
         if !matches!(result, Err(SendError::ShutDown)) {
-            self.deferred.push((topic.into(), message));
+            self.deferred.push((topic.into(), message, except));
         }
         result
+    }
+
+    /// `Ok` when `id` names an open connection of this worker.
+    pub(crate) fn check_open(&self, id: ConnId) -> Result<(), SendError> {
+        if self.remote.shutting_down() {
+            return Err(SendError::ShutDown);
+        }
+        if self.live.is_open(id.slot as usize, id.generation) {
+            Ok(())
+        } else {
+            Err(SendError::Gone)
+        }
     }
 
     /// A worker's state with no server around it (unit tests).
@@ -76,6 +99,7 @@ impl Local {
             live: Arc::new(LiveTable::new(0)),
             deflate: SharedDeflate::new(Default::default()),
             deferred: Vec::new(),
+            deferred_commands: Vec::new(),
             dirty: Vec::new(),
         }
     }

@@ -18,14 +18,14 @@ const COMPACT_AFTER: usize = 64 * 1024;
 /// What became of a message given to [`Ws::send_text`] and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
-    /// Queued with the backlog under [`Config::backpressure_len`](crate::Config::backpressure_len); it is written at the end of
+    /// Queued with the backlog under [`Backpressure::pause_len`](crate::config::Backpressure::pause_len); it is written at the end of
     /// this loop iteration.
     Sent,
-    /// Queued, but the backlog is now over [`Config::backpressure_len`](crate::Config::backpressure_len): reading from this
+    /// Queued, but the backlog is now over [`Backpressure::pause_len`](crate::config::Backpressure::pause_len): reading from this
     /// connection pauses until it drains (then `on_drain` fires).
     Backpressure,
     /// Not queued: the connection is closing, or the message would pass
-    /// [`Config::max_buffered_len`](crate::Config::max_buffered_len) (with [`BackpressurePolicy::Close`] the connection is now
+    /// [`Backpressure::max_len`](crate::config::Backpressure::max_len) (with [`BackpressurePolicy::Close`] the connection is now
     /// being closed with 1008).
     Dropped,
 }
@@ -147,8 +147,8 @@ impl Outbox {
         if self.phase != SendPhase::Open {
             return Err(SendStatus::Dropped);
         }
-        if self.buffered_len() + len > local.config.max_buffered_len {
-            if local.config.backpressure_policy == BackpressurePolicy::Close {
+        if self.buffered_len() + len > local.config.backpressure.max_len {
+            if local.config.backpressure.policy == BackpressurePolicy::Close {
                 self.overflowed = true;
                 stats::add(&local.counters.closed_slow, 1);
                 self.close(
@@ -166,7 +166,7 @@ impl Outbox {
 
     #[inline]
     fn status(&self, local: &Local) -> SendStatus {
-        if self.buffered_len() > local.config.backpressure_len {
+        if self.buffered_len() > local.config.backpressure.pause_len {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent

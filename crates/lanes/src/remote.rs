@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use lanes_proto::OpCode;
+use lanes_proto::{CloseCode, OpCode};
 
 use crate::error::SendError;
 use crate::hub::{Command, Link, Shared};
@@ -27,7 +27,7 @@ use crate::stats::Stats;
 /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
 /// # struct Feed;
 /// # impl Handler for Feed {
-/// #     type Conn = ();
+/// #     type State = ();
 /// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
 /// #         Ok(Accept::new(()))
 /// #     }
@@ -105,7 +105,7 @@ impl Remote {
 
     /// Starts the close handshake on the connection `id` with `code` and `reason` (see
     /// [`Ws::close`](crate::Ws::close)).
-    pub fn close(&self, id: ConnId, code: u16, reason: &str) -> Result<(), SendError> {
+    pub fn close(&self, id: ConnId, code: CloseCode, reason: &str) -> Result<(), SendError> {
         let link = self.open_link(id)?;
         link.push(Command::Close {
             id,

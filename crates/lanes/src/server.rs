@@ -10,13 +10,15 @@ use mio::{Poll, Waker};
 
 use crate::config::Config;
 use crate::error::Error;
+#[cfg(feature = "metrics")]
+use crate::exporters::Exporters;
 use crate::handler::Handler;
 use crate::hub::{Link, Shared};
 use crate::listener::bind_reuseport;
 use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::worker::{WAKER, Worker};
-use lanes_metrics::{InfluxReporter, MetricsServer, Registry, Snapshot};
+use lanes_metrics::{Registry, Snapshot};
 
 /// Which cores get a worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +50,7 @@ pub struct WorkerInfo {
 ///
 /// struct Echo;
 /// impl Handler for Echo {
-///     type Conn = ();
+///     type State = ();
 ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
 ///         Ok(Accept::new(()))
 ///     }
@@ -115,12 +117,13 @@ where
     /// Starts the workers and returns a handle to stop them. Binding problems, a core that
     /// does not exist or cannot be pinned, are errors here, naming the address or core.
     pub fn start(self) -> Result<ServerHandle, Error> {
+        self.config.validate().map_err(Error::Config)?;
         let placements = self.placements()?;
         // The first listener fixes the port (which matters for port 0); the others bind it too.
         let mut addr = self.addr;
         let mut listeners = Vec::with_capacity(placements.len());
         for _ in &placements {
-            let listener = bind_reuseport(addr, self.config.backlog)
+            let listener = bind_reuseport(addr, self.config.socket.backlog)
                 .map_err(|source| Error::Bind { addr, source })?;
             addr = listener
                 .local_addr()
@@ -140,8 +143,8 @@ where
             let waker = Waker::new(poll.registry(), WAKER).map_err(Error::Io)?;
             let (link, queue) = Link::new(
                 waker,
-                config.remote_queue_len,
-                config.max_connections_per_worker,
+                config.limits.remote_queue_len,
+                config.limits.max_connections_per_worker,
                 *core,
             );
             polls.push(poll);
@@ -180,13 +183,14 @@ where
             threads.push(thread);
         }
         drop(ready_tx);
+        #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
         let mut handle = ServerHandle {
             local_addr: addr,
             shared,
             remote,
             threads,
-            metrics_server: None,
-            reporter: None,
+            #[cfg(feature = "metrics")]
+            exporters: Default::default(),
         };
         for _ in 0..handle.threads.len() {
             match ready_rx.recv() {
@@ -198,10 +202,15 @@ where
                 Err(_) => break,
             }
         }
-        if let Err(error) = handle.start_exporters(&config) {
-            let _ = handle.stop();
-            return Err(error);
+        #[cfg(feature = "metrics")]
+        match Exporters::start(&config, &handle.remote, &handle.shared) {
+            Ok(exporters) => handle.exporters = exporters,
+            Err(error) => {
+                let _ = handle.stop();
+                return Err(error);
+            }
         }
+        tracing::info!(addr = %addr, workers = handle.threads.len(), "listening");
         Ok(handle)
     }
 
@@ -253,10 +262,9 @@ pub struct ServerHandle {
     shared: Arc<Shared>,
     remote: Remote,
     threads: Vec<JoinHandle<io::Result<()>>>,
-    /// `GET /metrics` on [`Config::metrics_addr`](crate::Config::metrics_addr).
-    metrics_server: Option<MetricsServer>,
-    /// The InfluxDB reporter ([`Config::influx`](crate::Config::influx)).
-    reporter: Option<InfluxReporter>,
+    /// The metrics exporters the configuration asked for.
+    #[cfg(feature = "metrics")]
+    exporters: Exporters,
 }
 
 impl ServerHandle {
@@ -308,36 +316,15 @@ impl ServerHandle {
     }
 
     /// The address of the admin `/metrics` server, when
-    /// [`Config::metrics_addr`](crate::Config::metrics_addr) is set (with the real port for 0).
+    /// [`MetricsConfig::addr`](crate::config::MetricsConfig::addr) is set (with the real port for 0).
+    #[cfg(feature = "metrics")]
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics_server.as_ref().map(MetricsServer::local_addr)
-    }
-
-    /// Starts the admin `/metrics` server and the InfluxDB reporter the configuration asks
-    /// for.
-    fn start_exporters(&mut self, config: &Config) -> Result<(), Error> {
-        if let Some(addr) = config.metrics_addr {
-            let remote = self.remote.clone();
-            let server = MetricsServer::start(addr, "/metrics", move || remote.metrics())
-                .map_err(|source| Error::Bind { addr, source })?;
-            tracing::info!(addr = %server.local_addr(), "serving /metrics");
-            self.metrics_server = Some(server);
-        }
-        if let Some(influx) = &config.influx {
-            let remote = self.remote.clone();
-            let reporter = InfluxReporter::start(influx.clone(), move || remote.metrics())
-                .map_err(Error::Io)?;
-            let stats = reporter.stats_source();
-            let _ = self.shared.reporter_stats.set(Box::new(stats));
-            tracing::info!(url = %influx.write_url(), interval = ?influx.interval, "writing metrics to InfluxDB");
-            self.reporter = Some(reporter);
-        }
-        Ok(())
+        self.exporters.metrics_addr()
     }
 
     /// Graceful shutdown: stops accepting, sends close 1001 to every open connection, lets
     /// queued writes drain and close handshakes finish within
-    /// [`Config::shutdown_timeout`](crate::Config), fires `on_close` for every connection, and
+    /// [`Timeouts::shutdown`](crate::config::Timeouts::shutdown), fires `on_close` for every connection, and
     /// joins every worker thread.
     ///
     /// Messages in flight: whatever a [`Remote`] or a handler queued before this call is
@@ -359,11 +346,8 @@ impl ServerHandle {
             link.wake();
         }
         let result = self.join_all();
-        // After the workers: the last report holds their final counts.
-        if let Some(reporter) = self.reporter.take() {
-            reporter.stop();
-        }
-        self.metrics_server = None;
+        #[cfg(feature = "metrics")]
+        self.exporters.stop();
         result
     }
 
@@ -382,7 +366,11 @@ impl ServerHandle {
 
 impl Drop for ServerHandle {
     fn drop(&mut self) {
-        if !self.threads.is_empty() || self.reporter.is_some() {
+        #[cfg(feature = "metrics")]
+        let exporting = self.exporters.is_running();
+        #[cfg(not(feature = "metrics"))]
+        let exporting = false;
+        if !self.threads.is_empty() || exporting {
             let _ = self.stop();
         }
     }

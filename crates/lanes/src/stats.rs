@@ -23,7 +23,7 @@ pub enum CloseCause {
     Reset,
     /// The server shut down.
     Shutdown,
-    /// The send backlog passed [`Config::max_buffered_len`](crate::Config) under
+    /// The send backlog passed [`Backpressure::max_len`](crate::config::Backpressure::max_len) under
     /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy).
     SlowConsumer,
 }
@@ -224,7 +224,7 @@ pub struct WorkerStats {
     /// Published or broadcast messages queued to this worker's connections (one per subscriber).
     pub delivered: u64,
     /// Messages not queued because the connection's backlog would pass
-    /// [`Config::max_buffered_len`](crate::Config) under
+    /// [`Backpressure::max_len`](crate::config::Backpressure::max_len) under
     /// [`BackpressurePolicy::Drop`](crate::BackpressurePolicy).
     pub messages_dropped: u64,
     /// Connections closed with 1008 because their backlog would pass the cap under
@@ -234,7 +234,7 @@ pub struct WorkerStats {
     /// had ended.
     pub stale: u64,
     /// Commands for this worker that a [`Remote`](crate::Remote) could not queue because its
-    /// queue was full ([`Config::remote_queue_len`](crate::Config)).
+    /// queue was full ([`Limits::remote_queue_len`](crate::config::Limits::remote_queue_len)).
     pub queue_full: u64,
     /// Commands waiting in this worker's queue now.
     pub queue_depth: u64,
@@ -264,7 +264,7 @@ pub struct WorkerStats {
     pub frames_received: [u64; 6],
     /// Frames queued to be sent, by opcode, in the order of [`OPCODES`].
     pub frames_sent: [u64; 6],
-    /// Keepalive pings sent ([`Config::ping_interval`](crate::Config)).
+    /// Keepalive pings sent ([`Timeouts::ping_interval`](crate::config::Timeouts::ping_interval)).
     pub pings_sent: u64,
     /// Pongs received.
     pub pongs_received: u64,

@@ -14,6 +14,19 @@ use crate::remote::Remote;
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscription};
 
+/// What became of [`Ws::subscribe`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscribeStatus {
+    /// The connection is now subscribed.
+    Subscribed,
+    /// It already was: nothing changed.
+    AlreadySubscribed,
+    /// Refused: the connection is at
+    /// [`Limits::max_subscriptions_per_connection`](crate::config::Limits).
+    AtLimit,
+}
+
 /// The handle a callback gets for its connection: send, ping, close, subscribe and publish,
 /// timers, and facts about it.
 pub struct Ws<'a> {
@@ -59,21 +72,26 @@ impl<'a> Ws<'a> {
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
     /// boundary). Nothing more is delivered to the handler; `on_close` follows when the peer
-    /// answers or [`Config::close_timeout`](crate::Config) passes. A code that may not be sent
-    /// (1005, 1006, 1015, ...) sends a close frame without a code.
-    pub fn close(&mut self, code: u16, reason: &str) {
-        self.outbox.close(CloseCode::new(code), reason, self.local);
+    /// answers or [`Timeouts::close`](crate::config::Timeouts::close) passes. A code that may
+    /// not be sent (1005, 1006, 1015, ...) sends a close frame without a code. Codes of the
+    /// application's own range are made with [`CloseCode::new`] (`CloseCode::new(4000)`).
+    pub fn close(&mut self, code: CloseCode, reason: &str) {
+        self.outbox.close(code, reason, self.local);
     }
 
-    /// Subscribes this connection to `topic`. Returns false when it already was, or when it is
-    /// at [`Config::max_subscriptions_per_connection`](crate::Config). Subscriptions end with
-    /// the connection.
-    pub fn subscribe(&mut self, topic: &str) -> bool {
-        let limit = self.local.config.max_subscriptions_per_connection;
+    /// Subscribes this connection to `topic`; says whether it now is, already was, or is at
+    /// [`Limits::max_subscriptions_per_connection`](crate::config::Limits) (and so is not).
+    /// Subscriptions end with the connection.
+    pub fn subscribe(&mut self, topic: &str) -> SubscribeStatus {
+        let limit = self.local.config.limits.max_subscriptions_per_connection;
         let me = (self.id.slot as usize, self.id.generation);
         let change = self.local.topics.subscribe(topic, me, self.subs, limit);
         self.local.note_subscriptions();
-        change == Change::Done
+        match change {
+            Change::Done => SubscribeStatus::Subscribed,
+            Change::Unchanged => SubscribeStatus::AlreadySubscribed,
+            Change::AtLimit => SubscribeStatus::AtLimit,
+        }
     }
 
     /// Unsubscribes this connection from `topic`. Returns false when it was not subscribed.
@@ -88,17 +106,37 @@ impl<'a> Ws<'a> {
     /// subscribers get it when the callback returns, without any queue, the other workers
     /// through theirs. Messages published by one connection arrive in the order published.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        self.local
-            .publish(topic, encode(OpCode::Text, text.as_bytes()))
+        let message = encode(OpCode::Text, text.as_bytes());
+        self.local.publish(topic, message, None)
     }
 
     /// Publishes a binary message (see [`publish_text`](Self::publish_text)).
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
-        self.local.publish(topic, encode(OpCode::Binary, bytes))
+        let message = encode(OpCode::Binary, bytes);
+        self.local.publish(topic, message, None)
+    }
+
+    /// Publishes a text message to every subscriber of `topic` but this connection: "everyone
+    /// but me" (see [`publish_text`](Self::publish_text)).
+    pub fn publish_text_except_self(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
+        let message = encode(OpCode::Text, text.as_bytes());
+        let me = (self.id.slot as usize, self.id.generation);
+        self.local.publish(topic, message, Some(me))
+    }
+
+    /// Publishes a binary message to every subscriber of `topic` but this connection.
+    pub fn publish_binary_except_self(
+        &mut self,
+        topic: &str,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let message = encode(OpCode::Binary, bytes);
+        let me = (self.id.slot as usize, self.id.generation);
+        self.local.publish(topic, message, Some(me))
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`
-    /// once `after` has passed (rounded up to [`Config::timer_tick`](crate::Config)), unless
+    /// once `after` has passed (rounded up to [`Timers::resolution`](crate::config::Timers::resolution)), unless
     /// the connection has closed by then. Each call sets one more timer.
     pub fn set_timer(&mut self, after: Duration, token: u64) {
         let deadline = Instant::now() + after.min(Duration::from_secs(365 * 24 * 3600));

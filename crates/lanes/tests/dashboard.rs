@@ -85,10 +85,8 @@ fn server_snapshot() -> Snapshot {
     let mut influx =
         InfluxConfig::v1(format!("http://{refused}"), "lanes").interval(Duration::from_secs(3600));
     influx.timeout = Duration::from_millis(500);
-    let config = Config {
-        influx: Some(influx),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.metrics.influx = Some(influx);
     let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     client.send(true, OpCode::Text, b"hello");

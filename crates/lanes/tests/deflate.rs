@@ -20,7 +20,7 @@ use support::{Client, Frame, start_server};
 struct EchoHub;
 
 impl Handler for EchoHub {
-    type Conn = ();
+    type State = ();
 
     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))
@@ -44,11 +44,9 @@ impl Handler for EchoHub {
 }
 
 fn start(deflate: DeflateConfig, max_message_len: u64) -> (ServerHandle, SocketAddr) {
-    let config = Config {
-        deflate,
-        max_message_len,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.deflate = deflate;
+    config.limits.max_message_len = max_message_len;
     let handle = start_server(2, config, |_| EchoHub);
     let addr = handle.local_addr();
     (handle, addr)

@@ -21,7 +21,7 @@ static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
 struct Echo;
 
 impl Handler for Echo {
-    type Conn = ();
+    type State = ();
     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
         Ok(Accept::new(()))
     }
@@ -59,10 +59,8 @@ fn exhaust_descriptors(addr: SocketAddr, spare: u64, max: usize) -> (u64, Vec<Tc
 #[test]
 fn out_of_descriptors_keeps_serving_and_does_not_spin() {
     let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
-    let config = Config {
-        accept_backoff: Duration::from_millis(100),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.socket.accept_backoff = Duration::from_millis(100);
     let handle = start_echo(config);
     let addr = handle.local_addr();
     let mut served = Client::connect(addr);

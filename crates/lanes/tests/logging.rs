@@ -38,10 +38,8 @@ fn a_bad_client_costs_at_most_one_debug_line() {
         .finish();
     tracing::subscriber::set_global_default(subscriber).unwrap();
 
-    let config = Config {
-        handshake_timeout: Duration::from_millis(200),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timeouts.handshake = Duration::from_millis(200);
     let handle = start_echo(2, config);
     let addr = handle.local_addr();
     let start_lines = captured.0.lock().unwrap().len();

@@ -7,10 +7,12 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use lanes::metrics::{InfluxConfig, Snapshot, Value};
+#[cfg(feature = "metrics")]
+use lanes::metrics::InfluxConfig;
+use lanes::metrics::{Snapshot, Value};
 use lanes::{CloseCause, Config, ServerHandle};
 use lanes_proto::OpCode;
 use support::{Client, start_echo};
@@ -52,6 +54,7 @@ fn http_get(addr: SocketAddr, path: &str) -> (String, String) {
 }
 
 /// The value of the exposition line `name{labels} value` (labels written as in the text).
+#[cfg(feature = "metrics")]
 fn exposed(text: &str, series: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
@@ -209,12 +212,10 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
 #[test]
 fn keepalive_pings_give_round_trip_times() {
-    let config = Config {
-        ping_interval: Some(Duration::from_millis(30)),
-        // The connection's timer waits for the pong deadline before the next ping.
-        pong_timeout: Duration::from_millis(30),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timeouts.ping_interval = Some(Duration::from_millis(30));
+    // The connection's timer waits for the pong deadline before the next ping.
+    config.timeouts.pong = Duration::from_millis(30);
     let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     let mut pongs = 0;
@@ -271,13 +272,12 @@ fn buffered_bytes_follow_a_stalled_reader() {
     handle.shutdown().unwrap();
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn metrics_on_the_websocket_port_and_on_the_admin_address() {
-    let config = Config {
-        metrics_path: Some("/metrics".into()),
-        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.metrics.path = Some("/metrics".into());
+    config.metrics.addr = Some("127.0.0.1:0".parse().unwrap());
     let handle = start_echo(1, config);
     let jobs = handle
         .registry()
@@ -316,20 +316,19 @@ fn metrics_on_the_websocket_port_and_on_the_admin_address() {
     handle.shutdown().unwrap();
 }
 
+#[cfg(feature = "metrics")]
 #[test]
 fn an_influxdb_that_never_answers_does_not_stall_the_workers() {
     // Accepts connections and never reads or answers.
-    let black_hole = TcpListener::bind("127.0.0.1:0").unwrap();
+    let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", black_hole.local_addr().unwrap());
     let mut influx = InfluxConfig::v1(url, "lanes").interval(Duration::from_millis(10));
     influx.timeout = Duration::from_secs(2);
     influx.retry_min = Duration::from_millis(1);
     influx.retry_max = Duration::from_millis(1);
     influx.max_pending_batches = 4;
-    let config = Config {
-        influx: Some(influx),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.metrics.influx = Some(influx);
     let handle = start_echo(1, config);
     let mut client = Client::connect(handle.local_addr());
     let mut echoes = 0u64;

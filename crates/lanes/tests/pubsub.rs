@@ -14,8 +14,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, BackpressurePolicy, Config, ConnId, Handler, HttpResponse, Message, Request, SendError,
-    ServerHandle, WorkerContext, Ws,
+    Accept, BackpressurePolicy, CloseCode, Closed, Config, ConnId, Handler, HttpResponse, Message,
+    Request, SendError, ServerHandle, SubscribeStatus, WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
 use support::{Client, start_server};
@@ -35,7 +35,7 @@ struct Hub {
 }
 
 impl Handler for Hub {
-    type Conn = ConnId;
+    type State = ConnId;
 
     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<ConnId>, HttpResponse> {
         Ok(Accept::new(ConnId {
@@ -56,7 +56,7 @@ impl Handler for Hub {
             return;
         };
         if let Some(topic) = text.strip_prefix("sub:") {
-            assert!(ws.subscribe(topic));
+            assert_eq!(ws.subscribe(topic), SubscribeStatus::Subscribed);
             ws.send_text(&format!("subscribed:{topic}"));
         } else if let Some(topic) = text.strip_prefix("unsub:") {
             assert!(ws.unsubscribe(topic));
@@ -83,7 +83,8 @@ impl Handler for Hub {
         let _ = ctx.worker_index();
     }
 
-    fn on_close(&mut self, conn: ConnId, _code: u16, _reason: &str) {
+    fn on_close(&mut self, conn: ConnId, closed: &mut Closed<'_>) {
+        assert_eq!(closed.id(), conn);
         let _ = self.events.send(Seen::Closed(conn));
     }
 }
@@ -239,14 +240,17 @@ fn sends_from_a_foreign_thread_arrive_and_a_stale_id_is_rejected() {
     );
 
     // Closed by the server through the remote: the close handshake runs as usual.
-    remote.close(id, 4000, "bye").unwrap();
+    remote.close(id, CloseCode::new(4000), "bye").unwrap();
     let frame = client.recv();
     assert_eq!(frame.close_code(), Some(4000));
     client.send(true, OpCode::Close, &frame.payload[..2]);
     assert_eq!(fx.events.recv().unwrap(), Seen::Closed(id));
     assert!(!remote.is_open(id));
     assert_eq!(remote.send_text(id, "late"), Err(SendError::Gone));
-    assert_eq!(remote.close(id, 1000, ""), Err(SendError::Gone));
+    assert_eq!(
+        remote.close(id, CloseCode::NORMAL, ""),
+        Err(SendError::Gone)
+    );
     // An id that never existed, and a worker that does not exist.
     let bogus = ConnId { worker: 7, ..id };
     assert_eq!(remote.send_text(bogus, "x"), Err(SendError::Gone));
@@ -333,12 +337,10 @@ fn flood(fx: &Fixture, topic: &str, n: usize, fast: &mut Client) -> usize {
 
 #[test]
 fn a_slow_subscriber_loses_messages_not_memory_and_never_slows_the_others() {
-    let config = Config {
-        backpressure_len: 64 * 1024,
-        max_buffered_len: 512 * 1024,
-        backpressure_policy: BackpressurePolicy::Drop,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.backpressure.pause_len = 64 * 1024;
+    config.backpressure.max_len = 512 * 1024;
+    config.backpressure.policy = BackpressurePolicy::Drop;
     let fx = start(config);
     let mut slow = stalled_subscriber(fx.addr, "feed");
     let (mut fast, _) = connect(fx.addr);
@@ -371,12 +373,10 @@ fn a_slow_subscriber_loses_messages_not_memory_and_never_slows_the_others() {
 
 #[test]
 fn a_slow_subscriber_is_closed_with_1008_under_the_close_policy() {
-    let config = Config {
-        backpressure_len: 64 * 1024,
-        max_buffered_len: 512 * 1024,
-        backpressure_policy: BackpressurePolicy::Close,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.backpressure.pause_len = 64 * 1024;
+    config.backpressure.max_len = 512 * 1024;
+    config.backpressure.policy = BackpressurePolicy::Close;
     let fx = start(config);
     let mut slow = stalled_subscriber(fx.addr, "feed");
     let (mut fast, _) = connect(fx.addr);
@@ -397,10 +397,8 @@ fn a_slow_subscriber_is_closed_with_1008_under_the_close_policy() {
 
 #[test]
 fn connection_timers_and_the_worker_tick_fire() {
-    let config = Config {
-        tick_interval: Some(Duration::from_millis(20)),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timers.tick_interval = Some(Duration::from_millis(20));
     let fx = start(config);
     let (mut client, id) = connect(fx.addr);
     let set_at = Instant::now();

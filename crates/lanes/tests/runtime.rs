@@ -12,7 +12,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::Duration;
 
 use lanes::{
-    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle, Ws,
+    Accept, CloseCode, Closed, Config, Cores, Handler, HttpResponse, Message, Request, Server,
+    ServerHandle, Ws,
 };
 use lanes_proto::OpCode;
 use support::Client;
@@ -39,7 +40,7 @@ struct Recorder {
 }
 
 impl Handler for Recorder {
-    type Conn = usize;
+    type State = usize;
 
     fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<usize>, HttpResponse> {
         if request.path() == "/forbidden" {
@@ -72,7 +73,7 @@ impl Handler for Recorder {
 
     fn on_message(&mut self, ws: &mut Ws<'_>, conn: &mut usize, message: Message<'_>) {
         match message {
-            Message::Text("close") => ws.close(4000, "asked to"),
+            Message::Text("close") => ws.close(CloseCode::new(4000), "asked to"),
             Message::Text(text) if text.starts_with("flood ") => {
                 let n: usize = text[6..].parse().unwrap();
                 let chunk = vec![7u8; 64 * 1024];
@@ -103,8 +104,8 @@ impl Handler for Recorder {
         let _ = self.events.send(Seen::Drain(*conn));
     }
 
-    fn on_close(&mut self, conn: usize, code: u16, _reason: &str) {
-        let _ = self.events.send(Seen::Close(conn, code));
+    fn on_close(&mut self, conn: usize, closed: &mut Closed<'_>) {
+        let _ = self.events.send(Seen::Close(conn, closed.code().as_u16()));
     }
 }
 
@@ -200,10 +201,8 @@ fn fragmented_and_byte_by_byte_messages_arrive_whole() {
 
 #[test]
 fn protocol_errors_close_with_their_codes_and_on_close_fires_once() {
-    let config = Config {
-        max_message_len: 1000,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.limits.max_message_len = 1000;
     let (_handle, addr, rx) = start(1, config);
     let cases: Vec<(Vec<u8>, u16)> = vec![
         (vec![0x83, 0x80, 1, 2, 3, 4], 1002), // reserved opcode
@@ -314,10 +313,8 @@ fn plain_http_and_bad_handshakes_get_http_answers() {
 
 #[test]
 fn slowloris_is_dropped_while_others_are_served() {
-    let config = Config {
-        handshake_timeout: Duration::from_millis(300),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timeouts.handshake = Duration::from_millis(300);
     let (_handle, addr, rx) = start(1, config);
     let mut slow = Client::raw(addr);
     slow.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n");
@@ -334,11 +331,9 @@ fn slowloris_is_dropped_while_others_are_served() {
 
 #[test]
 fn keepalive_pings_and_closes_a_silent_peer() {
-    let config = Config {
-        ping_interval: Some(Duration::from_millis(200)),
-        pong_timeout: Duration::from_millis(300),
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timeouts.ping_interval = Some(Duration::from_millis(200));
+    config.timeouts.pong = Duration::from_millis(300);
     let (_handle, addr, rx) = start(1, config);
     let (mut client, id) = open(addr, &rx);
     let ping = client.recv();
@@ -353,10 +348,8 @@ fn keepalive_pings_and_closes_a_silent_peer() {
 
 #[test]
 fn backpressure_pauses_reads_and_drain_resumes_them() {
-    let config = Config {
-        backpressure_len: 256 * 1024,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.backpressure.pause_len = 256 * 1024;
     let (_handle, addr, rx) = start(1, config);
     let (mut client, id) = open(addr, &rx);
     // 320 x 64 KiB = 20 MiB queued while the client does not read: more than loopback's
@@ -457,11 +450,9 @@ fn start_up_problems_name_the_address_or_core() {
 
 #[test]
 fn excess_connections_get_503_and_a_send_over_the_hard_cap_closes_with_1008() {
-    let config = Config {
-        max_connections_per_worker: 2,
-        max_buffered_len: 1 << 20,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.limits.max_connections_per_worker = 2;
+    config.backpressure.max_len = 1 << 20;
     let (_handle, addr, rx) = start(1, config);
     let (mut first, id) = open(addr, &rx);
     let (_second, _) = open(addr, &rx);
@@ -491,10 +482,8 @@ fn excess_connections_get_503_and_a_send_over_the_hard_cap_closes_with_1008() {
 #[test]
 fn data_followed_by_end_of_stream_still_ends_the_connection() {
     // No keepalive: only the end of stream itself can end these connections.
-    let config = Config {
-        ping_interval: None,
-        ..Config::default()
-    };
+    let mut config = Config::default();
+    config.timeouts.ping_interval = None;
     let (_handle, addr, rx) = start(1, config);
     let mut ids = HashSet::new();
     let mut clients = Vec::new();

@@ -63,7 +63,7 @@ impl<H: Handler> Worker<H> {
         if self.accept.paused_until.is_some() || self.accept.stopped {
             return;
         }
-        for _ in 0..self.local.config.accepts_per_wakeup {
+        for _ in 0..self.local.config.socket.accepts_per_wakeup {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
@@ -87,7 +87,7 @@ impl<H: Handler> Worker<H> {
                         self.accept.emfile_streak = true;
                         tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
                     }
-                    self.accept.paused_until = Some(now + self.local.config.accept_backoff);
+                    self.accept.paused_until = Some(now + self.local.config.socket.accept_backoff);
                     return;
                 }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
@@ -115,7 +115,7 @@ impl<H: Handler> Worker<H> {
     /// full) and arms its handshake timeout.
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
         io::configure(&stream);
-        if self.conns.len() >= self.local.config.max_connections_per_worker {
+        if self.conns.len() >= self.local.config.limits.max_connections_per_worker {
             io::refuse_busy(&mut stream);
             self.local.counters.note_rejected(503);
             tracing::debug!(%peer, "connection refused: worker at max_connections_per_worker");
@@ -138,7 +138,7 @@ impl<H: Handler> Worker<H> {
             last_activity_ms: now_ms,
             ping_sent_us: None,
             backlog_reported: 0,
-            receiver: Receiver::new(self.frame_config, self.local.config.max_message_len),
+            receiver: Receiver::new(self.frame_config, self.local.config.limits.max_message_len),
             outbox: Outbox::new(),
             input: Input::Reading,
             timer_seq: 0,
@@ -150,7 +150,7 @@ impl<H: Handler> Worker<H> {
             key,
             generation,
             TimerKind::Conn { seq: 0 },
-            now + self.local.config.handshake_timeout,
+            now + self.local.config.timeouts.handshake,
         );
     }
 }

@@ -4,7 +4,6 @@
 
 use std::time::Instant;
 
-use lanes_proto::CloseCode;
 use lanes_proto::deflate::SendAs;
 
 use super::Worker;
@@ -16,6 +15,7 @@ use crate::local::Local;
 use crate::outbox::{Outbox, SendStatus};
 use crate::published::Published;
 use crate::stats;
+use crate::topic::Subscriber;
 
 impl<H: Handler> Worker<H> {
     /// Runs every command queued for this worker.
@@ -44,13 +44,13 @@ impl<H: Handler> Worker<H> {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        conn.outbox.close(CloseCode::new(code), &reason, local);
+                        conn.outbox.close(code, &reason, local);
                         mark_dirty(conn, id.slot as usize, &mut local.dirty);
                     }
                     None => stats::add(&local.counters.stale, 1),
                 }
             }
-            Command::Publish { topic, message } => self.deliver(&topic, &message),
+            Command::Publish { topic, message } => self.deliver(&topic, &message, None),
             Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;
@@ -69,14 +69,17 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Queues a published frame on every subscriber of `topic` on this worker.
-    fn deliver(&mut self, topic: &str, message: &Published) {
+    /// Queues a published frame on every subscriber of `topic` on this worker but `except`.
+    fn deliver(&mut self, topic: &str, message: &Published, except: Option<Subscriber>) {
         self.local.note_published();
         let mut compressed = Vec::new();
         // No callback runs during delivery, so the subscriber sets can be set aside while the
         // rest of `local` is lent to the sends.
         let topics = std::mem::take(&mut self.local.topics);
         for (key, generation) in topics.subscribers(topic) {
+            if except == Some((key, generation)) {
+                continue;
+            }
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
@@ -96,10 +99,14 @@ impl<H: Handler> Worker<H> {
     /// End of a loop iteration: deliver this worker's own publishes, then write every
     /// connection that got output outside its own I/O, once.
     pub(super) fn settle(&mut self, now: Instant) {
-        while !self.local.deferred.is_empty() {
+        while !self.local.deferred.is_empty() || !self.local.deferred_commands.is_empty() {
             let deferred = std::mem::take(&mut self.local.deferred);
-            for (topic, message) in &deferred {
-                self.deliver(topic, message);
+            for (topic, message, except) in &deferred {
+                self.deliver(topic, message, *except);
+            }
+            let commands = std::mem::take(&mut self.local.deferred_commands);
+            for command in commands {
+                self.on_command(command);
             }
         }
         if self.local.dirty.is_empty() {
@@ -115,7 +122,7 @@ impl<H: Handler> Worker<H> {
                 continue;
             }
             conn.flush_queued = false;
-            dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+            dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
             self.flush(key, now);
             self.sync_timer(key, now);
         }

@@ -6,6 +6,7 @@ use std::time::Instant;
 use lanes_proto::{CloseCode, OpCode};
 
 use super::Worker;
+use crate::closed::Closed;
 use crate::compress::InflateScratch;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::{Handler, Message};
@@ -46,7 +47,7 @@ impl<H: Handler> Worker<H> {
 
 /// Runs the frames in `data` through the connection's receiver and the handler.
 pub(super) fn on_frames<H: Handler>(
-    conn: &mut Conn<H::Conn>,
+    conn: &mut Conn<H::State>,
     data: &mut [u8],
     handler: &mut H,
     local: &mut Local,
@@ -76,7 +77,7 @@ pub(super) fn on_frames<H: Handler>(
                 conn.outbox.close(code, &reason, local);
                 let state = conn.take_state(now_ms);
                 let cause = CloseCause::ProtocolError;
-                fire_close(state, handler, local, slot, cause, code.as_u16(), &reason);
+                fire_close(state, handler, local, id, cause, code, &reason);
                 return;
             }
         };
@@ -121,12 +122,12 @@ pub(super) fn on_frames<H: Handler>(
             Inbound::Close(code, reason) => {
                 if open {
                     ws.outbox.echo_close(code, ws.local);
-                    let code = code.unwrap_or(CloseCode::NO_STATUS).as_u16();
+                    let code = code.unwrap_or(CloseCode::NO_STATUS);
                     let state = conn.phase.take_state();
                     conn.phase_since_ms = now_ms;
-                    fire_close(state, handler, local, slot, CloseCause::Clean, code, reason);
+                    fire_close(state, handler, local, id, CloseCause::Clean, code, reason);
                 } else {
-                    let ours = conn.outbox.sent_close.map_or(1005, CloseCode::as_u16);
+                    let ours = conn.outbox.sent_close.unwrap_or(CloseCode::NO_STATUS);
                     let cause = if local.remote.shutting_down() {
                         CloseCause::Shutdown
                     } else {
@@ -134,7 +135,7 @@ pub(super) fn on_frames<H: Handler>(
                     };
                     let state = conn.phase.take_state();
                     conn.phase_since_ms = now_ms;
-                    fire_close(state, handler, local, slot, cause, ours, "");
+                    fire_close(state, handler, local, id, cause, ours, "");
                 }
                 conn.receiver.after_delivery();
                 return;
@@ -142,7 +143,7 @@ pub(super) fn on_frames<H: Handler>(
         }
         conn.receiver.after_delivery();
         after_callbacks(conn, handler, local, slot, now_ms);
-        if conn.outbox.buffered_len() > local.config.backpressure_len && offset < data.len() {
+        if conn.outbox.buffered_len() > local.config.backpressure.pause_len && offset < data.len() {
             // Stop here: the rest waits until the backlog drains.
             let mut stash = local.pool.take();
             stash.extend_from_slice(&data[offset..]);
@@ -155,9 +156,9 @@ pub(super) fn on_frames<H: Handler>(
 /// After a callback: if the handler closed the connection, or a send passed the hard cap,
 /// move the connection's phase along.
 pub(super) fn after_callbacks<H: Handler>(
-    conn: &mut Conn<H::Conn>,
+    conn: &mut Conn<H::State>,
     handler: &mut H,
-    local: &Local,
+    local: &mut Local,
     slot: usize,
     now_ms: u64,
 ) {
@@ -166,13 +167,18 @@ pub(super) fn after_callbacks<H: Handler>(
     }
     if conn.outbox.overflowed {
         let state = conn.take_state(now_ms);
-        let code = CloseCode::POLICY_VIOLATION.as_u16();
+        let id = ConnId {
+            worker: local.index,
+            slot: slot as u32,
+            generation: conn.generation,
+        };
+        let code = CloseCode::POLICY_VIOLATION;
         let reason = "send backlog over the limit";
         fire_close(
             state,
             handler,
             local,
-            slot,
+            id,
             CloseCause::SlowConsumer,
             code,
             reason,
@@ -185,19 +191,26 @@ pub(super) fn after_callbacks<H: Handler>(
 /// Hands a connection's state to `on_close` (when it has not been yet) and marks its id as
 /// gone, so a [`Remote`](crate::Remote) send to it fails from now on.
 pub(super) fn fire_close<H: Handler>(
-    state: Option<H::Conn>,
+    state: Option<H::State>,
     handler: &mut H,
-    local: &Local,
-    slot: usize,
+    local: &mut Local,
+    id: ConnId,
     cause: CloseCause,
-    code: u16,
+    code: CloseCode,
     reason: &str,
 ) {
     let Some(state) = state else {
         return;
     };
-    local.live.close(slot);
+    local.live.close(id.slot as usize);
     stats::sub(&local.counters.connections, 1);
     local.counters.note_closed(cause);
-    handler.on_close(state, code, reason);
+    let mut closed = Closed {
+        id,
+        cause,
+        code,
+        reason,
+        local,
+    };
+    handler.on_close(state, &mut closed);
 }

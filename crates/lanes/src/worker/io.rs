@@ -68,7 +68,7 @@ impl<H: Handler> Worker<H> {
     }
 
     fn read(&mut self, key: usize, read_closed: bool, now: Instant) {
-        let reads = self.local.config.reads_per_wakeup;
+        let reads = self.local.config.socket.reads_per_wakeup;
         self.resume_stash(key, now);
         for _ in 0..reads {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -82,7 +82,7 @@ impl<H: Handler> Worker<H> {
                     // The peer closed its side: whatever the phase, the connection is over. A
                     // peer that closed after the close handshake already had on_close fire
                     // with the right code.
-                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
                     return;
                 }
                 Ok(n) => {
@@ -91,7 +91,7 @@ impl<H: Handler> Worker<H> {
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
                     };
-                    if conn.outbox.buffered_len() > self.local.config.backpressure_len {
+                    if conn.outbox.buffered_len() > self.local.config.backpressure.pause_len {
                         // Over the limit: no more reading until the backlog drains.
                         if !conn.is_paused() {
                             conn.input = Input::Paused { stash: None };
@@ -107,7 +107,7 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
                     return;
                 }
             }
@@ -161,7 +161,7 @@ impl<H: Handler> Worker<H> {
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL.as_u16(), "");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
                     return;
                 }
             }
@@ -174,7 +174,7 @@ impl<H: Handler> Worker<H> {
             stats::add(gauge, u64::from(backlog));
             conn.backlog_reported = backlog;
         }
-        let limit = self.local.config.backpressure_len;
+        let limit = self.local.config.backpressure.pause_len;
         if after > limit {
             if !conn.is_paused() {
                 conn.input = Input::Paused { stash: None };
@@ -190,7 +190,7 @@ impl<H: Handler> Worker<H> {
             if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
                 self.handler.on_drain(&mut ws, state);
             }
-            dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+            dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
             self.pending_reads.push((key, conn.generation));
         }
         let conn = &mut self.conns[key];

@@ -39,17 +39,17 @@ pub(super) enum Decision {
 pub(super) fn deadline_ms(times: &Times, config: &Config) -> Option<u64> {
     let after = |ms: u64, d: Duration| Some(ms.saturating_add(d.as_millis() as u64));
     match times.phase {
-        PhaseKind::Handshake => after(times.phase_since_ms, config.handshake_timeout),
-        PhaseKind::Open => match (times.ping_sent_us, config.ping_interval) {
+        PhaseKind::Handshake => after(times.phase_since_ms, config.timeouts.handshake),
+        PhaseKind::Open => match (times.ping_sent_us, config.timeouts.ping_interval) {
             // Waiting for a sign of life since the keepalive ping.
             (Some(sent_us), _) if times.last_activity_ms < sent_us / 1000 => {
-                after(sent_us / 1000, config.pong_timeout)
+                after(sent_us / 1000, config.timeouts.pong)
             }
             (_, Some(interval)) => after(times.last_activity_ms, interval),
             (_, None) => None,
         },
         PhaseKind::CloseSent | PhaseKind::Closing | PhaseKind::Draining => {
-            after(times.phase_since_ms, config.close_timeout)
+            after(times.phase_since_ms, config.timeouts.close)
         }
     }
 }
@@ -123,7 +123,7 @@ impl<H: Handler> Worker<H> {
     /// The worker's tick: the application's callback, then the next tick on the cadence.
     fn on_tick(&mut self, now: Instant) {
         let (Some(interval), Some(deadline)) =
-            (self.local.config.tick_interval, self.tick_deadline)
+            (self.local.config.timers.tick_interval, self.tick_deadline)
         else {
             return;
         };
@@ -157,7 +157,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         self.handler.on_timer(&mut ws, state, token);
-        dispatch::after_callbacks(conn, &mut self.handler, &self.local, entry.slot, now_ms);
+        dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, entry.slot, now_ms);
         mark_dirty(conn, entry.slot, &mut self.local.dirty);
     }
 
@@ -186,12 +186,12 @@ impl<H: Handler> Worker<H> {
             Decision::Expire => {
                 let conn = &self.conns[key];
                 let code = match times.phase {
-                    PhaseKind::CloseSent => conn.outbox.sent_close.map_or(1006, CloseCode::as_u16),
+                    PhaseKind::CloseSent => conn.outbox.sent_close.unwrap_or(CloseCode::ABNORMAL),
                     PhaseKind::Open => {
                         tracing::debug!(peer = %conn.peer, "no pong within pong_timeout: closing");
-                        CloseCode::ABNORMAL.as_u16()
+                        CloseCode::ABNORMAL
                     }
-                    _ => CloseCode::ABNORMAL.as_u16(),
+                    _ => CloseCode::ABNORMAL,
                 };
                 self.remove(key, CloseCause::Timeout, code, "");
             }
@@ -201,7 +201,7 @@ impl<H: Handler> Worker<H> {
                 stats::add(&self.local.counters.pings_sent, 1);
                 conn.ping_sent_us = Some(now_us.max(1000));
                 // A ping past the hard cap closes the connection like any other send.
-                dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+                dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
                 self.flush(key, now);
                 self.arm(key);
             }
@@ -214,13 +214,12 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
-        Config {
-            handshake_timeout: Duration::from_secs(10),
-            ping_interval: Some(Duration::from_secs(30)),
-            pong_timeout: Duration::from_secs(5),
-            close_timeout: Duration::from_secs(2),
-            ..Config::default()
-        }
+        let mut config = Config::default();
+        config.timeouts.handshake = Duration::from_secs(10);
+        config.timeouts.ping_interval = Some(Duration::from_secs(30));
+        config.timeouts.pong = Duration::from_secs(5);
+        config.timeouts.close = Duration::from_secs(2);
+        config
     }
 
     fn open(last_activity_ms: u64, ping_sent_us: Option<u64>) -> Times {
@@ -283,10 +282,8 @@ mod tests {
 
     #[test]
     fn no_keepalive_without_an_interval() {
-        let config = Config {
-            ping_interval: None,
-            ..config()
-        };
+        let mut config = config();
+        config.timeouts.ping_interval = None;
         assert_eq!(
             decide(&open(0, None), &config, u64::MAX),
             Decision::Wait(None)

@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use lanes_proto::CloseCode;
+
 use crossbeam_channel::Receiver as CommandQueue;
 use lanes_proto::frame::FrameConfig;
 use lanes_proto::handshake::HeadLimits;
@@ -57,7 +59,7 @@ pub(crate) struct Worker<H: Handler> {
     local: Local,
     /// Sends, closes and publishes from other threads and workers.
     commands: CommandQueue<Command>,
-    conns: Slab<Conn<H::Conn>>,
+    conns: Slab<Conn<H::State>>,
     /// Where every connection's bytes are read to (one buffer per worker).
     scratch: Vec<u8>,
     /// Where compressed messages are inflated (and the shared decompressor).
@@ -86,21 +88,20 @@ impl<H: Handler> Worker<H> {
     ) -> Worker<H> {
         let shared = Arc::clone(remote.shared());
         let now = Instant::now();
-        let config = Arc::new(sanitized(&config));
         let frame_config = FrameConfig {
-            max_frame_len: config.max_frame_len,
+            max_frame_len: config.limits.max_frame_len,
             ..FrameConfig::server()
         };
         let head_limits = HeadLimits {
-            max_head_len: config.max_head_len,
-            max_headers: config.max_headers,
+            max_head_len: config.limits.max_head_len,
+            max_headers: config.limits.max_headers,
         };
         let (live, counters) = match remote.link(usize::from(index)) {
             Some(link) => (Arc::clone(&link.live), Arc::clone(&link.counters)),
             None => (Arc::new(LiveTable::new(0)), Arc::default()),
         };
-        let tick_deadline = config.tick_interval.map(|interval| now + interval);
-        let mut wheel = TimerWheel::new(now, config.timer_tick, WHEEL_SLOTS);
+        let tick_deadline = config.timers.tick_interval.map(|interval| now + interval);
+        let mut wheel = TimerWheel::new(now, config.timers.resolution, WHEEL_SLOTS);
         if let Some(at) = tick_deadline {
             wheel.schedule(usize::MAX, 0, TimerKind::Tick, at);
         }
@@ -109,8 +110,8 @@ impl<H: Handler> Worker<H> {
             poll,
             listener: Some(listener),
             handler,
-            scratch: vec![0; config.read_buffer_len.max(1024)],
-            inflate: InflateScratch::new(config.max_message_len),
+            scratch: vec![0; config.socket.read_buffer_len.max(1024)],
+            inflate: InflateScratch::new(config.limits.max_message_len),
             local: Local {
                 index,
                 pool: BufferPool::new(),
@@ -122,6 +123,7 @@ impl<H: Handler> Worker<H> {
                 live,
                 deflate,
                 deferred: Vec::new(),
+                deferred_commands: Vec::new(),
                 dirty: Vec::new(),
             },
             commands,
@@ -253,10 +255,11 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Removes a connection; fires `on_close` if it has not fired yet.
-    fn remove(&mut self, key: usize, cause: CloseCause, code: u16, reason: &str) {
+    fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
         if !self.conns.contains(key) {
             return;
         }
+        let id = self.conn_id(key);
         let mut conn = self.conns.remove(key);
         stats::sub(
             &self.local.counters.buffered_bytes,
@@ -267,15 +270,8 @@ impl<H: Handler> Worker<H> {
             self.local.note_subscriptions();
         }
         let state = conn.take_state(0);
-        dispatch::fire_close(
-            state,
-            &mut self.handler,
-            &self.local,
-            key,
-            cause,
-            code,
-            reason,
-        );
+        let local = &mut self.local;
+        dispatch::fire_close(state, &mut self.handler, local, id, cause, code, reason);
         conn.outbox.release(&mut self.local.pool);
         if let Phase::Handshake { head: Some(head) } = conn.phase {
             self.local.pool.put(head);
@@ -289,22 +285,5 @@ impl<H: Handler> Worker<H> {
         io::deregister(&self.poll, &mut conn.stream);
         // A descriptor was freed: accepting may work again.
         self.accept.descriptor_freed();
-    }
-}
-
-/// The configuration with values that would spin or overflow brought into range: at least one
-/// accept and one read per wake-up, durations of at most a year.
-fn sanitized(config: &Config) -> Config {
-    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
-    Config {
-        accepts_per_wakeup: config.accepts_per_wakeup.max(1),
-        reads_per_wakeup: config.reads_per_wakeup.max(1),
-        handshake_timeout: config.handshake_timeout.min(YEAR),
-        ping_interval: config.ping_interval.map(|d| d.min(YEAR)),
-        pong_timeout: config.pong_timeout.min(YEAR),
-        close_timeout: config.close_timeout.min(YEAR),
-        accept_backoff: config.accept_backoff.min(YEAR),
-        shutdown_timeout: config.shutdown_timeout.min(YEAR),
-        ..config.clone()
     }
 }

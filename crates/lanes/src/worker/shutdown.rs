@@ -16,7 +16,7 @@ impl<H: Handler> Worker<H> {
         // Sends queued before the shutdown go out before the close frames.
         self.run_commands();
         self.settle(now);
-        self.shutdown_deadline = Some(now + self.local.config.shutdown_timeout);
+        self.shutdown_deadline = Some(now + self.local.config.timeouts.shutdown);
         self.accept.stop();
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -27,7 +27,7 @@ impl<H: Handler> Worker<H> {
             let conn = &mut self.conns[key];
             match conn.phase {
                 Phase::Handshake { .. } => {
-                    self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL.as_u16(), "")
+                    self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "")
                 }
                 Phase::Open { .. } => {
                     conn.outbox.close(
@@ -56,7 +56,7 @@ impl<H: Handler> Worker<H> {
         if now >= deadline {
             let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
             for key in keys {
-                self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL.as_u16(), "");
+                self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "");
             }
             return true;
         }

@@ -30,7 +30,7 @@ pub(super) struct Answer<S> {
     pub(super) rejected: Option<u16>,
 }
 
-/// The answer to `head` from `peer`: the metrics page on [`Config::metrics_path`], the
+/// The answer to `head` from `peer`: the metrics page on [`MetricsConfig::path`](crate::config::MetricsConfig::path), the
 /// handler's `on_http` for other plain requests, an error for an invalid upgrade, and the
 /// handler's `on_upgrade` decision (with permessage-deflate negotiated per `config`) for a
 /// valid one. `metrics` renders the metrics page when it is asked for.
@@ -40,10 +40,13 @@ pub(super) fn answer<H: Handler>(
     config: &Config,
     handler: &mut H,
     metrics: impl FnOnce() -> String,
-) -> Answer<H::Conn> {
+) -> Answer<H::State> {
     let mut response = Vec::new();
     if !head.is_websocket_upgrade() {
-        let metrics_path = config.metrics_path.as_deref();
+        #[cfg(feature = "metrics")]
+        let metrics_path = config.metrics.path.as_deref();
+        #[cfg(not(feature = "metrics"))]
+        let metrics_path: Option<&str> = None;
         if head.method() == "GET" && metrics_path.is_some_and(|p| p == head.path()) {
             let content_type = lanes_metrics::prometheus::CONTENT_TYPE;
             let mut page = HttpResponse::new(200, metrics());
@@ -184,7 +187,7 @@ impl<H: Handler> Worker<H> {
             let config = &self.local.config;
             conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
             conn.receiver
-                .enable_compression(RecvCompression::new(&params, config.max_message_len));
+                .enable_compression(RecvCompression::new(&params, config.limits.max_message_len));
         }
         self.local.live.open(key, conn.generation);
         stats::add(&self.local.counters.connections, 1);
@@ -194,7 +197,7 @@ impl<H: Handler> Worker<H> {
         if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
             self.handler.on_open(&mut ws, state);
         }
-        dispatch::after_callbacks(conn, &mut self.handler, &self.local, key, now_ms);
+        dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
         // Frames the client sent right behind its request.
         if head_buf.len() > head_len {
             on_frames(

@@ -257,7 +257,7 @@ pub fn cpu_time() -> Duration {
 pub struct TestEcho;
 
 impl Handler for TestEcho {
-    type Conn = ();
+    type State = ();
     fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
         if request.path() == "/forbidden" {
             return Err(HttpResponse::new(403, "no"));
