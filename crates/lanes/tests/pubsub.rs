@@ -27,8 +27,10 @@ enum Seen {
     Timer(ConnId, u64),
 }
 
-/// Answers commands sent as text: `sub:T`, `unsub:T`, `pub:T:payload`, `timer:MS:TOKEN`.
-/// On open it tells the client its id as `id:WORKER:SLOT:GENERATION`.
+/// Answers commands sent as text: `sub:T` (answered `subscribed:T`, `already:T` or
+/// `atlimit:T`), `unsub:T`, `pub:T:payload`, `others:T:payload` (everyone but the sender),
+/// `timer:MS:TOKEN`. On open it tells the client its id as `id:WORKER:SLOT:GENERATION`; when
+/// the client closes with the reason `bye`, `on_close` publishes `left:SLOT` to `lobby`.
 struct Hub {
     events: Sender<Seen>,
     ticks: Arc<AtomicU64>,
@@ -56,14 +58,22 @@ impl Handler for Hub {
             return;
         };
         if let Some(topic) = text.strip_prefix("sub:") {
-            assert_eq!(ws.subscribe(topic), SubscribeStatus::Subscribed);
-            ws.send_text(&format!("subscribed:{topic}"));
+            let answer = match ws.subscribe(topic) {
+                SubscribeStatus::Subscribed => "subscribed",
+                SubscribeStatus::AlreadySubscribed => "already",
+                SubscribeStatus::AtLimit => "atlimit",
+                other => panic!("{other:?}"),
+            };
+            ws.send_text(&format!("{answer}:{topic}"));
         } else if let Some(topic) = text.strip_prefix("unsub:") {
             assert!(ws.unsubscribe(topic));
             ws.send_text(&format!("unsubscribed:{topic}"));
         } else if let Some(rest) = text.strip_prefix("pub:") {
             let (topic, payload) = rest.split_once(':').unwrap();
             ws.publish_text(topic, payload).unwrap();
+        } else if let Some(rest) = text.strip_prefix("others:") {
+            let (topic, payload) = rest.split_once(':').unwrap();
+            ws.publish_text_except_self(topic, payload).unwrap();
         } else if let Some(rest) = text.strip_prefix("timer:") {
             let (ms, token) = rest.split_once(':').unwrap();
             ws.set_timer(
@@ -85,6 +95,9 @@ impl Handler for Hub {
 
     fn on_close(&mut self, conn: ConnId, closed: &mut Closed<'_>) {
         assert_eq!(closed.id(), conn);
+        if closed.reason() == "bye" {
+            let _ = closed.publish_text("lobby", &format!("left:{}", conn.slot));
+        }
         let _ = self.events.send(Seen::Closed(conn));
     }
 }
@@ -164,6 +177,72 @@ fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < until, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn everyone_but_me_subscription_answers_and_a_leave_notice_from_on_close() {
+    let mut config = Config::default();
+    config.limits.max_subscriptions_per_connection = 2;
+    let fx = start(config);
+    let mut clients = connect_on_both(fx.addr, 2);
+    for (client, _) in &mut clients {
+        subscribe(client, "lobby");
+    }
+    let (me, my_id) = &mut clients[0];
+    let my_id = *my_id;
+    me.send(true, OpCode::Text, b"sub:lobby");
+    assert_eq!(text(me), "already:lobby");
+    subscribe(me, "x");
+    me.send(true, OpCode::Text, b"sub:y");
+    assert_eq!(text(me), "atlimit:y");
+
+    // Everyone but the sender, on both workers.
+    me.send(true, OpCode::Text, b"others:lobby:hi");
+    for (client, _) in &mut clients[1..] {
+        assert_eq!(text(client), "hi");
+    }
+    // The sender got nothing: the next thing it hears is its own later publish.
+    let me = &mut clients[0].0;
+    me.send(true, OpCode::Text, b"pub:lobby:mark");
+    assert_eq!(text(me), "mark");
+    for (client, _) in &mut clients[1..] {
+        assert_eq!(text(client), "mark");
+    }
+
+    // A leave notice published from on_close reaches the others on both workers.
+    let (mut leaving, leaving_id) = clients.remove(0);
+    assert_eq!(leaving_id, my_id);
+    leaving.send(true, OpCode::Close, b"\x03\xe8bye");
+    assert_eq!(leaving.recv().opcode, OpCode::Close);
+    for (client, _) in &mut clients {
+        assert_eq!(text(client), format!("left:{}", my_id.slot));
+    }
+    // (Connections connect_on_both dropped close too.)
+    let closed = std::iter::from_fn(|| fx.events.recv_timeout(Duration::from_secs(5)).ok())
+        .any(|seen| seen == Seen::Closed(my_id));
+    assert!(closed);
+}
+
+#[test]
+fn an_invalid_config_is_refused_at_start_naming_the_field() {
+    let mut config = Config::default();
+    config.backpressure.pause_len = 0;
+    let server = lanes::Server::new("127.0.0.1:0".parse().unwrap(), |_| Hub {
+        events: channel().0,
+        ticks: Arc::default(),
+    })
+    .config(config);
+    match server.start() {
+        Err(lanes::Error::Config(error)) => {
+            assert_eq!(error.field(), "backpressure.pause_len");
+            assert!(
+                error.to_string().contains("allowed 1 byte to max_len"),
+                "{error}"
+            );
+        }
+        Err(other) => panic!("{other}"),
+        Ok(_) => panic!("started with backpressure.pause_len = 0"),
     }
 }
 

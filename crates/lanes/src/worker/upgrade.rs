@@ -239,3 +239,141 @@ fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
         let _ = write_reject(out, 500, &[], b"invalid refusal from the application");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handler::{Accept, Message};
+    use crate::ws::Ws;
+    use lanes_proto::handshake::HeadLimits;
+
+    /// Accepts with the request's path as state, or refuses `/private` with 403; confirms the
+    /// subprotocol `?proto=` names (even one not offered, to provoke a 500).
+    struct Gate;
+
+    impl Handler for Gate {
+        type State = String;
+
+        fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<String>, HttpResponse> {
+            if request.path() == "/private" {
+                return Err(HttpResponse::new(403, "no"));
+            }
+            let accept = Accept::new(request.path().to_string()).header("X-Seen", "1");
+            Ok(
+                match request.query().and_then(|q| q.strip_prefix("proto=")) {
+                    Some(proto) => accept.with_subprotocol(proto),
+                    None => accept,
+                },
+            )
+        }
+
+        fn on_message(&mut self, _: &mut Ws<'_>, _: &mut String, _: Message<'_>) {}
+    }
+
+    const KEY_HEADERS: &str = "Host: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+    fn answer_to(request: &str, config: &Config) -> (String, Answer<String>) {
+        let head = match RequestHead::parse(request.as_bytes(), &HeadLimits::default()) {
+            Ok(Parsed::Complete(head)) => head,
+            other => panic!("{other:?}"),
+        };
+        let peer = "127.0.0.1:1".parse().unwrap();
+        let answer = answer(&head, peer, config, &mut Gate, || "page\n".to_string());
+        (
+            String::from_utf8_lossy(&answer.response).into_owned(),
+            answer,
+        )
+    }
+
+    fn upgrade(target: &str, extra: &str) -> String {
+        format!("GET {target} HTTP/1.1\r\n{KEY_HEADERS}{extra}\r\n")
+    }
+
+    #[test]
+    fn a_valid_upgrade_is_accepted_with_the_handlers_state_and_headers() {
+        let (text, answer) = answer_to(&upgrade("/game", ""), &Config::default());
+        // RFC 6455 §1.3: the accept value for the sample nonce.
+        assert!(
+            text.starts_with("HTTP/1.1 101 Switching Protocols\r\n"),
+            "{text}"
+        );
+        assert!(text.contains("Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
+        assert!(text.contains("X-Seen: 1\r\n"));
+        let (state, deflate) = answer.accepted.unwrap();
+        assert_eq!(state, "/game");
+        assert!(deflate.is_none(), "deflate is off by default");
+        assert_eq!(answer.rejected, None);
+    }
+
+    #[test]
+    fn deflate_is_negotiated_only_when_configured_and_offered() {
+        let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
+        let mut config = Config::default();
+        let (text, answer) = answer_to(&upgrade("/", offer), &config);
+        assert!(!text.contains("permessage-deflate"));
+        assert!(answer.accepted.unwrap().1.is_none());
+        config.deflate.enabled = true;
+        let (text, answer) = answer_to(&upgrade("/", offer), &config);
+        assert!(
+            text.contains("Sec-WebSocket-Extensions: permessage-deflate"),
+            "{text}"
+        );
+        assert!(answer.accepted.unwrap().1.is_some());
+    }
+
+    #[test]
+    fn refusals_and_bad_requests_answer_with_their_status() {
+        let config = Config::default();
+        let (text, answer) = answer_to(&upgrade("/private", ""), &config);
+        assert!(text.starts_with("HTTP/1.1 403 "), "{text}");
+        assert_eq!(
+            (answer.accepted.is_none(), answer.rejected),
+            (true, Some(403))
+        );
+
+        let bad = "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Version: 13\r\n\r\n";
+        let (text, answer) = answer_to(bad, &config);
+        assert!(text.starts_with("HTTP/1.1 400 "), "{text}");
+        assert_eq!(answer.rejected, Some(400));
+
+        let old = upgrade("/", "").replace("Version: 13", "Version: 8");
+        let (text, answer) = answer_to(&old, &config);
+        assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+        assert!(text.contains("Sec-WebSocket-Version: 13\r\n"));
+        assert_eq!(answer.rejected, Some(426));
+    }
+
+    #[test]
+    fn a_subprotocol_the_client_did_not_offer_is_a_500() {
+        let (text, answer) = answer_to(&upgrade("/?proto=chat", ""), &Config::default());
+        assert!(text.starts_with("HTTP/1.1 500 "), "{text}");
+        assert_eq!(
+            (answer.accepted.is_none(), answer.rejected),
+            (true, Some(500))
+        );
+        let offered = upgrade("/?proto=chat", "Sec-WebSocket-Protocol: chat\r\n");
+        let (text, _) = answer_to(&offered, &Config::default());
+        assert!(text.contains("Sec-WebSocket-Protocol: chat\r\n"), "{text}");
+    }
+
+    #[test]
+    fn plain_requests_get_on_http_and_the_metrics_page_when_configured() {
+        let plain = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut config = Config::default();
+        let (text, answer) = answer_to(plain, &config);
+        assert!(text.starts_with("HTTP/1.1 426 "), "{text}");
+        assert!(text.contains("Connection: close\r\n"));
+        assert_eq!(answer.rejected, Some(426));
+        #[cfg(feature = "metrics")]
+        {
+            config.metrics.path = Some("/metrics".into());
+            let (text, answer) = answer_to(plain, &config);
+            assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
+            assert!(text.ends_with("\r\n\r\npage\n"), "{text}");
+            assert_eq!(answer.rejected, None);
+        }
+        let _ = &mut config;
+    }
+}
