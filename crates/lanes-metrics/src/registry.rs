@@ -80,8 +80,9 @@ struct Entry {
 /// The application's own metrics. `Clone` shares the same set; registering takes a lock
 /// (rare), updating a [`Counter`] or [`Gauge`] does not.
 ///
-/// The server's registry is reachable from `lanes::ServerHandle::registry` and from every
-/// worker's `WorkerInfo`, and is exported with lanes' metrics on `/metrics` and to InfluxDB.
+/// The server's registry is reachable from `lanes::ServerHandle::registry` and, in a handler
+/// factory, from `info.remote.registry()` (`lanes::Remote::registry`), and is exported with
+/// lanes' metrics on `/metrics` and to InfluxDB.
 #[derive(Clone, Default)]
 pub struct Registry {
     entries: Arc<Mutex<Vec<Entry>>>,

@@ -56,7 +56,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Why a [`Remote`] could not queue a send, close or publish.
+/// Why a [`Remote`](crate::Remote) could not queue a send, close or publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendError {

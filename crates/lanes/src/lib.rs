@@ -22,6 +22,9 @@
 //! - permessage-deflate (RFC 7692) when [`Config::deflate`] turns it on, with context takeover
 //!   or with compressor state shared by a worker's connections.
 //!
+//! Every accepted socket gets `TCP_NODELAY`: each write is a whole batch of frames (one `write`
+//! per connection per loop iteration), so Nagle's algorithm would only add latency.
+//!
 //! What it does not do (yet): TLS.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
@@ -68,3 +71,8 @@ pub use stats::{CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stat
 #[doc(inline)]
 pub use lanes_metrics as metrics;
 pub use ws::{SubscribeStatus, Ws};
+
+/// The README's Rust examples, compiled with the doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -15,7 +15,7 @@ use crate::stats::{self, opcode_slot};
 /// Written bytes at the front of the backlog beyond which the buffer is compacted.
 const COMPACT_AFTER: usize = 64 * 1024;
 
-/// What became of a message given to [`Ws::send_text`] and friends.
+/// What became of a message given to [`Ws::send_text`](crate::Ws::send_text) and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SendStatus {
     /// Queued with the backlog under [`Backpressure::pause_len`](crate::config::Backpressure::pause_len); it is written at the end of
