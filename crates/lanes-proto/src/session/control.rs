@@ -104,7 +104,11 @@ impl Session {
             close_timeout_us: narrow(config.close_timeout_us),
             sent_close: None,
             state: SessionState::Open,
-            flags: if config.role == Role::Client { CLIENT } else { 0 },
+            flags: if config.role == Role::Client {
+                CLIENT
+            } else {
+                0
+            },
         }
     }
 
@@ -175,9 +179,10 @@ impl Session {
                 Some(self.last_heard_us.saturating_add(self.ping_interval_us))
             }
             SessionState::Open => None,
-            SessionState::CloseSent => {
-                Some(self.mark_us.saturating_add(u64::from(self.close_timeout_us)))
-            }
+            SessionState::CloseSent => Some(
+                self.mark_us
+                    .saturating_add(u64::from(self.close_timeout_us)),
+            ),
             SessionState::Closed | SessionState::TimedOut => None,
         }
     }
@@ -411,7 +416,11 @@ mod tests {
 
     #[test]
     fn invalid_codes_close_without_a_code() {
-        for code in [CloseCode::NO_STATUS, CloseCode::ABNORMAL, CloseCode::new(999)] {
+        for code in [
+            CloseCode::NO_STATUS,
+            CloseCode::ABNORMAL,
+            CloseCode::new(999),
+        ] {
             let mut session = Session::new(SessionConfig::server(), 0);
             let mut out = Frames::default();
             assert!(session.close(code, "dropped too", 0, &mut out));

@@ -283,7 +283,9 @@ pub fn encode_frame(
         payload_len: payload.len() as u64,
         ..header
     };
-    encode_frame_with(out, role, header, mask_key, |o| o.extend_from_slice(payload));
+    encode_frame_with(out, role, header, mask_key, |o| {
+        o.extend_from_slice(payload)
+    });
 }
 
 /// [`encode_frame`] for a payload that `fill` appends to `out` itself (so it is written in

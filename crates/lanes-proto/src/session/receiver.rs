@@ -147,6 +147,8 @@ impl Receiver {
             });
         }
         if !session.is_receiving() {
+            // Closed, timed out or failed: nothing more is read, so nothing is kept either.
+            self.clear();
             return Ok(Step {
                 used: data.len(),
                 event: None,
@@ -166,6 +168,16 @@ impl Receiver {
                 Err(error)
             }
         }
+    }
+
+    /// Drops whatever is held (after the session stopped receiving).
+    #[cold]
+    fn clear(&mut self) {
+        self.header_len = 0;
+        self.partial = None;
+        self.assembler.reset();
+        self.message = Vec::new();
+        self.control = Vec::new();
     }
 
     /// One step of the frame machine.

@@ -60,7 +60,10 @@ fn a_new_receiver_holds_nothing_and_release_frees_a_delivered_message() {
         .handle_bytes(&mut bytes[4..], &mut scratch, 0, &mut out)
         .unwrap();
     assert_eq!(step.event, Some(Event::Binary(b"abcd")));
-    assert!(!conn.receiver.is_idle(), "the message is held until released");
+    assert!(
+        !conn.receiver.is_idle(),
+        "the message is held until released"
+    );
     conn.receiver.release();
     assert!(conn.receiver.is_idle());
 }
