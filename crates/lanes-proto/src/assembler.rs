@@ -99,6 +99,11 @@ impl MessageAssembler {
         }
     }
 
+    /// The largest message this assembler accepts, in bytes.
+    pub const fn max_message_len(&self) -> u64 {
+        self.max_message_len
+    }
+
     /// Whether a fragmented data message has started and not yet ended.
     pub const fn is_message_open(&self) -> bool {
         self.open.is_some()

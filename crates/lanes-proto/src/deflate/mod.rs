@@ -20,6 +20,11 @@
 //! [`Inflater::handle_message_end`] and pass its bytes the same way before
 //! [`MessageAssembler::handle_frame_end`](crate::assembler::MessageAssembler::handle_frame_end).
 //!
+//! [`RecvCompression`] (a connection's receive side) and [`InflateScratch`] (a thread's shared
+//! inflater and output buffer) decide whose [`Inflater`] inflates a message; the
+//! [`session::Receiver`](crate::session::Receiver) uses them once
+//! [`enable_deflate`](crate::session::Receiver::enable_deflate) is called.
+//!
 //! Errors: invalid deflate data fails the connection with 1002
 //! ([`ProtocolError::InvalidCompressedData`](crate::ProtocolError::InvalidCompressedData); RFC
 //! 7692 says only "_Fail the WebSocket Connection_": Python's `websockets` sends 1002 too,
@@ -33,11 +38,13 @@ mod config;
 mod deflater;
 mod inflater;
 mod negotiate;
+mod scratch;
 
 pub use config::{DeflateConfig, MAX_WINDOW_BITS, MIN_COMPRESS_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use deflater::{Deflater, SendAs};
 pub use inflater::Inflater;
 pub use negotiate::{DeflateParams, Negotiated, negotiate};
+pub use scratch::{InflateScratch, RecvCompression};
 
 /// The extension's name in `Sec-WebSocket-Extensions`.
 pub const EXTENSION_NAME: &str = "permessage-deflate";

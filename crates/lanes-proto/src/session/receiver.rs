@@ -1,0 +1,436 @@
+//! The receive half of a session: frames parsed, unmasked in place, validated and assembled
+//! where the bytes were read.
+//!
+//! A frame that lies whole in the caller's buffer is unmasked in place and its message handed
+//! out borrowed from that buffer. Only what spans calls is kept: up to 14 header bytes inline,
+//! the payload of a frame still arriving, a fragmented message being assembled, and the payload
+//! of a control frame split across reads. Payload is unmasked and validated as it arrives, so
+//! invalid UTF-8 fails at once, even in the middle of a frame.
+
+use super::{Closed, Event, Initiator, Output, Session, SessionConfig, Step};
+use crate::assembler::{FrameKind, MessageAssembler, MessageKind};
+use crate::deflate::{DeflateParams, InflateScratch, RecvCompression};
+use crate::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, decode_header};
+use crate::mask::apply_mask;
+use crate::{CloseFrame, OpCode, ProtocolError, utf8};
+
+/// A frame whose payload spans calls.
+#[derive(Debug, Clone, Copy)]
+struct PartialFrame {
+    header: FrameHeader,
+    kind: FrameKind,
+    received: u64,
+}
+
+/// What one step of the frame machine gives: bytes used, and the event completed if any
+/// (before the session's close rules).
+type Advance<'a> = Result<(usize, Option<Event<'a>>), ProtocolError>;
+
+/// The receive half of a connection's session: frames parsed, unmasked in place, validated and
+/// assembled into messages, with the size limits of its [`SessionConfig`].
+///
+/// Holds no heap memory between reads unless a frame or a fragmented message spans them (and
+/// a `Box` for permessage-deflate once [`enable_deflate`](Self::enable_deflate) is called).
+/// See the [module documentation](super) for the calling contract.
+#[derive(Debug)]
+pub struct Receiver {
+    frame_config: FrameConfig,
+    assembler: MessageAssembler,
+    header: [u8; MAX_HEADER_LEN],
+    header_len: u8,
+    auto_pong: bool,
+    partial: Option<PartialFrame>,
+    /// The fragmented message being assembled (compressed bytes for a compressed message), or
+    /// the payload of a single-frame message that spans calls.
+    message: Vec<u8>,
+    /// The payload of a control frame that spans calls (at most 125 bytes).
+    control: Vec<u8>,
+    /// permessage-deflate, when negotiated.
+    compression: Option<Box<RecvCompression>>,
+}
+
+impl Receiver {
+    /// A receive half with `config`'s role, limits and auto-pong rule. Allocates nothing.
+    pub fn new(config: &SessionConfig) -> Receiver {
+        Receiver {
+            frame_config: FrameConfig {
+                role: config.role,
+                allowed_rsv: 0,
+                max_frame_len: config.max_frame_len,
+            },
+            assembler: MessageAssembler::new(config.max_message_len),
+            header: [0; MAX_HEADER_LEN],
+            header_len: 0,
+            auto_pong: config.auto_pong,
+            partial: None,
+            message: Vec::new(),
+            control: Vec::new(),
+            compression: None,
+        }
+    }
+
+    /// Accepts compressed messages (RSV1 on a message's first frame) from now on, inflating
+    /// them under the negotiated `params` as the role requires (a server with the `client_*`
+    /// parameters, a client with the `server_*` ones). A connection whose peer takes context
+    /// over makes its own inflater on its first compressed message; one without uses the
+    /// shared inflater of the [`InflateScratch`] given to
+    /// [`handle_bytes`](Self::handle_bytes). Inflated messages are bounded by the same
+    /// `max_message_len`, enforced while inflating.
+    pub fn enable_deflate(&mut self, params: &DeflateParams) {
+        self.frame_config.allowed_rsv |= RSV1;
+        let max = self.assembler.max_message_len();
+        self.compression = Some(Box::new(RecvCompression::new(
+            params,
+            self.frame_config.role,
+            max,
+        )));
+    }
+
+    /// Whether nothing is held between reads: no partial header, frame or message, and no
+    /// buffer (after [`release`](Self::release)).
+    pub fn is_idle(&self) -> bool {
+        self.header_len == 0
+            && self.partial.is_none()
+            && !self.assembler.is_message_open()
+            && self.message.capacity() == 0
+            && self.control.capacity() == 0
+    }
+
+    /// Frees the buffer of a message or control frame just delivered; call once the event is
+    /// handled, so that an idle connection holds no buffer. (The next
+    /// [`handle_bytes`](Self::handle_bytes) does it too.)
+    #[inline]
+    pub fn release(&mut self) {
+        if self.partial.is_none() {
+            if !self.assembler.is_message_open() && self.message.capacity() != 0 {
+                self.message = Vec::new();
+            }
+            if self.control.capacity() != 0 {
+                self.control = Vec::new();
+            }
+        }
+    }
+
+    /// Consumes bytes from the start of `data` and returns how many, with the event they
+    /// completed, if any. Call again with the rest until all of `data` is consumed (`used` is
+    /// never 0 for non-empty `data`). The frames' payloads are unmasked in place in `data`,
+    /// and a message lying whole in `data` is handed out borrowed from it; a compressed message
+    /// is inflated into `scratch` and handed out from there.
+    ///
+    /// The session's rules are applied here (see the [module documentation](super)):
+    /// - `now_us` is when the bytes arrived: the peer was heard from (keepalive);
+    /// - a ping while open: a pong with the same payload is given to `out` when
+    ///   [`SessionConfig::auto_pong`], and the ping is delivered;
+    /// - a close while open: echoed through `out` (the same code, or an empty close when it had
+    ///   none) and delivered with [`Initiator::Peer`]; the session is then
+    ///   [`Closed`](super::SessionState::Closed);
+    /// - after our close: data, pings and pongs are consumed and dropped; the peer's close is
+    ///   delivered with [`Initiator::Us`] and the session is then closed;
+    /// - once closed, timed out or failed, every byte is consumed and ignored;
+    /// - a protocol error: the session gives `out` a close frame with the error's close code
+    ///   (1002, 1007 or 1009) and text as reason (unless a close was already sent), ignores
+    ///   every later byte, and the error is returned. The caller reports it and, once the
+    ///   close frame is written, may end the TCP connection (RFC 6455 §7.1.7).
+    #[inline]
+    pub fn handle_bytes<'a>(
+        &'a mut self,
+        session: &mut Session,
+        data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
+        now_us: u64,
+        out: &mut impl Output,
+    ) -> Result<Step<'a>, ProtocolError> {
+        if data.is_empty() {
+            return Ok(Step {
+                used: 0,
+                event: None,
+            });
+        }
+        if !session.is_receiving() {
+            // Closed, timed out or failed: nothing more is read, so nothing is kept either.
+            self.clear();
+            return Ok(Step {
+                used: data.len(),
+                event: None,
+            });
+        }
+        session.heard(now_us);
+        self.release();
+        let auto_pong = self.auto_pong;
+        match self.advance(data, scratch, out) {
+            Ok((used, None)) => Ok(Step { used, event: None }),
+            Ok((used, Some(event))) => Ok(Step {
+                used,
+                event: session.on_event(event, auto_pong, now_us, out),
+            }),
+            Err(error) => {
+                session.fail(&error, now_us, out);
+                Err(error)
+            }
+        }
+    }
+
+    /// Drops whatever is held (after the session stopped receiving).
+    #[cold]
+    fn clear(&mut self) {
+        self.header_len = 0;
+        self.partial = None;
+        self.assembler.reset();
+        self.message = Vec::new();
+        self.control = Vec::new();
+    }
+
+    /// One step of the frame machine.
+    #[inline]
+    fn advance<'a>(
+        &'a mut self,
+        data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
+        out: &mut impl Output,
+    ) -> Advance<'a> {
+        if self.partial.is_some() {
+            return self.continue_frame(data, scratch);
+        }
+        if self.header_len != 0 {
+            return self.continue_header(data, scratch, out);
+        }
+        match decode_header(data, &self.frame_config)? {
+            HeaderDecode::NeedMore(_) => {
+                // Fewer than 14 bytes: a header is never longer.
+                let len = data.len().min(MAX_HEADER_LEN);
+                self.header[..len].copy_from_slice(&data[..len]);
+                self.header_len = len as u8;
+                Ok((len, None))
+            }
+            HeaderDecode::Complete { header, header_len } => {
+                out.frame_received(&header);
+                let kind = self.assembler.handle_header(&header)?;
+                let total = header_len as u64 + header.payload_len;
+                if (data.len() as u64) >= total {
+                    // The fast path: the whole frame is here.
+                    let total = total as usize;
+                    let payload = &mut data[header_len..total];
+                    if let Some(key) = header.mask {
+                        apply_mask(payload, key, 0);
+                    }
+                    let event = self.whole_frame(kind, payload, scratch)?;
+                    Ok((total, event))
+                } else {
+                    self.partial = Some(PartialFrame {
+                        header,
+                        kind,
+                        received: 0,
+                    });
+                    Ok((header_len, None))
+                }
+            }
+        }
+    }
+
+    /// Completes a header that began in an earlier call.
+    fn continue_header<'a>(
+        &'a mut self,
+        data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
+        out: &mut impl Output,
+    ) -> Advance<'a> {
+        let had = usize::from(self.header_len);
+        let take = (MAX_HEADER_LEN - had).min(data.len());
+        self.header[had..had + take].copy_from_slice(&data[..take]);
+        match decode_header(&self.header[..had + take], &self.frame_config)? {
+            HeaderDecode::NeedMore(_) => {
+                self.header_len = (had + take) as u8;
+                Ok((take, None))
+            }
+            HeaderDecode::Complete { header, header_len } => {
+                self.header_len = 0;
+                out.frame_received(&header);
+                let used = header_len - had;
+                let kind = self.assembler.handle_header(&header)?;
+                self.partial = Some(PartialFrame {
+                    header,
+                    kind,
+                    received: 0,
+                });
+                if header.payload_len == 0 {
+                    let (_, event) = self.continue_frame(&mut [], scratch)?;
+                    return Ok((used, event));
+                }
+                Ok((used, None))
+            }
+        }
+    }
+
+    /// Takes payload bytes of a frame that spans calls.
+    fn continue_frame<'a>(
+        &'a mut self,
+        data: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
+    ) -> Advance<'a> {
+        let Some(mut frame) = self.partial else {
+            return Ok((0, None));
+        };
+        let remaining = frame.header.payload_len - frame.received;
+        let take = remaining.min(data.len() as u64) as usize;
+        let chunk = &mut data[..take];
+        if let Some(key) = frame.header.mask {
+            apply_mask(chunk, key, (frame.received & 3) as usize);
+        }
+        match frame.kind {
+            FrameKind::Control(_) => self.control.extend_from_slice(chunk),
+            FrameKind::Data { .. } => {
+                if !self.assembler.is_compressed() {
+                    // Compressed bytes are checked once inflated, at the message's end.
+                    self.assembler.handle_data(chunk)?;
+                }
+                self.message.extend_from_slice(chunk);
+            }
+        }
+        frame.received += take as u64;
+        if frame.received < frame.header.payload_len {
+            self.partial = Some(frame);
+            return Ok((take, None));
+        }
+        self.partial = None;
+        let event = match frame.kind {
+            FrameKind::Control(op) => Some(control_event(op, &self.control)?),
+            FrameKind::Data { last, .. } => self.end_data_frame(last, scratch)?,
+        };
+        Ok((take, event))
+    }
+
+    /// A frame whose header and payload are all in the caller's buffer.
+    #[inline]
+    fn whole_frame<'a>(
+        &'a mut self,
+        kind: FrameKind,
+        payload: &'a mut [u8],
+        scratch: &'a mut InflateScratch,
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
+        match kind {
+            FrameKind::Control(op) => control_event(op, payload).map(Some),
+            FrameKind::Data {
+                kind,
+                first: true,
+                last: true,
+            } => {
+                if self.assembler.is_compressed() {
+                    // Inflated straight from the caller's buffer into the scratch.
+                    return inflate_message(
+                        &mut self.assembler,
+                        self.compression.as_deref_mut(),
+                        payload,
+                        scratch,
+                    );
+                }
+                self.assembler.handle_frame_end()?;
+                // Zero copy: the message is handed out from the caller's buffer, validated
+                // here, once.
+                Ok(Some(match kind {
+                    MessageKind::Text => Event::Text(utf8::validate(payload)?),
+                    MessageKind::Binary => Event::Binary(payload),
+                }))
+            }
+            FrameKind::Data { last, .. } => {
+                if !self.assembler.is_compressed() {
+                    self.assembler.handle_data(payload)?;
+                }
+                self.message.extend_from_slice(payload);
+                self.end_data_frame(last, scratch)
+            }
+        }
+    }
+
+    /// A data frame whose payload went into `self.message` ended: deliver its message if it
+    /// was the last fragment.
+    fn end_data_frame<'a>(
+        &'a mut self,
+        last: bool,
+        scratch: &'a mut InflateScratch,
+    ) -> Result<Option<Event<'a>>, ProtocolError> {
+        if last && self.assembler.is_compressed() {
+            return inflate_message(
+                &mut self.assembler,
+                self.compression.as_deref_mut(),
+                &self.message,
+                scratch,
+            );
+        }
+        let Some(kind) = self.assembler.handle_frame_end()? else {
+            return Ok(None);
+        };
+        // SAFETY: `self.message` holds exactly the bytes of this message, each passed to
+        // `self.assembler.handle_data` in order as it arrived (`continue_frame` and
+        // `whole_frame` append to it only after `handle_data` accepted them; `release` empties
+        // it before a new message begins; a compressed message does not get here), and
+        // `handle_frame_end` just returned the message's kind, so for text its validator
+        // accepted the whole of it.
+        #[allow(unsafe_code)]
+        let event = unsafe { assembled_event(kind, &self.message) };
+        Ok(Some(event))
+    }
+}
+
+/// Inflates a whole compressed message and passes the inflated bytes through the assembler
+/// (size limit, UTF-8) before it is delivered.
+fn inflate_message<'a>(
+    assembler: &mut MessageAssembler,
+    side: Option<&mut RecvCompression>,
+    compressed: &[u8],
+    scratch: &'a mut InflateScratch,
+) -> Result<Option<Event<'a>>, ProtocolError> {
+    // RSV1 passes the frame decoder only once `enable_deflate` made `side`.
+    let side = side.ok_or(ProtocolError::InvalidCompressedData)?;
+    let inflated = scratch.inflate(side, compressed)?;
+    assembler.handle_data(inflated)?;
+    let Some(kind) = assembler.handle_frame_end()? else {
+        return Ok(None);
+    };
+    // SAFETY: `inflated` is the whole message, all of it just passed to
+    // `assembler.handle_data` in one piece, and `handle_frame_end` returned its kind, so for
+    // text the validator accepted all of it.
+    #[allow(unsafe_code)]
+    let event = unsafe { assembled_event(kind, inflated) };
+    Ok(Some(event))
+}
+
+/// The event for a data message the assembler has validated.
+///
+/// # Safety
+///
+/// For [`MessageKind::Text`], `message` must be exactly the bytes passed, in order, to
+/// [`MessageAssembler::handle_data`] for one text message whose
+/// [`MessageAssembler::handle_frame_end`] then returned `Ok(Some(MessageKind::Text))`: the
+/// assembler's validator accepted every byte and the message ends on a character boundary, so
+/// `message` is valid UTF-8.
+#[allow(unsafe_code)]
+#[inline]
+unsafe fn assembled_event(kind: MessageKind, message: &[u8]) -> Event<'_> {
+    match kind {
+        MessageKind::Text => {
+            debug_assert!(core::str::from_utf8(message).is_ok());
+            // SAFETY: the caller guarantees `message` is valid UTF-8 (see `# Safety`); not
+            // validating it again saves a second pass over every fragmented or compressed
+            // text message (benches/proto.rs, `session_fragmented_text`).
+            Event::Text(unsafe { core::str::from_utf8_unchecked(message) })
+        }
+        MessageKind::Binary => Event::Binary(message),
+    }
+}
+
+/// The event for a control frame whose payload is at hand.
+#[inline]
+fn control_event(op: OpCode, payload: &[u8]) -> Result<Event<'_>, ProtocolError> {
+    Ok(match op {
+        OpCode::Ping => Event::Ping(payload),
+        OpCode::Pong => Event::Pong(payload),
+        _ => {
+            let close = CloseFrame::parse(payload)?;
+            Event::Close(Closed {
+                code: close.code,
+                reason: close.reason,
+                initiator: Initiator::Peer,
+            })
+        }
+    })
+}
