@@ -1,15 +1,15 @@
-//! permessage-deflate in the runtime: which compressor and decompressor each connection uses.
+//! permessage-deflate on the send side: which compressor each connection uses. (The receive
+//! side is the session's: [`lanes_proto::deflate::InflateScratch`].)
 //!
-//! The protocol crate does the compressing ([`Deflater`], [`Inflater`]); this module decides
-//! whose state it is. A connection that negotiated context takeover in a direction owns that
-//! direction's state (it carries from message to message). Without context takeover the state
-//! belongs to the worker and is shared by all its connections: a message is compressed, or a
-//! whole received message inflated, in one go, so nothing is left in the shared state between
-//! messages. A connection without compression holds nothing (two empty `Option<Box<_>>`);
-//! one with context takeover makes its own state only when its first message needs it.
+//! The protocol crate does the compressing ([`Deflater`]); this module decides whose state it
+//! is. A connection that negotiated server context takeover owns its compressor (its window
+//! carries from message to message). Without context takeover the compressor belongs to the
+//! worker and is shared by all its connections: a message is compressed in one go, so nothing
+//! is left in the shared state between messages. A connection without compression holds
+//! nothing (an empty `Option<Box<_>>`); one with context takeover makes its own compressor only
+//! when its first message needs it.
 
-use lanes_proto::ProtocolError;
-use lanes_proto::deflate::{DeflateConfig, DeflateParams, Deflater, Inflater, SendAs};
+use lanes_proto::deflate::{DeflateConfig, DeflateParams, Deflater, SendAs};
 
 /// Compressor state is large and opaque: debug output says only what kind it is.
 macro_rules! opaque_debug {
@@ -21,12 +21,7 @@ macro_rules! opaque_debug {
         }
     )*};
 }
-opaque_debug!(
-    SendCompression,
-    RecvCompression,
-    SharedDeflate,
-    InflateScratch
-);
+opaque_debug!(SendCompression, SharedDeflate);
 
 /// The send side of a connection that negotiated compression.
 pub(crate) struct SendCompression {
@@ -51,27 +46,6 @@ impl SendCompression {
     /// Whether this connection's messages can share one compressed copy (no context takeover).
     pub(crate) fn shared_window(&self) -> Option<u8> {
         (!self.takeover).then_some(self.window_bits)
-    }
-}
-
-/// The receive side of a connection that negotiated compression.
-pub(crate) struct RecvCompression {
-    /// Client context takeover: the connection keeps its own decompressor.
-    takeover: bool,
-    /// That decompressor, made for the first compressed message received.
-    own: Option<Inflater>,
-    window_bits: u8,
-    max_message_len: u64,
-}
-
-impl RecvCompression {
-    pub(crate) fn new(params: &DeflateParams, max_message_len: u64) -> RecvCompression {
-        RecvCompression {
-            takeover: !params.client_no_context_takeover,
-            own: None,
-            window_bits: params.client_max_window_bits,
-            max_message_len,
-        }
     }
 }
 
@@ -130,51 +104,6 @@ fn shared<'a>(
 ) -> &'a mut Deflater {
     let bits = window_bits.clamp(9, 15);
     deflaters[usize::from(bits - 9)].get_or_insert_with(|| Deflater::new(bits, true, config))
-}
-
-/// A worker's shared decompressor and the buffer messages are inflated into.
-pub(crate) struct InflateScratch {
-    max_message_len: u64,
-    shared: Option<Inflater>,
-    /// The inflated message, handed to the handler borrowed.
-    pub(crate) out: Vec<u8>,
-}
-
-impl InflateScratch {
-    pub(crate) fn new(max_message_len: u64) -> InflateScratch {
-        InflateScratch {
-            max_message_len,
-            shared: None,
-            out: Vec::new(),
-        }
-    }
-
-    /// Inflates one whole compressed message into `self.out`.
-    pub(crate) fn inflate(
-        &mut self,
-        side: &mut RecvCompression,
-        compressed: &[u8],
-    ) -> Result<&[u8], ProtocolError> {
-        self.out.clear();
-        shrink(&mut self.out);
-        let max = self.max_message_len;
-        let inflater = if side.takeover {
-            let (bits, own_max) = (side.window_bits, side.max_message_len);
-            side.own
-                .get_or_insert_with(|| Inflater::new(bits, false, own_max))
-        } else {
-            self.shared
-                .get_or_insert_with(|| Inflater::new(15, true, max))
-        };
-        let result = inflater
-            .handle_data(compressed, &mut self.out)
-            .and_then(|_| inflater.handle_message_end(&mut self.out));
-        if result.is_err() {
-            // The connection fails; a shared decompressor must start clean for the next one.
-            inflater.reset();
-        }
-        result.map(|_| self.out.as_slice())
-    }
 }
 
 /// Scratch buffers that grew for one large message do not keep its memory.

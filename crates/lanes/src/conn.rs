@@ -2,27 +2,27 @@
 
 use std::net::SocketAddr;
 
+use lanes_proto::CloseCode;
+use lanes_proto::session::{Receiver, Session, SessionState};
 use mio::net::TcpStream;
 use slab::Slab;
 
 use crate::id::ConnId;
 use crate::local::Local;
-use crate::outbox::Outbox;
-use crate::recv::Receiver;
+use crate::outbox::{ControlSink, Outbox};
 use crate::topic::Subscription;
 use crate::ws::Ws;
 
-/// Where a connection is in its life. The application's state lives in the phases that have
-/// one, so "open implies state present" holds by construction: `on_close` takes it by moving
-/// the connection to [`Phase::Closing`].
+/// Where a connection is in its life. The application's state and the protocol session live in
+/// the phase that has them, so "open implies state present" holds by construction: `on_close`
+/// takes the state by moving the connection to [`Phase::Closing`].
 #[derive(Debug)]
 pub(crate) enum Phase<S> {
     /// Reading the HTTP request head (the bytes so far, from the worker's pool).
     Handshake { head: Option<Vec<u8>> },
-    /// Open: messages flow both ways.
-    Open { state: S },
-    /// We sent a close frame and wait for the peer's (nothing is delivered any more).
-    CloseSent { state: S },
+    /// A WebSocket: messages flow both ways until the close handshake begins; the session
+    /// says how far that is (after our close frame nothing is delivered any more).
+    Open { state: S, session: Session },
     /// Done with the protocol (`on_close` has run, or there never was a WebSocket): write out
     /// what is queued, then shut down our side.
     Closing,
@@ -45,23 +45,29 @@ impl<S> Phase<S> {
     /// Takes the application's state out, leaving [`Phase::Closing`]; `None` (and no change)
     /// in the phases without one.
     pub(crate) fn take_state(&mut self) -> Option<S> {
-        if !matches!(self, Phase::Open { .. } | Phase::CloseSent { .. }) {
+        if !matches!(self, Phase::Open { .. }) {
             return None;
         }
         match std::mem::replace(self, Phase::Closing) {
-            Phase::Open { state } | Phase::CloseSent { state } => Some(state),
+            Phase::Open { state, .. } => Some(state),
             _ => None,
         }
     }
 
+    /// What the connection's timer is armed for.
     pub(crate) fn kind(&self) -> PhaseKind {
         match self {
             Phase::Handshake { .. } => PhaseKind::Handshake,
-            Phase::Open { .. } => PhaseKind::Open,
-            Phase::CloseSent { .. } => PhaseKind::CloseSent,
+            Phase::Open { session, .. } if session.state() == SessionState::Open => PhaseKind::Open,
+            Phase::Open { .. } => PhaseKind::CloseSent,
             Phase::Closing => PhaseKind::Closing,
             Phase::Draining => PhaseKind::Draining,
         }
+    }
+
+    /// Whether messages may be sent: open, and no close frame sent yet.
+    pub(crate) fn can_send(&self) -> bool {
+        matches!(self, Phase::Open { session, .. } if session.can_send())
     }
 }
 
@@ -84,13 +90,11 @@ pub(crate) struct Conn<S> {
     pub(crate) peer: SocketAddr,
     pub(crate) generation: u32,
     pub(crate) phase: Phase<S>,
-    /// Milliseconds since the worker's epoch when the current phase began.
+    /// Milliseconds since the worker's epoch when the current phase began (the handshake and
+    /// closing deadlines; an open connection's are its session's).
     pub(crate) phase_since_ms: u64,
-    /// Milliseconds since the worker's epoch when the peer last sent anything.
-    pub(crate) last_activity_ms: u64,
-    /// When our keepalive ping went out (microseconds since the worker's epoch), until a pong
-    /// arrives (for the round-trip time) or the next ping replaces it.
-    pub(crate) ping_sent_us: Option<u64>,
+    /// The receiving half of the session (kept beside the phase so that a message borrowed
+    /// from it can be handled while the session sends).
     pub(crate) receiver: Receiver,
     pub(crate) outbox: Outbox,
     pub(crate) input: Input,
@@ -121,14 +125,18 @@ impl<S> Conn<S> {
         Some(state)
     }
 
-    /// Moves an open connection to [`Phase::CloseSent`] (our close frame is queued).
-    pub(crate) fn close_sent(&mut self, now_ms: u64) {
-        if !matches!(self.phase, Phase::Open { .. }) {
-            return;
-        }
-        if let Phase::Open { state } = std::mem::replace(&mut self.phase, Phase::Closing) {
-            self.set_phase(Phase::CloseSent { state }, now_ms);
-        }
+    /// Starts the close handshake (once; false when it had begun, or there is no WebSocket).
+    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, local: &mut Local) -> bool {
+        let Phase::Open { session, .. } = &mut self.phase else {
+            return false;
+        };
+        let now_us = local.now_us;
+        session.close(
+            code,
+            reason,
+            now_us,
+            &mut ControlSink::new(&mut self.outbox, local),
+        )
     }
 
     /// Whether reading is paused for backpressure.
@@ -136,34 +144,44 @@ impl<S> Conn<S> {
         matches!(self.input, Input::Paused { .. })
     }
 
-    /// The application's state, in the phases that have one.
+    /// The application's state, while the connection has one.
     pub(crate) fn state_mut(&mut self) -> Option<&mut S> {
         match &mut self.phase {
-            Phase::Open { state } | Phase::CloseSent { state } => Some(state),
+            Phase::Open { state, .. } => Some(state),
             _ => None,
         }
     }
 
     /// The handle a callback gets for this connection, with the application's state; `None`
-    /// unless the connection is open.
+    /// unless the connection is open and has not begun closing.
     pub(crate) fn callback<'a>(
         &'a mut self,
         local: &'a mut Local,
         id: ConnId,
     ) -> Option<(Ws<'a>, &'a mut S)> {
-        let Phase::Open { state } = &mut self.phase else {
+        let Phase::Open { state, session } = &mut self.phase else {
             return None;
         };
-        let ws = Ws::new(&mut self.outbox, &mut self.subs, local, id, self.peer);
+        if !session.can_send() {
+            return None;
+        }
+        let ws = Ws::new(
+            &mut self.outbox,
+            session,
+            &mut self.subs,
+            local,
+            id,
+            self.peer,
+        );
         Some((ws, state))
     }
 }
 
-/// The open connection `id` names, if it is still there.
+/// The open connection `id` names, if it is still there and has not begun closing.
 pub(crate) fn open_conn<S>(conns: &mut Slab<Conn<S>>, id: ConnId) -> Option<&mut Conn<S>> {
     conns
         .get_mut(id.slot as usize)
-        .filter(|c| c.generation == id.generation && matches!(c.phase, Phase::Open { .. }))
+        .filter(|c| c.generation == id.generation && c.phase.can_send())
 }
 
 /// Queues `conn` (in `slot`) to be written at the end of the loop iteration, once.

@@ -4,7 +4,7 @@
 use lanes_proto::{CloseCode, OpCode};
 use slab::Slab;
 
-use crate::conn::{Conn, Phase, mark_dirty, open_conn};
+use crate::conn::{Conn, mark_dirty, open_conn};
 use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
@@ -59,7 +59,7 @@ impl<C> WorkerContext<'_, C> {
         let worker = self.local.index;
         self.conns
             .iter()
-            .filter(|(_, c)| matches!(c.phase, Phase::Open { .. }))
+            .filter(|(_, c)| c.phase.can_send())
             .map(move |(slot, c)| ConnId {
                 worker,
                 slot: slot as u32,
@@ -113,7 +113,7 @@ impl<C> WorkerContext<'_, C> {
         let slot = id.slot as usize;
         let local = &mut *self.local;
         let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
-        conn.outbox.close(code, reason, local);
+        conn.close(code, reason, local);
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(())
     }

@@ -46,7 +46,6 @@ mod local;
 mod outbox;
 mod pool;
 mod published;
-mod recv;
 mod remote;
 mod server;
 mod stats;

@@ -20,6 +20,9 @@ use crate::topic::{Subscriber, Topics};
 /// A worker's own state, lent to callbacks.
 pub(crate) struct Local {
     pub(crate) index: u16,
+    /// Microseconds since the worker's epoch, read once per loop iteration: the time
+    /// callbacks act at (a close they start times out from here).
+    pub(crate) now_us: u64,
     pub(crate) pool: BufferPool,
     pub(crate) config: Arc<Config>,
     pub(crate) topics: Topics,
@@ -90,6 +93,7 @@ impl Local {
         let shared = Arc::new(crate::hub::Shared::default());
         Local {
             index: 0,
+            now_us: 0,
             pool: BufferPool::new(),
             config: Arc::new(config),
             topics: Topics::default(),

@@ -1,16 +1,16 @@
 //! The outgoing side of a connection: a backlog taken from the worker's pool only while there is
 //! something to write, the caps on it, and what became of each send.
 
-use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
+use lanes_proto::OpCode;
 use lanes_proto::deflate::SendAs;
 use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
-use lanes_proto::{CloseCode, OpCode};
+use lanes_proto::session::Output;
 
 use crate::compress::SendCompression;
 use crate::config::BackpressurePolicy;
 use crate::local::Local;
 use crate::pool::BufferPool;
-use crate::stats::{self, opcode_slot};
+use crate::stats::{self, Counters, opcode_slot};
 
 /// Written bytes at the front of the backlog beyond which the buffer is compacted.
 const COMPACT_AFTER: usize = 64 * 1024;
@@ -30,15 +30,6 @@ pub enum SendStatus {
     Dropped,
 }
 
-/// Where a connection is in its life, as far as sending goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SendPhase {
-    /// Messages may be sent.
-    Open,
-    /// A close frame is queued; nothing more may be sent.
-    Closed,
-}
-
 /// The outgoing side of a connection: a backlog taken from the worker's pool only while there
 /// is something to write.
 #[derive(Debug)]
@@ -46,10 +37,8 @@ pub(crate) struct Outbox {
     /// Bytes to write: `buf[written..]`. `None` when empty (the buffer went back to the pool).
     buf: Option<Vec<u8>>,
     written: usize,
-    pub(crate) phase: SendPhase,
-    /// The close code we sent, if we sent one.
-    pub(crate) sent_close: Option<CloseCode>,
-    /// Set when the hard cap was passed under [`BackpressurePolicy::Close`].
+    /// Set when the hard cap was passed under [`BackpressurePolicy::Close`]: nothing more is
+    /// queued, and the connection is closed with 1008 once the callback that sent returns.
     pub(crate) overflowed: bool,
     /// permessage-deflate, when negotiated.
     pub(crate) compression: Option<Box<SendCompression>>,
@@ -60,8 +49,6 @@ impl Outbox {
         Outbox {
             buf: None,
             written: 0,
-            phase: SendPhase::Open,
-            sent_close: None,
             overflowed: false,
             compression: None,
         }
@@ -144,18 +131,13 @@ impl Outbox {
     /// counts it) and says why not.
     #[inline]
     fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
-        if self.phase != SendPhase::Open {
+        if self.overflowed {
             return Err(SendStatus::Dropped);
         }
         if self.buffered_len() + len > local.config.backpressure.max_len {
             if local.config.backpressure.policy == BackpressurePolicy::Close {
                 self.overflowed = true;
                 stats::add(&local.counters.closed_slow, 1);
-                self.close(
-                    CloseCode::POLICY_VIOLATION,
-                    "send backlog over the limit",
-                    local,
-                );
             } else {
                 stats::add(&local.counters.messages_dropped, 1);
             }
@@ -239,33 +221,43 @@ impl Outbox {
             .extend_from_slice(frame);
         self.status(local)
     }
+}
 
-    /// Queues a close frame (once) and stops further sends.
-    pub(crate) fn close(&mut self, code: CloseCode, reason: &str, local: &mut Local) {
-        if self.phase != SendPhase::Open {
-            return;
+/// The session's control frames (auto-pong, close echo, our close, keepalive ping) queued on a
+/// connection's outgoing buffer, and the frames received counted, by opcode.
+pub(crate) struct ControlSink<'a> {
+    pub(crate) outbox: &'a mut Outbox,
+    pub(crate) pool: &'a mut BufferPool,
+    pub(crate) counters: &'a Counters,
+}
+
+impl<'a> ControlSink<'a> {
+    /// The sink for `outbox`, with the worker's pool and counters.
+    pub(crate) fn new(outbox: &'a mut Outbox, local: &'a mut Local) -> ControlSink<'a> {
+        ControlSink {
+            outbox,
+            pool: &mut local.pool,
+            counters: &local.counters,
         }
-        let mut payload = [0u8; MAX_CLOSE_PAYLOAD_LEN];
-        let n = write_close_payload(&mut payload, code, reason);
-        stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
-        self.push_frame(OpCode::Close, &payload[..n], &mut local.pool);
-        self.phase = SendPhase::Closed;
-        self.sent_close = Some(code);
+    }
+}
+
+impl Output for ControlSink<'_> {
+    fn control(&mut self, opcode: OpCode, frame: &[u8]) {
+        stats::add(&self.counters.frames_sent[opcode_slot(opcode)], 1);
+        if opcode == OpCode::Ping {
+            // The session pings only for keepalive.
+            stats::add(&self.counters.pings_sent, 1);
+        }
+        self.outbox.push_raw(frame, self.pool);
     }
 
-    /// Echoes a peer's close: the same code, or an empty payload when it sent none.
-    pub(crate) fn echo_close(&mut self, code: Option<CloseCode>, local: &mut Local) {
-        if self.phase != SendPhase::Open {
-            return;
-        }
-        match code {
-            Some(code) => self.close(code, "", local),
-            None => {
-                stats::add(&local.counters.frames_sent[opcode_slot(OpCode::Close)], 1);
-                self.push_frame(OpCode::Close, &[], &mut local.pool);
-                self.phase = SendPhase::Closed;
-            }
-        }
+    #[inline]
+    fn frame_received(&mut self, header: &FrameHeader) {
+        stats::add(
+            &self.counters.frames_received[opcode_slot(header.opcode)],
+            1,
+        );
     }
 }
 

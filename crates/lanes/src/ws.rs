@@ -3,12 +3,13 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use lanes_proto::session::Session;
 use lanes_proto::{CloseCode, OpCode};
 
 use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
-use crate::outbox::{Outbox, SendStatus};
+use crate::outbox::{ControlSink, Outbox, SendStatus};
 use crate::published::encode;
 use crate::remote::Remote;
 use crate::timer::TimerKind;
@@ -31,6 +32,7 @@ pub enum SubscribeStatus {
 /// timers, and facts about it.
 pub struct Ws<'a> {
     pub(crate) outbox: &'a mut Outbox,
+    pub(crate) session: &'a mut Session,
     pub(crate) subs: &'a mut Vec<Subscription>,
     pub(crate) local: &'a mut Local,
     pub(crate) id: ConnId,
@@ -40,6 +42,7 @@ pub struct Ws<'a> {
 impl<'a> Ws<'a> {
     pub(crate) fn new(
         outbox: &'a mut Outbox,
+        session: &'a mut Session,
         subs: &'a mut Vec<Subscription>,
         local: &'a mut Local,
         id: ConnId,
@@ -47,6 +50,7 @@ impl<'a> Ws<'a> {
     ) -> Ws<'a> {
         Ws {
             outbox,
+            session,
             subs,
             local,
             id,
@@ -55,19 +59,30 @@ impl<'a> Ws<'a> {
     }
 
     /// Sends a text message.
+    #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
-        self.outbox.send(OpCode::Text, text.as_bytes(), self.local)
+        self.send(OpCode::Text, text.as_bytes())
     }
 
     /// Sends a binary message.
+    #[inline]
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
-        self.outbox.send(OpCode::Binary, bytes, self.local)
+        self.send(OpCode::Binary, bytes)
     }
 
     /// Sends a ping; the payload is cut to 125 bytes.
     pub fn ping(&mut self, payload: &[u8]) -> SendStatus {
         let payload = &payload[..payload.len().min(125)];
-        self.outbox.send(OpCode::Ping, payload, self.local)
+        self.send(OpCode::Ping, payload)
+    }
+
+    /// Queues a frame unless the close handshake has begun (nothing may follow a close).
+    #[inline]
+    fn send(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
+        if !self.session.can_send() {
+            return SendStatus::Dropped;
+        }
+        self.outbox.send(opcode, payload, self.local)
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
@@ -76,7 +91,9 @@ impl<'a> Ws<'a> {
     /// not be sent (1005, 1006, 1015, ...) sends a close frame without a code. Codes of the
     /// application's own range are made with [`CloseCode::new`] (`CloseCode::new(4000)`).
     pub fn close(&mut self, code: CloseCode, reason: &str) {
-        self.outbox.close(code, reason, self.local);
+        let now_us = self.local.now_us;
+        let mut sink = ControlSink::new(self.outbox, self.local);
+        self.session.close(code, reason, now_us, &mut sink);
     }
 
     /// Subscribes this connection to `topic`; says whether it now is, already was, or is at

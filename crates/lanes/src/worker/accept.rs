@@ -10,9 +10,9 @@ use super::Worker;
 use crate::conn::{Conn, Input, Phase, PhaseKind};
 use crate::handler::Handler;
 use crate::outbox::Outbox;
-use crate::recv::Receiver;
 use crate::stats;
 use crate::timer::TimerKind;
+use lanes_proto::session::Receiver;
 
 use super::io;
 
@@ -135,10 +135,8 @@ impl<H: Handler> Worker<H> {
             generation,
             phase: Phase::Handshake { head: None },
             phase_since_ms: now_ms,
-            last_activity_ms: now_ms,
-            ping_sent_us: None,
             backlog_reported: 0,
-            receiver: Receiver::new(self.frame_config, self.local.config.limits.max_message_len),
+            receiver: Receiver::new(&self.session_config),
             outbox: Outbox::new(),
             input: Input::Reading,
             timer_seq: 0,

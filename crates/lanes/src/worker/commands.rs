@@ -8,7 +8,7 @@ use lanes_proto::deflate::SendAs;
 
 use super::Worker;
 use super::dispatch;
-use crate::conn::{Phase, mark_dirty, open_conn};
+use crate::conn::{mark_dirty, open_conn};
 use crate::handler::Handler;
 use crate::hub::Command;
 use crate::local::Local;
@@ -44,7 +44,7 @@ impl<H: Handler> Worker<H> {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        conn.outbox.close(code, &reason, local);
+                        conn.close(code, &reason, local);
                         mark_dirty(conn, id.slot as usize, &mut local.dirty);
                     }
                     None => stats::add(&local.counters.stale, 1),
@@ -56,7 +56,7 @@ impl<H: Handler> Worker<H> {
                 let local = &mut self.local;
                 let mut compressed = Vec::new();
                 for (key, conn) in self.conns.iter_mut() {
-                    if matches!(conn.phase, Phase::Open { .. }) {
+                    if conn.phase.can_send() {
                         let status =
                             send_published(&mut conn.outbox, &message, local, &mut compressed);
                         if status != SendStatus::Dropped {
@@ -83,7 +83,7 @@ impl<H: Handler> Worker<H> {
             let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
-            if conn.generation != generation || !matches!(conn.phase, Phase::Open { .. }) {
+            if conn.generation != generation || !conn.phase.can_send() {
                 continue;
             }
             let status =

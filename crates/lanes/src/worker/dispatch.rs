@@ -1,19 +1,19 @@
-//! Dispatching: what a connection received, turned into handler callbacks, and the
-//! connection's phase moved along by what the callbacks did.
+//! Dispatching: what a connection received, run through its protocol session and turned into
+//! handler callbacks, and the connection moved along by what the session and the callbacks did.
 
 use std::time::Instant;
 
-use lanes_proto::{CloseCode, OpCode};
+use lanes_proto::CloseCode;
+use lanes_proto::deflate::InflateScratch;
+use lanes_proto::session::{Event, Initiator};
 
 use super::Worker;
 use crate::closed::Closed;
-use crate::compress::InflateScratch;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::{Handler, Message};
 use crate::id::ConnId;
 use crate::local::Local;
-use crate::outbox::SendPhase;
-use crate::recv::Inbound;
+use crate::outbox::ControlSink;
 use crate::stats::{self, CloseCause};
 use crate::ws::Ws;
 
@@ -24,10 +24,9 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.last_activity_ms = now_us / 1000;
         match conn.phase {
             Phase::Handshake { .. } => self.on_head_bytes(key, n, now),
-            Phase::Open { .. } | Phase::CloseSent { .. } => {
+            Phase::Open { .. } => {
                 let id = self.conn_id(key);
                 let conn = &mut self.conns[key];
                 on_frames(
@@ -45,7 +44,10 @@ impl<H: Handler> Worker<H> {
     }
 }
 
-/// Runs the frames in `data` through the connection's receiver and the handler.
+/// Runs the bytes in `data` through the connection's session and the handler: each message,
+/// ping and pong to its callback, the close handshake to `on_close`, a protocol error to a
+/// close with its code. Stops early, stashing the rest, when the outgoing backlog passes the
+/// backpressure limit.
 pub(super) fn on_frames<H: Handler>(
     conn: &mut Conn<H::State>,
     data: &mut [u8],
@@ -56,93 +58,79 @@ pub(super) fn on_frames<H: Handler>(
     now_us: u64,
 ) {
     let now_ms = now_us / 1000;
-    let slot = id.slot as usize;
     let mut offset = 0;
     while offset < data.len() {
-        let open = match conn.phase {
-            Phase::Open { .. } => true,
-            Phase::CloseSent { .. } => false,
-            _ => return,
+        let Phase::Open { state, session } = &mut conn.phase else {
+            return;
         };
-        let (used, event) = match conn
-            .receiver
-            .next(&mut data[offset..], inflate, &local.counters)
-        {
+        let mut sink = ControlSink::new(&mut conn.outbox, local);
+        let step =
+            conn.receiver
+                .handle_bytes(session, &mut data[offset..], inflate, now_us, &mut sink);
+        let step = match step {
             Ok(step) => step,
             Err(error) => {
+                // The session has queued its close frame with the error's code.
                 let code = error.close_code();
                 let reason = error.to_string();
                 tracing::debug!(peer = %conn.peer, code = code.as_u16(), %reason, "protocol error: closing");
                 local.counters.note_protocol_error(code.as_u16());
-                conn.outbox.close(code, &reason, local);
                 let state = conn.take_state(now_ms);
                 let cause = CloseCause::ProtocolError;
                 fire_close(state, handler, local, id, cause, code, &reason);
+                conn.receiver.release();
                 return;
             }
         };
-        offset += used;
-        let Some(event) = event else {
+        offset += step.used;
+        let Some(event) = step.event else {
             continue;
         };
-        let mut ws = Ws::new(&mut conn.outbox, &mut conn.subs, local, id, conn.peer);
-        let state = match &mut conn.phase {
-            Phase::Open { state } => Some(state),
-            _ => None,
-        };
+        let mut ws = Ws::new(
+            &mut conn.outbox,
+            session,
+            &mut conn.subs,
+            local,
+            id,
+            conn.peer,
+        );
         match event {
-            Inbound::Text(text) => {
-                if let Some(state) = state {
-                    handler.on_message(&mut ws, state, Message::Text(text));
-                }
-            }
-            Inbound::Binary(bytes) => {
-                if let Some(state) = state {
-                    handler.on_message(&mut ws, state, Message::Binary(bytes));
-                }
-            }
-            Inbound::Ping(payload) => {
-                if let Some(state) = state {
-                    if ws.local.config.auto_pong {
-                        ws.outbox.send(OpCode::Pong, payload, ws.local);
-                    }
-                    handler.on_ping(&mut ws, state, payload);
-                }
-            }
-            Inbound::Pong(payload) => {
+            Event::Text(text) => handler.on_message(&mut ws, state, Message::Text(text)),
+            Event::Binary(bytes) => handler.on_message(&mut ws, state, Message::Binary(bytes)),
+            Event::Ping(payload) => handler.on_ping(&mut ws, state, payload),
+            Event::Pong(payload) => {
                 stats::add(&ws.local.counters.pongs_received, 1);
-                if let Some(sent_us) = conn.ping_sent_us.take() {
-                    let rtt_us = now_us.saturating_sub(sent_us);
+                if let Some(rtt_us) = ws.session.take_ping_rtt_us() {
                     ws.local.counters.ping_rtt_us.record(rtt_us);
                 }
-                if let Some(state) = state {
-                    handler.on_pong(&mut ws, state, payload);
-                }
+                handler.on_pong(&mut ws, state, payload);
             }
-            Inbound::Close(code, reason) => {
-                if open {
-                    ws.outbox.echo_close(code, ws.local);
-                    let code = code.unwrap_or(CloseCode::NO_STATUS);
-                    let state = conn.phase.take_state();
-                    conn.phase_since_ms = now_ms;
-                    fire_close(state, handler, local, id, CloseCause::Clean, code, reason);
-                } else {
-                    let ours = conn.outbox.sent_close.unwrap_or(CloseCode::NO_STATUS);
-                    let cause = if local.remote.shutting_down() {
-                        CloseCause::Shutdown
-                    } else {
-                        CloseCause::Clean
-                    };
-                    let state = conn.phase.take_state();
-                    conn.phase_since_ms = now_ms;
-                    fire_close(state, handler, local, id, cause, ours, "");
-                }
-                conn.receiver.after_delivery();
+            Event::Close(close) => {
+                let (cause, code, reason) = match close.initiator {
+                    Initiator::Peer => {
+                        let code = close.code.unwrap_or(CloseCode::NO_STATUS);
+                        (CloseCause::Clean, code, close.reason)
+                    }
+                    Initiator::Us => {
+                        let cause = if local.remote.shutting_down() {
+                            CloseCause::Shutdown
+                        } else {
+                            CloseCause::Clean
+                        };
+                        let ours = session.sent_close().unwrap_or(CloseCode::NO_STATUS);
+                        (cause, ours, "")
+                    }
+                };
+                // Both close frames are exchanged: the server ends the TCP connection.
+                let state = conn.phase.take_state();
+                conn.phase_since_ms = now_ms;
+                fire_close(state, handler, local, id, cause, code, reason);
+                conn.receiver.release();
                 return;
             }
         }
-        conn.receiver.after_delivery();
-        after_callbacks(conn, handler, local, slot, now_ms);
+        conn.receiver.release();
+        after_callbacks(conn, handler, local, id.slot as usize, now_ms);
         if conn.outbox.buffered_len() > local.config.backpressure.pause_len && offset < data.len() {
             // Stop here: the rest waits until the backlog drains.
             let mut stash = local.pool.take();
@@ -153,8 +141,9 @@ pub(super) fn on_frames<H: Handler>(
     }
 }
 
-/// After a callback: if the handler closed the connection, or a send passed the hard cap,
-/// move the connection's phase along.
+/// After callbacks or sends: a connection whose backlog passed the hard cap under
+/// [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close) is closed with 1008 and
+/// `on_close` runs (cause: slow consumer).
 pub(super) fn after_callbacks<H: Handler>(
     conn: &mut Conn<H::State>,
     handler: &mut H,
@@ -162,30 +151,27 @@ pub(super) fn after_callbacks<H: Handler>(
     slot: usize,
     now_ms: u64,
 ) {
-    if !matches!(conn.phase, Phase::Open { .. }) || conn.outbox.phase != SendPhase::Closed {
+    if !conn.outbox.overflowed || !matches!(conn.phase, Phase::Open { .. }) {
         return;
     }
-    if conn.outbox.overflowed {
-        let state = conn.take_state(now_ms);
-        let id = ConnId {
-            worker: local.index,
-            slot: slot as u32,
-            generation: conn.generation,
-        };
-        let code = CloseCode::POLICY_VIOLATION;
-        let reason = "send backlog over the limit";
-        fire_close(
-            state,
-            handler,
-            local,
-            id,
-            CloseCause::SlowConsumer,
-            code,
-            reason,
-        );
-    } else {
-        conn.close_sent(now_ms);
-    }
+    let code = CloseCode::POLICY_VIOLATION;
+    let reason = "send backlog over the limit";
+    conn.close(code, reason, local);
+    let state = conn.take_state(now_ms);
+    let id = ConnId {
+        worker: local.index,
+        slot: slot as u32,
+        generation: conn.generation,
+    };
+    fire_close(
+        state,
+        handler,
+        local,
+        id,
+        CloseCause::SlowConsumer,
+        code,
+        reason,
+    );
 }
 
 /// Hands a connection's state to `on_close` (when it has not been yet) and marks its id as

@@ -1,99 +1,67 @@
-//! Deadlines: each connection's protocol timer (handshake, keepalive, pong, close), the
-//! application's timers, and the worker's tick. What to do at a deadline is a pure function of
-//! the connection's times, the configuration and `now` ([`decide`]); the worker acts on it.
+//! Deadlines: each connection's protocol timer (the handshake, the session's keepalive, pong
+//! and close deadlines, and the closing phases), the application's timers, and the worker's
+//! tick. When a connection's timer is due is a pure function of its phase, times and the
+//! configuration ([`deadline_us`]); an open connection's deadlines are its session's.
 
 use std::time::{Duration, Instant};
 
-use lanes_proto::{CloseCode, OpCode};
+use lanes_proto::CloseCode;
+use lanes_proto::session::{Session, Timeout};
 
 use super::Worker;
 use super::dispatch;
 use crate::config::Config;
-use crate::conn::{PhaseKind, mark_dirty};
+use crate::conn::{Phase, PhaseKind, mark_dirty};
 use crate::context::WorkerContext;
 use crate::handler::Handler;
-use crate::stats::{self, CloseCause};
+use crate::outbox::ControlSink;
+use crate::stats::CloseCause;
 use crate::timer::{TimerEntry, TimerKind};
 
-/// A connection's times, in milliseconds since the worker's epoch (the ping in microseconds).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Times {
-    pub(super) phase: PhaseKind,
-    pub(super) phase_since_ms: u64,
-    pub(super) last_activity_ms: u64,
-    pub(super) ping_sent_us: Option<u64>,
-}
-
-/// What a connection's timer says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Decision {
-    /// Nothing is due before this time (milliseconds since the epoch); `None`: never.
-    Wait(Option<u64>),
-    /// Keepalive: send a ping now.
-    Ping,
-    /// The deadline of the phase passed: drop the connection.
-    Expire,
-}
-
-/// The next deadline of a connection in the current phase, in milliseconds since the epoch.
-pub(super) fn deadline_ms(times: &Times, config: &Config) -> Option<u64> {
-    let after = |ms: u64, d: Duration| Some(ms.saturating_add(d.as_millis() as u64));
-    match times.phase {
-        PhaseKind::Handshake => after(times.phase_since_ms, config.timeouts.handshake),
-        PhaseKind::Open => match (times.ping_sent_us, config.timeouts.ping_interval) {
-            // Waiting for a sign of life since the keepalive ping.
-            (Some(sent_us), _) if times.last_activity_ms < sent_us / 1000 => {
-                after(sent_us / 1000, config.timeouts.pong)
-            }
-            (_, Some(interval)) => after(times.last_activity_ms, interval),
-            (_, None) => None,
-        },
-        PhaseKind::CloseSent | PhaseKind::Closing | PhaseKind::Draining => {
-            after(times.phase_since_ms, config.timeouts.close)
-        }
-    }
-}
-
-/// What to do when the connection's timer fires at `now_ms`.
-pub(super) fn decide(times: &Times, config: &Config, now_ms: u64) -> Decision {
-    let deadline = deadline_ms(times, config);
-    match deadline {
-        Some(at) if now_ms >= at => {}
-        other => return Decision::Wait(other),
-    }
-    match times.phase {
-        PhaseKind::Open => match times.ping_sent_us {
-            // No sign of life since the keepalive ping.
-            Some(sent_us) if times.last_activity_ms < sent_us / 1000 => Decision::Expire,
-            _ => Decision::Ping,
-        },
-        _ => Decision::Expire,
+/// When a connection's timer must look at it next, in microseconds since the worker's epoch:
+/// the handshake timeout after the connection was accepted; the session's next deadline
+/// (keepalive ping, pong, close answer) while open; the close timeout after the protocol ended
+/// (writing out, then draining). `None`: nothing is pending.
+pub(super) fn deadline_us(
+    kind: PhaseKind,
+    phase_since_ms: u64,
+    session: Option<&Session>,
+    config: &Config,
+) -> Option<u64> {
+    let after = |d: Duration| {
+        let since_us = phase_since_ms.saturating_mul(1000);
+        Some(since_us.saturating_add(d.as_micros().min(u128::from(u64::MAX)) as u64))
+    };
+    match kind {
+        PhaseKind::Handshake => after(config.timeouts.handshake),
+        PhaseKind::Open | PhaseKind::CloseSent => session.and_then(Session::poll_timeout),
+        PhaseKind::Closing | PhaseKind::Draining => after(config.timeouts.close),
     }
 }
 
 impl<H: Handler> Worker<H> {
-    fn times(&self, key: usize) -> Option<Times> {
+    /// The connection's next deadline, in microseconds since the epoch.
+    fn deadline_of(&self, key: usize) -> Option<u64> {
         let conn = self.conns.get(key)?;
-        Some(Times {
-            phase: conn.phase.kind(),
-            phase_since_ms: conn.phase_since_ms,
-            last_activity_ms: conn.last_activity_ms,
-            ping_sent_us: conn.ping_sent_us,
-        })
+        let session = match &conn.phase {
+            Phase::Open { session, .. } => Some(session),
+            _ => None,
+        };
+        let kind = conn.phase.kind();
+        deadline_us(kind, conn.phase_since_ms, session, &self.local.config)
     }
 
     /// Replaces the connection's timer entry with one for its next deadline.
     pub(super) fn arm(&mut self, key: usize) {
-        let Some(times) = self.times(key) else {
+        let deadline = self.deadline_of(key);
+        let epoch = self.epoch;
+        let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let deadline = deadline_ms(&times, &self.local.config);
-        let epoch = self.epoch;
-        let conn = &mut self.conns[key];
         conn.timer_seq = conn.timer_seq.wrapping_add(1);
-        conn.armed_phase = times.phase;
-        if let Some(ms) = deadline {
-            let at = epoch + Duration::from_millis(ms);
+        conn.armed_phase = conn.phase.kind();
+        if let Some(us) = deadline {
+            let at = epoch + Duration::from_micros(us);
             let kind = TimerKind::Conn {
                 seq: conn.timer_seq,
             };
@@ -164,7 +132,6 @@ impl<H: Handler> Worker<H> {
     /// A connection's protocol deadline.
     fn on_conn_timer(&mut self, entry: TimerEntry, seq: u32, now: Instant) {
         let now_us = self.now_us(now);
-        let now_ms = now_us / 1000;
         let key = entry.slot;
         let Some(conn) = self.conns.get(key) else {
             return;
@@ -172,38 +139,38 @@ impl<H: Handler> Worker<H> {
         if conn.generation != entry.generation || conn.timer_seq != seq {
             return; // replaced by a newer entry, or a later connection in the slot
         }
-        let Some(times) = self.times(key) else {
-            return;
-        };
-        match decide(&times, &self.local.config, now_ms) {
-            Decision::Wait(None) => {}
-            Decision::Wait(Some(ms)) => {
-                let at = self.epoch + Duration::from_millis(ms);
+        match self.deadline_of(key) {
+            None => return,
+            Some(due) if now_us < due => {
+                // Activity moved the deadline on: look again then.
+                let at = self.epoch + Duration::from_micros(due);
                 self.local
                     .wheel
                     .schedule(key, entry.generation, entry.kind, at);
+                return;
             }
-            Decision::Expire => {
-                let conn = &self.conns[key];
-                let code = match times.phase {
-                    PhaseKind::CloseSent => conn.outbox.sent_close.unwrap_or(CloseCode::ABNORMAL),
-                    PhaseKind::Open => {
-                        tracing::debug!(peer = %conn.peer, "no pong within pong_timeout: closing");
-                        CloseCode::ABNORMAL
-                    }
-                    _ => CloseCode::ABNORMAL,
-                };
-                self.remove(key, CloseCause::Timeout, code, "");
-            }
-            Decision::Ping => {
-                let conn = &mut self.conns[key];
-                conn.outbox.send(OpCode::Ping, b"", &mut self.local);
-                stats::add(&self.local.counters.pings_sent, 1);
-                conn.ping_sent_us = Some(now_us.max(1000));
-                // A ping past the hard cap closes the connection like any other send.
-                dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
+            Some(_) => {}
+        }
+        let conn = &mut self.conns[key];
+        let Phase::Open { session, .. } = &mut conn.phase else {
+            // The handshake, or the close after the protocol ended, took too long.
+            self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");
+            return;
+        };
+        let mut sink = ControlSink::new(&mut conn.outbox, &mut self.local);
+        match session.handle_timeout(now_us, &mut sink) {
+            None => {
+                // The keepalive ping is queued.
                 self.flush(key, now);
                 self.arm(key);
+            }
+            Some(Timeout::PongMissed) => {
+                tracing::debug!(peer = %conn.peer, "no pong within the pong timeout: closing");
+                self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");
+            }
+            Some(Timeout::CloseUnanswered) => {
+                let code = session.sent_close().unwrap_or(CloseCode::ABNORMAL);
+                self.remove(key, CloseCause::Timeout, code, "");
             }
         }
     }
@@ -212,100 +179,62 @@ impl<H: Handler> Worker<H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lanes_proto::session::{Output, SessionConfig};
+    use lanes_proto::{OpCode, Role};
 
     fn config() -> Config {
         let mut config = Config::default();
         config.timeouts.handshake = Duration::from_secs(10);
-        config.timeouts.ping_interval = Some(Duration::from_secs(30));
-        config.timeouts.pong = Duration::from_secs(5);
         config.timeouts.close = Duration::from_secs(2);
         config
     }
 
-    fn open(last_activity_ms: u64, ping_sent_us: Option<u64>) -> Times {
-        Times {
-            phase: PhaseKind::Open,
-            phase_since_ms: 0,
-            last_activity_ms,
-            ping_sent_us,
-        }
+    #[test]
+    fn the_handshake_deadline_is_the_handshake_timeout_after_accepting() {
+        let due = deadline_us(PhaseKind::Handshake, 1_000, None, &config());
+        assert_eq!(due, Some(11_000_000));
     }
 
     #[test]
-    fn handshake_expires_at_its_timeout_and_not_before() {
-        let times = Times {
-            phase: PhaseKind::Handshake,
-            phase_since_ms: 1_000,
-            last_activity_ms: 1_000,
-            ping_sent_us: None,
+    fn the_closing_phases_end_at_the_close_timeout() {
+        for kind in [PhaseKind::Closing, PhaseKind::Draining] {
+            assert_eq!(deadline_us(kind, 7_000, None, &config()), Some(9_000_000));
+        }
+    }
+
+    struct Discard;
+    impl Output for Discard {
+        fn control(&mut self, _: OpCode, _: &[u8]) {}
+    }
+
+    #[test]
+    fn an_open_connection_follows_its_sessions_deadlines_on_a_fake_clock() {
+        let config = config();
+        let session_config = SessionConfig {
+            ping_interval_us: Some(30_000_000),
+            pong_timeout_us: 5_000_000,
+            close_timeout_us: 2_000_000,
+            ..SessionConfig::new(Role::Server)
         };
-        let config = config();
+        let mut session = Session::new(session_config, 1_000_000);
+        let due = |s: &Session, kind| deadline_us(kind, 0, Some(s), &config);
+        // Keepalive: 30 s of silence after opening at 1 s.
+        assert_eq!(due(&session, PhaseKind::Open), Some(31_000_000));
+        assert_eq!(session.handle_timeout(30_999_999, &mut Discard), None);
+        assert_eq!(session.handle_timeout(31_000_000, &mut Discard), None); // the ping
+        // Then the pong deadline, 5 s after the ping.
+        assert_eq!(due(&session, PhaseKind::Open), Some(36_000_000));
         assert_eq!(
-            decide(&times, &config, 10_999),
-            Decision::Wait(Some(11_000))
+            session.handle_timeout(36_000_000, &mut Discard),
+            Some(Timeout::PongMissed)
         );
-        assert_eq!(decide(&times, &config, 11_000), Decision::Expire);
-    }
-
-    #[test]
-    fn keepalive_pings_after_the_interval_of_silence() {
-        let config = config();
-        // Heard from at 5 s: the ping is due at 35 s.
+        // Our close: answered within the close timeout, or not.
+        let mut session = Session::new(session_config, 0);
+        session.close(CloseCode::NORMAL, "", 4_000_000, &mut Discard);
+        assert_eq!(due(&session, PhaseKind::CloseSent), Some(6_000_000));
         assert_eq!(
-            decide(&open(5_000, None), &config, 34_999),
-            Decision::Wait(Some(35_000))
+            session.handle_timeout(6_000_000, &mut Discard),
+            Some(Timeout::CloseUnanswered)
         );
-        assert_eq!(decide(&open(5_000, None), &config, 35_000), Decision::Ping);
-        // Activity moves the deadline.
-        assert_eq!(
-            decide(&open(20_000, None), &config, 35_000),
-            Decision::Wait(Some(50_000))
-        );
-    }
-
-    #[test]
-    fn a_missing_pong_expires_at_ping_time_plus_pong_timeout() {
-        let config = config();
-        let pinged = open(5_000, Some(35_000_000));
-        assert_eq!(
-            decide(&pinged, &config, 39_999),
-            Decision::Wait(Some(40_000))
-        );
-        assert_eq!(decide(&pinged, &config, 40_000), Decision::Expire);
-        // Any sign of life after the ping: the next ping is an interval after it.
-        let answered = open(36_000, Some(35_000_000));
-        assert_eq!(
-            decide(&answered, &config, 40_000),
-            Decision::Wait(Some(66_000))
-        );
-    }
-
-    #[test]
-    fn no_keepalive_without_an_interval() {
-        let mut config = config();
-        config.timeouts.ping_interval = None;
-        assert_eq!(
-            decide(&open(0, None), &config, u64::MAX),
-            Decision::Wait(None)
-        );
-    }
-
-    #[test]
-    fn closing_phases_expire_at_the_close_timeout() {
-        let config = config();
-        for phase in [
-            PhaseKind::CloseSent,
-            PhaseKind::Closing,
-            PhaseKind::Draining,
-        ] {
-            let times = Times {
-                phase,
-                phase_since_ms: 7_000,
-                last_activity_ms: 0,
-                ping_sent_us: None,
-            };
-            assert_eq!(decide(&times, &config, 8_999), Decision::Wait(Some(9_000)));
-            assert_eq!(decide(&times, &config, 9_000), Decision::Expire);
-        }
     }
 }

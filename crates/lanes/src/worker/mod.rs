@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 use lanes_proto::CloseCode;
 
 use crossbeam_channel::Receiver as CommandQueue;
-use lanes_proto::frame::FrameConfig;
+use lanes_proto::deflate::InflateScratch;
 use lanes_proto::handshake::HeadLimits;
+use lanes_proto::session::SessionConfig;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
-use crate::compress::{InflateScratch, SharedDeflate};
+use crate::compress::SharedDeflate;
 use crate::config::Config;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::Handler;
@@ -68,7 +69,8 @@ pub(crate) struct Worker<H: Handler> {
     /// When the next tick callback is due (with a tick interval configured).
     tick_deadline: Option<Instant>,
     next_generation: u32,
-    frame_config: FrameConfig,
+    /// Every connection's session: limits, auto-pong, keepalive and close timeouts.
+    session_config: SessionConfig,
     head_limits: HeadLimits,
     /// Connections to read from again in the next iteration (read bound hit, or resumed).
     pending_reads: Vec<(usize, u32)>,
@@ -88,9 +90,15 @@ impl<H: Handler> Worker<H> {
     ) -> Worker<H> {
         let shared = Arc::clone(remote.shared());
         let now = Instant::now();
-        let frame_config = FrameConfig {
+        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let session_config = SessionConfig {
             max_frame_len: config.limits.max_frame_len,
-            ..FrameConfig::server()
+            max_message_len: config.limits.max_message_len,
+            auto_pong: config.auto_pong,
+            ping_interval_us: config.timeouts.ping_interval.map(micros),
+            pong_timeout_us: micros(config.timeouts.pong),
+            close_timeout_us: micros(config.timeouts.close),
+            ..SessionConfig::server()
         };
         let head_limits = HeadLimits {
             max_head_len: config.limits.max_head_len,
@@ -114,6 +122,7 @@ impl<H: Handler> Worker<H> {
             inflate: InflateScratch::new(config.limits.max_message_len),
             local: Local {
                 index,
+                now_us: 0,
                 pool: BufferPool::new(),
                 config,
                 topics: Topics::default(),
@@ -132,7 +141,7 @@ impl<H: Handler> Worker<H> {
             epoch: now,
             tick_deadline,
             next_generation: 0,
-            frame_config,
+            session_config,
             head_limits,
             pending_reads: Vec::new(),
             accept: accept::AcceptState::default(),
@@ -187,6 +196,7 @@ impl<H: Handler> Worker<H> {
                 return Err(e);
             }
             let now = Instant::now();
+            self.local.now_us = self.now_us(now);
             let mut ready = 0u64;
             let mut woken = false;
             for event in events.iter() {

@@ -21,7 +21,6 @@ impl<H: Handler> Worker<H> {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let now_ms = self.now_ms(now);
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         for key in keys {
             let conn = &mut self.conns[key];
@@ -30,12 +29,11 @@ impl<H: Handler> Worker<H> {
                     self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "")
                 }
                 Phase::Open { .. } => {
-                    conn.outbox.close(
+                    conn.close(
                         CloseCode::GOING_AWAY,
                         "server shutting down",
                         &mut self.local,
                     );
-                    conn.close_sent(now_ms);
                     self.flush(key, now);
                     self.sync_timer(key, now);
                 }

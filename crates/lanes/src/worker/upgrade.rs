@@ -9,10 +9,11 @@ use lanes_proto::handshake::{
     AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_http_response,
     write_reject,
 };
+use lanes_proto::session::Session;
 
 use super::Worker;
 use super::dispatch::{self, on_frames};
-use crate::compress::{RecvCompression, SendCompression};
+use crate::compress::SendCompression;
 use crate::config::Config;
 use crate::conn::Phase;
 use crate::handler::{Handler, HttpResponse, Request};
@@ -182,12 +183,11 @@ impl<H: Handler> Worker<H> {
             self.local.pool.put(head_buf);
             return;
         };
-        conn.set_phase(Phase::Open { state }, now_ms);
+        let session = Session::new(self.session_config, now_us);
+        conn.set_phase(Phase::Open { state, session }, now_ms);
         if let Some(params) = compression {
-            let config = &self.local.config;
             conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
-            conn.receiver
-                .enable_compression(RecvCompression::new(&params, config.limits.max_message_len));
+            conn.receiver.enable_deflate(&params);
         }
         self.local.live.open(key, conn.generation);
         stats::add(&self.local.counters.connections, 1);
