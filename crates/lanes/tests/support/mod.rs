@@ -1,5 +1,7 @@
-//! A small blocking WebSocket client on lanes-proto's client role, for tests over loopback, and
-//! an echo server to run it against.
+//! A small blocking WebSocket client on lanes-proto's session (client role), for tests over
+//! loopback, and an echo server to run it against. What it sends is encoded here (valid or
+//! not, as a test needs); what it receives goes through the session, which checks every rule
+//! of the server's frames.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,18 +14,52 @@ use lanes::{
     Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle,
     WorkerInfo, Ws,
 };
-use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::deflate::{DeflateParams, InflateScratch};
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
 use lanes_proto::handshake::{ClientHandshake, ClientRequest, Parsed};
 use lanes_proto::mask::apply_mask;
+use lanes_proto::session::{Connection, Event, Output, SessionConfig};
 use lanes_proto::{CloseFrame, OpCode};
 
-/// A frame as received.
+/// A message or control frame as received (a message whole, inflated when it came
+/// compressed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Frame {
+    /// Always true: the session delivers whole messages.
     pub fin: bool,
     pub opcode: OpCode,
+    /// The RSV bits of the message's first frame ([`lanes_proto::frame::RSV1`]: it came
+    /// compressed).
     pub rsv: u8,
+    /// The payload bytes of the message's frames on the wire (before inflating).
+    pub wire_len: u64,
     pub payload: Vec<u8>,
+}
+
+/// What the client's session hands out: the close echo, to be written; the RSV bits of the
+/// message now arriving.
+struct Wire<'a> {
+    out: Vec<u8>,
+    /// The RSV bits and wire length of the message being received.
+    message: &'a mut (u8, u64),
+}
+
+impl Output for Wire<'_> {
+    fn control(&mut self, _opcode: OpCode, frame: &[u8]) {
+        self.out.extend_from_slice(frame);
+    }
+
+    fn mask_key(&mut self) -> [u8; 4] {
+        KEY
+    }
+
+    fn frame_received(&mut self, header: &FrameHeader) {
+        match header.opcode {
+            OpCode::Text | OpCode::Binary => *self.message = (header.rsv, header.payload_len),
+            OpCode::Continuation => self.message.1 += header.payload_len,
+            _ => {}
+        }
+    }
 }
 
 impl Frame {
@@ -39,6 +75,10 @@ impl Frame {
 pub struct Client {
     pub stream: TcpStream,
     buf: Vec<u8>,
+    session: Connection,
+    scratch: InflateScratch,
+    /// The RSV bits and wire length of the message being received.
+    message: (u8, u64),
 }
 
 pub const KEY: [u8; 4] = [0x11, 0x22, 0x33, 0x44];
@@ -105,10 +145,26 @@ impl Client {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         stream.set_nodelay(true).unwrap();
+        // Pongs are the tests' to send; keepalive is the server's to test.
+        let config = SessionConfig {
+            max_frame_len: 1 << 30,
+            max_message_len: 1 << 30,
+            auto_pong: false,
+            ping_interval_us: None,
+            ..SessionConfig::client()
+        };
         Client {
             stream,
             buf: Vec::new(),
+            session: Connection::new(config, 0),
+            scratch: InflateScratch::new(1 << 30),
+            message: (0, 0),
         }
+    }
+
+    /// Inflates compressed messages from now on, under the negotiated `params`.
+    pub fn enable_deflate(&mut self, params: &DeflateParams) {
+        self.session.receiver.enable_deflate(params);
     }
 
     /// Reads more bytes; panics on end of stream.
@@ -144,7 +200,7 @@ impl Client {
         self.stream.write_all(bytes).unwrap();
     }
 
-    /// Reads the next frame.
+    /// Reads the next message or control frame.
     pub fn recv(&mut self) -> Frame {
         loop {
             if let Some(frame) = self.take_frame() {
@@ -154,7 +210,8 @@ impl Client {
         }
     }
 
-    /// Reads the next frame, or `None` when nothing arrives within the read timeout.
+    /// Reads the next message or control frame, or `None` when nothing arrives within the read
+    /// timeout.
     pub fn try_recv(&mut self) -> Option<Frame> {
         loop {
             if let Some(frame) = self.take_frame() {
@@ -168,29 +225,29 @@ impl Client {
         }
     }
 
-    /// The first frame in the buffer, if it is all there.
+    /// The next event the bytes received so far complete, if any (a server frame that breaks
+    /// the protocol panics). Writes what the session owes the server (a close echo).
     fn take_frame(&mut self) -> Option<Frame> {
-        let config = FrameConfig {
-            max_frame_len: u64::MAX,
-            allowed_rsv: lanes_proto::frame::RSV1,
-            ..FrameConfig::client()
+        let mut frame = None;
+        let mut wire = Wire {
+            out: Vec::new(),
+            message: &mut self.message,
         };
-        let Ok(HeaderDecode::Complete { header, header_len }) = decode_header(&self.buf, &config)
-        else {
-            return None;
-        };
-        let total = header_len + header.payload_len as usize;
-        if self.buf.len() < total {
-            return None;
+        let mut used = 0;
+        while frame.is_none() && used < self.buf.len() {
+            let step = self
+                .session
+                .handle_bytes(&mut self.buf[used..], &mut self.scratch, 0, &mut wire)
+                .expect("the server broke the protocol");
+            used += step.used;
+            frame = step.event.map(|event| owned(event, *wire.message));
+            self.session.receiver.release();
         }
-        let payload = self.buf[header_len..total].to_vec();
-        self.buf.drain(..total);
-        Some(Frame {
-            fin: header.fin,
-            opcode: header.opcode,
-            rsv: header.rsv,
-            payload,
-        })
+        self.buf.drain(..used);
+        if !wire.out.is_empty() {
+            let _ = self.stream.write_all(&wire.out);
+        }
+        frame
     }
 
     /// Reads everything until the server closes the connection; returns the bytes.
@@ -219,6 +276,36 @@ impl Client {
                 Err(_) => return false,
             }
         }
+    }
+}
+
+/// An event as an owned frame.
+fn owned(event: Event<'_>, (rsv, wire_len): (u8, u64)) -> Frame {
+    let (opcode, payload) = match event {
+        Event::Text(text) => (OpCode::Text, text.as_bytes().to_vec()),
+        Event::Binary(bytes) => (OpCode::Binary, bytes.to_vec()),
+        Event::Ping(payload) => (OpCode::Ping, payload.to_vec()),
+        Event::Pong(payload) => (OpCode::Pong, payload.to_vec()),
+        Event::Close(close) => {
+            let mut payload = Vec::new();
+            if let Some(code) = close.code {
+                payload.extend_from_slice(&code.as_u16().to_be_bytes());
+            }
+            payload.extend_from_slice(close.reason.as_bytes());
+            (OpCode::Close, payload)
+        }
+    };
+    let (rsv, wire_len) = if matches!(opcode, OpCode::Text | OpCode::Binary) {
+        (rsv, wire_len)
+    } else {
+        (0, payload.len() as u64)
+    };
+    Frame {
+        fin: true,
+        opcode,
+        rsv,
+        wire_len,
+        payload,
     }
 }
 
