@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of lanes: formatting, clippy, the workspace's unit, integration and doc tests,
 # rustdoc with warnings as errors (every feature on), the packaging dry run of the published
-# crates,
+# crates, the check that the runtime's modules import each other in no cycle,
 # the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
 # their committed corpus, and fuzzed briefly), the Autobahn TestSuite (cases 1.*-10.*)
 # against examples/echo, and the chat example end to end in headless Chromium.
@@ -35,6 +35,9 @@ step "cargo publish --workspace --dry-run (package and build each published crat
 # (../../examples) and tests/dashboard.rs are not packaged with crates/lanes, and the name
 # `lanes` is already taken on crates.io (by another project: a real publish needs a new name).
 cargo publish --workspace --dry-run --locked --allow-dirty
+
+step "module cycles: crates/lanes/src imports no module in a cycle"
+python3 scripts/check_cycles.py crates/lanes
 
 step "lanes-proto depends on no I/O crate"
 io_deps=$(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{print $1}' \
