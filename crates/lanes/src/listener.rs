@@ -1,8 +1,10 @@
 //! Each worker's own listening socket: SO_REUSEADDR + SO_REUSEPORT, so every worker binds the
-//! same address and the kernel spreads new connections over them.
+//! same address and the kernel spreads new connections over them; and its accept state (what
+//! the last wake-up left, the back-off when out of file descriptors).
 
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -15,4 +17,44 @@ pub(crate) fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<mio::
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
+}
+
+/// The listener's state beyond the socket.
+#[derive(Debug, Default)]
+pub(crate) struct AcceptState {
+    /// The listener still had connections when the accept bound was hit.
+    pub(crate) pending: bool,
+    /// Accepting is paused (out of descriptors) until then.
+    pub(crate) paused_until: Option<Instant>,
+    /// Accepting failed for want of descriptors and has not succeeded since (logged once).
+    pub(crate) emfile_streak: bool,
+    /// Shutting down: the listener is gone.
+    pub(crate) stopped: bool,
+}
+
+impl AcceptState {
+    /// Whether the listener has connections waiting that the last wake-up left.
+    pub(crate) fn has_pending(&self) -> bool {
+        self.pending && !self.stopped
+    }
+
+    /// Until when accepting is paused, if it is.
+    pub(crate) fn paused_until(&self) -> Option<Instant> {
+        self.paused_until
+    }
+
+    /// A connection closed: accepting may work again at once.
+    pub(crate) fn descriptor_freed(&mut self) {
+        if self.paused_until.is_some() {
+            self.paused_until = None;
+            self.pending = true;
+        }
+    }
+
+    /// Shutting down: accept nothing more.
+    pub(crate) fn stop(&mut self) {
+        self.stopped = true;
+        self.pending = false;
+        self.paused_until = None;
+    }
 }

@@ -16,46 +16,6 @@ use lanes_proto::session::Receiver;
 
 use super::io;
 
-/// The listener's state beyond the socket.
-#[derive(Debug, Default)]
-pub(super) struct AcceptState {
-    /// The listener still had connections when the accept bound was hit.
-    pending: bool,
-    /// Accepting is paused (out of descriptors) until then.
-    paused_until: Option<Instant>,
-    /// Accepting failed for want of descriptors and has not succeeded since (logged once).
-    emfile_streak: bool,
-    /// Shutting down: the listener is gone.
-    stopped: bool,
-}
-
-impl AcceptState {
-    /// Whether the listener has connections waiting that the last wake-up left.
-    pub(super) fn has_pending(&self) -> bool {
-        self.pending && !self.stopped
-    }
-
-    /// Until when accepting is paused, if it is.
-    pub(super) fn paused_until(&self) -> Option<Instant> {
-        self.paused_until
-    }
-
-    /// A connection closed: accepting may work again at once.
-    pub(super) fn descriptor_freed(&mut self) {
-        if self.paused_until.is_some() {
-            self.paused_until = None;
-            self.pending = true;
-        }
-    }
-
-    /// Shutting down: accept nothing more.
-    pub(super) fn stop(&mut self) {
-        self.stopped = true;
-        self.pending = false;
-        self.paused_until = None;
-    }
-}
-
 impl<H: Handler> Worker<H> {
     /// Accepts what the listener has, up to `accepts_per_wakeup`.
     pub(super) fn accept(&mut self, now: Instant) {

@@ -44,6 +44,41 @@ impl<H: Handler> Worker<H> {
     }
 }
 
+impl<H: Handler> Worker<H> {
+    /// Removes a connection; fires `on_close` if it has not fired yet.
+    pub(super) fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let id = self.conn_id(key);
+        let mut conn = self.conns.remove(key);
+        stats::sub(
+            &self.local.counters.buffered_bytes,
+            u64::from(conn.backlog_reported),
+        );
+        if !conn.subs.is_empty() {
+            self.local.topics.unsubscribe_all(&mut conn.subs);
+            self.local.note_subscriptions();
+        }
+        let state = conn.take_state(0);
+        let local = &mut self.local;
+        fire_close(state, &mut self.handler, local, id, cause, code, reason);
+        conn.outbox.release(&mut self.local.pool);
+        if let Phase::Handshake { head: Some(head) } = conn.phase {
+            self.local.pool.put(head);
+        }
+        match conn.input {
+            Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => {
+                self.local.pool.put(stash)
+            }
+            _ => {}
+        }
+        self.deregister(&mut conn.stream);
+        // A descriptor was freed: accepting may work again.
+        self.accept.descriptor_freed();
+    }
+}
+
 /// Runs the bytes in `data` through the connection's session and the handler: each message,
 /// ping and pong to its callback, the close handshake to `on_close`, a protocol error to a
 /// close with its code. Stops early, stashing the rest, when the outgoing backlog passes the

@@ -38,12 +38,12 @@ pub(super) fn register(poll: &Poll, stream: &mut TcpStream, token: Token) -> io:
         .register(stream, token, Interest::READABLE | Interest::WRITABLE)
 }
 
-/// Deregisters a connection that is going away (its socket closes when dropped).
-pub(super) fn deregister(poll: &Poll, stream: &mut TcpStream) {
-    let _ = poll.registry().deregister(stream);
-}
-
 impl<H: Handler> Worker<H> {
+    /// Deregisters a connection that is going away (its socket closes when dropped).
+    pub(super) fn deregister(&self, stream: &mut TcpStream) {
+        let _ = self.poll.registry().deregister(stream);
+    }
+
     /// Readiness on a connection: write what is queued, read what arrived, act on the result.
     /// `read_closed` says the peer's end of stream came with the event, so reading goes on
     /// until it is seen even after a short read.

@@ -19,8 +19,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lanes_proto::CloseCode;
-
 use crossbeam_channel::Receiver as CommandQueue;
 use lanes_proto::deflate::InflateScratch;
 use lanes_proto::handshake::HeadLimits;
@@ -31,15 +29,16 @@ use slab::Slab;
 
 use crate::compress::SharedDeflate;
 use crate::config::Config;
-use crate::conn::{Conn, Input, Phase};
+use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::hub::{Command, Shared};
 use crate::id::ConnId;
+use crate::listener::AcceptState;
 use crate::live::LiveTable;
 use crate::local::Local;
 use crate::pool::BufferPool;
 use crate::remote::Remote;
-use crate::stats::{self, CloseCause};
+use crate::stats;
 use crate::timer::{TimerKind, TimerWheel};
 use crate::topic::Topics;
 
@@ -74,7 +73,7 @@ pub(crate) struct Worker<H: Handler> {
     head_limits: HeadLimits,
     /// Connections to read from again in the next iteration (read bound hit, or resumed).
     pending_reads: Vec<(usize, u32)>,
-    accept: accept::AcceptState,
+    accept: AcceptState,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -144,7 +143,7 @@ impl<H: Handler> Worker<H> {
             session_config,
             head_limits,
             pending_reads: Vec::new(),
-            accept: accept::AcceptState::default(),
+            accept: AcceptState::default(),
             shutdown_deadline: None,
         }
     }
@@ -262,38 +261,5 @@ impl<H: Handler> Worker<H> {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
-    }
-
-    /// Removes a connection; fires `on_close` if it has not fired yet.
-    fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
-        if !self.conns.contains(key) {
-            return;
-        }
-        let id = self.conn_id(key);
-        let mut conn = self.conns.remove(key);
-        stats::sub(
-            &self.local.counters.buffered_bytes,
-            u64::from(conn.backlog_reported),
-        );
-        if !conn.subs.is_empty() {
-            self.local.topics.unsubscribe_all(&mut conn.subs);
-            self.local.note_subscriptions();
-        }
-        let state = conn.take_state(0);
-        let local = &mut self.local;
-        dispatch::fire_close(state, &mut self.handler, local, id, cause, code, reason);
-        conn.outbox.release(&mut self.local.pool);
-        if let Phase::Handshake { head: Some(head) } = conn.phase {
-            self.local.pool.put(head);
-        }
-        match conn.input {
-            Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => {
-                self.local.pool.put(stash)
-            }
-            _ => {}
-        }
-        io::deregister(&self.poll, &mut conn.stream);
-        // A descriptor was freed: accepting may work again.
-        self.accept.descriptor_freed();
     }
 }
