@@ -190,6 +190,11 @@ fn receive(
     delivered
 }
 
+/// The session's receive path. The text group compares validating assembled text once (the
+/// session) with the old second pass; measured with callgrind on a loaded 2-core machine
+/// (where wall-clock figures varied by 2x between runs), instructions per 64 KiB message in 4
+/// fragments: ASCII 86,260 before, 77,019 after (-11%); mixed text 177,127 before, 122,829
+/// after (-31%).
 fn session(c: &mut Criterion) {
     let mut group = c.benchmark_group("session_fragmented_text");
     let ascii_unit = "The quick brown fox jumps over the lazy dog. 0123456789 ";
