@@ -1,15 +1,14 @@
-//! One client connection: the opening handshake, then frames in and out of its own buffers.
+//! One client connection: the opening handshake, then frames out of its own buffers and in
+//! through lanes-proto's client session.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use lanes_proto::frame::{
-    FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, decode_header,
-};
+use lanes_proto::frame::{FrameHeader, RSV1};
 use lanes_proto::handshake::{ClientHandshake, ClientRequest, Parsed, ServerResponse};
-use lanes_proto::mask::apply_mask;
-use lanes_proto::{OpCode, ProtocolError};
+use lanes_proto::session::{Output, SessionConfig, encode_frame, encode_frame_with};
+use lanes_proto::{OpCode, Role};
 
 use crate::rng::Rng;
 
@@ -130,79 +129,80 @@ pub fn push_frame(
     key: [u8; 4],
     fill: impl FnOnce(&mut Vec<u8>),
 ) {
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader::new(true, opcode, payload_len as u64)
-        .with_mask(key)
-        .encode(&mut header);
-    out.extend_from_slice(&header[..n]);
-    let start = out.len();
-    fill(out);
-    debug_assert_eq!(out.len() - start, payload_len);
-    apply_mask(&mut out[start..], key, 0);
+    let header = FrameHeader::new(true, opcode, payload_len as u64);
+    encode_frame_with(out, Role::Client, header, key, fill);
 }
 
 /// Appends a masked client frame (one whole message) carrying `payload` with RSV1 set: a
 /// message compressed with permessage-deflate (RFC 7692 §6).
 pub fn push_compressed_frame(out: &mut Vec<u8>, opcode: OpCode, payload: &[u8], key: [u8; 4]) {
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = FrameHeader::new(true, opcode, payload.len() as u64)
-        .with_rsv(RSV1)
-        .with_mask(key)
-        .encode(&mut header);
-    out.extend_from_slice(&header[..n]);
-    let start = out.len();
-    out.extend_from_slice(payload);
-    apply_mask(&mut out[start..], key, 0);
+    let header = FrameHeader::new(true, opcode, 0).with_rsv(RSV1);
+    encode_frame(out, Role::Client, header, payload, key);
 }
 
-/// A frame found in a receive buffer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InFrame {
-    /// Its opcode.
-    pub opcode: OpCode,
-    /// Whether it is the last frame of its message.
-    pub fin: bool,
-    /// Whether RSV1 is set: the first frame of a compressed message (permessage-deflate).
-    pub compressed: bool,
-    /// Where its payload lies in the buffer.
-    pub payload: (usize, usize),
-    /// Where the next frame starts.
-    pub end: usize,
+/// The client session of a load connection: lanes-proto's client role with message and frame
+/// limits of `max_message_len`, auto-pong, and no keepalive of its own (a load run is never
+/// silent for long, and its end is bounded in time).
+pub fn session_config(max_message_len: u64) -> SessionConfig {
+    SessionConfig {
+        max_frame_len: max_message_len,
+        max_message_len,
+        ping_interval_us: None,
+        ..SessionConfig::client()
+    }
 }
 
-/// The next complete server frame at `buf[from..]`, if it is all there. Any RSV bit is an
-/// error.
-pub fn next_frame(buf: &[u8], from: usize) -> Result<Option<InFrame>, ProtocolError> {
-    next_frame_allowing(buf, from, 0)
+/// Where a client session's control frames go (pongs, close echoes, our close), masked with
+/// keys from `rng`; and what the frames received say about the wire: the payload bytes of the
+/// data frames since the last [`take_wire`](Self::take_wire), whether one was compressed, and
+/// how many data messages' last frames came.
+#[derive(Debug)]
+pub struct Wire<'a> {
+    /// The connection's output buffer: control frames are queued behind what is there.
+    pub out: &'a mut Vec<u8>,
+    rng: &'a mut Rng,
+    wire_len: u64,
+    compressed: bool,
+    /// Data frames with FIN set seen so far (messages, delivered or not).
+    pub messages_seen: u64,
 }
 
-/// [`next_frame`], accepting the RSV bits in `allowed_rsv` on the first frame of a data
-/// message ([`RSV1`] once permessage-deflate is agreed).
-pub fn next_frame_allowing(
-    buf: &[u8],
-    from: usize,
-    allowed_rsv: u8,
-) -> Result<Option<InFrame>, ProtocolError> {
-    let config = FrameConfig {
-        max_frame_len: 1 << 30,
-        allowed_rsv,
-        ..FrameConfig::client()
-    };
-    match decode_header(&buf[from..], &config)? {
-        HeaderDecode::NeedMore(_) => Ok(None),
-        HeaderDecode::Complete { header, header_len } => {
-            let start = from + header_len;
-            let end = start + header.payload_len as usize;
-            if end > buf.len() {
-                return Ok(None);
-            }
-            Ok(Some(InFrame {
-                opcode: header.opcode,
-                fin: header.fin,
-                compressed: header.rsv & RSV1 != 0,
-                payload: (start, end),
-                end,
-            }))
+impl<'a> Wire<'a> {
+    /// Control frames go to `out`, masked with keys from `rng`.
+    pub fn new(out: &'a mut Vec<u8>, rng: &'a mut Rng) -> Wire<'a> {
+        Wire {
+            out,
+            rng,
+            wire_len: 0,
+            compressed: false,
+            messages_seen: 0,
+        }
+    }
+
+    /// The payload bytes of the data frames received since the last call, as they came
+    /// (compressed or not), and whether the message was compressed (RSV1).
+    pub fn take_wire(&mut self) -> (u64, bool) {
+        let taken = (self.wire_len, self.compressed);
+        self.wire_len = 0;
+        self.compressed = false;
+        taken
+    }
+}
+
+impl Output for Wire<'_> {
+    fn control(&mut self, _opcode: OpCode, frame: &[u8]) {
+        self.out.extend_from_slice(frame);
+    }
+
+    fn mask_key(&mut self) -> [u8; 4] {
+        self.rng.key()
+    }
+
+    fn frame_received(&mut self, header: &FrameHeader) {
+        if !header.opcode.is_control() {
+            self.wire_len += header.payload_len;
+            self.compressed |= header.rsv & RSV1 != 0;
+            self.messages_seen += u64::from(header.fin);
         }
     }
 }

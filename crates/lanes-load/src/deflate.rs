@@ -1,130 +1,74 @@
 //! permessage-deflate (RFC 7692) on the client side of the echo mode: the offer for each
-//! `--deflate` setting, the parameters read from the server's answer, and the compressors and
-//! decompressors of one thread's connections.
+//! `--deflate` setting, the parameters read from the server's answer (checked by lanes-proto's
+//! [`accept_answer`]), and the compressors of one thread's connections.
 //!
-//! Compression itself is lanes-proto's ([`Deflater`], [`Inflater`]); this module decides who
-//! owns them and keeps the scratch buffers, so that a message costs no allocation once the
-//! buffers have grown to the message size. Where no context carries over from one message
-//! to the next (`client_no_context_takeover` for what we send, `server_no_context_takeover`
-//! for what we receive), one compressor or decompressor serves all of a thread's connections;
-//! otherwise each connection has its own.
+//! Compression itself is lanes-proto's ([`Deflater`]); this module decides who owns the
+//! compressors and keeps the scratch buffers, so that a message costs no allocation once the
+//! buffers have grown to the message size. Where our context does not carry over from one
+//! message to the next (`client_no_context_takeover`), one compressor serves all of a
+//! thread's connections; otherwise each connection has its own. Received messages are
+//! inflated by each connection's session (lanes-proto's `Receiver`), with the thread's
+//! `InflateScratch`.
 
 use std::fmt::{self, Write as _};
 
+use lanes_proto::OpCode;
 use lanes_proto::deflate::{
-    DeflateConfig, DeflateParams, Deflater, EXTENSION_NAME, Inflater, MAX_WINDOW_BITS,
-    MIN_WINDOW_BITS, SendAs,
+    AnswerError, ClientOffer, DeflateConfig, DeflateParams, Deflater, EXTENSION_NAME, SendAs,
+    accept_answer,
 };
 use lanes_proto::frame::Role;
 use lanes_proto::handshake::ExtensionOffer;
-use lanes_proto::{OpCode, ProtocolError};
 
 use crate::args::Deflate;
 use crate::client::{push_compressed_frame, push_frame};
 
-const SERVER_NO_CONTEXT_TAKEOVER: &str = "server_no_context_takeover";
-const CLIENT_NO_CONTEXT_TAKEOVER: &str = "client_no_context_takeover";
-const SERVER_MAX_WINDOW_BITS: &str = "server_max_window_bits";
-const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
-
-/// The `Sec-WebSocket-Extensions` value offered for `mode`; `None` for [`Deflate::Off`].
-pub fn offer(mode: Deflate) -> Option<&'static str> {
+/// The offer for `mode`; `None` for [`Deflate::Off`]. Written as the
+/// `Sec-WebSocket-Extensions` value with `to_string()`.
+pub fn offer(mode: Deflate) -> Option<ClientOffer> {
     match mode {
         Deflate::Off => None,
-        Deflate::Takeover => Some("permessage-deflate; client_max_window_bits"),
-        Deflate::NoTakeover => {
-            Some("permessage-deflate; server_no_context_takeover; client_no_context_takeover")
-        }
+        Deflate::Takeover => Some(ClientOffer {
+            client_max_window_bits: true,
+            ..ClientOffer::default()
+        }),
+        Deflate::NoTakeover => Some(ClientOffer {
+            server_no_context_takeover: true,
+            client_no_context_takeover: true,
+            ..ClientOffer::default()
+        }),
     }
 }
 
 /// The parameters agreed with a server that answered the offer of `mode` with the extensions
 /// `accepted` (from its checked 101 response): `Ok(None)` for [`Deflate::Off`], an error when
-/// the server declined permessage-deflate or answered against RFC 7692 §7.1.
-///
-/// What the answer may hold: `server_no_context_takeover` and `client_no_context_takeover`
-/// without a value, `server_max_window_bits=N`, and `client_max_window_bits=N` only when it
-/// was offered (`takeover`), each at most once, N in 8..=15 without a leading zero. Answering
-/// the `no-takeover` offer without `server_no_context_takeover` is an error (§7.1.1.1: the
-/// server must confirm it); `client_no_context_takeover` applies to our messages whether or
-/// not the server repeats it, since we offered it.
+/// the server declined permessage-deflate or answered against RFC 7692 §7.1 (checked by
+/// lanes-proto's [`accept_answer`]).
 pub fn params_from_answer(
     mode: Deflate,
     accepted: &[ExtensionOffer<'_>],
 ) -> Result<Option<DeflateParams>, String> {
-    if mode == Deflate::Off {
+    let Some(offer) = offer(mode) else {
         return Ok(None);
-    }
-    let Some(answer) = accepted
-        .iter()
-        .find(|e| e.name.eq_ignore_ascii_case(EXTENSION_NAME))
-    else {
-        return Err(format!(
-            "the server declined permessage-deflate (no {EXTENSION_NAME} in its \
-             Sec-WebSocket-Extensions answer): is compression enabled on it? Without \
-             --deflate the load goes uncompressed"
-        ));
     };
-    let bad = |why: &str| format!("the server's answer `{}` {why}", Answer(answer));
-    let mut params = DeflateParams {
-        client_no_context_takeover: mode == Deflate::NoTakeover,
-        ..DeflateParams::default()
-    };
-    let mut seen = [false; 4];
-    for param in &answer.params {
-        let value = param.value.as_deref();
-        let name = param.name;
-        let slot = if name.eq_ignore_ascii_case(SERVER_NO_CONTEXT_TAKEOVER) {
-            if value.is_some() {
-                return Err(bad("gives server_no_context_takeover a value"));
-            }
-            params.server_no_context_takeover = true;
-            0
-        } else if name.eq_ignore_ascii_case(CLIENT_NO_CONTEXT_TAKEOVER) {
-            if value.is_some() {
-                return Err(bad("gives client_no_context_takeover a value"));
-            }
-            params.client_no_context_takeover = true;
-            1
-        } else if name.eq_ignore_ascii_case(SERVER_MAX_WINDOW_BITS) {
-            params.server_max_window_bits = value
-                .and_then(window_bits)
-                .ok_or_else(|| bad("has a server_max_window_bits that is not 8..=15"))?;
-            2
-        } else if name.eq_ignore_ascii_case(CLIENT_MAX_WINDOW_BITS) {
-            if mode != Deflate::Takeover {
-                return Err(bad("has client_max_window_bits, which was not offered"));
-            }
-            params.client_max_window_bits = value
-                .and_then(window_bits)
-                .ok_or_else(|| bad("has a client_max_window_bits that is not 8..=15"))?;
-            3
-        } else {
-            return Err(bad(&format!(
-                "has a parameter RFC 7692 does not define: {name}"
-            )));
-        };
-        if std::mem::replace(&mut seen[slot], true) {
-            return Err(bad(&format!("repeats {name}")));
+    accept_answer(&offer, accepted).map(Some).map_err(|e| {
+        let answer = accepted
+            .iter()
+            .find(|e| e.name.eq_ignore_ascii_case(EXTENSION_NAME));
+        match (e, answer) {
+            (AnswerError::Declined, _) | (_, None) => format!(
+                "the server declined permessage-deflate (no {EXTENSION_NAME} in its \
+                 Sec-WebSocket-Extensions answer): is compression enabled on it? Without \
+                 --deflate the load goes uncompressed"
+            ),
+            (AnswerError::UnknownParameter(i), Some(answer)) => format!(
+                "the server's answer `{}` {e}: {}",
+                Answer(answer),
+                answer.params.get(i).map_or("", |p| p.name)
+            ),
+            (e, Some(answer)) => format!("the server's answer `{}` {e}", Answer(answer)),
         }
-    }
-    if mode == Deflate::NoTakeover && !params.server_no_context_takeover {
-        return Err(bad(
-            "does not confirm server_no_context_takeover, which was offered (RFC 7692 §7.1.1.1)",
-        ));
-    }
-    Ok(Some(params))
-}
-
-/// A window size as RFC 7692 §7.1.2 writes it: decimal digits, no leading zero, 8..=15.
-fn window_bits(value: &str) -> Option<u8> {
-    if value.starts_with('0') || value.len() > 2 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let bits = value.parse().ok()?;
-    (MIN_WINDOW_BITS..=MAX_WINDOW_BITS)
-        .contains(&bits)
-        .then_some(bits)
+    })
 }
 
 /// An accepted extension written back as a header value, for error messages.
@@ -175,36 +119,31 @@ pub struct Sent {
     pub compressed: bool,
 }
 
-/// One connection's own compression state: a compressor where our context carries over, a
-/// decompressor where the server's does (`None` where the thread's shared one serves).
+/// One connection's own compression state: a compressor where our context carries over
+/// (`None` where the thread's shared one serves). What is received is inflated by the
+/// connection's session (lanes-proto's `Receiver::enable_deflate`).
 #[derive(Debug)]
 pub struct ConnCodec {
     deflater: Option<Deflater>,
-    inflater: Option<Inflater>,
 }
 
-/// permessage-deflate for one thread's connections: the agreed parameters, the compressor
-/// and decompressor they share where no context carries over, and the scratch buffers.
+/// permessage-deflate for what one thread's connections send: the agreed parameters, the
+/// compressor they share where no context carries over, and the scratch buffers.
 #[derive(Debug)]
 pub struct Codec {
     params: DeflateParams,
     config: DeflateConfig,
-    max_message_len: u64,
     shared_deflater: Option<Deflater>,
-    shared_inflater: Option<Inflater>,
     /// A message before compression.
     plain: Vec<u8>,
     /// A message after compression.
     compressed: Vec<u8>,
-    /// A received message, inflated.
-    inflated: Vec<u8>,
 }
 
 impl Codec {
     /// The state for connections that agreed on `params`, compressing every message (level
-    /// and memLevel as lanes' defaults: 1 and 8; no size threshold) and refusing any received
-    /// message that inflates past `max_message_len` bytes.
-    pub fn new(params: DeflateParams, max_message_len: u64) -> Codec {
+    /// and memLevel as lanes' defaults: 1 and 8; no size threshold).
+    pub fn new(params: DeflateParams) -> Codec {
         let config = DeflateConfig {
             enabled: true,
             min_compress_len: 0,
@@ -214,15 +153,10 @@ impl Codec {
             shared_deflater: params
                 .client_no_context_takeover
                 .then(|| params.deflater(Role::Client, &config)),
-            shared_inflater: params
-                .server_no_context_takeover
-                .then(|| params.inflater(Role::Client, max_message_len)),
             params,
             config,
-            max_message_len,
             plain: Vec::new(),
             compressed: Vec::new(),
-            inflated: Vec::new(),
         }
     }
 
@@ -236,8 +170,6 @@ impl Codec {
         ConnCodec {
             deflater: (!self.params.client_no_context_takeover)
                 .then(|| self.params.deflater(Role::Client, &self.config)),
-            inflater: (!self.params.server_no_context_takeover)
-                .then(|| self.params.inflater(Role::Client, self.max_message_len)),
         }
     }
 
@@ -283,37 +215,16 @@ impl Codec {
             }
         }
     }
-
-    /// Inflates the (unmasked) payload of a whole compressed message received on `conn`; the
-    /// message is valid until the next call.
-    pub fn inflate(
-        &mut self,
-        conn: &mut ConnCodec,
-        payload: &[u8],
-    ) -> Result<&[u8], ProtocolError> {
-        self.inflated.clear();
-        let Some(inflater) = conn.inflater.as_mut().or(self.shared_inflater.as_mut()) else {
-            return Err(ProtocolError::InvalidCompressedData);
-        };
-        let inflated = inflater
-            .handle_data(payload, &mut self.inflated)
-            .and_then(|_| inflater.handle_message_end(&mut self.inflated));
-        if let Err(e) = inflated {
-            // Ready for the next connection (a shared inflater) after this one is dropped.
-            inflater.reset();
-            return Err(e);
-        }
-        Ok(&self.inflated)
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::borrow::Cow;
 
-    use lanes_proto::frame::{FrameConfig, HeaderDecode, RSV1, decode_header};
+    use lanes_proto::deflate::InflateScratch;
+    use lanes_proto::frame::{FrameHeader, RSV1};
     use lanes_proto::handshake::ExtensionParam;
-    use lanes_proto::mask::apply_mask;
+    use lanes_proto::session::{Connection, Event, Output, SessionConfig, encode_frame};
 
     use super::*;
 
@@ -462,8 +373,8 @@ mod tests {
     #[test]
     fn offers_are_valid_headers_the_negotiation_accepts() {
         for mode in [Deflate::Takeover, Deflate::NoTakeover] {
-            let text = offer(mode).unwrap();
-            let offers = answer(text);
+            let text = offer(mode).unwrap().to_string();
+            let offers = answer(&text);
             let config = DeflateConfig {
                 enabled: true,
                 ..DeflateConfig::default()
@@ -479,33 +390,34 @@ mod tests {
         assert_eq!(offer(Deflate::Off), None);
     }
 
-    /// Unmasks the frames in `wire` (client to server) and inflates them as the server would.
-    fn server_reads(wire: &[u8], inflater: &mut Inflater) -> Vec<Vec<u8>> {
-        let config = FrameConfig {
-            allowed_rsv: RSV1,
-            ..FrameConfig::server()
-        };
+    /// Reads the frames in `wire` (client to server) as a server session would.
+    fn server_reads(
+        wire: &[u8],
+        server: &mut Connection,
+        scratch: &mut InflateScratch,
+    ) -> Vec<Vec<u8>> {
+        let mut data = wire.to_vec();
         let (mut at, mut messages) = (0, Vec::new());
-        while at < wire.len() {
-            let HeaderDecode::Complete { header, header_len } =
-                decode_header(&wire[at..], &config).unwrap()
-            else {
-                panic!("partial frame");
-            };
-            let start = at + header_len;
-            let end = start + header.payload_len as usize;
-            let mut payload = wire[start..end].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            if header.rsv & RSV1 != 0 {
-                let mut out = Vec::new();
-                inflater.handle_data(&payload, &mut out).unwrap();
-                inflater.handle_message_end(&mut out).unwrap();
-                payload = out;
+        while at < data.len() {
+            let step = server
+                .handle_bytes(&mut data[at..], scratch, 0, &mut NoControl)
+                .unwrap();
+            at += step.used;
+            match step.event {
+                Some(Event::Text(text)) => messages.push(text.as_bytes().to_vec()),
+                Some(Event::Binary(bytes)) => messages.push(bytes.to_vec()),
+                _ => {}
             }
-            messages.push(payload);
-            at = end;
         }
         messages
+    }
+
+    struct NoControl;
+
+    impl Output for NoControl {
+        fn control(&mut self, opcode: OpCode, _frame: &[u8]) {
+            panic!("unexpected {opcode:?}");
+        }
     }
 
     #[test]
@@ -516,12 +428,16 @@ mod tests {
             ..DeflateConfig::default()
         };
         for agreed in [params(false, false, 15, 15), params(true, true, 15, 15)] {
-            let mut codec = Codec::new(agreed, 1 << 20);
+            let mut codec = Codec::new(agreed);
             let mut conns = [codec.conn(), codec.conn()];
-            let mut server_inflaters = [
-                agreed.inflater(Role::Server, 1 << 20),
-                agreed.inflater(Role::Server, 1 << 20),
-            ];
+            let session = |role| {
+                let mut conn = Connection::new(SessionConfig::new(role), 0);
+                conn.receiver.enable_deflate(&agreed);
+                conn
+            };
+            let mut servers = [session(Role::Server), session(Role::Server)];
+            let mut clients = [session(Role::Client), session(Role::Client)];
+            let mut scratch = InflateScratch::new(1 << 20);
             let mut server_deflaters = [
                 agreed.deflater(Role::Server, &server_config),
                 agreed.deflater(Role::Server, &server_config),
@@ -541,7 +457,7 @@ mod tests {
                     assert_eq!(sent.payload_len, message.len());
                     assert!(sent.wire_len < message.len() / 4, "{sent:?}");
                     assert_eq!(
-                        server_reads(&wire, &mut server_inflaters[i]),
+                        server_reads(&wire, &mut servers[i], &mut scratch),
                         vec![message.clone()]
                     );
                     let mut echo = Vec::new();
@@ -549,27 +465,21 @@ mod tests {
                         server_deflaters[i].compress(&message, &mut echo),
                         SendAs::Compressed
                     );
-                    assert_eq!(codec.inflate(conn, &echo).unwrap(), &message[..]);
+                    let mut frame = Vec::new();
+                    let header = FrameHeader::new(true, OpCode::Text, 0).with_rsv(RSV1);
+                    encode_frame(&mut frame, Role::Server, header, &echo, [0; 4]);
+                    let frame_len = frame.len();
+                    let step = clients[i]
+                        .handle_bytes(&mut frame, &mut scratch, 0, &mut NoControl)
+                        .unwrap();
+                    assert_eq!(step.used, frame_len);
+                    assert_eq!(
+                        step.event,
+                        Some(Event::Text(std::str::from_utf8(&message).unwrap()))
+                    );
                 }
             }
         }
-    }
-
-    #[test]
-    fn corrupt_data_is_an_error_and_the_shared_inflater_recovers() {
-        let mut codec = Codec::new(params(true, true, 15, 15), 1 << 20);
-        let mut conn = codec.conn();
-        assert_eq!(
-            codec.inflate(&mut conn, &[0xff, 0xff, 0xff]),
-            Err(ProtocolError::InvalidCompressedData)
-        );
-        // RFC 7692 §7.2.3.1: "Hello".
-        assert_eq!(
-            codec
-                .inflate(&mut conn, &[0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00])
-                .unwrap(),
-            b"Hello"
-        );
     }
 
     #[test]

@@ -13,15 +13,15 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use lanes_proto::OpCode;
-use lanes_proto::deflate::DeflateParams;
-use lanes_proto::frame::RSV1;
+use lanes_proto::deflate::{DeflateParams, InflateScratch};
+use lanes_proto::session::{Connection, Event};
+use lanes_proto::{CloseCode, OpCode};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::args::{Deflate, Kind};
 use crate::client::{
-    connect_and_upgrade_offering, next_frame_allowing, push_frame, read_available,
+    Wire, connect_and_upgrade_offering, push_frame, read_available, session_config,
 };
 use crate::deflate::{Codec, ConnCodec, Sent, offer, params_from_answer};
 use crate::metrics::ThreadMetrics;
@@ -159,6 +159,9 @@ pub fn new_histogram() -> Histogram<u64> {
 struct Conn {
     stream: TcpStream,
     tracker: EchoTracker,
+    /// The client session: frames in, the close handshake, pongs.
+    session: Connection,
+    /// What the last read brought (all of it is consumed by the session each time).
     inbuf: Vec<u8>,
     outbuf: Vec<u8>,
     written: usize,
@@ -240,6 +243,8 @@ fn echo_thread(
     // Echoes longer than sent are caught by the echo check, not by the inflater's limit.
     let max_message_len = (plan.size as u64).saturating_mul(2).max(1024);
     let mut codec: Option<Codec> = None;
+    let config = session_config(max_message_len);
+    let epoch = Instant::now();
     let mut poll = match poll {
         Ok(poll) => Some(poll),
         Err(e) => {
@@ -247,10 +252,11 @@ fn echo_thread(
             None
         }
     };
+    let offered = offer(plan.deflate).map(|o| o.to_string());
     if let Some(poll) = poll.as_mut() {
         for i in 0..plan.connections {
             let upgraded =
-                connect_and_upgrade_offering(plan.addr, &mut rng, offer(plan.deflate), |r| {
+                connect_and_upgrade_offering(plan.addr, &mut rng, offered.as_deref(), |r| {
                     params_from_answer(plan.deflate, &r.extensions)
                         .map_err(|e| format!("{}: {e}", plan.addr))
                 })
@@ -261,7 +267,7 @@ fn echo_thread(
             let conn_codec = match &upgraded {
                 Ok((_, Some(params))) => match &codec {
                     None => {
-                        let first = Codec::new(*params, max_message_len);
+                        let first = Codec::new(*params);
                         let conn_codec = first.conn();
                         codec = Some(first);
                         Some(conn_codec)
@@ -288,9 +294,14 @@ fn echo_thread(
                         break;
                     }
                     let salt = (plan.thread as u64) << 32 | u64::from(i);
+                    let mut session = Connection::new(config, 0);
+                    if let Some(params) = codec.as_ref().map(Codec::params) {
+                        session.receiver.enable_deflate(params);
+                    }
                     conns.push(Conn {
                         stream,
                         tracker: EchoTracker::new(plan.size, plan.kind, salt),
+                        session,
                         inbuf: Vec::with_capacity(64 * 1024),
                         outbuf: Vec::with_capacity(64 * 1024),
                         written: 0,
@@ -327,7 +338,7 @@ fn echo_thread(
         Kind::Text => OpCode::Text,
         Kind::Binary => OpCode::Binary,
     };
-    let allowed_rsv = if codec.is_some() { RSV1 } else { 0 };
+    let mut scratch = InflateScratch::new(max_message_len);
     let began = Instant::now();
     let window_start = began + plan.warmup;
     let window_end = window_start + plan.duration;
@@ -375,15 +386,12 @@ fn echo_thread(
             if !(event.is_readable() || event.is_read_closed()) {
                 continue;
             }
-            let read = read_echoes(
-                conn,
-                codec.as_mut(),
-                allowed_rsv,
-                now,
-                measuring,
-                &mut result,
-                metrics,
-            );
+            let mut io = ReadIo {
+                scratch: &mut scratch,
+                rng: &mut rng,
+                now_us: micros_since(epoch, now),
+            };
+            let read = read_echoes(conn, &mut io, now, measuring, &mut result, metrics);
             let echoed = match read {
                 Ok(Incoming { echoed, end: None }) => echoed,
                 Ok(Incoming { end: Some(end), .. }) => {
@@ -409,6 +417,9 @@ fn echo_thread(
                 }
                 dirty.push(index);
                 since_progress += echoed;
+            } else if conn.written < conn.outbuf.len() {
+                // A pong (or a close echo) the session queued.
+                dirty.push(index);
             }
         }
         if since_progress > 0 {
@@ -424,8 +435,8 @@ fn echo_thread(
     let mut ending = Ending {
         poll: &mut poll,
         events: &mut events,
-        codec: codec.as_mut(),
-        allowed_rsv,
+        scratch: &mut scratch,
+        epoch,
         result: &mut result,
         metrics,
     };
@@ -450,78 +461,84 @@ struct Incoming {
     end: Option<End>,
 }
 
-/// Reads what the connection has and checks every echo in it, counting in the window's
-/// figures those of a read at `now` inside the window (`measuring`) and in `metrics` all of
-/// them. Stops at a close frame. An error (a failed check, a bad frame, a failed read) is the
-/// connection's end.
+/// What reading a connection needs from its thread.
+struct ReadIo<'a> {
+    scratch: &'a mut InflateScratch,
+    rng: &'a mut Rng,
+    /// The read's time on the thread's session clock.
+    now_us: u64,
+}
+
+/// Microseconds from `epoch` to `now`: the sessions' clock.
+fn micros_since(epoch: Instant, now: Instant) -> u64 {
+    now.saturating_duration_since(epoch).as_micros() as u64
+}
+
+/// Reads what the connection has and checks every echo in it (the connection's session parses,
+/// inflates and validates them, and queues any pong or close echo in `outbuf`), counting in the
+/// window's figures those of a read at `now` inside the window (`measuring`) and in `metrics`
+/// all of them. Stops at the server's close frame. An error (a failed check, a bad frame, a
+/// failed read) is the connection's end. Once our close is out, the session delivers nothing
+/// but the server's close: echoes still on their way are counted in `metrics` from their
+/// frames, unchecked.
 fn read_echoes(
     conn: &mut Conn,
-    mut codec: Option<&mut Codec>,
-    allowed_rsv: u8,
+    io: &mut ReadIo<'_>,
     now: Instant,
     measuring: bool,
     result: &mut EchoResult,
     metrics: &ThreadMetrics,
 ) -> Result<Incoming, String> {
-    let before = conn.inbuf.len();
+    conn.inbuf.clear();
     let open = read_available(&mut conn.stream, &mut conn.inbuf);
-    metrics.add_bytes_received((conn.inbuf.len() - before) as u64);
+    metrics.add_bytes_received(conn.inbuf.len() as u64);
     let open = open.map_err(|e| format!("read failed: {e}"))?;
     let mut end = (!open).then_some(End::Eof);
     let mut at = 0;
     let mut echoed = 0u64;
+    let mut wire = Wire::new(&mut conn.outbuf, io.rng);
     let outcome = loop {
-        let frame = match next_frame_allowing(&conn.inbuf, at, allowed_rsv) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(format!("bad frame from the server: {e}")),
-        };
-        at = frame.end;
-        let wire = &conn.inbuf[frame.payload.0..frame.payload.1];
-        match frame.opcode {
-            OpCode::Text | OpCode::Binary if frame.fin => {
-                let payload = if frame.compressed {
-                    // RSV1 passes the decoder only once deflate is agreed.
-                    let (Some(codec), Some(conn_codec)) =
-                        (codec.as_deref_mut(), conn.codec.as_mut())
-                    else {
-                        break Err("compressed echo without deflate".into());
-                    };
-                    match codec.inflate(conn_codec, wire) {
-                        Ok(payload) => payload,
-                        Err(e) => break Err(format!("bad compressed echo: {e}")),
-                    }
-                } else {
-                    wire
-                };
-                let is_text = frame.opcode == OpCode::Text;
-                match conn.tracker.check(is_text, payload, now) {
-                    Ok(rtt) => {
-                        echoed += 1;
-                        metrics.record_latency(rtt);
-                        if measuring {
-                            result.messages += 1;
-                            result.bytes += payload.len() as u64;
-                            result.wire_bytes_received += wire.len() as u64;
-                            result.compressed_received += u64::from(frame.compressed);
-                            let _ = result.latency_ns.record(rtt.as_nanos().max(1) as u64);
-                        }
-                    }
-                    Err(e) => break Err(e.to_string()),
-                }
-            }
-            OpCode::Text | OpCode::Binary | OpCode::Continuation => {
-                break Err("fragmented echo: the echo check needs one frame per message".into());
-            }
-            OpCode::Close => {
+        if at == conn.inbuf.len() {
+            break Ok(());
+        }
+        let step =
+            match conn
+                .session
+                .handle_bytes(&mut conn.inbuf[at..], io.scratch, io.now_us, &mut wire)
+            {
+                Ok(step) => step,
+                Err(e) => break Err(format!("bad frame from the server: {e}")),
+            };
+        at += step.used;
+        let (is_text, payload) = match step.event {
+            Some(Event::Text(text)) => (true, text.as_bytes()),
+            Some(Event::Binary(bytes)) => (false, bytes),
+            Some(Event::Close(_)) => {
                 end = Some(End::CloseFrame);
                 break Ok(());
             }
-            _ => {} // pings and pongs: the server's keepalive
+            // Pings (answered by the session) and pongs: the server's keepalive.
+            Some(Event::Ping(_) | Event::Pong(_)) | None => continue,
+        };
+        let (wire_len, compressed) = wire.take_wire();
+        match conn.tracker.check(is_text, payload, now) {
+            Ok(rtt) => {
+                echoed += 1;
+                metrics.record_latency(rtt);
+                if measuring {
+                    result.messages += 1;
+                    result.bytes += payload.len() as u64;
+                    result.wire_bytes_received += wire_len;
+                    result.compressed_received += u64::from(compressed);
+                    let _ = result.latency_ns.record(rtt.as_nanos().max(1) as u64);
+                }
+            }
+            Err(e) => break Err(e.to_string()),
         }
     };
-    conn.inbuf.drain(..at);
-    metrics.add_messages_received(echoed);
+    conn.session.receiver.release();
+    conn.inbuf.clear();
+    metrics.add_messages_received(wire.messages_seen);
     outcome.map(|()| Incoming { echoed, end })
 }
 
@@ -573,8 +590,9 @@ fn flush(conn: &mut Conn, all: bool, result: &mut EchoResult, metrics: &ThreadMe
 struct Ending<'a> {
     poll: &'a mut Poll,
     events: &'a mut Events,
-    codec: Option<&'a mut Codec>,
-    allowed_rsv: u8,
+    scratch: &'a mut InflateScratch,
+    /// The sessions' clock.
+    epoch: Instant,
     result: &'a mut EchoResult,
     metrics: &'a ThreadMetrics,
 }
@@ -590,10 +608,12 @@ impl Ending<'_> {
     fn close_all(&mut self, conns: &mut [Conn], rng: &mut Rng) -> Result<(), String> {
         let deadline = Instant::now() + CLOSE_MAX;
         let mut closing = 0usize;
+        let now_us = micros_since(self.epoch, Instant::now());
         for conn in conns.iter_mut().filter(|c| c.alive) {
-            push_frame(&mut conn.outbuf, OpCode::Close, 2, rng.key(), |out| {
-                out.extend_from_slice(&1000u16.to_be_bytes())
-            });
+            let mut wire = Wire::new(&mut conn.outbuf, rng);
+            conn.session
+                .session
+                .close(CloseCode::NORMAL, "", now_us, &mut wire);
             flush(conn, true, self.result, self.metrics);
             closing += usize::from(conn.alive);
         }
@@ -625,15 +645,12 @@ impl Ending<'_> {
                 if !(event.is_readable() || event.is_read_closed()) {
                     continue;
                 }
-                let read = read_echoes(
-                    conn,
-                    self.codec.as_deref_mut(),
-                    self.allowed_rsv,
-                    now,
-                    false,
-                    self.result,
-                    self.metrics,
-                );
+                let mut io = ReadIo {
+                    scratch: self.scratch,
+                    rng,
+                    now_us: micros_since(self.epoch, now),
+                };
+                let read = read_echoes(conn, &mut io, now, false, self.result, self.metrics);
                 match read {
                     Ok(Incoming { end: None, .. }) => {}
                     Ok(Incoming { end: Some(_), .. }) if conn.written < conn.outbuf.len() => {

@@ -42,10 +42,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 use lanes_proto::OpCode;
+use lanes_proto::assembler::DEFAULT_MAX_MESSAGE_LEN;
+use lanes_proto::deflate::InflateScratch;
+use lanes_proto::session::{Connection, Event};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::client::{connect_and_upgrade, next_frame, push_frame, start_upgrade};
+use crate::client::{Wire, connect_and_upgrade, push_frame, session_config, start_upgrade};
 use crate::cpu::{pin, process_cpu_time};
 use crate::echo::new_histogram;
 use crate::memory::process_rss_kib;
@@ -517,8 +520,10 @@ fn sample_cpu(
 
 struct Sub {
     stream: TcpStream,
-    /// A partial frame left from the last read.
-    inbuf: Vec<u8>,
+    /// The client session: frames in (whatever spans reads is kept there), pongs.
+    session: Connection,
+    /// Frames that came with the handshake response, read before the first readiness event.
+    early: Vec<u8>,
     state: Subscription,
     alive: bool,
 }
@@ -567,7 +572,8 @@ fn connect_share(
                 .map_err(|e| e.to_string())?;
             subs.push(Sub {
                 stream,
-                inbuf: early,
+                session: Connection::new(session_config(DEFAULT_MAX_MESSAGE_LEN), 0),
+                early,
                 state: if plan.publish_rate.is_some() {
                     Subscription::from_start()
                 } else {
@@ -631,17 +637,12 @@ fn run_thread(
         rng,
     };
     // Frames that came with a handshake response.
+    let mut inflate = InflateScratch::new(0);
     for sub in &mut subs {
-        if !sub.inbuf.is_empty() {
+        if !sub.early.is_empty() {
             let now_ns = clock.unix_ns(Instant::now());
-            let (used, open) = take_frames(
-                &sub.inbuf,
-                now_ns,
-                &mut sub.state,
-                &mut sub.stream,
-                &mut tally,
-            );
-            sub.inbuf.drain(..used);
+            let mut early = std::mem::take(&mut sub.early);
+            let open = sub.take_frames(&mut early, now_ns, &mut inflate, &mut tally);
             if !open {
                 sub.alive = false;
                 tally.result.disconnected += 1;
@@ -706,7 +707,7 @@ fn run_thread(
             let Some(sub) = subs.get_mut(event.token().0) else {
                 continue;
             };
-            if sub.alive && !sub.on_readable(&mut scratch, &mut tally) {
+            if sub.alive && !sub.on_readable(&mut scratch, &mut inflate, &mut tally) {
                 sub.alive = false;
                 tally.result.disconnected += 1;
                 metrics.add_errors(1);
@@ -727,9 +728,14 @@ fn run_thread(
 }
 
 impl Sub {
-    /// Reads until the socket would block, counting every complete frame. False when the
-    /// connection ended (end of stream, error, close frame, protocol error).
-    fn on_readable(&mut self, scratch: &mut [u8], tally: &mut Tally<'_>) -> bool {
+    /// Reads until the socket would block, counting every message. False when the connection
+    /// ended (end of stream, error, close frame, protocol error).
+    fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        inflate: &mut InflateScratch,
+        tally: &mut Tally<'_>,
+    ) -> bool {
         loop {
             let n = match self.stream.read(scratch) {
                 Ok(0) => return false,
@@ -740,30 +746,8 @@ impl Sub {
             };
             tally.metrics.add_bytes_received(n as u64);
             let now_ns = tally.clock.unix_ns(Instant::now());
-            let open = if self.inbuf.is_empty() {
-                // The usual case: whole frames, parsed where they were read.
-                let (used, open) = take_frames(
-                    &scratch[..n],
-                    now_ns,
-                    &mut self.state,
-                    &mut self.stream,
-                    tally,
-                );
-                self.inbuf.extend_from_slice(&scratch[used..n]);
-                open
-            } else {
-                self.inbuf.extend_from_slice(&scratch[..n]);
-                let (used, open) = take_frames(
-                    &self.inbuf,
-                    now_ns,
-                    &mut self.state,
-                    &mut self.stream,
-                    tally,
-                );
-                self.inbuf.drain(..used);
-                open
-            };
-            if !open {
+            // Whole frames are parsed where they were read; the session keeps what spans reads.
+            if !self.take_frames(&mut scratch[..n], now_ns, inflate, tally) {
                 return false;
             }
             // A short read emptied the socket: the next bytes bring a new readiness event.
@@ -772,60 +756,64 @@ impl Sub {
             }
         }
     }
-}
 
-/// Counts the complete frames in `buf`, received at `now_ns`; answers pings. Returns the bytes
-/// used and whether the connection is still open.
-fn take_frames(
-    buf: &[u8],
-    now_ns: u64,
-    state: &mut Subscription,
-    stream: &mut TcpStream,
-    tally: &mut Tally<'_>,
-) -> (usize, bool) {
-    let mut at = 0;
-    loop {
-        let frame = match next_frame(buf, at) {
-            Ok(Some(frame)) => frame,
-            Ok(None) => return (at, true),
-            Err(_) => {
-                state.malformed += 1;
-                tally.metrics.add_errors(1);
-                return (at, false);
-            }
-        };
-        at = frame.end;
-        let payload = &buf[frame.payload.0..frame.payload.1];
-        match frame.opcode {
-            OpCode::Binary | OpCode::Text => {
-                tally.metrics.add_messages_received(1);
-                match state.on_delivery(payload, now_ns) {
-                    Some(delivery) => {
-                        tally.metrics.record_latency_us(delivery.latency_ns / 1000);
-                        tally
-                            .result
-                            .count(&delivery, &tally.window, tally.note_seqs);
+    /// Counts the messages in `data`, received at `now_ns`; the session answers pings. Returns
+    /// whether the connection is still open.
+    fn take_frames(
+        &mut self,
+        data: &mut [u8],
+        now_ns: u64,
+        inflate: &mut InflateScratch,
+        tally: &mut Tally<'_>,
+    ) -> bool {
+        let mut pongs = Vec::new();
+        let mut wire = Wire::new(&mut pongs, &mut tally.rng);
+        let mut at = 0;
+        let mut open = true;
+        while at < data.len() {
+            let step =
+                match self
+                    .session
+                    .handle_bytes(&mut data[at..], inflate, now_ns / 1000, &mut wire)
+                {
+                    Ok(step) => step,
+                    Err(_) => {
+                        self.state.malformed += 1;
+                        tally.metrics.add_errors(1);
+                        open = false;
+                        break;
                     }
-                    None => tally.metrics.add_errors(1),
+                };
+            at += step.used;
+            let payload = match step.event {
+                Some(Event::Binary(bytes)) => bytes,
+                Some(Event::Text(text)) => text.as_bytes(),
+                Some(Event::Close(_)) => {
+                    open = false;
+                    break;
                 }
-            }
-            OpCode::Ping => {
-                let mut pong = Vec::with_capacity(payload.len() + 8);
-                push_frame(
-                    &mut pong,
-                    OpCode::Pong,
-                    payload.len(),
-                    tally.rng.key(),
-                    |o| o.extend_from_slice(payload),
-                );
-                // A small frame on a socket we only read from: the buffer has room.
-                if let Ok(n) = stream.write(&pong) {
-                    tally.metrics.add_bytes_sent(n as u64);
+                Some(Event::Ping(_) | Event::Pong(_)) | None => continue,
+            };
+            tally.metrics.add_messages_received(1);
+            match self.state.on_delivery(payload, now_ns) {
+                Some(delivery) => {
+                    tally.metrics.record_latency_us(delivery.latency_ns / 1000);
+                    tally
+                        .result
+                        .count(&delivery, &tally.window, tally.note_seqs);
                 }
+                None => tally.metrics.add_errors(1),
             }
-            OpCode::Close => return (at, false),
-            _ => {}
         }
+        self.session.receiver.release();
+        // Pongs, or the echo of a close: small frames on a socket we only read from, so the
+        // buffer has room.
+        if !pongs.is_empty()
+            && let Ok(n) = self.stream.write(&pongs)
+        {
+            tally.metrics.add_bytes_sent(n as u64);
+        }
+        open
     }
 }
 

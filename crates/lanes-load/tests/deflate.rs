@@ -1,5 +1,5 @@
 //! The echo mode with `--deflate` against a compressing echo server made here from lanes-proto's
-//! server role (negotiation, `Deflater`, `Inflater`): compressed echoes with and without context
+//! server role (negotiation, `Deflater`, and the server session inflating): compressed echoes with and without context
 //! takeover pass the echo check and are counted on the wire, and a server that declines
 //! compression makes the run fail with a message.
 
@@ -13,9 +13,10 @@ use std::process::Command;
 
 use lanes_proto::OpCode;
 use lanes_proto::deflate::{DeflateConfig, SendAs, negotiate};
-use lanes_proto::frame::{FrameConfig, RSV1, Role};
+use lanes_proto::frame::{RSV1, Role};
+use lanes_proto::session::{Event, SessionConfig};
 use serde_json::Value;
-use support::{accept_upgrade_with, number, push_frame, serve_frames, spawn_server};
+use support::{accept_upgrade_with, number, push_frame, serve_session, spawn_server};
 
 /// Starts an echo server on a free loopback port that negotiates permessage-deflate under
 /// `config` (disabled: it never does); it runs until the test process ends.
@@ -33,48 +34,32 @@ fn serve(mut stream: TcpStream, config: &DeflateConfig) {
     }) else {
         return;
     };
-    let mut codec = agreed.map(|p| {
-        (
-            p.deflater(Role::Server, config),
-            p.inflater(Role::Server, 1 << 20),
-        )
-    });
-    let frames = FrameConfig {
-        allowed_rsv: if codec.is_some() { RSV1 } else { 0 },
-        ..FrameConfig::server()
-    };
-    // Every whole frame echoed as one message each; a close frame is answered with one, after
-    // the echoes before it, and ends the connection.
-    serve_frames(&mut stream, buf, &frames, |header, mut payload, out| {
-        assert!(header.fin, "lanes-load sends whole messages");
-        if header.opcode == OpCode::Close {
-            push_frame(out, OpCode::Close, 0, &payload);
-            return ControlFlow::Break(());
-        }
-        if header.opcode.is_control() {
-            return ControlFlow::Continue(());
-        }
-        if header.rsv & RSV1 != 0 {
-            let (_, inflater) = codec.as_mut().unwrap();
-            let mut inflated = Vec::new();
-            inflater.handle_data(&payload, &mut inflated).unwrap();
-            inflater.handle_message_end(&mut inflated).unwrap();
-            payload = inflated;
-        }
-        let mut compressed = Vec::new();
-        let rsv = match codec.as_mut() {
-            Some((deflater, _)) => match deflater.compress(&payload, &mut compressed) {
-                SendAs::Compressed => {
-                    payload = compressed;
-                    RSV1
-                }
-                SendAs::Uncompressed => 0,
-            },
-            None => 0,
-        };
-        push_frame(out, header.opcode, rsv, &payload);
-        ControlFlow::Continue(())
-    });
+    let mut deflater = agreed.map(|p| p.deflater(Role::Server, config));
+    // Every message echoed as one message each, compressed when agreed; the session inflates
+    // what comes compressed, and answers a close frame after the echoes before it.
+    serve_session(
+        &mut stream,
+        buf,
+        SessionConfig::server(),
+        agreed.as_ref(),
+        |event, out| {
+            let (opcode, message) = match event {
+                Event::Text(text) => (OpCode::Text, text.as_bytes()),
+                Event::Binary(bytes) => (OpCode::Binary, bytes),
+                _ => return ControlFlow::Continue(()),
+            };
+            let mut compressed = Vec::new();
+            let (rsv, payload) = match deflater.as_mut() {
+                Some(deflater) => match deflater.compress(message, &mut compressed) {
+                    SendAs::Compressed => (RSV1, &compressed[..]),
+                    SendAs::Uncompressed => (0, message),
+                },
+                None => (0, message),
+            };
+            push_frame(out, opcode, rsv, payload);
+            ControlFlow::Continue(())
+        },
+    );
 }
 
 fn enabled() -> DeflateConfig {

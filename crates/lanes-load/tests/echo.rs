@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lanes_proto::OpCode;
-use lanes_proto::frame::FrameConfig;
+use lanes_proto::session::{Event, SessionConfig};
 use serde_json::Value;
-use support::{accept_upgrade, number, push_frame, serve_frames, spawn_server};
+use support::{accept_upgrade, number, push_frame, serve_session, spawn_server};
 
 /// What the echo server counted.
 #[derive(Default)]
@@ -43,24 +43,25 @@ fn serve(mut stream: TcpStream, counts: &Counts) {
     let Some(buf) = accept_upgrade(&mut stream) else {
         return;
     };
-    serve_frames(
+    serve_session(
         &mut stream,
         buf,
-        &FrameConfig::server(),
-        |header, payload, out| {
-            let flow = match header.opcode {
-                OpCode::Close => {
+        SessionConfig::server(),
+        None,
+        |event, out| {
+            let (opcode, payload) = match event {
+                Event::Close(_) => {
+                    // The session echoes it, after the echoes before it.
                     counts.closes.fetch_add(1, Ordering::SeqCst);
-                    ControlFlow::Break(())
+                    return ControlFlow::Break(());
                 }
-                OpCode::Text | OpCode::Binary => {
-                    counts.received.fetch_add(1, Ordering::SeqCst);
-                    ControlFlow::Continue(())
-                }
+                Event::Text(text) => (OpCode::Text, text.as_bytes()),
+                Event::Binary(bytes) => (OpCode::Binary, bytes),
                 _ => return ControlFlow::Continue(()),
             };
-            push_frame(out, header.opcode, 0, &payload);
-            flow
+            counts.received.fetch_add(1, Ordering::SeqCst);
+            push_frame(out, opcode, 0, payload);
+            ControlFlow::Continue(())
         },
     );
 }

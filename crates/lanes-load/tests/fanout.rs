@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use lanes_load::fanout::{FanoutPlan, encode, run_fanout, unix_now_ns};
 use lanes_proto::OpCode;
-use lanes_proto::frame::FrameConfig;
-use support::{accept_upgrade, push_frame, serve_frames, spawn_server};
+use lanes_proto::session::{Event, SessionConfig};
+use support::{accept_upgrade, push_frame, serve_session, spawn_server};
 
 /// The connections, each with the client's address.
 type Peers = Arc<Mutex<Vec<(SocketAddr, TcpStream)>>>;
@@ -36,18 +36,22 @@ fn serve(mut stream: TcpStream, peers: &Peers) {
         .lock()
         .unwrap()
         .push((id, stream.try_clone().unwrap()));
-    serve_frames(
+    serve_session(
         &mut stream,
         buf,
-        &FrameConfig::server(),
-        |header, payload, _| {
-            if matches!(header.opcode, OpCode::Binary | OpCode::Text) {
-                let mut bytes = Vec::new();
-                push_frame(&mut bytes, header.opcode, 0, &payload);
-                for (peer, out) in peers.lock().unwrap().iter_mut() {
-                    if *peer != id {
-                        let _ = out.write_all(&bytes);
-                    }
+        SessionConfig::server(),
+        None,
+        |event, _| {
+            let (opcode, payload) = match event {
+                Event::Binary(bytes) => (OpCode::Binary, bytes),
+                Event::Text(text) => (OpCode::Text, text.as_bytes()),
+                _ => return ControlFlow::Continue(()),
+            };
+            let mut bytes = Vec::new();
+            push_frame(&mut bytes, opcode, 0, payload);
+            for (peer, out) in peers.lock().unwrap().iter_mut() {
+                if *peer != id {
+                    let _ = out.write_all(&bytes);
                 }
             }
             ControlFlow::Continue(())

@@ -1,6 +1,6 @@
 //! Pieces of the tiny blocking WebSocket servers the lanes-load tests run against: a listener
-//! with a thread per connection, the upgrade, a frame loop and frame encoding, all on
-//! lanes-proto's server role.
+//! with a thread per connection, the upgrade, a receive loop on lanes-proto's server session,
+//! and frame encoding.
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,11 +11,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use lanes_proto::OpCode;
-use lanes_proto::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, decode_header};
+use lanes_proto::deflate::{DeflateParams, InflateScratch};
+use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN};
 use lanes_proto::handshake::{
     AcceptOptions, HeadLimits, Parsed, RequestHead, UpgradeOffer, write_accept,
 };
-use lanes_proto::mask::apply_mask;
+use lanes_proto::session::{Connection, Event, Output, SessionConfig};
 use serde_json::Value;
 
 /// How much one read takes.
@@ -76,39 +77,59 @@ pub fn accept_upgrade_with<T>(
     Some((buf, chosen))
 }
 
-/// Serves the frames the client sends, starting with those already in `buf`: every whole
-/// frame, unmasked, goes to `on_frame` with the bytes to answer so far, which are written after
-/// each read's frames. Ends when `on_frame` breaks (after writing the answers before it), when
-/// a write fails, or when the client goes away.
-pub fn serve_frames(
+/// The server session's answers (pongs, the echo of the client's close), queued in the
+/// bytes to write.
+struct Answers<'a>(&'a mut Vec<u8>);
+
+impl Output for Answers<'_> {
+    fn control(&mut self, _opcode: OpCode, frame: &[u8]) {
+        self.0.extend_from_slice(frame);
+    }
+}
+
+/// Serves what the client sends, starting with the bytes already in `buf`, through a server
+/// session (lanes-proto's, with `config`; inflating under `deflate` when it was agreed): every
+/// event goes to `on_event` with the bytes to answer so far, which are written after each
+/// read's events. The session answers pings and echoes the client's close on its own (its
+/// answers are queued in the same bytes, in order). Ends after the client's close (answered),
+/// when `on_event` breaks (after writing the answers before it), when a write fails, on a
+/// protocol error, or when the client goes away.
+pub fn serve_session(
     stream: &mut TcpStream,
     mut buf: Vec<u8>,
-    config: &FrameConfig,
-    mut on_frame: impl FnMut(FrameHeader, Vec<u8>, &mut Vec<u8>) -> ControlFlow<()>,
+    config: SessionConfig,
+    deflate: Option<&DeflateParams>,
+    mut on_event: impl FnMut(Event<'_>, &mut Vec<u8>) -> ControlFlow<()>,
 ) {
+    let mut conn = Connection::new(config, 0);
+    if let Some(params) = deflate {
+        conn.receiver.enable_deflate(params);
+    }
+    let mut scratch = InflateScratch::new(config.max_message_len);
     let mut chunk = vec![0u8; CHUNK];
     let mut out = Vec::new();
     loop {
         let mut at = 0;
         let mut done = false;
         out.clear();
-        while let HeaderDecode::Complete { header, header_len } =
-            decode_header(&buf[at..], config).unwrap()
-        {
-            let start = at + header_len;
-            let end = start + header.payload_len as usize;
-            if end > buf.len() {
-                break;
-            }
-            let mut payload = buf[start..end].to_vec();
-            apply_mask(&mut payload, header.mask.unwrap(), 0);
-            at = end;
-            if on_frame(header, payload, &mut out).is_break() {
+        while at < buf.len() {
+            let Ok(step) =
+                conn.handle_bytes(&mut buf[at..], &mut scratch, 0, &mut Answers(&mut out))
+            else {
                 done = true;
                 break;
+            };
+            at += step.used;
+            if let Some(event) = step.event {
+                let closed = matches!(event, Event::Close(_));
+                if on_event(event, &mut out).is_break() || closed {
+                    done = true;
+                    break;
+                }
             }
         }
-        buf.drain(..at);
+        conn.receiver.release();
+        buf.clear();
         let failed = !out.is_empty() && stream.write_all(&out).is_err();
         if failed || done {
             return;

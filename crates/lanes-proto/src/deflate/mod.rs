@@ -3,6 +3,8 @@
 //! - [`negotiate`] picks the first acceptable offer from a client's `Sec-WebSocket-Extensions`
 //!   under a server's [`DeflateConfig`] and gives the agreed [`DeflateParams`] and the value to
 //!   answer with.
+//! - [`ClientOffer`] is a client's offer and [`accept_answer`] checks the server's answer to
+//!   it (RFC 7692 §7.1) and gives the agreed [`DeflateParams`].
 //! - [`Deflater`] compresses one message at a time, [`Inflater`] decompresses one as its
 //!   frames arrive, within a size limit enforced while inflating.
 //!
@@ -34,12 +36,14 @@
 //! The compressor is zlib-rs (pure Rust), chosen by measurement over miniz_oxide and the C
 //! zlib and zlib-ng: see `src/deflate/BACKENDS.md`, which also gives the memory per state.
 
+mod answer;
 mod config;
 mod deflater;
 mod inflater;
 mod negotiate;
 mod scratch;
 
+pub use answer::{AnswerError, ClientOffer, accept_answer};
 pub use config::{DeflateConfig, MAX_WINDOW_BITS, MIN_COMPRESS_WINDOW_BITS, MIN_WINDOW_BITS};
 pub use deflater::{Deflater, SendAs};
 pub use inflater::Inflater;

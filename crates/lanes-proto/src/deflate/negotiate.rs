@@ -7,10 +7,10 @@ use super::{Deflater, EXTENSION_NAME, Inflater};
 use crate::frame::Role;
 use crate::handshake::ExtensionOffer;
 
-const SERVER_NO_CONTEXT_TAKEOVER: &str = "server_no_context_takeover";
-const CLIENT_NO_CONTEXT_TAKEOVER: &str = "client_no_context_takeover";
-const SERVER_MAX_WINDOW_BITS: &str = "server_max_window_bits";
-const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
+pub(super) const SERVER_NO_CONTEXT_TAKEOVER: &str = "server_no_context_takeover";
+pub(super) const CLIENT_NO_CONTEXT_TAKEOVER: &str = "client_no_context_takeover";
+pub(super) const SERVER_MAX_WINDOW_BITS: &str = "server_max_window_bits";
+pub(super) const CLIENT_MAX_WINDOW_BITS: &str = "client_max_window_bits";
 
 /// The parameters both ends agreed on: who resets its compression context after each message,
 /// and the largest window each may compress with.
@@ -206,7 +206,7 @@ impl ParsedOffer {
 }
 
 /// A window size as RFC 7692 §7.1.2 writes it: decimal digits, no leading zero, 8..=15.
-fn parse_window_bits(value: &str) -> Option<u8> {
+pub(super) fn parse_window_bits(value: &str) -> Option<u8> {
     let bytes = value.as_bytes();
     if bytes.is_empty() || bytes.len() > 2 || bytes[0] == b'0' {
         return None;

@@ -96,6 +96,13 @@ impl Receiver {
             && self.control.capacity() == 0
     }
 
+    /// How many bytes the receiver holds between calls: the fragmented or partial message
+    /// (compressed, for a compressed one), a partial control frame's payload and a partial
+    /// header. At most `max_message_len` + 125 + 14. (Allocated capacity can be larger.)
+    pub fn buffered_len(&self) -> usize {
+        self.message.len() + self.control.len() + usize::from(self.header_len)
+    }
+
     /// Frees the buffer of a message or control frame just delivered; call once the event is
     /// handled, so that an idle connection holds no buffer. (The next
     /// [`handle_bytes`](Self::handle_bytes) does it too.)
