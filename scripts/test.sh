@@ -23,6 +23,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test --workspace"
 cargo test --workspace --locked
 
+step "lanes without its default features (deflate, metrics): clippy and tests"
+cargo clippy -p lanes --no-default-features --all-targets --locked -- -D warnings
+cargo test -p lanes --no-default-features --locked
+
 step "cargo doc, every feature (warnings are errors: broken links, missing docs)"
 # lanes-benches apart: its features pick one deflate backend each (zlib-ng needs cmake).
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --exclude lanes-benches --no-deps --all-features --locked

@@ -22,6 +22,13 @@
 //! - permessage-deflate (RFC 7692) when [`Config::deflate`] turns it on, with context takeover
 //!   or with compressor state shared by a worker's connections.
 //!
+//! Features (both on by default):
+//! - `deflate`: permessage-deflate (RFC 7692), with zlib-rs. Without it nothing is negotiated,
+//!   and a [`Config`] with `deflate.enabled` is refused at start.
+//! - `metrics`: the exporters (`config::MetricsConfig`: `/metrics` on the WebSocket port or an
+//!   admin address, the InfluxDB reporter and its HTTP client). The counters,
+//!   [`ServerHandle::stats`] and [`ServerHandle::metrics`] are there either way.
+//!
 //! Every accepted socket gets `TCP_NODELAY`: each write is a whole batch of frames (one `write`
 //! per connection per loop iteration), so Nagle's algorithm would only add latency.
 //!

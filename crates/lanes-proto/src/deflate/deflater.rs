@@ -2,19 +2,9 @@
 
 use zlib_rs::{DeflateFlush, Method, Status, Strategy};
 
+use super::SendAs;
 use super::TRAILER;
 use super::config::{DeflateConfig, MIN_COMPRESS_WINDOW_BITS, clamp_window_bits};
-
-/// How to send a message that went through [`Deflater::compress`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum SendAs {
-    /// The compressed payload was appended to `out`: send it, with RSV1
-    /// ([`frame::RSV1`](crate::frame::RSV1)) set on the message's first frame only.
-    Compressed,
-    /// Nothing was appended: send the original bytes, without RSV1.
-    Uncompressed,
-}
 
 /// The compressor for the messages one end sends.
 ///

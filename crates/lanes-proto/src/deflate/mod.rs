@@ -38,14 +38,18 @@
 
 mod answer;
 mod config;
+#[cfg(feature = "deflate")]
 mod deflater;
+#[cfg(feature = "deflate")]
 mod inflater;
 mod negotiate;
 mod scratch;
 
 pub use answer::{AnswerError, ClientOffer, accept_answer};
 pub use config::{DeflateConfig, MAX_WINDOW_BITS, MIN_COMPRESS_WINDOW_BITS, MIN_WINDOW_BITS};
-pub use deflater::{Deflater, SendAs};
+#[cfg(feature = "deflate")]
+pub use deflater::Deflater;
+#[cfg(feature = "deflate")]
 pub use inflater::Inflater;
 pub use negotiate::{DeflateParams, Negotiated, negotiate};
 pub use scratch::{InflateScratch, RecvCompression};
@@ -56,3 +60,14 @@ pub const EXTENSION_NAME: &str = "permessage-deflate";
 /// The tail of a sync flush (an empty stored block), which a sender removes from each
 /// compressed message and a receiver appends again (RFC 7692 §7.2.1, §7.2.2).
 pub const TRAILER: [u8; 4] = [0x00, 0x00, 0xff, 0xff];
+
+/// How to send a message that went through `Deflater::compress` (feature `deflate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum SendAs {
+    /// The compressed payload was appended to `out`: send it, with RSV1
+    /// ([`frame::RSV1`](crate::frame::RSV1)) set on the message's first frame only.
+    Compressed,
+    /// Nothing was appended: send the original bytes, without RSV1.
+    Uncompressed,
+}

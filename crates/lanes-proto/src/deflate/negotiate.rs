@@ -2,8 +2,11 @@
 
 use core::fmt;
 
+use super::EXTENSION_NAME;
 use super::config::{DeflateConfig, MAX_WINDOW_BITS, MIN_WINDOW_BITS, clamp_window_bits};
-use super::{Deflater, EXTENSION_NAME, Inflater};
+#[cfg(feature = "deflate")]
+use super::{Deflater, Inflater};
+#[cfg(feature = "deflate")]
 use crate::frame::Role;
 use crate::handshake::ExtensionOffer;
 
@@ -41,6 +44,7 @@ impl Default for DeflateParams {
 impl DeflateParams {
     /// The compressor for the messages that `role` sends: the server's parameters for a server,
     /// the client's for a client; level, memLevel and threshold from `config`.
+    #[cfg(feature = "deflate")]
     pub fn deflater(&self, role: Role, config: &DeflateConfig) -> Deflater {
         let (window_bits, no_context_takeover) = match role {
             Role::Server => (self.server_max_window_bits, self.server_no_context_takeover),
@@ -51,6 +55,7 @@ impl DeflateParams {
 
     /// The decompressor for the messages that `role` receives, refusing any message that
     /// inflates to more than `max_message_len` bytes.
+    #[cfg(feature = "deflate")]
     pub fn inflater(&self, role: Role, max_message_len: u64) -> Inflater {
         let (window_bits, no_context_takeover) = match role {
             Role::Server => (self.client_max_window_bits, self.client_no_context_takeover),

@@ -8,14 +8,18 @@
 //! messages. [`InflateScratch`] is that thread's shared part (the shared inflater and the
 //! buffer messages are inflated into); [`RecvCompression`] is a connection's part.
 
-use super::{DeflateParams, Inflater};
+use super::DeflateParams;
+#[cfg(feature = "deflate")]
+use super::Inflater;
 use crate::error::ProtocolError;
 use crate::frame::Role;
 
 /// Scratch buffers that grew for one large message do not keep its memory past this.
+#[cfg(feature = "deflate")]
 const KEEP_CAPACITY: usize = 256 * 1024;
 
 /// The window the shared inflater accepts: the largest, so any agreed window fits.
+#[cfg(feature = "deflate")]
 const SHARED_WINDOW_BITS: u8 = 15;
 
 /// The receive side of one connection that negotiated permessage-deflate.
@@ -29,9 +33,11 @@ pub struct RecvCompression {
     /// The peer takes context over: this connection keeps its own inflater.
     takeover: bool,
     /// That inflater, made for the first compressed message.
+    #[cfg(feature = "deflate")]
     own: Option<Inflater>,
     /// The peer's window.
     window_bits: u8,
+    #[cfg_attr(not(feature = "deflate"), allow(dead_code))]
     max_message_len: u64,
 }
 
@@ -52,6 +58,7 @@ impl RecvCompression {
         };
         RecvCompression {
             takeover: !no_takeover,
+            #[cfg(feature = "deflate")]
             own: None,
             window_bits,
             max_message_len,
@@ -66,7 +73,10 @@ impl RecvCompression {
     /// Whether this connection's own inflater has been made (it is, on the first compressed
     /// message, when the peer takes context over).
     pub const fn has_own_inflater(&self) -> bool {
-        self.own.is_some()
+        #[cfg(feature = "deflate")]
+        return self.own.is_some();
+        #[cfg(not(feature = "deflate"))]
+        false
     }
 }
 
@@ -88,6 +98,7 @@ impl RecvCompression {
 /// ```
 pub struct InflateScratch {
     max_message_len: u64,
+    #[cfg(feature = "deflate")]
     shared: Option<Inflater>,
     out: Vec<u8>,
 }
@@ -98,6 +109,7 @@ impl InflateScratch {
     pub const fn new(max_message_len: u64) -> InflateScratch {
         InflateScratch {
             max_message_len,
+            #[cfg(feature = "deflate")]
             shared: None,
             out: Vec::new(),
         }
@@ -109,7 +121,26 @@ impl InflateScratch {
     /// Errors: [`ProtocolError::InvalidCompressedData`] (1002) and
     /// [`ProtocolError::MessageTooBig`] (1009, found while inflating, before allocating past
     /// the limit). After an error the inflater used is reset, so a shared one is clean for the
+    /// next connection. Without the `deflate` feature nothing can be inflated: every message is
+    /// [`ProtocolError::InvalidCompressedData`].
+    #[cfg(not(feature = "deflate"))]
+    pub fn inflate(
+        &mut self,
+        side: &mut RecvCompression,
+        compressed: &[u8],
+    ) -> Result<&[u8], ProtocolError> {
+        let _ = (side, compressed, self.max_message_len, &self.out);
+        Err(ProtocolError::InvalidCompressedData)
+    }
+
+    /// Inflates one whole compressed message (its frames' payloads, unmasked, end to end) with
+    /// `side`'s inflater or the shared one, and returns the inflated bytes.
+    ///
+    /// Errors: [`ProtocolError::InvalidCompressedData`] (1002) and
+    /// [`ProtocolError::MessageTooBig`] (1009, found while inflating, before allocating past
+    /// the limit). After an error the inflater used is reset, so a shared one is clean for the
     /// next connection.
+    #[cfg(feature = "deflate")]
     pub fn inflate(
         &mut self,
         side: &mut RecvCompression,
@@ -143,7 +174,7 @@ impl core::fmt::Debug for RecvCompression {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("RecvCompression")
             .field("takeover", &self.takeover)
-            .field("own", &self.own.is_some())
+            .field("own", &self.has_own_inflater())
             .field("window_bits", &self.window_bits)
             .finish_non_exhaustive()
     }
@@ -153,12 +184,11 @@ impl core::fmt::Debug for InflateScratch {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("InflateScratch")
             .field("max_message_len", &self.max_message_len)
-            .field("shared", &self.shared.is_some())
             .finish_non_exhaustive()
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "deflate"))]
 mod tests {
     use super::*;
     use crate::deflate::{DeflateConfig, Deflater, SendAs};

@@ -76,7 +76,13 @@ impl Receiver {
     /// shared inflater of the [`InflateScratch`] given to
     /// [`handle_bytes`](Self::handle_bytes). Inflated messages are bounded by the same
     /// `max_message_len`, enforced while inflating.
+    ///
+    /// Without the `deflate` feature this does nothing: compressed messages stay refused
+    /// (1002, RSV1 not negotiated).
     pub fn enable_deflate(&mut self, params: &DeflateParams) {
+        if cfg!(not(feature = "deflate")) {
+            return;
+        }
         self.frame_config.allowed_rsv |= RSV1;
         let max = self.assembler.max_message_len();
         self.compression = Some(Box::new(RecvCompression::new(

@@ -153,6 +153,13 @@ impl Config {
             let range = "timers.resolution to a year, or None";
             check("timers.tick_interval", interval, resolution, YEAR, range)?;
         }
+        if cfg!(not(feature = "deflate")) && self.deflate.enabled {
+            return Err(ConfigError {
+                field: "deflate.enabled",
+                value: "true".into(),
+                allowed: "false (lanes was built without its deflate feature)",
+            });
+        }
         #[cfg(feature = "metrics")]
         if let Some(path) = &self.metrics.path
             && !path.starts_with('/')

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use lanes_proto::deflate::{DeflateParams, negotiate};
+use lanes_proto::deflate::DeflateParams;
+#[cfg(feature = "deflate")]
+use lanes_proto::deflate::negotiate;
 use lanes_proto::handshake::{
     AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_http_response,
     write_reject,
@@ -13,6 +15,7 @@ use lanes_proto::session::Session;
 
 use super::Worker;
 use super::dispatch::{self, on_frames};
+#[cfg(feature = "deflate")]
 use crate::compress::SendCompression;
 use crate::config::Config;
 use crate::conn::Phase;
@@ -104,7 +107,13 @@ pub(super) fn answer<H: Handler>(
         }
     };
     let headers = header_pairs(&accept.headers);
+    #[cfg(feature = "deflate")]
     let deflate = negotiate(offer.extensions(), &config.deflate);
+    #[cfg(not(feature = "deflate"))]
+    let deflate: Option<lanes_proto::deflate::Negotiated> = {
+        let _ = &config.deflate; // never negotiated without the feature
+        None
+    };
     let options = AcceptOptions {
         subprotocol: accept.subprotocol.as_deref(),
         extensions: deflate.as_ref().map(|d| d.response.as_str()),
@@ -185,10 +194,13 @@ impl<H: Handler> Worker<H> {
         };
         let session = Session::new(self.session_config, now_us);
         conn.set_phase(Phase::Open { state, session }, now_ms);
+        #[cfg(feature = "deflate")]
         if let Some(params) = compression {
             conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
             conn.receiver.enable_deflate(&params);
         }
+        #[cfg(not(feature = "deflate"))]
+        let _ = compression;
         self.local.live.open(key, conn.generation);
         stats::add(&self.local.counters.connections, 1);
         stats::add(&self.local.counters.opened, 1);
@@ -306,6 +318,7 @@ mod tests {
         assert_eq!(answer.rejected, None);
     }
 
+    #[cfg(feature = "deflate")]
     #[test]
     fn deflate_is_negotiated_only_when_configured_and_offered() {
         let offer = "Sec-WebSocket-Extensions: permessage-deflate\r\n";
