@@ -181,6 +181,29 @@ fn truncate_at_char_boundary(text: &str, max_len: usize) -> &str {
     &text[..end]
 }
 
+/// The close code each protocol error closes with (beside the codes, so that errors need
+/// not know them).
+impl ProtocolError {
+    /// The close code to close the connection with: 1009 for size limits (an inflated message
+    /// too included), 1007 for invalid UTF-8, 1002 for every other protocol violation (invalid
+    /// compressed data included).
+    ///
+    /// ```
+    /// use lanes_proto::{CloseCode, ProtocolError};
+    /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
+    /// assert_eq!(ProtocolError::MessageTooBig.close_code().as_u16(), 1009);
+    /// ```
+    pub const fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
+                CloseCode::INVALID_PAYLOAD
+            }
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,8 +7,6 @@
 
 use core::fmt;
 
-use crate::close::CloseCode;
-
 /// A rule of RFC 6455 that a frame or message broke.
 ///
 /// Each variant knows the close code the connection must be closed with
@@ -53,27 +51,6 @@ pub enum ProtocolError {
     /// data, or refers back further than the window. RFC 7692 says to fail the connection and
     /// names no code; this is 1002, as Python's `websockets` does (Node's `ws` sends 1007).
     InvalidCompressedData,
-}
-
-impl ProtocolError {
-    /// The close code to close the connection with: 1009 for size limits (an inflated message
-    /// too included), 1007 for invalid UTF-8, 1002 for every other protocol violation (invalid
-    /// compressed data included).
-    ///
-    /// ```
-    /// use lanes_proto::{CloseCode, ProtocolError};
-    /// assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode::INVALID_PAYLOAD);
-    /// assert_eq!(ProtocolError::MessageTooBig.close_code().as_u16(), 1009);
-    /// ```
-    pub const fn close_code(&self) -> CloseCode {
-        match self {
-            ProtocolError::FrameTooBig | ProtocolError::MessageTooBig => CloseCode::MESSAGE_TOO_BIG,
-            ProtocolError::InvalidUtf8 | ProtocolError::InvalidCloseReason => {
-                CloseCode::INVALID_PAYLOAD
-            }
-            _ => CloseCode::PROTOCOL_ERROR,
-        }
-    }
 }
 
 impl fmt::Display for ProtocolError {
@@ -196,35 +173,6 @@ impl HandshakeError {
             HandshakeError::MalformedExtensions => "malformed Sec-WebSocket-Extensions",
             HandshakeError::MalformedSubprotocols => "malformed Sec-WebSocket-Protocol",
         }
-    }
-
-    /// Appends the complete HTTP response for this error to `out`: status line, headers that
-    /// RFC 6455 and RFC 9110 ask for (`Sec-WebSocket-Version: 13` with 426, `Allow: GET` with
-    /// 405), `Connection: close`, and the reason as a `text/plain` body.
-    ///
-    /// ```
-    /// use lanes_proto::HandshakeError;
-    /// let mut out = Vec::new();
-    /// HandshakeError::UnsupportedVersion.write_response(&mut out);
-    /// let text = String::from_utf8(out).unwrap();
-    /// assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
-    /// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
-    /// ```
-    pub fn write_response(&self, out: &mut Vec<u8>) {
-        let extra: &[(&str, &str)] = match self {
-            // RFC 6455 §4.4 asks for the supported version; RFC 9110 §15.5.22 for Upgrade.
-            HandshakeError::UnsupportedVersion => {
-                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
-            }
-            HandshakeError::MethodNotGet => &[("Allow", "GET")],
-            _ => &[],
-        };
-        crate::handshake::response::write_error_response(
-            out,
-            self.status(),
-            extra,
-            self.reason().as_bytes(),
-        );
     }
 }
 

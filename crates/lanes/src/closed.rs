@@ -98,14 +98,14 @@ impl Closed<'_> {
 
     /// Publishes a text message to every subscriber of `topic` on every worker.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        let message = encode(OpCode::Text, text.as_bytes());
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_message(topic, OpCode::Text, text.as_bytes(), None)
     }
 
     /// Publishes a binary message to every subscriber of `topic` on every worker.
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
         self.local
-            .publish(topic, encode(OpCode::Binary, bytes), None)
+            .publish_message(topic, OpCode::Binary, bytes, None)
     }
 
     fn send(&mut self, id: ConnId, opcode: OpCode, payload: &[u8]) -> Result<(), SendError> {

@@ -120,14 +120,14 @@ impl<C> WorkerContext<'_, C> {
 
     /// Publishes a text message to `topic` on every worker.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        let message = encode(OpCode::Text, text.as_bytes());
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_message(topic, OpCode::Text, text.as_bytes(), None)
     }
 
     /// Publishes a binary message to `topic` on every worker.
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
         self.local
-            .publish(topic, encode(OpCode::Binary, bytes), None)
+            .publish_message(topic, OpCode::Binary, bytes, None)
     }
 
     fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<C>> {

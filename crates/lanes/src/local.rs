@@ -11,11 +11,12 @@ use crate::hub::Command;
 use crate::id::ConnId;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
-use crate::published::Published;
+use crate::published::{Published, encode};
 use crate::remote::Remote;
 use crate::stats::{self, Counters};
 use crate::timer::TimerWheel;
 use crate::topic::{Subscriber, Topics};
+use lanes_proto::OpCode;
 
 /// A worker's own state, lent to callbacks.
 pub(crate) struct Local {
@@ -72,6 +73,17 @@ impl Local {
             self.deferred.push((topic.into(), message, except));
         }
         result
+    }
+
+    /// Encodes a message and publishes it (see [`publish`](Self::publish)).
+    pub(crate) fn publish_message(
+        &mut self,
+        topic: &str,
+        opcode: OpCode,
+        payload: &[u8],
+        except: Option<Subscriber>,
+    ) -> Result<(), SendError> {
+        self.publish(topic, encode(opcode, payload), except)
     }
 
     /// `Ok` when `id` names an open connection of this worker.

@@ -10,7 +10,6 @@ use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
-use crate::published::encode;
 use crate::remote::Remote;
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscription};
@@ -123,22 +122,22 @@ impl<'a> Ws<'a> {
     /// subscribers get it when the callback returns, without any queue, the other workers
     /// through theirs. Messages published by one connection arrive in the order published.
     pub fn publish_text(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        let message = encode(OpCode::Text, text.as_bytes());
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_message(topic, OpCode::Text, text.as_bytes(), None)
     }
 
     /// Publishes a binary message (see [`publish_text`](Self::publish_text)).
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
-        let message = encode(OpCode::Binary, bytes);
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_message(topic, OpCode::Binary, bytes, None)
     }
 
     /// Publishes a text message to every subscriber of `topic` but this connection: "everyone
     /// but me" (see [`publish_text`](Self::publish_text)).
     pub fn publish_text_except_self(&mut self, topic: &str, text: &str) -> Result<(), SendError> {
-        let message = encode(OpCode::Text, text.as_bytes());
         let me = (self.id.slot as usize, self.id.generation);
-        self.local.publish(topic, message, Some(me))
+        self.local
+            .publish_message(topic, OpCode::Text, text.as_bytes(), Some(me))
     }
 
     /// Publishes a binary message to every subscriber of `topic` but this connection.
@@ -147,9 +146,9 @@ impl<'a> Ws<'a> {
         topic: &str,
         bytes: &[u8],
     ) -> Result<(), SendError> {
-        let message = encode(OpCode::Binary, bytes);
         let me = (self.id.slot as usize, self.id.generation);
-        self.local.publish(topic, message, Some(me))
+        self.local
+            .publish_message(topic, OpCode::Binary, bytes, Some(me))
     }
 
     /// Calls [`Handler::on_timer`](crate::Handler::on_timer) for this connection with `token`

@@ -186,25 +186,13 @@ pub fn accept_answer(
 mod tests {
     use super::*;
     use crate::deflate::{DeflateConfig, negotiate};
-    use crate::handshake::ExtensionParam;
-    use std::borrow::Cow;
+    use crate::handshake::extension::parse_extensions;
 
+    /// A `Sec-WebSocket-Extensions` value as the handshake parser gives it.
     fn parse(text: &str) -> Vec<ExtensionOffer<'_>> {
-        let mut parts = text.split(';').map(str::trim);
-        let name = parts.next().unwrap_or_default();
-        let params = parts
-            .map(|p| match p.split_once('=') {
-                Some((name, value)) => ExtensionParam {
-                    name,
-                    value: Some(Cow::Borrowed(value)),
-                },
-                None => ExtensionParam {
-                    name: p,
-                    value: None,
-                },
-            })
-            .collect();
-        vec![ExtensionOffer { name, params }]
+        let mut offers = Vec::new();
+        parse_extensions(text.as_bytes(), &mut offers).unwrap();
+        offers
     }
 
     #[test]

@@ -12,7 +12,7 @@
 
 mod accept_key;
 mod client;
-mod extension;
+pub(crate) mod extension;
 mod request;
 pub(crate) mod response;
 mod token;

@@ -6,6 +6,7 @@ use super::accept_key::accept_key;
 use super::extension::parse_extensions;
 use super::request::UpgradeOffer;
 use super::token::{is_safe_field_value, is_token};
+use crate::error::HandshakeError;
 
 /// What the application chose when it accepted an upgrade.
 #[derive(Debug, Clone, Copy, Default)]
@@ -120,6 +121,33 @@ pub fn write_accept(
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// The answer to each refused handshake (beside the writers, so that errors need not know them).
+impl HandshakeError {
+    /// Appends the complete HTTP response for this error to `out`: status line, headers that
+    /// RFC 6455 and RFC 9110 ask for (`Sec-WebSocket-Version: 13` with 426, `Allow: GET` with
+    /// 405), `Connection: close`, and the reason as a `text/plain` body.
+    ///
+    /// ```
+    /// use lanes_proto::HandshakeError;
+    /// let mut out = Vec::new();
+    /// HandshakeError::UnsupportedVersion.write_response(&mut out);
+    /// let text = String::from_utf8(out).unwrap();
+    /// assert!(text.starts_with("HTTP/1.1 426 Upgrade Required\r\n"));
+    /// assert!(text.contains("\r\nSec-WebSocket-Version: 13\r\n"));
+    /// ```
+    pub fn write_response(&self, out: &mut Vec<u8>) {
+        let extra: &[(&str, &str)] = match self {
+            // RFC 6455 §4.4 asks for the supported version; RFC 9110 §15.5.22 for Upgrade.
+            HandshakeError::UnsupportedVersion => {
+                &[("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")]
+            }
+            HandshakeError::MethodNotGet => &[("Allow", "GET")],
+            _ => &[],
+        };
+        write_error_response(out, self.status(), extra, self.reason().as_bytes());
+    }
 }
 
 /// Appends a complete response: status line, `headers`, `Connection: close`, a plain-text
