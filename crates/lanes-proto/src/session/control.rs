@@ -231,6 +231,12 @@ impl Session {
         Some(self.mark_us)
     }
 
+    /// Open, and the receive half has not failed: messages are delivered as they come.
+    #[inline]
+    pub(super) fn is_open(&self) -> bool {
+        self.state == SessionState::Open && self.flags & RECV_FAILED == 0
+    }
+
     /// Whether received bytes are still to be looked at.
     pub(super) fn is_receiving(&self) -> bool {
         self.flags & RECV_FAILED == 0
@@ -260,7 +266,7 @@ impl Session {
 
     /// Applies the close and ping rules to an event the receive half completed; returns what
     /// is to be delivered.
-    #[inline]
+    #[inline(never)]
     pub(super) fn on_event<'a>(
         &mut self,
         event: Event<'a>,

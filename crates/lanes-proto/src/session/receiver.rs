@@ -26,6 +26,11 @@ struct PartialFrame {
 /// (before the session's close rules).
 type Advance<'a> = Result<(usize, Option<Event<'a>>), ProtocolError>;
 
+/// `bits`: answer pings with a pong ([`SessionConfig::auto_pong`]).
+const AUTO_PONG: u8 = 0x01;
+/// `bits`: `message` or `control` has a buffer, so [`Receiver::release`] has work.
+const HOLDING: u8 = 0x02;
+
 /// The receive half of a connection's session: frames parsed, unmasked in place, validated and
 /// assembled into messages, with the size limits of its [`SessionConfig`].
 ///
@@ -38,7 +43,8 @@ pub struct Receiver {
     assembler: MessageAssembler,
     header: [u8; MAX_HEADER_LEN],
     header_len: u8,
-    auto_pong: bool,
+    /// [`AUTO_PONG`] and [`HOLDING`].
+    bits: u8,
     partial: Option<PartialFrame>,
     /// The fragmented message being assembled (compressed bytes for a compressed message), or
     /// the payload of a single-frame message that spans calls.
@@ -61,7 +67,7 @@ impl Receiver {
             assembler: MessageAssembler::new(config.max_message_len),
             header: [0; MAX_HEADER_LEN],
             header_len: 0,
-            auto_pong: config.auto_pong,
+            bits: if config.auto_pong { AUTO_PONG } else { 0 },
             partial: None,
             message: Vec::new(),
             control: Vec::new(),
@@ -114,6 +120,14 @@ impl Receiver {
     /// [`handle_bytes`](Self::handle_bytes) does it too.)
     #[inline]
     pub fn release(&mut self) {
+        if self.bits & HOLDING != 0 {
+            self.release_buffers();
+        }
+    }
+
+    /// [`release`](Self::release)'s work, when a buffer is held.
+    #[inline(never)]
+    fn release_buffers(&mut self) {
         if self.partial.is_none() {
             if !self.assembler.is_message_open() && self.message.capacity() != 0 {
                 self.message = Vec::new();
@@ -121,6 +135,9 @@ impl Receiver {
             if self.control.capacity() != 0 {
                 self.control = Vec::new();
             }
+        }
+        if self.message.capacity() == 0 && self.control.capacity() == 0 {
+            self.bits &= !HOLDING;
         }
     }
 
@@ -159,7 +176,8 @@ impl Receiver {
                 event: None,
             });
         }
-        if !session.is_receiving() {
+        let open = session.is_open();
+        if !open && !session.is_receiving() {
             // Closed, timed out or failed: nothing more is read, so nothing is kept either.
             self.clear();
             return Ok(Step {
@@ -169,9 +187,14 @@ impl Receiver {
         }
         session.heard(now_us);
         self.release();
-        let auto_pong = self.auto_pong;
+        let auto_pong = self.bits & AUTO_PONG != 0;
         match self.advance(data, scratch, out) {
             Ok((used, None)) => Ok(Step { used, event: None }),
+            // The hot path: a message while open goes straight out.
+            Ok((used, Some(event @ (Event::Text(_) | Event::Binary(_))))) if open => Ok(Step {
+                used,
+                event: Some(event),
+            }),
             Ok((used, Some(event))) => Ok(Step {
                 used,
                 event: session.on_event(event, auto_pong, now_us, out),
@@ -191,6 +214,7 @@ impl Receiver {
         self.assembler.reset();
         self.message = Vec::new();
         self.control = Vec::new();
+        self.bits &= !HOLDING;
     }
 
     /// One step of the frame machine.
@@ -290,12 +314,16 @@ impl Receiver {
             apply_mask(chunk, key, (frame.received & 3) as usize);
         }
         match frame.kind {
-            FrameKind::Control(_) => self.control.extend_from_slice(chunk),
+            FrameKind::Control(_) => {
+                self.bits |= HOLDING;
+                self.control.extend_from_slice(chunk);
+            }
             FrameKind::Data { .. } => {
                 if !self.assembler.is_compressed() {
                     // Compressed bytes are checked once inflated, at the message's end.
                     self.assembler.handle_data(chunk)?;
                 }
+                self.bits |= HOLDING;
                 self.message.extend_from_slice(chunk);
             }
         }
@@ -348,6 +376,7 @@ impl Receiver {
                 if !self.assembler.is_compressed() {
                     self.assembler.handle_data(payload)?;
                 }
+                self.bits |= HOLDING;
                 self.message.extend_from_slice(payload);
                 self.end_data_frame(last, scratch)
             }

@@ -112,7 +112,7 @@ impl<H: Handler> Worker<H> {
         if self.local.dirty.is_empty() {
             return;
         }
-        let now_ms = self.now_ms(now);
+        let now_ms = self.local.now_us / 1000;
         let mut dirty = std::mem::take(&mut self.local.dirty);
         for &(key, generation) in &dirty {
             let Some(conn) = self.conns.get_mut(key) else {
@@ -123,7 +123,7 @@ impl<H: Handler> Worker<H> {
             }
             conn.flush_queued = false;
             dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
-            self.flush(key, now);
+            self.flush(key);
             self.sync_timer(key, now);
         }
         dirty.clear();

@@ -1,11 +1,10 @@
 //! Dispatching: what a connection received, run through its protocol session and turned into
 //! handler callbacks, and the connection moved along by what the session and the callbacks did.
 
-use std::time::Instant;
-
 use lanes_proto::CloseCode;
+use lanes_proto::ProtocolError;
 use lanes_proto::deflate::InflateScratch;
-use lanes_proto::session::{Event, Initiator};
+use lanes_proto::session::{Closed as SessionClosed, Event, Initiator};
 
 use super::Worker;
 use crate::closed::Closed;
@@ -19,13 +18,13 @@ use crate::ws::Ws;
 
 impl<H: Handler> Worker<H> {
     /// `n` new bytes are in the scratch buffer for connection `key`.
-    pub(super) fn on_bytes(&mut self, key: usize, n: usize, now: Instant) {
-        let now_us = self.now_us(now);
+    pub(super) fn on_bytes(&mut self, key: usize, n: usize) {
+        let now_us = self.local.now_us;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         match conn.phase {
-            Phase::Handshake { .. } => self.on_head_bytes(key, n, now),
+            Phase::Handshake { .. } => self.on_head_bytes(key, n),
             Phase::Open { .. } => {
                 let id = self.conn_id(key);
                 let conn = &mut self.conns[key];
@@ -82,7 +81,7 @@ impl<H: Handler> Worker<H> {
 /// Runs the bytes in `data` through the connection's session and the handler: each message,
 /// ping and pong to its callback, the close handshake to `on_close`, a protocol error to a
 /// close with its code. Stops early, stashing the rest, when the outgoing backlog passes the
-/// backpressure limit.
+/// backpressure limit. Messages are the hot path; everything else is out of line.
 pub(super) fn on_frames<H: Handler>(
     conn: &mut Conn<H::State>,
     data: &mut [u8],
@@ -92,7 +91,6 @@ pub(super) fn on_frames<H: Handler>(
     id: ConnId,
     now_us: u64,
 ) {
-    let now_ms = now_us / 1000;
     let mut offset = 0;
     while offset < data.len() {
         let Phase::Open { state, session } = &mut conn.phase else {
@@ -105,15 +103,7 @@ pub(super) fn on_frames<H: Handler>(
         let step = match step {
             Ok(step) => step,
             Err(error) => {
-                // The session has queued its close frame with the error's code.
-                let code = error.close_code();
-                let reason = error.to_string();
-                tracing::debug!(peer = %conn.peer, code = code.as_u16(), %reason, "protocol error: closing");
-                local.counters.note_protocol_error(code.as_u16());
-                let state = conn.take_state(now_ms);
-                let cause = CloseCause::ProtocolError;
-                fire_close(state, handler, local, id, cause, code, &reason);
-                conn.receiver.release();
+                fail(conn, handler, local, id, &error);
                 return;
             }
         };
@@ -132,53 +122,111 @@ pub(super) fn on_frames<H: Handler>(
         match event {
             Event::Text(text) => handler.on_message(&mut ws, state, Message::Text(text)),
             Event::Binary(bytes) => handler.on_message(&mut ws, state, Message::Binary(bytes)),
-            Event::Ping(payload) => handler.on_ping(&mut ws, state, payload),
-            Event::Pong(payload) => {
-                stats::add(&ws.local.counters.pongs_received, 1);
-                if let Some(rtt_us) = ws.session.take_ping_rtt_us() {
-                    ws.local.counters.ping_rtt_us.record(rtt_us);
-                }
-                handler.on_pong(&mut ws, state, payload);
-            }
+            Event::Ping(payload) => on_ping(handler, &mut ws, state, payload),
+            Event::Pong(payload) => on_pong(handler, &mut ws, state, payload),
             Event::Close(close) => {
-                let (cause, code, reason) = match close.initiator {
-                    Initiator::Peer => {
-                        let code = close.code.unwrap_or(CloseCode::NO_STATUS);
-                        (CloseCause::Clean, code, close.reason)
-                    }
-                    Initiator::Us => {
-                        let cause = if local.remote.shutting_down() {
-                            CloseCause::Shutdown
-                        } else {
-                            CloseCause::Clean
-                        };
-                        let ours = session.sent_close().unwrap_or(CloseCode::NO_STATUS);
-                        (cause, ours, "")
-                    }
-                };
-                // Both close frames are exchanged: the server ends the TCP connection.
-                let state = conn.phase.take_state();
-                conn.phase_since_ms = now_ms;
-                fire_close(state, handler, local, id, cause, code, reason);
+                on_peer_close(&mut conn.phase, handler, local, id, close);
+                conn.phase_since_ms = now_us / 1000;
                 conn.receiver.release();
                 return;
             }
         }
         conn.receiver.release();
-        after_callbacks(conn, handler, local, id.slot as usize, now_ms);
+        after_callbacks(conn, handler, local, id.slot as usize, now_us / 1000);
         if conn.outbox.buffered_len() > local.config.backpressure.pause_len && offset < data.len() {
-            // Stop here: the rest waits until the backlog drains.
-            let mut stash = local.pool.take();
-            stash.extend_from_slice(&data[offset..]);
-            conn.input = Input::Paused { stash: Some(stash) };
+            stash(conn, local, &data[offset..]);
             return;
         }
     }
 }
 
+/// A ping (already answered when auto-pong is on).
+#[inline(never)]
+fn on_ping<H: Handler>(handler: &mut H, ws: &mut Ws<'_>, state: &mut H::State, payload: &[u8]) {
+    handler.on_ping(ws, state, payload);
+}
+
+/// A pong: counted, its round trip recorded when it answers our keepalive ping.
+#[inline(never)]
+fn on_pong<H: Handler>(handler: &mut H, ws: &mut Ws<'_>, state: &mut H::State, payload: &[u8]) {
+    stats::add(&ws.local.counters.pongs_received, 1);
+    if let Some(rtt_us) = ws.session.take_ping_rtt_us() {
+        ws.local.counters.ping_rtt_us.record(rtt_us);
+    }
+    handler.on_pong(ws, state, payload);
+}
+
+/// The peer's close frame: both close frames are exchanged (the session echoed the peer's, or
+/// this answers ours), so `on_close` runs and the server ends the TCP connection.
+#[cold]
+fn on_peer_close<H: Handler>(
+    phase: &mut Phase<H::State>,
+    handler: &mut H,
+    local: &mut Local,
+    id: ConnId,
+    close: SessionClosed<'_>,
+) {
+    let (cause, code, reason) = match close.initiator {
+        Initiator::Peer => {
+            let code = close.code.unwrap_or(CloseCode::NO_STATUS);
+            (CloseCause::Clean, code, close.reason)
+        }
+        Initiator::Us => {
+            let cause = if local.remote.shutting_down() {
+                CloseCause::Shutdown
+            } else {
+                CloseCause::Clean
+            };
+            let ours = match phase {
+                Phase::Open { session, .. } => session.sent_close(),
+                _ => None,
+            };
+            (cause, ours.unwrap_or(CloseCode::NO_STATUS), "")
+        }
+    };
+    let state = phase.take_state();
+    fire_close(state, handler, local, id, cause, code, reason);
+}
+
+/// A protocol error: the session has queued its close frame with the error's code; `on_close`
+/// runs with it.
+#[cold]
+fn fail<H: Handler>(
+    conn: &mut Conn<H::State>,
+    handler: &mut H,
+    local: &mut Local,
+    id: ConnId,
+    error: &ProtocolError,
+) {
+    let code = error.close_code();
+    let reason = error.to_string();
+    tracing::debug!(peer = %conn.peer, code = code.as_u16(), %reason, "protocol error: closing");
+    local.counters.note_protocol_error(code.as_u16());
+    let state = conn.take_state(local.now_us / 1000);
+    fire_close(
+        state,
+        handler,
+        local,
+        id,
+        CloseCause::ProtocolError,
+        code,
+        &reason,
+    );
+    conn.receiver.release();
+}
+
+/// Over the backpressure limit with input left: keep the rest until the backlog drains.
+#[cold]
+fn stash<S>(conn: &mut Conn<S>, local: &mut Local, rest: &[u8]) {
+    let mut stash = local.pool.take();
+    stash.extend_from_slice(rest);
+    conn.input = Input::Paused { stash: Some(stash) };
+}
+
 /// After callbacks or sends: a connection whose backlog passed the hard cap under
 /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy::Close) is closed with 1008 and
 /// `on_close` runs (cause: slow consumer).
+#[inline]
 pub(super) fn after_callbacks<H: Handler>(
     conn: &mut Conn<H::State>,
     handler: &mut H,
@@ -186,7 +234,21 @@ pub(super) fn after_callbacks<H: Handler>(
     slot: usize,
     now_ms: u64,
 ) {
-    if !conn.outbox.overflowed || !matches!(conn.phase, Phase::Open { .. }) {
+    if conn.outbox.overflowed {
+        close_slow_consumer(conn, handler, local, slot, now_ms);
+    }
+}
+
+/// Closes a connection whose backlog passed the hard cap (once).
+#[cold]
+fn close_slow_consumer<H: Handler>(
+    conn: &mut Conn<H::State>,
+    handler: &mut H,
+    local: &mut Local,
+    slot: usize,
+    now_ms: u64,
+) {
+    if !matches!(conn.phase, Phase::Open { .. }) {
         return;
     }
     let code = CloseCode::POLICY_VIOLATION;

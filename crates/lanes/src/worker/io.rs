@@ -12,7 +12,7 @@ use mio::{Interest, Poll, Token};
 
 use super::Worker;
 use super::dispatch;
-use crate::conn::{Input, Phase};
+use crate::conn::{Conn, Input, Phase};
 use crate::handler::Handler;
 use crate::stats::{self, CloseCause};
 
@@ -38,6 +38,12 @@ pub(super) fn register(poll: &Poll, stream: &mut TcpStream, token: Token) -> io:
         .register(stream, token, Interest::READABLE | Interest::WRITABLE)
 }
 
+/// A closing connection whose backlog is written: shut down our side, and drain.
+fn shut_down_writing<S>(conn: &mut Conn<S>, now_ms: u64) {
+    let _ = conn.stream.shutdown(Shutdown::Write);
+    conn.set_phase(Phase::Draining, now_ms);
+}
+
 impl<H: Handler> Worker<H> {
     /// Deregisters a connection that is going away (its socket closes when dropped).
     pub(super) fn deregister(&self, stream: &mut TcpStream) {
@@ -56,20 +62,20 @@ impl<H: Handler> Worker<H> {
         now: Instant,
     ) {
         if writable {
-            self.flush(key, now);
+            self.flush(key);
         }
         if readable {
-            self.read(key, read_closed, now);
+            self.read(key, read_closed);
         }
         if self.conns.contains(key) {
-            self.flush(key, now);
+            self.flush(key);
         }
         self.sync_timer(key, now);
     }
 
-    fn read(&mut self, key: usize, read_closed: bool, now: Instant) {
+    fn read(&mut self, key: usize, read_closed: bool) {
         let reads = self.local.config.socket.reads_per_wakeup;
-        self.resume_stash(key, now);
+        self.resume_stash(key);
         for _ in 0..reads {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -87,7 +93,7 @@ impl<H: Handler> Worker<H> {
                 }
                 Ok(n) => {
                     stats::add(&self.local.counters.bytes_received, n as u64);
-                    self.on_bytes(key, n, now);
+                    self.on_bytes(key, n);
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
                     };
@@ -118,7 +124,7 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Input read before a pause: processed before reading more, once reading resumed.
-    fn resume_stash(&mut self, key: usize, now: Instant) {
+    fn resume_stash(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -128,7 +134,7 @@ impl<H: Handler> Worker<H> {
         let Input::Resuming { mut stash } = std::mem::take(&mut conn.input) else {
             return;
         };
-        let now_us = self.now_us(now);
+        let now_us = self.local.now_us;
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
         dispatch::on_frames(
@@ -146,8 +152,7 @@ impl<H: Handler> Worker<H> {
     /// Writes the connection's backlog with one `write`, and moves the connection along:
     /// reading pauses over the backpressure limit and resumes (with `on_drain`) under it; a
     /// closing connection whose backlog is out shuts down its side.
-    pub(super) fn flush(&mut self, key: usize, now: Instant) {
-        let now_ms = self.now_ms(now);
+    pub(super) fn flush(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
@@ -174,29 +179,37 @@ impl<H: Handler> Worker<H> {
             stats::add(gauge, u64::from(backlog));
             conn.backlog_reported = backlog;
         }
-        let limit = self.local.config.backpressure.pause_len;
-        if after > limit {
+        if after > self.local.config.backpressure.pause_len {
             if !conn.is_paused() {
                 conn.input = Input::Paused { stash: None };
             }
         } else if conn.is_paused() {
-            // Under the limit again: reading resumes, with what was stashed first.
-            conn.input = match std::mem::take(&mut conn.input) {
-                Input::Paused { stash: Some(stash) } => Input::Resuming { stash },
-                _ => Input::Reading,
-            };
-            let id = self.conn_id(key);
-            let conn = &mut self.conns[key];
-            if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
-                self.handler.on_drain(&mut ws, state);
-            }
-            dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
-            self.pending_reads.push((key, conn.generation));
+            self.resume_reading(key);
+            return;
         }
+        if after == 0 && matches!(conn.phase, Phase::Closing) {
+            shut_down_writing(conn, self.local.now_us / 1000);
+        }
+    }
+
+    /// The backlog fell under the backpressure limit: reading resumes (with what was stashed
+    /// first, on the next iteration) and `on_drain` runs.
+    #[cold]
+    fn resume_reading(&mut self, key: usize) {
+        let now_ms = self.local.now_us / 1000;
+        let id = self.conn_id(key);
         let conn = &mut self.conns[key];
-        if matches!(conn.phase, Phase::Closing) && conn.outbox.buffered_len() == 0 {
-            let _ = conn.stream.shutdown(Shutdown::Write);
-            conn.set_phase(Phase::Draining, now_ms);
+        conn.input = match std::mem::take(&mut conn.input) {
+            Input::Paused { stash: Some(stash) } => Input::Resuming { stash },
+            _ => Input::Reading,
+        };
+        if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
+            self.handler.on_drain(&mut ws, state);
+        }
+        dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
+        self.pending_reads.push((key, conn.generation));
+        if conn.outbox.buffered_len() == 0 && matches!(conn.phase, Phase::Closing) {
+            shut_down_writing(conn, now_ms);
         }
     }
 }

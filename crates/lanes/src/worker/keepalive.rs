@@ -82,8 +82,8 @@ impl<H: Handler> Worker<H> {
 
     pub(super) fn on_timer(&mut self, entry: TimerEntry, now: Instant) {
         match entry.kind {
-            TimerKind::Conn { seq } => self.on_conn_timer(entry, seq, now),
-            TimerKind::User(token) => self.on_user_timer(entry, token, now),
+            TimerKind::Conn { seq } => self.on_conn_timer(entry, seq),
+            TimerKind::User(token) => self.on_user_timer(entry, token),
             TimerKind::Tick => self.on_tick(now),
         }
     }
@@ -112,8 +112,8 @@ impl<H: Handler> Worker<H> {
     }
 
     /// An application timer on a connection.
-    fn on_user_timer(&mut self, entry: TimerEntry, token: u64, now: Instant) {
-        let now_ms = self.now_ms(now);
+    fn on_user_timer(&mut self, entry: TimerEntry, token: u64) {
+        let now_ms = self.local.now_us / 1000;
         let id = self.conn_id(entry.slot);
         let Some(conn) = self.conns.get_mut(entry.slot) else {
             return;
@@ -130,8 +130,8 @@ impl<H: Handler> Worker<H> {
     }
 
     /// A connection's protocol deadline.
-    fn on_conn_timer(&mut self, entry: TimerEntry, seq: u32, now: Instant) {
-        let now_us = self.now_us(now);
+    fn on_conn_timer(&mut self, entry: TimerEntry, seq: u32) {
+        let now_us = self.local.now_us;
         let key = entry.slot;
         let Some(conn) = self.conns.get(key) else {
             return;
@@ -161,7 +161,7 @@ impl<H: Handler> Worker<H> {
         match session.handle_timeout(now_us, &mut sink) {
             None => {
                 // The keepalive ping is queued.
-                self.flush(key, now);
+                self.flush(key);
                 self.arm(key);
             }
             Some(Timeout::PongMissed) => {

@@ -148,10 +148,8 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
-        now.saturating_duration_since(self.epoch).as_millis() as u64
-    }
-
+    /// Microseconds since the epoch at `now` (read once per loop iteration into
+    /// `local.now_us`, which the rest of the worker uses).
     fn now_us(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.epoch).as_micros() as u64
     }

@@ -34,7 +34,7 @@ impl<H: Handler> Worker<H> {
                         "server shutting down",
                         &mut self.local,
                     );
-                    self.flush(key, now);
+                    self.flush(key);
                     self.sync_timer(key, now);
                 }
                 _ => {}

@@ -2,7 +2,6 @@
 //! handler ([`answer`]), and the worker's part: gathering the head and acting on the answer.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use lanes_proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
@@ -142,8 +141,8 @@ pub(super) fn answer<H: Handler>(
 
 impl<H: Handler> Worker<H> {
     /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
-    pub(super) fn on_head_bytes(&mut self, key: usize, n: usize, now: Instant) {
-        let now_us = self.now_us(now);
+    pub(super) fn on_head_bytes(&mut self, key: usize, n: usize) {
+        let now_us = self.local.now_us;
         let now_ms = now_us / 1000;
         let conn = &mut self.conns[key];
         let head = match &mut conn.phase {
