@@ -171,7 +171,7 @@ impl<S> Conn<S> {
             &mut self.subs,
             local,
             id,
-            self.peer,
+            &self.peer,
         );
         Some((ws, state))
     }

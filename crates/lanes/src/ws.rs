@@ -35,7 +35,7 @@ pub struct Ws<'a> {
     pub(crate) subs: &'a mut Vec<Subscription>,
     pub(crate) local: &'a mut Local,
     pub(crate) id: ConnId,
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: &'a SocketAddr,
 }
 
 impl<'a> Ws<'a> {
@@ -45,7 +45,7 @@ impl<'a> Ws<'a> {
         subs: &'a mut Vec<Subscription>,
         local: &'a mut Local,
         id: ConnId,
-        peer: SocketAddr,
+        peer: &'a SocketAddr,
     ) -> Ws<'a> {
         Ws {
             outbox,
@@ -58,13 +58,11 @@ impl<'a> Ws<'a> {
     }
 
     /// Sends a text message.
-    #[inline]
     pub fn send_text(&mut self, text: &str) -> SendStatus {
         self.send(OpCode::Text, text.as_bytes())
     }
 
     /// Sends a binary message.
-    #[inline]
     pub fn send_binary(&mut self, bytes: &[u8]) -> SendStatus {
         self.send(OpCode::Binary, bytes)
     }
@@ -76,7 +74,6 @@ impl<'a> Ws<'a> {
     }
 
     /// Queues a frame unless the close handshake has begun (nothing may follow a close).
-    #[inline]
     fn send(&mut self, opcode: OpCode, payload: &[u8]) -> SendStatus {
         if !self.session.can_send() {
             return SendStatus::Dropped;
@@ -181,6 +178,6 @@ impl<'a> Ws<'a> {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        *self.peer
     }
 }

@@ -231,10 +231,11 @@ impl Session {
         Some(self.mark_us)
     }
 
-    /// Open, and the receive half has not failed: messages are delivered as they come.
+    /// Open: messages are delivered as they come. (A receive half that failed has closed the
+    /// session, so it is not open either.)
     #[inline]
     pub(super) fn is_open(&self) -> bool {
-        self.state == SessionState::Open && self.flags & RECV_FAILED == 0
+        self.state == SessionState::Open
     }
 
     /// Whether received bytes are still to be looked at.

@@ -116,8 +116,8 @@ impl Receiver {
     }
 
     /// Frees the buffer of a message or control frame just delivered; call once the event is
-    /// handled, so that an idle connection holds no buffer. (The next
-    /// [`handle_bytes`](Self::handle_bytes) does it too.)
+    /// handled, so that an idle connection holds no buffer. (Forgetting it costs memory, not
+    /// correctness: a new message never follows an old one in the buffer.)
     #[inline]
     pub fn release(&mut self) {
         if self.bits & HOLDING != 0 {
@@ -186,24 +186,21 @@ impl Receiver {
             });
         }
         session.heard(now_us);
-        self.release();
         let auto_pong = self.bits & AUTO_PONG != 0;
-        match self.advance(data, scratch, out) {
-            Ok((used, None)) => Ok(Step { used, event: None }),
-            // The hot path: a message while open goes straight out.
-            Ok((used, Some(event @ (Event::Text(_) | Event::Binary(_))))) if open => Ok(Step {
-                used,
-                event: Some(event),
-            }),
-            Ok((used, Some(event))) => Ok(Step {
-                used,
-                event: session.on_event(event, auto_pong, now_us, out),
-            }),
+        let (used, event) = match self.advance(data, scratch, out) {
+            Ok(step) => step,
             Err(error) => {
                 session.fail(&error, now_us, out);
-                Err(error)
+                return Err(error);
             }
-        }
+        };
+        let event = match event {
+            // The hot path: a message while open goes straight out.
+            Some(Event::Text(_) | Event::Binary(_)) if open => event,
+            None => None,
+            Some(event) => session.on_event(event, auto_pong, now_us, out),
+        };
+        Ok(Step { used, event })
     }
 
     /// Drops whatever is held (after the session stopped receiving).
@@ -265,6 +262,7 @@ impl Receiver {
     }
 
     /// Completes a header that began in an earlier call.
+    #[inline(never)]
     fn continue_header<'a>(
         &'a mut self,
         data: &'a mut [u8],
@@ -299,6 +297,7 @@ impl Receiver {
     }
 
     /// Takes payload bytes of a frame that spans calls.
+    #[inline(never)]
     fn continue_frame<'a>(
         &'a mut self,
         data: &'a mut [u8],
@@ -312,6 +311,14 @@ impl Receiver {
         let chunk = &mut data[..take];
         if let Some(key) = frame.header.mask {
             apply_mask(chunk, key, (frame.received & 3) as usize);
+        }
+        if frame.received == 0 {
+            // A new frame's payload: nothing of an earlier delivered one may precede it.
+            match frame.kind {
+                FrameKind::Control(_) => self.control.clear(),
+                FrameKind::Data { first: true, .. } => self.message.clear(),
+                FrameKind::Data { .. } => {}
+            }
         }
         match frame.kind {
             FrameKind::Control(_) => {
@@ -372,9 +379,12 @@ impl Receiver {
                     MessageKind::Binary => Event::Binary(payload),
                 }))
             }
-            FrameKind::Data { last, .. } => {
+            FrameKind::Data { first, last, .. } => {
                 if !self.assembler.is_compressed() {
                     self.assembler.handle_data(payload)?;
+                }
+                if first {
+                    self.message.clear();
                 }
                 self.bits |= HOLDING;
                 self.message.extend_from_slice(payload);
@@ -385,6 +395,7 @@ impl Receiver {
 
     /// A data frame whose payload went into `self.message` ended: deliver its message if it
     /// was the last fragment.
+    #[inline(never)]
     fn end_data_frame<'a>(
         &'a mut self,
         last: bool,
@@ -403,8 +414,8 @@ impl Receiver {
         };
         // SAFETY: `self.message` holds exactly the bytes of this message, each passed to
         // `self.assembler.handle_data` in order as it arrived (`continue_frame` and
-        // `whole_frame` append to it only after `handle_data` accepted them; `release` empties
-        // it before a new message begins; a compressed message does not get here), and
+        // `whole_frame` append to it only after `handle_data` accepted them, and empty it when
+        // a message's first frame begins; a compressed message does not get here), and
         // `handle_frame_end` just returned the message's kind, so for text its validator
         // accepted the whole of it.
         #[allow(unsafe_code)]
@@ -415,6 +426,7 @@ impl Receiver {
 
 /// Inflates a whole compressed message and passes the inflated bytes through the assembler
 /// (size limit, UTF-8) before it is delivered.
+#[inline(never)]
 fn inflate_message<'a>(
     assembler: &mut MessageAssembler,
     side: Option<&mut RecvCompression>,

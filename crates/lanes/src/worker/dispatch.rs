@@ -111,19 +111,43 @@ pub(super) fn on_frames<H: Handler>(
         let Some(event) = step.event else {
             continue;
         };
-        let mut ws = Ws::new(
-            &mut conn.outbox,
-            session,
-            &mut conn.subs,
-            local,
-            id,
-            conn.peer,
-        );
+        // Each arm makes its own handle: one shared by the arms that call out of line would
+        // have to be built in memory for the messages too.
         match event {
-            Event::Text(text) => handler.on_message(&mut ws, state, Message::Text(text)),
-            Event::Binary(bytes) => handler.on_message(&mut ws, state, Message::Binary(bytes)),
-            Event::Ping(payload) => on_ping(handler, &mut ws, state, payload),
-            Event::Pong(payload) => on_pong(handler, &mut ws, state, payload),
+            Event::Text(text) => {
+                let mut ws = Ws::new(
+                    &mut conn.outbox,
+                    session,
+                    &mut conn.subs,
+                    local,
+                    id,
+                    &conn.peer,
+                );
+                handler.on_message(&mut ws, state, Message::Text(text));
+            }
+            Event::Binary(bytes) => {
+                let mut ws = Ws::new(
+                    &mut conn.outbox,
+                    session,
+                    &mut conn.subs,
+                    local,
+                    id,
+                    &conn.peer,
+                );
+                handler.on_message(&mut ws, state, Message::Binary(bytes));
+            }
+            Event::Ping(payload) | Event::Pong(payload) => {
+                let pong = matches!(event, Event::Pong(_));
+                let mut ws = Ws::new(
+                    &mut conn.outbox,
+                    session,
+                    &mut conn.subs,
+                    local,
+                    id,
+                    &conn.peer,
+                );
+                on_ping_or_pong(handler, &mut ws, state, payload, pong);
+            }
             Event::Close(close) => {
                 on_peer_close(&mut conn.phase, handler, local, id, close);
                 conn.phase_since_ms = now_us / 1000;
@@ -140,15 +164,20 @@ pub(super) fn on_frames<H: Handler>(
     }
 }
 
-/// A ping (already answered when auto-pong is on).
+/// A ping (already answered when auto-pong is on), or a pong: counted, its round trip
+/// recorded when it answers our keepalive ping.
 #[inline(never)]
-fn on_ping<H: Handler>(handler: &mut H, ws: &mut Ws<'_>, state: &mut H::State, payload: &[u8]) {
-    handler.on_ping(ws, state, payload);
-}
-
-/// A pong: counted, its round trip recorded when it answers our keepalive ping.
-#[inline(never)]
-fn on_pong<H: Handler>(handler: &mut H, ws: &mut Ws<'_>, state: &mut H::State, payload: &[u8]) {
+fn on_ping_or_pong<H: Handler>(
+    handler: &mut H,
+    ws: &mut Ws<'_>,
+    state: &mut H::State,
+    payload: &[u8],
+    pong: bool,
+) {
+    if !pong {
+        handler.on_ping(ws, state, payload);
+        return;
+    }
     stats::add(&ws.local.counters.pongs_received, 1);
     if let Some(rtt_us) = ws.session.take_ping_rtt_us() {
         ws.local.counters.ping_rtt_us.record(rtt_us);
