@@ -133,7 +133,7 @@ impl Default for Limits {
     }
 }
 
-/// Deadlines. Every duration is at most a year.
+/// Deadlines.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Timeouts {
@@ -145,10 +145,10 @@ pub struct Timeouts {
     /// balancers.
     pub ping_interval: Option<Duration>,
     /// How long after a keepalive ping the peer has to show any sign of life (any frame)
-    /// before the connection is closed (code 1006 reported). Default 30 s; 1 ms to a year.
+    /// before the connection is closed (code 1006 reported). Default 30 s; 1 ms to an hour.
     pub pong: Duration,
     /// After the server sends a close frame, how long it waits for the peer's close before
-    /// dropping the TCP connection. Default 2 s; 0 to a year.
+    /// dropping the TCP connection. Default 2 s; 0 to an hour.
     pub close: Duration,
     /// How long `shutdown` waits for closing connections to finish before dropping them.
     /// Default 5 s; 0 to a year.
