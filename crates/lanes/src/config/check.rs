@@ -80,13 +80,15 @@ impl Config {
                 "1 ms to a year, or None",
             )?;
         }
-        check("timeouts.pong", t.pong, MS, YEAR, "1 ms to a year")?;
+        // The session keeps these two in 32-bit microseconds: at most about 71 minutes.
+        const HOUR: Duration = Duration::from_secs(3600);
+        check("timeouts.pong", t.pong, MS, HOUR, "1 ms to an hour")?;
         check(
             "timeouts.close",
             t.close,
             Duration::ZERO,
-            YEAR,
-            "0 to a year",
+            HOUR,
+            "0 to an hour",
         )?;
         check(
             "timeouts.shutdown",
@@ -231,6 +233,16 @@ mod tests {
     #[test]
     fn the_defaults_are_valid() {
         assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn timeouts_the_session_cannot_hold_are_refused() {
+        let mut config = Config::default();
+        config.timeouts.pong = Duration::from_secs(3601);
+        assert_eq!(config.validate().unwrap_err().field(), "timeouts.pong");
+        config.timeouts.pong = Duration::from_secs(3600);
+        config.timeouts.close = Duration::from_secs(3601);
+        assert_eq!(config.validate().unwrap_err().field(), "timeouts.close");
     }
 
     #[test]
