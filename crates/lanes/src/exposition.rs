@@ -137,6 +137,12 @@ const FAMILIES: &[PerWorker] = &[
         |w| counter(w.stale),
     ),
     (
+        "lanes_handler_panics_total",
+        "Handler callbacks that panicked (each contained to its connection, or its tick).",
+        Kind::Counter,
+        |w| counter(w.handler_panics),
+    ),
+    (
         "lanes_loop_iterations_total",
         "Event loop iterations.",
         Kind::Counter,

@@ -180,6 +180,12 @@ impl HttpResponse {
 /// factory given to [`Server`](crate::Server), so it needs neither `Send` nor `Sync` and
 /// per-core state takes no locks.
 ///
+/// A panic in a callback is caught (with `panic = "unwind"`, the default): it costs the
+/// connection the callback ran for, which is closed with 1011 (internal error) and then given
+/// to `on_close` with [`CloseCause::HandlerPanic`](crate::CloseCause::HandlerPanic); a panic in
+/// `on_upgrade` or `on_http` answers 500; one in `on_tick` or `on_close` costs that call. Each
+/// is logged and counted (`lanes_handler_panics_total`); the worker's other connections go on.
+///
 /// ```
 /// use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};
 ///

@@ -26,21 +26,24 @@ pub enum CloseCause {
     /// The send backlog passed [`Backpressure::max_len`](crate::config::Backpressure::max_len) under
     /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy).
     SlowConsumer,
+    /// A handler callback panicked while it ran for this connection; we closed with 1011.
+    HandlerPanic,
 }
 
 impl CloseCause {
     /// Every cause, in the order of [`WorkerStats::closed`].
-    pub const ALL: [CloseCause; 6] = [
+    pub const ALL: [CloseCause; 7] = [
         CloseCause::Clean,
         CloseCause::ProtocolError,
         CloseCause::Timeout,
         CloseCause::Reset,
         CloseCause::Shutdown,
         CloseCause::SlowConsumer,
+        CloseCause::HandlerPanic,
     ];
 
     /// The label value: `clean`, `protocol_error`, `timeout`, `reset`, `shutdown`,
-    /// `slow_consumer`.
+    /// `slow_consumer`, `handler_panic`.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseCause::Clean => "clean",
@@ -49,6 +52,7 @@ impl CloseCause {
             CloseCause::Reset => "reset",
             CloseCause::Shutdown => "shutdown",
             CloseCause::SlowConsumer => "slow_consumer",
+            CloseCause::HandlerPanic => "handler_panic",
         }
     }
 
@@ -120,7 +124,9 @@ pub(crate) struct Counters {
     pub(crate) queue_full: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) opened: AtomicU64,
-    pub(crate) closed: [AtomicU64; 6],
+    pub(crate) closed: [AtomicU64; CloseCause::ALL.len()],
+    /// Handler callbacks that panicked (each contained to its connection, or its tick).
+    pub(crate) handler_panics: AtomicU64,
     pub(crate) protocol_errors: [AtomicU64; PROTOCOL_ERROR_CODES.len() + 1],
     pub(crate) rejected: [AtomicU64; REJECT_STATUSES.len() + 1],
     pub(crate) bytes_received: AtomicU64,
@@ -187,6 +193,7 @@ impl Counters {
             accepted: get(&self.accepted),
             opened: get(&self.opened),
             closed: array(&self.closed),
+            handler_panics: get(&self.handler_panics),
             protocol_errors: array(&self.protocol_errors),
             handshakes_rejected: array(&self.rejected),
             messages_received: frames_received[1] + frames_received[2],
@@ -244,7 +251,11 @@ pub struct WorkerStats {
     pub opened: u64,
     /// Open connections that ended, by cause, in the order of [`CloseCause::ALL`]. Every
     /// opened connection ends once: `opened == connections + closed.iter().sum()`.
-    pub closed: [u64; 6],
+    pub closed: [u64; CloseCause::ALL.len()],
+    /// Handler callbacks that panicked. A panic costs the connection the callback ran for
+    /// (closed with 1011, cause [`CloseCause::HandlerPanic`]), a 500 for `on_upgrade` and
+    /// `on_http`, nothing more for `on_tick` and `on_close`.
+    pub handler_panics: u64,
     /// Connections closed for a protocol error, by the close code we sent, in the order of
     /// [`PROTOCOL_ERROR_CODES`], then any other code.
     pub protocol_errors: [u64; PROTOCOL_ERROR_CODES.len() + 1],
@@ -322,6 +333,7 @@ impl WorkerStats {
         self.accepted += w.accepted;
         self.opened += w.opened;
         sum(&mut self.closed, &w.closed);
+        self.handler_panics += w.handler_panics;
         sum(&mut self.protocol_errors, &w.protocol_errors);
         sum(&mut self.handshakes_rejected, &w.handshakes_rejected);
         self.messages_received += w.messages_received;

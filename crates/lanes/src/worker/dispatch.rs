@@ -1,6 +1,8 @@
 //! Dispatching: what a connection received, run through its protocol session and turned into
 //! handler callbacks, and the connection moved along by what the session and the callbacks did.
 
+use std::panic::{self, AssertUnwindSafe};
+
 use lanes_proto::CloseCode;
 use lanes_proto::ProtocolError;
 use lanes_proto::deflate::InflateScratch;
@@ -78,11 +80,83 @@ impl<H: Handler> Worker<H> {
     }
 }
 
+/// Runs the bytes in `data` through the connection's session and the handler (see
+/// [`run_frames`]). A panic in a callback costs this connection only: it is closed with 1011
+/// and `on_close` runs (see [`handler_panicked`]).
+pub(super) fn on_frames<H: Handler>(
+    conn: &mut Conn<H::State>,
+    data: &mut [u8],
+    handler: &mut H,
+    local: &mut Local,
+    inflate: &mut InflateScratch,
+    id: ConnId,
+    now_us: u64,
+) {
+    // One catch per read, not per message. Unwinding from a callback leaves nothing of ours
+    // half done: the callbacks run between the session's steps, and the connection is failed
+    // at once.
+    let run = || run_frames(conn, data, handler, local, inflate, id, now_us);
+    if panic::catch_unwind(AssertUnwindSafe(run)).is_err() {
+        handler_panicked(conn, handler, local, id, "on_message, on_ping or on_pong");
+    }
+}
+
+/// A callback panicked while it ran for `conn`: the panic is counted and logged with the
+/// connection's id, the connection is closed with 1011 (internal error), and `on_close` runs
+/// for it (cause [`CloseCause::HandlerPanic`]) so the application can clean up. The worker and
+/// its other connections go on.
+#[cold]
+pub(super) fn handler_panicked<H: Handler>(
+    conn: &mut Conn<H::State>,
+    handler: &mut H,
+    local: &mut Local,
+    id: ConnId,
+    callback: &'static str,
+) {
+    stats::add(&local.counters.handler_panics, 1);
+    tracing::error!(connection = ?id, callback, "a handler callback panicked: closing its connection with 1011");
+    let (code, reason) = (CloseCode::INTERNAL_ERROR, "internal error");
+    conn.close(code, reason, local);
+    let state = conn.take_state(local.now_us / 1000);
+    fire_close(
+        state,
+        handler,
+        local,
+        id,
+        CloseCause::HandlerPanic,
+        code,
+        reason,
+    );
+}
+
+/// Runs `callback` with the handle and state of `conn` when it is open (`on_open`, `on_drain`,
+/// `on_timer`); a panic in it fails the connection as [`handler_panicked`] says. Returns false
+/// when it panicked.
+pub(super) fn guarded_callback<H: Handler>(
+    conn: &mut Conn<H::State>,
+    handler: &mut H,
+    local: &mut Local,
+    id: ConnId,
+    name: &'static str,
+    callback: impl FnOnce(&mut H, &mut Ws<'_>, &mut H::State),
+) -> bool {
+    let run = || {
+        if let Some((mut ws, state)) = conn.callback(local, id) {
+            callback(handler, &mut ws, state);
+        }
+    };
+    if panic::catch_unwind(AssertUnwindSafe(run)).is_ok() {
+        return true;
+    }
+    handler_panicked(conn, handler, local, id, name);
+    false
+}
+
 /// Runs the bytes in `data` through the connection's session and the handler: each message,
 /// ping and pong to its callback, the close handshake to `on_close`, a protocol error to a
 /// close with its code. Stops early, stashing the rest, when the outgoing backlog passes the
 /// backpressure limit. Messages are the hot path; everything else is out of line.
-pub(super) fn on_frames<H: Handler>(
+fn run_frames<H: Handler>(
     conn: &mut Conn<H::State>,
     data: &mut [u8],
     handler: &mut H,
@@ -322,7 +396,12 @@ pub(super) fn fire_close<H: Handler>(
         cause,
         code,
         reason,
-        local,
+        local: &mut *local,
     };
-    handler.on_close(state, &mut closed);
+    let caught = panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(state, &mut closed)));
+    if caught.is_err() {
+        // The state went with the unwinding; there is nothing left to clean up.
+        stats::add(&local.counters.handler_panics, 1);
+        tracing::error!(connection = ?id, callback = "on_close", "a handler callback panicked");
+    }
 }

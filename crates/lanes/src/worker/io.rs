@@ -203,9 +203,10 @@ impl<H: Handler> Worker<H> {
             Input::Paused { stash: Some(stash) } => Input::Resuming { stash },
             _ => Input::Reading,
         };
-        if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
-            self.handler.on_drain(&mut ws, state);
-        }
+        let (handler, local) = (&mut self.handler, &mut self.local);
+        dispatch::guarded_callback(conn, handler, local, id, "on_drain", |h, ws, state| {
+            h.on_drain(ws, state)
+        });
         dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
         self.pending_reads.push((key, conn.generation));
         if conn.outbox.buffered_len() == 0 && matches!(conn.phase, Phase::Closing) {

@@ -3,6 +3,7 @@
 //! tick. When a connection's timer is due is a pure function of its phase, times and the
 //! configuration ([`deadline_us`]); an open connection's deadlines are its session's.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use lanes_proto::CloseCode;
@@ -15,7 +16,7 @@ use crate::conn::{Phase, PhaseKind, mark_dirty};
 use crate::context::WorkerContext;
 use crate::handler::Handler;
 use crate::outbox::ControlSink;
-use crate::stats::CloseCause;
+use crate::stats::{self, CloseCause};
 use crate::timer::{TimerEntry, TimerKind};
 
 /// When a connection's timer must look at it next, in microseconds since the worker's epoch:
@@ -99,7 +100,16 @@ impl<H: Handler> Worker<H> {
             conns: &mut self.conns,
             local: &mut self.local,
         };
-        self.handler.on_tick(&mut ctx);
+        // A panic in the tick costs that tick: logged, counted, and the next one comes.
+        let tick = || self.handler.on_tick(&mut ctx);
+        if panic::catch_unwind(AssertUnwindSafe(tick)).is_err() {
+            stats::add(&self.local.counters.handler_panics, 1);
+            tracing::error!(
+                worker = self.local.index,
+                callback = "on_tick",
+                "a handler callback panicked"
+            );
+        }
         let mut next = deadline + interval;
         if next <= now {
             // Fell behind (a long callback, a stalled machine): skip, do not bunch.
@@ -121,10 +131,10 @@ impl<H: Handler> Worker<H> {
         if conn.generation != entry.generation {
             return;
         }
-        let Some((mut ws, state)) = conn.callback(&mut self.local, id) else {
-            return;
-        };
-        self.handler.on_timer(&mut ws, state, token);
+        let (handler, local) = (&mut self.handler, &mut self.local);
+        dispatch::guarded_callback(conn, handler, local, id, "on_timer", |h, ws, state| {
+            h.on_timer(ws, state, token)
+        });
         dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, entry.slot, now_ms);
         mark_dirty(conn, entry.slot, &mut self.local.dirty);
     }

@@ -10,6 +10,8 @@ use lanes_proto::handshake::{
     AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_http_response,
     write_reject,
 };
+use std::panic::{self, AssertUnwindSafe};
+
 use lanes_proto::session::Session;
 
 use super::Worker;
@@ -31,6 +33,22 @@ pub(super) struct Answer<S> {
     /// The status of a refusal to count (a bad request, a refused upgrade, a plain request
     /// answered with an error status).
     pub(super) rejected: Option<u16>,
+    /// `on_upgrade` or `on_http` panicked (the answer is a 500).
+    pub(super) panicked: Option<&'static str>,
+}
+
+impl<S> Answer<S> {
+    /// A 500: the handler panicked in `callback`.
+    fn panicked(callback: &'static str) -> Answer<S> {
+        let mut response = Vec::new();
+        let _ = write_reject(&mut response, 500, &[], b"internal error");
+        Answer {
+            response,
+            accepted: None,
+            rejected: Some(500),
+            panicked: Some(callback),
+        }
+    }
 }
 
 /// The answer to `head` from `peer`: the metrics page on [`MetricsConfig::path`](crate::config::MetricsConfig::path), the
@@ -59,6 +77,7 @@ pub(super) fn answer<H: Handler>(
                 response,
                 accepted: None,
                 rejected: None,
+                panicked: None,
             };
         }
         let request = Request {
@@ -66,7 +85,9 @@ pub(super) fn answer<H: Handler>(
             offer: None,
             peer,
         };
-        let plain = handler.on_http(&request);
+        let Ok(plain) = panic::catch_unwind(AssertUnwindSafe(|| handler.on_http(&request))) else {
+            return Answer::panicked("on_http");
+        };
         write_plain(&mut response, &plain);
         // Not an upgrade (426 by default): a refused handshake too.
         let rejected = (plain.status >= 400).then_some(plain.status);
@@ -74,6 +95,7 @@ pub(super) fn answer<H: Handler>(
             response,
             accepted: None,
             rejected,
+            panicked: None,
         };
     }
     let offer = match UpgradeOffer::validate(head) {
@@ -85,6 +107,7 @@ pub(super) fn answer<H: Handler>(
                 response,
                 accepted: None,
                 rejected: Some(error.status()),
+                panicked: None,
             };
         }
     };
@@ -93,7 +116,11 @@ pub(super) fn answer<H: Handler>(
         offer: Some(&offer),
         peer,
     };
-    let accept = match handler.on_upgrade(&request) {
+    let Ok(decision) = panic::catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request)))
+    else {
+        return Answer::panicked("on_upgrade");
+    };
+    let accept = match decision {
         Ok(accept) => accept,
         Err(refusal) => {
             tracing::debug!(%peer, status = refusal.status, "upgrade refused by the handler");
@@ -102,6 +129,7 @@ pub(super) fn answer<H: Handler>(
                 response,
                 accepted: None,
                 rejected: Some(refusal.status),
+                panicked: None,
             };
         }
     };
@@ -123,6 +151,7 @@ pub(super) fn answer<H: Handler>(
             response,
             accepted: Some((accept.state, deflate.map(|d| d.params))),
             rejected: None,
+            panicked: None,
         },
         Err(_) => {
             response.clear();
@@ -134,6 +163,7 @@ pub(super) fn answer<H: Handler>(
                 response,
                 accepted: None,
                 rejected: Some(500),
+                panicked: None,
             }
         }
     }
@@ -184,6 +214,10 @@ impl<H: Handler> Worker<H> {
         if let Some(status) = answer.rejected {
             self.local.counters.note_rejected(status);
         }
+        if let Some(callback) = answer.panicked {
+            stats::add(&self.local.counters.handler_panics, 1);
+            tracing::error!(peer = %conn.peer, callback, "a handler callback panicked: answered 500");
+        }
         let conn = &mut self.conns[key];
         conn.outbox.push_raw(&answer.response, &mut self.local.pool);
         let Some((state, compression)) = answer.accepted else {
@@ -205,8 +239,13 @@ impl<H: Handler> Worker<H> {
         stats::add(&self.local.counters.opened, 1);
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
-        if let Some((mut ws, state)) = conn.callback(&mut self.local, id) {
-            self.handler.on_open(&mut ws, state);
+        let (handler, local) = (&mut self.handler, &mut self.local);
+        let opened = dispatch::guarded_callback(conn, handler, local, id, "on_open", |h, ws, s| {
+            h.on_open(ws, s)
+        });
+        if !opened {
+            self.local.pool.put(head_buf);
+            return;
         }
         dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
         // Frames the client sent right behind its request.

@@ -100,10 +100,19 @@ impl Client {
         Client::handshake_with(TcpStream::connect(addr).unwrap(), Some(extensions))
     }
 
+    /// Completes the handshake on a connected stream, asking for `path`.
+    pub fn handshake_at(stream: TcpStream, path: &str) -> Client {
+        Client::handshake_to(stream, path, None).0
+    }
+
     fn handshake_with(stream: TcpStream, extensions: Option<&str>) -> (Client, String) {
+        Client::handshake_to(stream, "/", extensions)
+    }
+
+    fn handshake_to(stream: TcpStream, path: &str, extensions: Option<&str>) -> (Client, String) {
         let mut client = Client::wrap(stream);
         let mut request = Vec::new();
-        let mut head = ClientRequest::new("localhost", "/");
+        let mut head = ClientRequest::new("localhost", path);
         head.extensions = extensions;
         let handshake = ClientHandshake::new(&head, [9; 16], &mut request).unwrap();
         client.stream.write_all(&request).unwrap();
