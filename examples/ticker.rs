@@ -200,14 +200,18 @@ fn main() -> ExitCode {
     let producer = std::thread::Builder::new()
         .name("ticker-producer".into())
         .spawn(move || produce(&remote, rate, size));
-    match producer {
-        // The producer returns only once the server is shutting down.
-        Ok(producer) => {
-            let _ = producer.join();
+    let producer = match producer {
+        Ok(producer) => producer,
+        Err(error) => {
+            eprintln!("ticker: cannot start the producer: {error}");
+            return ExitCode::FAILURE;
         }
-        Err(error) => eprintln!("ticker: cannot start the producer: {error}"),
-    }
-    match handle.shutdown() {
+    };
+    // Serves until SIGINT or SIGTERM (a graceful shutdown: close 1001 to every subscriber).
+    let stopped = handle.wait();
+    // The producer returns once the server is shutting down.
+    let _ = producer.join();
+    match stopped {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("ticker: {error}");

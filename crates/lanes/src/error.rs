@@ -33,10 +33,21 @@ pub enum Error {
     Io(io::Error),
     /// A [`Config`](crate::Config) field is outside its allowed range.
     Config(ConfigError),
-    /// A worker thread ended with a panic (from a handler).
+    /// A worker thread ended with a panic while the server was running. Handler panics are
+    /// caught per connection, so this is a bug (in lanes, or a panic lanes could not contain,
+    /// such as one in a panic's own drop or in a log subscriber). The other workers were shut
+    /// down gracefully.
     WorkerPanicked {
         /// The worker's index.
         index: usize,
+    },
+    /// A worker's event loop failed (its `epoll_wait` returned an error); the other workers
+    /// were shut down gracefully.
+    WorkerFailed {
+        /// The worker's index.
+        index: usize,
+        /// The error.
+        source: io::Error,
     },
 }
 
@@ -50,6 +61,7 @@ impl fmt::Display for Error {
             Error::Io(e) => write!(f, "cannot start a worker: {e}"),
             Error::Config(e) => write!(f, "invalid configuration: {e}"),
             Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
+            Error::WorkerFailed { index, source } => write!(f, "worker {index} failed: {source}"),
         }
     }
 }
@@ -69,6 +81,11 @@ pub enum SendError {
     /// command was dropped and counted in [`WorkerStats::queue_full`](crate::WorkerStats).
     /// For a publish or broadcast, the workers with room got the message.
     QueueFull,
+    /// The worker that owned the connection ended while the server was running (a bug, also
+    /// reported by [`Server::run`](crate::Server::run) and
+    /// [`ServerHandle::failed_workers`](crate::ServerHandle::failed_workers)); its connections
+    /// are gone.
+    WorkerDied,
 }
 
 impl fmt::Display for SendError {
@@ -77,6 +94,7 @@ impl fmt::Display for SendError {
             SendError::Gone => "the connection is gone",
             SendError::ShutDown => "the server is shutting down",
             SendError::QueueFull => "the worker's command queue is full",
+            SendError::WorkerDied => "the connection's worker has died",
         })
     }
 }

@@ -45,6 +45,8 @@ pub(crate) struct Link {
     waker: Waker,
     /// Set by the first sender after the worker last drained its queue; that sender wakes it.
     notified: AtomicBool,
+    /// The worker's thread ended while the server was running (a bug): nothing is served.
+    dead: AtomicBool,
     pub(crate) live: Arc<LiveTable>,
     pub(crate) counters: Arc<Counters>,
 }
@@ -62,6 +64,7 @@ impl Link {
             tx,
             waker,
             notified: AtomicBool::new(false),
+            dead: AtomicBool::new(false),
             live: Arc::new(LiveTable::new(max_connections)),
             counters: Arc::new(Counters::new(core)),
         };
@@ -76,6 +79,19 @@ impl Link {
     /// Commands waiting in the queue.
     pub(crate) fn queue_len(&self) -> usize {
         self.tx.len()
+    }
+
+    /// The worker's thread has ended unasked (called by its exit guard, on that thread): its
+    /// connections are gone with it, so none is reported open or counted any more.
+    pub(crate) fn mark_dead(&self) {
+        self.dead.store(true, Ordering::Release);
+        self.live.clear();
+        self.counters.connections.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether the worker's thread ended while the server was running.
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire)
     }
 
     /// Wakes the worker (shutdown).
@@ -97,6 +113,8 @@ impl Link {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 Err(SendError::QueueFull)
             }
+            // The queue outlives a worker only after its thread ended.
+            Err(TrySendError::Disconnected(_)) if self.is_dead() => Err(SendError::WorkerDied),
             Err(TrySendError::Disconnected(_)) => Err(SendError::ShutDown),
         }
     }

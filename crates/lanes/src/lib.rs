@@ -9,7 +9,8 @@
 //! - Implement [`Handler`]: `on_upgrade` decides, `on_message` gets [`Message::Text`] or
 //!   [`Message::Binary`] borrowed straight from the receive buffer when it arrived whole,
 //!   [`Ws`] sends. One handler per worker, built on the worker's thread: no `Send` needed.
-//! - Start a [`Server`] with a handler factory; [`ServerHandle::shutdown`] stops it gracefully.
+//! - Start a [`Server`] with a handler factory; [`ServerHandle::shutdown`], [`Remote::shutdown`]
+//!   or SIGINT/SIGTERM (under [`Server::run`]) stop it gracefully.
 //! - Limits and timeouts live in [`Config`], each with its default and the reason for it.
 //!
 //! - Reach connections from anywhere with a [`Remote`] (from [`ServerHandle::remote`] or
@@ -56,6 +57,7 @@ mod published;
 mod remote;
 mod server;
 mod stats;
+mod supervisor;
 mod timer;
 mod topic;
 mod worker;

@@ -50,6 +50,15 @@ impl LiveTable {
         }
     }
 
+    /// Marks every slot as holding no open connection (the worker is gone).
+    pub(crate) fn clear(&self) {
+        for chunk in self.chunks.iter().filter_map(OnceLock::get) {
+            for word in chunk.iter() {
+                word.store(0, Ordering::Release);
+            }
+        }
+    }
+
     /// Whether `slot` holds the open connection of `generation` right now.
     pub(crate) fn is_open(&self, slot: usize, generation: u32) -> bool {
         self.word(slot)
@@ -78,5 +87,10 @@ mod tests {
         table.open(5000, 1);
         assert!(!table.is_open(5000, 1));
         assert!(!table.is_open(999, 0));
+        // A dead worker's table: nothing open any more.
+        table.open(300, 2);
+        table.clear();
+        assert!(!table.is_open(5, 8));
+        assert!(!table.is_open(300, 2));
     }
 }

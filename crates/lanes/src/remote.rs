@@ -160,6 +160,21 @@ impl Remote {
         self.inner.shared.registry.clone()
     }
 
+    /// Asks the server to shut down gracefully, as [`ServerHandle::shutdown`] does, without
+    /// waiting: the workers stop accepting, close every connection with 1001 and end, and
+    /// [`Server::run`] (or the handle's shutdown) then returns. The way to stop a server
+    /// started with `run()` on a condition of the application's own (a command, an admin
+    /// message, a deadline), from any thread or callback.
+    ///
+    /// [`ServerHandle::shutdown`]: crate::ServerHandle::shutdown
+    /// [`Server::run`]: crate::Server::run
+    pub fn shutdown(&self) {
+        self.inner.shared.shutdown.store(true, Ordering::Release);
+        for link in self.links() {
+            link.wake();
+        }
+    }
+
     pub(crate) fn shutting_down(&self) -> bool {
         self.inner.shared.shutdown.load(Ordering::Acquire)
     }
@@ -169,6 +184,9 @@ impl Remote {
             return Err(SendError::ShutDown);
         }
         let link = self.link(usize::from(id.worker)).ok_or(SendError::Gone)?;
+        if link.is_dead() {
+            return Err(SendError::WorkerDied);
+        }
         if !link.live.is_open(id.slot as usize, id.generation) {
             return Err(SendError::Gone);
         }
@@ -217,7 +235,8 @@ impl Remote {
     ) -> Result<(), SendError> {
         let mut result = Ok(());
         for (index, link) in self.inner.links.iter().enumerate() {
-            if Some(index) == skip {
+            // A dead worker has no subscribers left to reach.
+            if Some(index) == skip || link.is_dead() {
                 continue;
             }
             if let Err(e) = push(link)

@@ -2,9 +2,9 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use mio::{Poll, Waker};
 
@@ -17,6 +17,7 @@ use crate::hub::{Link, Shared};
 use crate::listener::bind_reuseport;
 use crate::remote::Remote;
 use crate::stats::Stats;
+use crate::supervisor::{ExitGuard, Supervisor, Wake};
 use crate::worker::{WAKER, Worker};
 use lanes_metrics::{Registry, Snapshot};
 
@@ -70,6 +71,7 @@ pub struct Server<F> {
     factory: F,
     cores: Cores,
     pin: bool,
+    stop_on_signals: bool,
     config: Config,
 }
 
@@ -86,6 +88,7 @@ where
             factory,
             cores: Cores::All,
             pin: true,
+            stop_on_signals: true,
             config: Config::default(),
         }
     }
@@ -108,14 +111,34 @@ where
         self
     }
 
-    /// Starts the workers and blocks until they stop.
+    /// Whether [`run`](Self::run) stops on SIGINT and SIGTERM (default true): the first one
+    /// starts a graceful shutdown (as [`ServerHandle::shutdown`]: close 1001 to every
+    /// connection, queued output written, `on_close` for each), a second one ends the process
+    /// at once with exit status 128 + the signal's number. Turn it off when the application
+    /// handles signals itself, and stop the server with [`Remote::shutdown`]. [`start`](Self::start)
+    /// never installs signal handlers.
+    pub fn stop_on_signals(mut self, on: bool) -> Server<F> {
+        self.stop_on_signals = on;
+        self
+    }
+
+    /// Starts the workers and blocks until they stop: after SIGINT or SIGTERM (see
+    /// [`stop_on_signals`](Self::stop_on_signals)), after [`Remote::shutdown`] from any thread or
+    /// callback, or when a worker dies. A worker that dies while the server runs (a bug:
+    /// handler panics are caught per connection) is reported at once as
+    /// [`Error::WorkerPanicked`] or [`Error::WorkerFailed`] naming it, after the other workers
+    /// have been shut down gracefully.
+    ///
+    /// The signal handlers are removed again when `run` returns (the signals are then ignored
+    /// rather than given back their default action).
     pub fn run(self) -> Result<(), Error> {
-        let handle = self.start()?;
-        handle.join()
+        self.start()?.wait()
     }
 
     /// Starts the workers and returns a handle to stop them. Binding problems, a core that
-    /// does not exist or cannot be pinned, are errors here, naming the address or core.
+    /// does not exist or cannot be pinned, are errors here, naming the address or core, and so
+    /// is a handler factory that panics ([`Error::WorkerPanicked`]). Signal handlers are
+    /// installed only by [`ServerHandle::wait`] (and so by `run`).
     pub fn start(self) -> Result<ServerHandle, Error> {
         self.config.validate().map_err(Error::Config)?;
         let placements = self.placements()?;
@@ -152,6 +175,7 @@ where
             queues.push(queue);
         }
         let remote = Remote::new(links, Arc::clone(&shared));
+        let supervisor = Supervisor::new().map_err(Error::Io)?;
         let mut threads = Vec::new();
         let workers = placements.into_iter().zip(listeners).zip(polls).zip(queues);
         for (index, (((core, listener), poll), queue)) in workers.enumerate() {
@@ -159,13 +183,16 @@ where
             let config = Arc::clone(&config);
             let remote = remote.clone();
             let ready = ready_tx.clone();
+            let exits = supervisor.exits();
             let thread = std::thread::Builder::new()
                 .name(format!("lanes-worker-{index}"))
                 .spawn(move || {
+                    let mut exit = ExitGuard::new(index, exits, remote.clone());
                     if let Some(core) = core
                         && !core_affinity::set_for_current(core_affinity::CoreId { id: core })
                     {
                         let _ = ready.send(Err(Error::Pin { core }));
+                        exit.clean = true;
                         return Ok(());
                     }
                     let info = WorkerInfo {
@@ -173,22 +200,32 @@ where
                         core,
                         remote: remote.clone(),
                     };
-                    let handler = factory(info);
+                    let made =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| factory(info)));
+                    let Ok(handler) = made else {
+                        let _ = ready.send(Err(Error::WorkerPanicked { index }));
+                        exit.clean = true;
+                        return Ok(());
+                    };
                     let mut worker =
                         Worker::new(index as u16, poll, listener, handler, config, remote, queue);
                     let _ = ready.send(Ok(()));
-                    worker.run()
+                    drop(ready);
+                    let result = worker.run();
+                    exit.clean = result.is_ok();
+                    result
                 })
                 .map_err(Error::Io)?;
-            threads.push(thread);
+            threads.push(Some(thread));
         }
         drop(ready_tx);
         #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
         let mut handle = ServerHandle {
             local_addr: addr,
-            shared,
             remote,
             threads,
+            supervisor,
+            stop_on_signals: self.stop_on_signals,
             #[cfg(feature = "metrics")]
             exporters: Default::default(),
         };
@@ -203,7 +240,7 @@ where
             }
         }
         #[cfg(feature = "metrics")]
-        match Exporters::start(&config, &handle.remote, &handle.shared) {
+        match Exporters::start(&config, &handle.remote, handle.remote.shared()) {
             Ok(exporters) => handle.exporters = exporters,
             Err(error) => {
                 let _ = handle.stop();
@@ -259,9 +296,13 @@ where
 /// does the same.
 pub struct ServerHandle {
     local_addr: SocketAddr,
-    shared: Arc<Shared>,
     remote: Remote,
-    threads: Vec<JoinHandle<io::Result<()>>>,
+    /// Each worker's thread, until it has been joined.
+    threads: Vec<Option<JoinHandle<io::Result<()>>>>,
+    /// Where the threads report their end (and signals arrive, under `run`).
+    supervisor: Supervisor,
+    /// Whether [`wait`](ServerHandle::wait) stops on SIGINT and SIGTERM.
+    stop_on_signals: bool,
     /// The metrics exporters the configuration asked for.
     #[cfg(feature = "metrics")]
     exporters: Exporters,
@@ -276,6 +317,17 @@ impl ServerHandle {
     /// The number of workers.
     pub fn worker_count(&self) -> usize {
         self.threads.len()
+    }
+
+    /// The workers whose thread has ended while the server was running, by index. Each is a
+    /// bug (handler panics are caught per connection); its connections are gone (no longer
+    /// [`Remote::is_open`], not in [`stats`](Self::stats)), sends to them fail with
+    /// [`SendError::WorkerDied`](crate::SendError::WorkerDied), and [`shutdown`](Self::shutdown) reports
+    /// the first as an error. The other workers go on serving until the handle shuts them down.
+    pub fn failed_workers(&self) -> Vec<usize> {
+        (0..self.remote.worker_count())
+            .filter(|&index| self.remote.link(index).is_some_and(|l| l.is_dead()))
+            .collect()
     }
 
     /// A handle for sending to connections, publishing and reading counters from any thread.
@@ -331,19 +383,20 @@ impl ServerHandle {
     /// written before the 1001 close frame (peers that read within the shutdown timeout get
     /// it); sends and publishes from a [`Remote`] after this call fail with
     /// [`SendError::ShutDown`](crate::SendError::ShutDown).
+    ///
+    /// Returns the error of the first worker that died while the server ran, if one did.
     pub fn shutdown(mut self) -> Result<(), Error> {
         self.stop()
     }
 
-    /// Waits until the workers stop (after a shutdown from elsewhere, or never).
-    fn join(mut self) -> Result<(), Error> {
-        self.join_all()
-    }
-
-    fn stop(&mut self) -> Result<(), Error> {
-        self.shared.shutdown.store(true, Ordering::Release);
-        for link in self.remote.links() {
-            link.wake();
+    /// Blocks until the server stops, as [`Server::run`] does: after SIGINT or SIGTERM (unless
+    /// [`Server::stop_on_signals`] turned that off; a second signal ends the process), after
+    /// [`Remote::shutdown`], or when a worker dies (its error, naming it, after the others
+    /// were shut down gracefully). For applications that start the server, start their own
+    /// threads with its [`remote`](Self::remote), then wait.
+    pub fn wait(mut self) -> Result<(), Error> {
+        if self.stop_on_signals {
+            self.supervisor.watch_signals().map_err(Error::Io)?;
         }
         let result = self.join_all();
         #[cfg(feature = "metrics")]
@@ -351,13 +404,51 @@ impl ServerHandle {
         result
     }
 
+    fn stop(&mut self) -> Result<(), Error> {
+        self.remote.shutdown();
+        let result = self.join_all();
+        #[cfg(feature = "metrics")]
+        self.exporters.stop();
+        result
+    }
+
+    /// Waits until every worker has ended, whichever ends first: a worker that dies makes the
+    /// others shut down, and a (first) signal starts a graceful shutdown. The first worker's
+    /// error, if any.
     fn join_all(&mut self) -> Result<(), Error> {
         let mut result = Ok(());
-        for (index, thread) in self.threads.drain(..).enumerate() {
-            match thread.join() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => result = Err(Error::Io(e)),
-                Err(_) => result = Err(Error::WorkerPanicked { index }),
+        while self.threads.iter().any(Option::is_some) {
+            // The timeout is a safety net only: every end is reported through the guard.
+            let wakes = self
+                .supervisor
+                .wait(Some(Duration::from_secs(1)))
+                .map_err(Error::Io)?;
+            for wake in wakes {
+                match wake {
+                    Wake::Signal(signal) => {
+                        tracing::info!(
+                            signal,
+                            "signal: shutting down gracefully (a second one ends the process)"
+                        );
+                        self.remote.shutdown();
+                    }
+                    Wake::Exited(index) => {
+                        let Some(thread) = self.threads.get_mut(index).and_then(Option::take)
+                        else {
+                            continue;
+                        };
+                        let error = match thread.join() {
+                            Ok(Ok(())) => continue,
+                            Ok(Err(source)) => Error::WorkerFailed { index, source },
+                            Err(_) => Error::WorkerPanicked { index },
+                        };
+                        tracing::error!(worker = index, %error, "a worker died: shutting the others down");
+                        self.remote.shutdown();
+                        if result.is_ok() {
+                            result = Err(error);
+                        }
+                    }
+                }
             }
         }
         result
@@ -370,7 +461,7 @@ impl Drop for ServerHandle {
         let exporting = self.exporters.is_running();
         #[cfg(not(feature = "metrics"))]
         let exporting = false;
-        if !self.threads.is_empty() || exporting {
+        if self.threads.iter().any(Option::is_some) || exporting {
             let _ = self.stop();
         }
     }
