@@ -838,7 +838,7 @@ fn a_missing_pong_times_out_exactly_at_ping_time_plus_pong_timeout() {
 }
 
 #[test]
-fn any_sign_of_life_after_the_ping_counts() {
+fn a_message_after_the_ping_counts_as_a_sign_of_life() {
     let silent = SessionConfig {
         auto_pong: false,
         ..no_keepalive(Role::Client)
@@ -871,6 +871,165 @@ fn any_sign_of_life_after_the_ping_counts() {
         None,
         "no pong, no RTT"
     );
+}
+
+/// A server-side end alone, fed bytes from a peer at chosen times: keepalive after 1 s, the
+/// pong within 500 ms, a frame or message finished within 3 s of its first byte.
+fn lone_server() -> End {
+    let config = SessionConfig {
+        message_timeout_us: 3_000_000,
+        ..keepalive(Role::Server, true)
+    };
+    End {
+        conn: Connection::new(config, 0),
+        out: Recorder::default(),
+        events: Vec::new(),
+    }
+}
+
+/// Feeds `bytes` from the peer at `now_us`.
+fn feed(end: &mut End, bytes: &[u8], now_us: u64, scratch: &mut InflateScratch) {
+    let mut data = bytes.to_vec();
+    let mut at = 0;
+    while at < data.len() {
+        let step = end
+            .conn
+            .handle_bytes(&mut data[at..], scratch, now_us, &mut end.out)
+            .unwrap();
+        at += step.used;
+        end.events.extend(step.event.as_ref().map(Owned::of));
+        end.conn.receiver.release();
+    }
+}
+
+#[test]
+fn a_frame_trickled_a_byte_at_a_time_times_out_from_its_first_byte() {
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut server = lone_server();
+    let message = frame(Role::Server, true, OpCode::Text, 0, b"slow");
+    // One byte every 100 ms from t = 0.5 s: each is a sign of nothing.
+    for (i, byte) in message.iter().take(message.len() - 1).enumerate() {
+        let now = 500_000 + i as u64 * 100_000;
+        feed(&mut server, &[*byte], now, &mut scratch);
+        assert_eq!(
+            server.conn.session.poll_timeout(),
+            Some(3_500_000),
+            "the deadline runs from the first byte, whatever follows"
+        );
+    }
+    assert!(server.events.is_empty());
+    let timeout = server
+        .conn
+        .session
+        .handle_timeout(3_499_999, &mut server.out);
+    assert_eq!(timeout, None);
+    let timeout = server
+        .conn
+        .session
+        .handle_timeout(3_500_000, &mut server.out);
+    assert_eq!(timeout, Some(Timeout::MessageIncomplete));
+    assert_eq!(server.conn.session.state(), SessionState::TimedOut);
+    // No keepalive ping went out meanwhile; the only frame is the 1008 close.
+    let mut close = vec![0x88, 30, 0x03, 0xf0];
+    close.extend_from_slice(b"message not finished in time");
+    assert_eq!(server.out.sent, [(OpCode::Close, close)]);
+}
+
+#[test]
+fn most_of_a_large_frame_then_a_byte_now_and_then_times_out() {
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut server = lone_server();
+    let payload = vec![b'x'; 100_000];
+    let message = frame(Role::Server, true, OpCode::Binary, 0, &payload);
+    let (bulk, rest) = message.split_at(message.len() - 10);
+    feed(&mut server, bulk, 2_000_000, &mut scratch);
+    for (i, byte) in rest.iter().take(9).enumerate() {
+        feed(
+            &mut server,
+            &[*byte],
+            2_000_000 + (i as u64 + 1) * 300_000,
+            &mut scratch,
+        );
+    }
+    assert_eq!(server.conn.session.poll_timeout(), Some(5_000_000));
+    assert_eq!(
+        server
+            .conn
+            .session
+            .handle_timeout(5_000_000, &mut server.out),
+        Some(Timeout::MessageIncomplete)
+    );
+}
+
+#[test]
+fn a_finished_message_ends_the_deadline_and_restarts_keepalive_from_its_end() {
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut server = lone_server();
+    let message = frame(Role::Server, true, OpCode::Text, 0, b"done");
+    let (head, tail) = message.split_at(3);
+    feed(&mut server, head, 100_000, &mut scratch);
+    assert_eq!(server.conn.session.poll_timeout(), Some(3_100_000));
+    feed(&mut server, tail, 2_900_000, &mut scratch);
+    assert_eq!(server.events, [text("done")]);
+    // Keepalive counts from the completed message.
+    assert_eq!(server.conn.session.poll_timeout(), Some(3_900_000));
+}
+
+#[test]
+fn a_fragmented_message_must_finish_in_time_though_pings_come_between_its_fragments() {
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut server = lone_server();
+    feed(
+        &mut server,
+        &frame(Role::Server, false, OpCode::Text, 0, b"a"),
+        1_000_000,
+        &mut scratch,
+    );
+    for t in [1_500_000, 2_500_000, 3_500_000] {
+        feed(
+            &mut server,
+            &frame(Role::Server, true, OpCode::Ping, 0, b""),
+            t,
+            &mut scratch,
+        );
+        feed(
+            &mut server,
+            &frame(Role::Server, false, OpCode::Continuation, 0, b"b"),
+            t,
+            &mut scratch,
+        );
+    }
+    assert_eq!(server.events.len(), 3, "the pings were delivered");
+    assert_eq!(server.conn.session.poll_timeout(), Some(4_000_000));
+    assert_eq!(
+        server
+            .conn
+            .session
+            .handle_timeout(4_000_000, &mut server.out),
+        Some(Timeout::MessageIncomplete)
+    );
+}
+
+#[test]
+fn stray_bytes_are_no_answer_to_a_keepalive_ping() {
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut server = lone_server();
+    assert_eq!(
+        server
+            .conn
+            .session
+            .handle_timeout(1_000_000, &mut server.out),
+        None
+    );
+    assert_eq!(server.out.sent.len(), 1, "the ping");
+    // A header byte is not a pong; the message deadline now governs (3 s from that byte).
+    let message = frame(Role::Server, true, OpCode::Pong, 0, b"");
+    feed(&mut server, &message[..1], 1_200_000, &mut scratch);
+    assert_eq!(server.conn.session.poll_timeout(), Some(4_200_000));
+    // The rest completes the pong: alive, and keepalive counts from it.
+    feed(&mut server, &message[1..], 1_300_000, &mut scratch);
+    assert_eq!(server.events, [Owned::Pong(vec![])]);
+    assert_eq!(server.conn.session.poll_timeout(), Some(2_300_000));
 }
 
 #[test]

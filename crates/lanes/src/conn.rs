@@ -36,6 +36,9 @@ pub(crate) enum Phase<S> {
 pub(crate) enum PhaseKind {
     Handshake,
     Open,
+    /// Open, with a frame or message the peer began and has not finished: its deadline (the
+    /// message timeout) can come before the keepalive deadline the timer was armed for.
+    Unfinished,
     CloseSent,
     Closing,
     Draining,
@@ -58,7 +61,13 @@ impl<S> Phase<S> {
     pub(crate) fn kind(&self) -> PhaseKind {
         match self {
             Phase::Handshake { .. } => PhaseKind::Handshake,
-            Phase::Open { session, .. } if session.state() == SessionState::Open => PhaseKind::Open,
+            Phase::Open { session, .. } if session.state() == SessionState::Open => {
+                if session.is_unfinished() {
+                    PhaseKind::Unfinished
+                } else {
+                    PhaseKind::Open
+                }
+            }
             Phase::Open { .. } => PhaseKind::CloseSent,
             Phase::Closing => PhaseKind::Closing,
             Phase::Draining => PhaseKind::Draining,

@@ -17,6 +17,12 @@ const PING_OUT: u8 = 0x02;
 const RTT_READY: u8 = 0x04;
 /// `flags`: the receive half met a protocol error; every later byte is ignored.
 const RECV_FAILED: u8 = 0x08;
+/// `flags`: the peer has begun a frame or a fragmented message and not finished it;
+/// `last_heard_us` is when it began.
+const UNFINISHED: u8 = 0x10;
+
+/// The reason of the close sent on [`Timeout::MessageIncomplete`].
+const INCOMPLETE_REASON: &str = "message not finished in time";
 
 /// Where a session is in the close handshake (RFC 6455 §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -39,9 +45,15 @@ pub enum SessionState {
 /// What [`Session::handle_timeout`] found: the peer is not answering, drop the connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Timeout {
-    /// Nothing at all came from the peer within [`SessionConfig::pong_timeout_us`] of our
-    /// keepalive ping (RFC 6455 close code 1006 is what to report: no close frame).
+    /// No message, ping, pong or close came from the peer within
+    /// [`SessionConfig::pong_timeout_us`] of our keepalive ping (RFC 6455 close code 1006 is
+    /// what to report: no close frame).
     PongMissed,
+    /// A frame or fragmented message the peer began was not finished within
+    /// [`SessionConfig::message_timeout_us`] of its first byte (a trickling or stalled peer).
+    /// The session has given its output a close frame with 1008 (policy violation): write it,
+    /// then drop the connection.
+    MessageIncomplete,
     /// The peer did not answer our close frame within [`SessionConfig::close_timeout_us`].
     CloseUnanswered,
 }
@@ -77,13 +89,15 @@ pub enum Timeout {
 /// ```
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// When bytes last came from the peer (microseconds, the caller's clock).
+    /// When the peer last completed a message, ping, pong or close (microseconds, the caller's
+    /// clock); with [`UNFINISHED`], when it began the frame or message it has not finished.
     last_heard_us: u64,
     /// [`PING_OUT`]: when the keepalive ping left; [`RTT_READY`]: its round trip;
     /// [`SessionState::CloseSent`]: when our close left.
     mark_us: u64,
-    /// `u64::MAX`: keepalive off.
-    ping_interval_us: u64,
+    /// `u32::MAX`: keepalive off.
+    ping_interval_us: u32,
+    message_timeout_us: u32,
     pong_timeout_us: u32,
     close_timeout_us: u32,
     sent_close: Option<CloseCode>,
@@ -99,7 +113,10 @@ impl Session {
         Session {
             last_heard_us: now_us,
             mark_us: 0,
-            ping_interval_us: config.ping_interval_us.unwrap_or(u64::MAX),
+            ping_interval_us: config
+                .ping_interval_us
+                .map_or(u32::MAX, |us| narrow(us).min(u32::MAX - 1)),
+            message_timeout_us: narrow(config.message_timeout_us),
             pong_timeout_us: narrow(config.pong_timeout_us),
             close_timeout_us: narrow(config.close_timeout_us),
             sent_close: None,
@@ -115,6 +132,14 @@ impl Session {
     /// Where the session is in the close handshake.
     pub const fn state(&self) -> SessionState {
         self.state
+    }
+
+    /// Whether the peer has begun a frame or fragmented message and not finished it: the
+    /// session's deadline is then the message timeout from its first byte, which can come
+    /// before the keepalive deadline it had (a caller that keeps one timer per connection
+    /// re-arms it when this turns true).
+    pub const fn is_unfinished(&self) -> bool {
+        self.flags & UNFINISHED != 0
     }
 
     /// Whether messages may be sent: false once our close frame is out (RFC 6455 §5.5.1: no
@@ -167,17 +192,24 @@ impl Session {
     /// [`handle_timeout`](Self::handle_timeout) must be called, or `None` when nothing is
     /// pending. Changes after every call that takes `now_us`: ask again after each.
     ///
-    /// Open: `pong_timeout_us` after our keepalive ping when nothing came from the peer since,
-    /// otherwise `ping_interval_us` after the peer was last heard from (none when keepalive is
-    /// off). Close sent: `close_timeout_us` after it left.
+    /// Open: `message_timeout_us` after the first byte of a frame or fragmented message the
+    /// peer has not finished; otherwise `pong_timeout_us` after our keepalive ping when
+    /// nothing came from the peer since, otherwise `ping_interval_us` after the peer last
+    /// completed a message, ping, pong or close (none when keepalive is off). Close sent:
+    /// `close_timeout_us` after it left.
     pub fn poll_timeout(&self) -> Option<u64> {
         match self.state {
+            SessionState::Open if self.flags & UNFINISHED != 0 => Some(
+                self.last_heard_us
+                    .saturating_add(u64::from(self.message_timeout_us)),
+            ),
             SessionState::Open if self.awaiting_pong() => {
                 Some(self.mark_us.saturating_add(u64::from(self.pong_timeout_us)))
             }
-            SessionState::Open if self.ping_interval_us != u64::MAX => {
-                Some(self.last_heard_us.saturating_add(self.ping_interval_us))
-            }
+            SessionState::Open if self.ping_interval_us != u32::MAX => Some(
+                self.last_heard_us
+                    .saturating_add(u64::from(self.ping_interval_us)),
+            ),
             SessionState::Open => None,
             SessionState::CloseSent => Some(
                 self.mark_us
@@ -189,6 +221,10 @@ impl Session {
 
     /// Acts on the deadline of [`poll_timeout`](Self::poll_timeout) when `now_us` has reached
     /// it (an early or spurious call does nothing and returns `None`):
+    /// - a frame or message begun and not finished in time: gives `out` a close frame with
+    ///   1008 (policy violation) and the reason "message not finished in time", and returns
+    ///   [`Timeout::MessageIncomplete`] (write the close, then drop the connection: its answer
+    ///   is not awaited);
     /// - keepalive due: gives `out` a ping (empty payload) and returns `None`;
     /// - no sign of life since that ping within the pong timeout: returns
     ///   [`Timeout::PongMissed`];
@@ -201,6 +237,11 @@ impl Session {
             return None;
         }
         match self.state {
+            SessionState::Open if self.flags & UNFINISHED != 0 => {
+                self.close(CloseCode::POLICY_VIOLATION, INCOMPLETE_REASON, now_us, out);
+                self.state = SessionState::TimedOut;
+                Some(Timeout::MessageIncomplete)
+            }
             SessionState::Open if self.awaiting_pong() => {
                 self.state = SessionState::TimedOut;
                 Some(Timeout::PongMissed)
@@ -244,10 +285,22 @@ impl Session {
             && matches!(self.state, SessionState::Open | SessionState::CloseSent)
     }
 
-    /// Bytes came from the peer at `now_us`.
+    /// The receive half took bytes at `now_us`: `completed` whether they completed a message,
+    /// ping, pong or close (a sign of life), `unfinished` whether a frame or fragmented
+    /// message is left begun (its deadline runs from its first byte).
     #[inline]
-    pub(super) fn heard(&mut self, now_us: u64) {
-        self.last_heard_us = now_us;
+    pub(super) fn progress(&mut self, unfinished: bool, completed: bool, now_us: u64) {
+        if unfinished {
+            if self.flags & UNFINISHED == 0 {
+                self.flags |= UNFINISHED;
+                self.last_heard_us = now_us;
+            }
+        } else {
+            self.flags &= !UNFINISHED;
+            if completed {
+                self.last_heard_us = now_us;
+            }
+        }
     }
 
     /// A keepalive ping is out and nothing came from the peer since it left.

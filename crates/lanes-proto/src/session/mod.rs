@@ -118,14 +118,22 @@ pub struct SessionConfig {
     /// Answer every ping with a pong carrying the same payload (RFC 6455 §5.5.2). The ping is
     /// delivered either way. Default: true.
     pub auto_pong: bool,
-    /// Keepalive: send a ping after this many microseconds without a byte from the peer;
-    /// `None` turns keepalive off. Finds dead peers behind NATs and load balancers. Default:
-    /// 30 s.
+    /// Keepalive: send a ping after this many microseconds in which the peer completed no
+    /// message, ping, pong or close (stray bytes do not count); `None` turns keepalive off.
+    /// Finds dead peers behind NATs and load balancers. At most `u32::MAX - 1` µs (about 71
+    /// minutes); larger values act as that. Default: 30 s.
     pub ping_interval_us: Option<u64>,
-    /// After a keepalive ping, how long (microseconds) the peer has to show any sign of life
-    /// (any byte) before [`Timeout::PongMissed`]. At most `u32::MAX` µs (about 71 minutes);
-    /// larger values act as that. Default: 30 s.
+    /// After a keepalive ping, how long (microseconds) the peer has to complete a message,
+    /// ping, pong or close before [`Timeout::PongMissed`]. At most `u32::MAX` µs (about 71
+    /// minutes); larger values act as that. Default: 30 s.
     pub pong_timeout_us: u64,
+    /// How long (microseconds) the peer has to finish a frame or a fragmented message once
+    /// its first byte arrived, before [`Timeout::MessageIncomplete`]. Bounds how long a peer
+    /// that trickles bytes (a header byte at a time, or most of a large frame and then a byte
+    /// now and then) can hold a connection and its partial-message buffer; keepalive is
+    /// suspended meanwhile. At most `u32::MAX` µs (about 71 minutes); larger values act as
+    /// that. Default: 30 s.
+    pub message_timeout_us: u64,
     /// After our close frame, how long (microseconds) we wait for the peer's before
     /// [`Timeout::CloseUnanswered`]. At most `u32::MAX` µs (about 71 minutes); larger
     /// values act as that. Default: 2 s.
@@ -142,6 +150,7 @@ impl SessionConfig {
             auto_pong: true,
             ping_interval_us: Some(30_000_000),
             pong_timeout_us: 30_000_000,
+            message_timeout_us: 30_000_000,
             close_timeout_us: 2_000_000,
         }
     }

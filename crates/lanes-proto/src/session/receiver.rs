@@ -148,7 +148,12 @@ impl Receiver {
     /// is inflated into `scratch` and handed out from there.
     ///
     /// The session's rules are applied here (see the [module documentation](super)):
-    /// - `now_us` is when the bytes arrived: the peer was heard from (keepalive);
+    /// - `now_us` is when the bytes arrived. A completed message, ping, pong or close is a sign
+    ///   of life (keepalive counts from it); bytes that complete nothing are not: a frame or
+    ///   fragmented message begun must be finished within
+    ///   [`SessionConfig::message_timeout_us`] of its first byte
+    ///   ([`Timeout::MessageIncomplete`](super::Timeout::MessageIncomplete)), so a peer that
+    ///   trickles bytes cannot keep a connection or its buffers forever;
     /// - a ping while open: a pong with the same payload is given to `out` when
     ///   [`SessionConfig::auto_pong`], and the ping is delivered;
     /// - a close while open: echoed through `out` (the same code, or an empty close when it had
@@ -185,8 +190,9 @@ impl Receiver {
                 event: None,
             });
         }
-        session.heard(now_us);
         let auto_pong = self.bits & AUTO_PONG != 0;
+        // A control frame leaves a fragmented message as open as it found it.
+        let message_open = self.assembler.is_message_open();
         let (used, event) = match self.advance(data, scratch, out) {
             Ok(step) => step,
             Err(error) => {
@@ -194,6 +200,14 @@ impl Receiver {
                 return Err(error);
             }
         };
+        // What is left unfinished after this step: a step that completes nothing leaves a
+        // header, a frame or a fragmented message begun; a whole message leaves nothing.
+        let unfinished = match &event {
+            None => true,
+            Some(Event::Text(_) | Event::Binary(_)) => false,
+            Some(_) => message_open,
+        };
+        session.progress(unfinished, event.is_some(), now_us);
         let event = match event {
             // The hot path: a message while open goes straight out.
             Some(Event::Text(_) | Event::Binary(_)) if open => event,

@@ -71,18 +71,19 @@ impl Config {
             YEAR,
             "1 ms to a year",
         )?;
+        // The session keeps these in 32-bit microseconds: at most about 71 minutes.
+        const HOUR: Duration = Duration::from_secs(3600);
         if let Some(interval) = t.ping_interval {
             check(
                 "timeouts.ping_interval",
                 interval,
                 MS,
-                YEAR,
-                "1 ms to a year, or None",
+                HOUR,
+                "1 ms to an hour, or None",
             )?;
         }
-        // The session keeps these two in 32-bit microseconds: at most about 71 minutes.
-        const HOUR: Duration = Duration::from_secs(3600);
         check("timeouts.pong", t.pong, MS, HOUR, "1 ms to an hour")?;
+        check("timeouts.message", t.message, MS, HOUR, "1 ms to an hour")?;
         check(
             "timeouts.close",
             t.close,
@@ -275,6 +276,10 @@ mod tests {
         );
         config.timeouts.ping_interval = None;
         assert_eq!(config.validate(), Ok(()));
+        config.timeouts.message = Duration::from_secs(3601);
+        assert_eq!(config.validate().unwrap_err().field(), "timeouts.message");
+        config.timeouts.message = Duration::ZERO;
+        assert_eq!(config.validate().unwrap_err().field(), "timeouts.message");
 
         let mut config = Config::default();
         config.timers.tick_interval = Some(Duration::from_micros(100));

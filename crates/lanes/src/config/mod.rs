@@ -140,13 +140,20 @@ pub struct Timeouts {
     /// How long a client has to complete its opening handshake. Default 10 s; 1 ms to a
     /// year. A client that trickles its request (slowloris) is dropped when it passes.
     pub handshake: Duration,
-    /// After this long without hearing from a peer, the server pings it. Default 30 s
-    /// (1 ms to a year); `None` turns keepalive off. Finds dead peers behind NATs and load
-    /// balancers.
+    /// After this long in which a peer completed no message, ping, pong or close, the server
+    /// pings it (stray bytes do not count). Default 30 s (1 ms to an hour); `None` turns
+    /// keepalive off. Finds dead peers behind NATs and load balancers.
     pub ping_interval: Option<Duration>,
-    /// How long after a keepalive ping the peer has to show any sign of life (any frame)
+    /// How long after a keepalive ping the peer has to complete a message, ping, pong or close
     /// before the connection is closed (code 1006 reported). Default 30 s; 1 ms to an hour.
     pub pong: Duration,
+    /// How long a peer has to finish a frame, or a fragmented message, once its first byte
+    /// arrived; past it the connection is closed with 1008 (policy violation) and counted as
+    /// a timeout. Bounds how long a peer that trickles (a header byte at a time, or most of a
+    /// large frame and then a byte now and then) can hold a connection and its partial
+    /// message's buffer; keepalive waits meanwhile. Default 30 s (a 16 MiB message at
+    /// 4.5 Mbit/s); 1 ms to an hour.
+    pub message: Duration,
     /// After the server sends a close frame, how long it waits for the peer's close before
     /// dropping the TCP connection. Default 2 s; 0 to an hour.
     pub close: Duration,
@@ -161,6 +168,7 @@ impl Default for Timeouts {
             handshake: Duration::from_secs(10),
             ping_interval: Some(Duration::from_secs(30)),
             pong: Duration::from_secs(30),
+            message: Duration::from_secs(30),
             close: Duration::from_secs(2),
             shutdown: Duration::from_secs(5),
         }

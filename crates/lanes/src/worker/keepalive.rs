@@ -35,7 +35,9 @@ pub(super) fn deadline_us(
     };
     match kind {
         PhaseKind::Handshake => after(config.timeouts.handshake),
-        PhaseKind::Open | PhaseKind::CloseSent => session.and_then(Session::poll_timeout),
+        PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::CloseSent => {
+            session.and_then(Session::poll_timeout)
+        }
         PhaseKind::Closing | PhaseKind::Draining => after(config.timeouts.close),
     }
 }
@@ -70,13 +72,16 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Re-arms the timer when the connection changed phase since it was armed.
+    /// Re-arms the timer when the connection changed phase since it was armed: its deadline
+    /// may have come nearer. Not when a frame or message was finished: the deadline only moved
+    /// later, and the entry that comes due early is put back (so a message that spans reads
+    /// costs no timer work).
     pub(super) fn sync_timer(&mut self, key: usize, _now: Instant) {
-        if self
-            .conns
-            .get(key)
-            .is_some_and(|c| c.phase.kind() != c.armed_phase)
-        {
+        if self.conns.get(key).is_some_and(|c| {
+            let kind = c.phase.kind();
+            kind != c.armed_phase
+                && !(c.armed_phase == PhaseKind::Unfinished && kind == PhaseKind::Open)
+        }) {
             self.arm(key);
         }
     }
@@ -149,6 +154,9 @@ impl<H: Handler> Worker<H> {
         if conn.generation != entry.generation || conn.timer_seq != seq {
             return; // replaced by a newer entry, or a later connection in the slot
         }
+        // This entry is used up: whatever is armed next is for the phase as it is now.
+        let kind = conn.phase.kind();
+        self.conns[key].armed_phase = kind;
         match self.deadline_of(key) {
             None => return,
             Some(due) if now_us < due => {
@@ -177,6 +185,18 @@ impl<H: Handler> Worker<H> {
             Some(Timeout::PongMissed) => {
                 tracing::debug!(peer = %conn.peer, "no pong within the pong timeout: closing");
                 self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");
+            }
+            Some(Timeout::MessageIncomplete) => {
+                // The session queued a 1008 close: written once, its answer not awaited.
+                tracing::debug!(peer = %conn.peer, "a frame or message not finished in time: closing");
+                self.flush(key);
+                let reason = "message not finished in time";
+                self.remove(
+                    key,
+                    CloseCause::Timeout,
+                    CloseCode::POLICY_VIOLATION,
+                    reason,
+                );
             }
             Some(Timeout::CloseUnanswered) => {
                 let code = session.sent_close().unwrap_or(CloseCode::ABNORMAL);

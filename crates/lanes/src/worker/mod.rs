@@ -96,6 +96,7 @@ impl<H: Handler> Worker<H> {
             auto_pong: config.auto_pong,
             ping_interval_us: config.timeouts.ping_interval.map(micros),
             pong_timeout_us: micros(config.timeouts.pong),
+            message_timeout_us: micros(config.timeouts.message),
             close_timeout_us: micros(config.timeouts.close),
             ..SessionConfig::server()
         };
