@@ -100,7 +100,9 @@ pub(crate) struct Conn<S> {
     pub(crate) generation: u32,
     pub(crate) phase: Phase<S>,
     /// Milliseconds since the worker's epoch when the current phase began (the handshake and
-    /// closing deadlines; an open connection's are its session's).
+    /// closing deadlines; an open connection's are its session's). While open: when a write
+    /// last began to leave output unsent after the backlog was empty (the age of the backlog,
+    /// for `backpressure.max_age`).
     pub(crate) phase_since_ms: u64,
     /// The receiving half of the session (kept beside the phase so that a message borrowed
     /// from it can be handled while the session sends).

@@ -9,7 +9,7 @@ use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::SendStatus;
-use crate::published::encode;
+use crate::published::{encode, encode_latest};
 use crate::remote::Remote;
 use crate::ws::Ws;
 
@@ -128,6 +128,30 @@ impl<C> WorkerContext<'_, C> {
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
         self.local
             .publish_message(topic, OpCode::Binary, bytes, None)
+    }
+
+    /// Publishes a text message under the latest-value policy: see
+    /// [`Remote::publish_latest_text`](crate::Remote::publish_latest_text).
+    pub fn publish_latest_text(
+        &mut self,
+        topic: &str,
+        key: &str,
+        text: &str,
+    ) -> Result<(), SendError> {
+        let message = encode_latest(OpCode::Text, text.as_bytes(), key);
+        self.local.publish(topic, message, None)
+    }
+
+    /// Publishes a binary message under the latest-value policy: see
+    /// [`Remote::publish_latest_text`](crate::Remote::publish_latest_text).
+    pub fn publish_latest_binary(
+        &mut self,
+        topic: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let message = encode_latest(OpCode::Binary, bytes, key);
+        self.local.publish(topic, message, None)
     }
 
     fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<C>> {

@@ -101,6 +101,12 @@ const FAMILIES: &[PerWorker] = &[
         |w| counter(w.messages_dropped),
     ),
     (
+        "lanes_messages_conflated_total",
+        "Keyed published messages replaced by a newer one while their subscriber was behind.",
+        Kind::Counter,
+        |w| counter(w.messages_conflated),
+    ),
+    (
         "lanes_subscriptions",
         "Topic subscriptions.",
         Kind::Gauge,

@@ -48,6 +48,7 @@ mod exposition;
 mod handler;
 mod hub;
 mod id;
+mod latest;
 mod listener;
 mod live;
 mod local;

@@ -9,6 +9,7 @@ use crate::config::Config;
 use crate::error::SendError;
 use crate::hub::Command;
 use crate::id::ConnId;
+use crate::latest::LatestValues;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
 use crate::published::{Published, encode};
@@ -43,6 +44,8 @@ pub(crate) struct Local {
     /// Connections given output outside their own I/O event (publishes, sends by id, timers):
     /// written once each at the end of the loop iteration.
     pub(crate) dirty: Vec<(usize, u32)>,
+    /// Keyed published messages waiting for subscribers that are behind.
+    pub(crate) latest: LatestValues,
 }
 
 impl Local {
@@ -117,6 +120,7 @@ impl Local {
             deferred: Vec::new(),
             deferred_commands: Vec::new(),
             dirty: Vec::new(),
+            latest: LatestValues::default(),
         }
     }
 }

@@ -40,6 +40,12 @@ pub(crate) struct Outbox {
     /// Set when the hard cap was passed under [`BackpressurePolicy::Close`]: nothing more is
     /// queued, and the connection is closed with 1008 once the callback that sent returns.
     pub(crate) overflowed: bool,
+    /// Set when the backlog waited past `max_age` under [`BackpressurePolicy::Drop`]: data
+    /// messages are dropped (counted) until the backlog is written out.
+    pub(crate) stale: bool,
+    /// A [`TimerKind::Backlog`](crate::timer::TimerKind::Backlog) entry is on the wheel for
+    /// this connection (at most one is).
+    pub(crate) age_check: bool,
     /// permessage-deflate, when negotiated.
     pub(crate) compression: Option<Box<SendCompression>>,
 }
@@ -50,6 +56,8 @@ impl Outbox {
             buf: None,
             written: 0,
             overflowed: false,
+            stale: false,
+            age_check: false,
             compression: None,
         }
     }
@@ -132,6 +140,10 @@ impl Outbox {
     #[inline]
     fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
         if self.overflowed {
+            return Err(SendStatus::Dropped);
+        }
+        if self.stale {
+            stats::add(&local.counters.messages_dropped, 1);
             return Err(SendStatus::Dropped);
         }
         if self.buffered_len() + len > local.config.backpressure.max_len {

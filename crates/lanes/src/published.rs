@@ -13,6 +13,9 @@ pub(crate) struct Published {
     pub(crate) frame: Arc<[u8]>,
     pub(crate) opcode: OpCode,
     header_len: u8,
+    /// The latest-value key: for a subscriber that is behind, this message replaces the one
+    /// with the same key still waiting ([`crate::latest`]).
+    pub(crate) latest: Option<Arc<str>>,
 }
 
 impl Published {
@@ -33,5 +36,14 @@ pub(crate) fn encode(opcode: OpCode, payload: &[u8]) -> Published {
         frame: frame.into(),
         opcode,
         header_len: n as u8,
+        latest: None,
+    }
+}
+
+/// Encodes a message published under the latest-value policy with `key`.
+pub(crate) fn encode_latest(opcode: OpCode, payload: &[u8], key: &str) -> Published {
+    Published {
+        latest: Some(key.into()),
+        ..encode(opcode, payload)
     }
 }

@@ -11,7 +11,7 @@ use lanes_proto::{CloseCode, OpCode};
 use crate::error::SendError;
 use crate::hub::{Command, Link, Shared};
 use crate::id::ConnId;
-use crate::published::{Published, encode};
+use crate::published::{Published, encode, encode_latest};
 use crate::stats::Stats;
 
 /// A handle to a running server that any thread can hold: send to a connection by id, close
@@ -122,6 +122,42 @@ impl Remote {
     /// Publishes a binary message to every subscriber of `topic`, on every worker.
     pub fn publish_binary(&self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
         self.publish_frame(topic, encode(OpCode::Binary, bytes), None)
+    }
+
+    /// Publishes a text message under the latest-value policy: a subscriber that is behind
+    /// (a write to it left output unsent) does not queue it behind its backlog; it keeps only
+    /// the newest message per `key` (an instrument, a player, a room: whatever the newer
+    /// value makes obsolete) and gets those, in publish order, as soon as its backlog is
+    /// written out. So a slow trading client sees current prices, not a queue of old ones.
+    /// Subscribers that keep up get every message, in order, as with
+    /// [`publish_text`](Self::publish_text). Messages replaced this way are counted
+    /// (`messages_conflated`). Keys are the application's: messages with equal keys replace
+    /// each other whatever their topic.
+    ///
+    /// ```no_run
+    /// # fn demo(remote: &lanes::Remote) -> Result<(), lanes::SendError> {
+    /// for (symbol, price) in [("BTC-USD", "97012.5"), ("ETH-USD", "3120.1")] {
+    ///     remote.publish_latest_text("prices", symbol, &format!("{symbol} {price}"))?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn publish_latest_text(&self, topic: &str, key: &str, text: &str) -> Result<(), SendError> {
+        self.publish_frame(
+            topic,
+            encode_latest(OpCode::Text, text.as_bytes(), key),
+            None,
+        )
+    }
+
+    /// Publishes a binary message under the latest-value policy (see
+    /// [`publish_latest_text`](Self::publish_latest_text)).
+    pub fn publish_latest_binary(
+        &self,
+        topic: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        self.publish_frame(topic, encode_latest(OpCode::Binary, bytes, key), None)
     }
 
     /// Sends a text message to every open connection, on every worker.

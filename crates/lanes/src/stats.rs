@@ -119,6 +119,7 @@ pub(crate) struct Counters {
     pub(crate) published: AtomicU64,
     pub(crate) delivered: AtomicU64,
     pub(crate) messages_dropped: AtomicU64,
+    pub(crate) messages_conflated: AtomicU64,
     pub(crate) closed_slow: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) queue_full: AtomicU64,
@@ -186,6 +187,7 @@ impl Counters {
             published: get(&self.published),
             delivered: get(&self.delivered),
             messages_dropped: get(&self.messages_dropped),
+            messages_conflated: get(&self.messages_conflated),
             closed_slow: get(&self.closed_slow),
             stale: get(&self.stale),
             queue_full: get(&self.queue_full),
@@ -234,7 +236,12 @@ pub struct WorkerStats {
     /// [`Backpressure::max_len`](crate::config::Backpressure::max_len) under
     /// [`BackpressurePolicy::Drop`](crate::BackpressurePolicy).
     pub messages_dropped: u64,
-    /// Connections closed with 1008 because their backlog would pass the cap under
+    /// Messages published with a latest-value key that were never sent: a newer one with the
+    /// same key replaced them while their subscriber was behind.
+    pub messages_conflated: u64,
+    /// Connections closed as slow consumers: with 1008 because their backlog would pass the
+    /// cap, or dropped because it waited past
+    /// [`Backpressure::max_age`](crate::config::Backpressure::max_age), under
     /// [`BackpressurePolicy::Close`](crate::BackpressurePolicy).
     pub closed_slow: u64,
     /// Sends and closes from a [`Remote`](crate::Remote) that arrived after their connection
@@ -326,6 +333,7 @@ impl WorkerStats {
         self.published += w.published;
         self.delivered += w.delivered;
         self.messages_dropped += w.messages_dropped;
+        self.messages_conflated += w.messages_conflated;
         self.closed_slow += w.closed_slow;
         self.stale += w.stale;
         self.queue_full += w.queue_full;

@@ -20,6 +20,9 @@ pub(crate) enum TimerKind {
     User(u64),
     /// The worker's tick (the slot and generation are unused).
     Tick,
+    /// The age check of the connection's unwritten output
+    /// ([`Backpressure::max_age`](crate::config::Backpressure::max_age)).
+    Backlog,
 }
 
 /// One scheduled entry: a connection slot and generation, and what it is for.

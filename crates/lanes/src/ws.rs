@@ -10,6 +10,7 @@ use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
+use crate::published::encode_latest;
 use crate::remote::Remote;
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscription};
@@ -127,6 +128,30 @@ impl<'a> Ws<'a> {
     pub fn publish_binary(&mut self, topic: &str, bytes: &[u8]) -> Result<(), SendError> {
         self.local
             .publish_message(topic, OpCode::Binary, bytes, None)
+    }
+
+    /// Publishes a text message under the latest-value policy: see
+    /// [`Remote::publish_latest_text`](crate::Remote::publish_latest_text).
+    pub fn publish_latest_text(
+        &mut self,
+        topic: &str,
+        key: &str,
+        text: &str,
+    ) -> Result<(), SendError> {
+        let message = encode_latest(OpCode::Text, text.as_bytes(), key);
+        self.local.publish(topic, message, None)
+    }
+
+    /// Publishes a binary message under the latest-value policy: see
+    /// [`Remote::publish_latest_text`](crate::Remote::publish_latest_text).
+    pub fn publish_latest_binary(
+        &mut self,
+        topic: &str,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<(), SendError> {
+        let message = encode_latest(OpCode::Binary, bytes, key);
+        self.local.publish(topic, message, None)
     }
 
     /// Publishes a text message to every subscriber of `topic` but this connection: "everyone

@@ -113,8 +113,26 @@ impl Config {
             b.max_len,
             "1 byte to max_len",
         )?;
+        if let Some(age) = b.max_age {
+            check(
+                "backpressure.max_age",
+                age,
+                MS,
+                HOUR,
+                "1 ms to an hour, or None",
+            )?;
+        }
         let s = &self.socket;
         check("socket.backlog", s.backlog, 1, 65_535, "1 to 65,535")?;
+        if let Some(len) = s.send_buffer_len {
+            check(
+                "socket.send_buffer_len",
+                len,
+                4096,
+                64 << 20,
+                "4 KiB to 64 MiB, or None",
+            )?;
+        }
         check(
             "socket.read_buffer_len",
             s.read_buffer_len,
@@ -280,6 +298,21 @@ mod tests {
         assert_eq!(config.validate().unwrap_err().field(), "timeouts.message");
         config.timeouts.message = Duration::ZERO;
         assert_eq!(config.validate().unwrap_err().field(), "timeouts.message");
+
+        let mut config = Config::default();
+        config.backpressure.max_age = Some(Duration::from_secs(3601));
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "backpressure.max_age"
+        );
+        config.backpressure.max_age = Some(Duration::from_millis(1));
+        config.socket.send_buffer_len = Some(1024);
+        assert_eq!(
+            config.validate().unwrap_err().field(),
+            "socket.send_buffer_len"
+        );
+        config.socket.send_buffer_len = Some(65536);
+        assert_eq!(config.validate(), Ok(()));
 
         let mut config = Config::default();
         config.timers.tick_interval = Some(Duration::from_micros(100));

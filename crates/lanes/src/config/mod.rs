@@ -186,8 +186,19 @@ pub struct Backpressure {
     /// Hard cap on a connection's outgoing backlog, in bytes. Default 40 MiB (two largest
     /// messages and their headers); `pause_len` to 1 TiB. A send past it follows `policy`.
     pub max_len: usize,
-    /// What happens past `max_len`. Default [`BackpressurePolicy::Close`].
+    /// What happens past `max_len`, and past `max_age`. Default [`BackpressurePolicy::Close`].
     pub policy: BackpressurePolicy,
+    /// The longest a connection's output may wait unwritten: measured from the moment a write
+    /// last left part of its backlog unsent (the socket's send buffer was full), checked on
+    /// the timer wheel. Past it, `policy` applies: [`BackpressurePolicy::Close`] drops the
+    /// connection at once (counted as a slow consumer: a peer that does not read cannot be
+    /// sent a close frame); [`BackpressurePolicy::Drop`] drops every data message sent or
+    /// published to it until its backlog is written out (counted in `messages_dropped`).
+    /// A market-data server uses it so that a stalled client is cut off (or skipped) within a
+    /// known time, instead of getting old prices once it reads again; pair it with a small
+    /// [`SocketTuning::send_buffer_len`], since the kernel's buffer fills before lanes' own
+    /// backlog starts to age. Default `None` (no age limit); 1 ms to an hour.
+    pub max_age: Option<Duration>,
 }
 
 impl Default for Backpressure {
@@ -196,6 +207,7 @@ impl Default for Backpressure {
             pause_len: 1 << 20,
             max_len: 40 << 20,
             policy: BackpressurePolicy::Close,
+            max_age: None,
         }
     }
 }
@@ -219,6 +231,14 @@ pub struct SocketTuning {
     /// is left alone before accepting again (sooner if a connection closes). Default 100 ms;
     /// 1 ms to an hour. Keeps the worker from spinning on a listener it cannot serve.
     pub accept_backoff: Duration,
+    /// `SO_SNDBUF` of every accepted socket, in bytes (the kernel doubles it for its own
+    /// bookkeeping). Default `None`: the kernel's autotuning, which grows a busy socket's
+    /// buffer up to `net.ipv4.tcp_wmem`'s maximum (4 MiB on most systems), where output to a
+    /// stalled client piles up unseen by lanes' backpressure for a long time (2.8 MB: 31 s of
+    /// 1,000 quotes/s, measured). A latency-sensitive fan-out sets it small (e.g. 64 KiB), so
+    /// backpressure and [`Backpressure::max_age`] see a stalled client within a known time;
+    /// throughput to a fast client on a long path needs it large. 4 KiB to 64 MiB.
+    pub send_buffer_len: Option<usize>,
 }
 
 impl Default for SocketTuning {
@@ -229,6 +249,7 @@ impl Default for SocketTuning {
             accepts_per_wakeup: 64,
             reads_per_wakeup: 16,
             accept_backoff: Duration::from_millis(100),
+            send_buffer_len: None,
         }
     }
 }

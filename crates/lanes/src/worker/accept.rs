@@ -74,7 +74,7 @@ impl<H: Handler> Worker<H> {
     /// Takes a new TCP connection into the table (or refuses it with 503 when the worker is
     /// full) and arms its handshake timeout.
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
-        io::configure(&stream);
+        io::configure(&stream, &self.local.config.socket);
         if self.conns.len() >= self.local.config.limits.max_connections_per_worker {
             io::refuse_busy(&mut stream);
             self.local.counters.note_rejected(503);

@@ -86,6 +86,15 @@ impl<H: Handler> Worker<H> {
             if conn.generation != generation || !conn.phase.can_send() {
                 continue;
             }
+            if conn.backlog_reported > 0
+                && let Some(name) = &message.latest
+            {
+                // Behind: only the newest message per key waits, for when it catches up.
+                if self.local.latest.keep(key, generation, name, message) {
+                    stats::add(&self.local.counters.messages_conflated, 1);
+                }
+                continue;
+            }
             let status =
                 send_published(&mut conn.outbox, message, &mut self.local, &mut compressed);
             if status != SendStatus::Dropped {
@@ -136,7 +145,7 @@ impl<H: Handler> Worker<H> {
 /// Queues a message encoded once for many connections. A connection that compresses with its
 /// own context compresses it itself; those without context takeover share one compressed copy
 /// per window size, made on first use and kept in `compressed` for the rest of the delivery.
-fn send_published(
+pub(super) fn send_published(
     outbox: &mut Outbox,
     message: &Published,
     local: &mut Local,

@@ -61,6 +61,9 @@ impl<H: Handler> Worker<H> {
             self.local.topics.unsubscribe_all(&mut conn.subs);
             self.local.note_subscriptions();
         }
+        if !self.local.latest.is_empty() {
+            self.local.latest.forget(key);
+        }
         let state = conn.take_state(0);
         let local = &mut self.local;
         fire_close(state, &mut self.handler, local, id, cause, code, reason);

@@ -4,26 +4,33 @@
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lanes_proto::CloseCode;
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 
 use super::Worker;
+use super::commands::send_published;
 use super::dispatch;
+use crate::config::SocketTuning;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::Handler;
 use crate::stats::{self, CloseCause};
+use crate::timer::TimerKind;
 
 /// The answer to a connection the worker has no room for.
 const SERVICE_UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
 Content-Type: text/plain; charset=utf-8\r\nContent-Length: 21\r\n\r\ntoo many connections\n";
 
 /// Socket options for every accepted connection: `TCP_NODELAY`, since every write is a whole
-/// batch of frames and waiting for more would only add latency.
-pub(super) fn configure(stream: &TcpStream) {
+/// batch of frames and waiting for more would only add latency; `SO_SNDBUF` when
+/// [`SocketTuning::send_buffer_len`] sets it.
+pub(super) fn configure(stream: &TcpStream, tuning: &SocketTuning) {
     let _ = stream.set_nodelay(true);
+    if let Some(len) = tuning.send_buffer_len {
+        let _ = socket2::SockRef::from(stream).set_send_buffer_size(len);
+    }
 }
 
 /// Answers 503 and shuts down our side (the worker is full).
@@ -173,12 +180,28 @@ impl<H: Handler> Worker<H> {
         }
         let after = conn.outbox.buffered_len();
         let backlog = after.min(u32::MAX as usize) as u32;
+        // A write left output unsent: the connection is behind from now.
+        let fell_behind = conn.backlog_reported == 0 && backlog > 0;
         if backlog != conn.backlog_reported {
             let gauge = &self.local.counters.buffered_bytes;
             stats::sub(gauge, u64::from(conn.backlog_reported));
             stats::add(gauge, u64::from(backlog));
             conn.backlog_reported = backlog;
         }
+        if after == 0 {
+            conn.outbox.stale = false;
+            // Caught up: what waited under the latest-value policy goes out now (and this
+            // connection is written and moved along by that flush).
+            if !self.local.latest.is_empty() && self.release_latest(key) {
+                return;
+            }
+        }
+        if fell_behind {
+            self.fell_behind(key);
+        }
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         if after > self.local.config.backpressure.pause_len {
             if !conn.is_paused() {
                 conn.input = Input::Paused { stash: None };
@@ -190,6 +213,54 @@ impl<H: Handler> Worker<H> {
         if after == 0 && matches!(conn.phase, Phase::Closing) {
             shut_down_writing(conn, self.local.now_us / 1000);
         }
+    }
+
+    /// A write left part of an open connection's output unsent: note when (the age of its
+    /// backlog counts from here) and, with [`Backpressure::max_age`](crate::config::Backpressure::max_age)
+    /// set, put its age check on the wheel (one at a time).
+    #[cold]
+    fn fell_behind(&mut self, key: usize) {
+        let now_ms = self.local.now_us / 1000;
+        let max_age = self.local.config.backpressure.max_age;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if !matches!(conn.phase, Phase::Open { .. }) {
+            return;
+        }
+        conn.phase_since_ms = now_ms;
+        if let Some(age) = max_age
+            && !conn.outbox.age_check
+        {
+            conn.outbox.age_check = true;
+            let at = self.epoch + Duration::from_millis(now_ms) + age;
+            let kind = TimerKind::Backlog;
+            self.local.wheel.schedule(key, conn.generation, kind, at);
+        }
+    }
+
+    /// A connection that was behind has written out its backlog: the messages that waited
+    /// for it under the latest-value policy are queued (newest per key, in publish order) and
+    /// written (by a nested [`flush`](Self::flush)). False when nothing waited.
+    #[cold]
+    fn release_latest(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let waiting = self.local.latest.take(key, conn.generation);
+        if waiting.is_empty() || !conn.phase.can_send() {
+            return false;
+        }
+        let mut compressed = Vec::new();
+        for message in &waiting {
+            let status =
+                send_published(&mut conn.outbox, message, &mut self.local, &mut compressed);
+            if status != crate::outbox::SendStatus::Dropped {
+                stats::add(&self.local.counters.delivered, 1);
+            }
+        }
+        self.flush(key);
+        true
     }
 
     /// The backlog fell under the backpressure limit: reading resumes (with what was stashed

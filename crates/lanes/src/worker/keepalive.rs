@@ -11,7 +11,7 @@ use lanes_proto::session::{Session, Timeout};
 
 use super::Worker;
 use super::dispatch;
-use crate::config::Config;
+use crate::config::{BackpressurePolicy, Config};
 use crate::conn::{Phase, PhaseKind, mark_dirty};
 use crate::context::WorkerContext;
 use crate::handler::Handler;
@@ -91,6 +91,53 @@ impl<H: Handler> Worker<H> {
             TimerKind::Conn { seq } => self.on_conn_timer(entry, seq),
             TimerKind::User(token) => self.on_user_timer(entry, token),
             TimerKind::Tick => self.on_tick(now),
+            TimerKind::Backlog => self.on_backlog_age(entry),
+        }
+    }
+
+    /// The age check of a connection's unwritten output: past
+    /// [`Backpressure::max_age`](crate::config::Backpressure::max_age), the policy applies
+    /// (close at once, or drop data messages until the backlog is out); before it, the check
+    /// is put back for when the age is reached.
+    fn on_backlog_age(&mut self, entry: TimerEntry) {
+        let Some(max_age) = self.local.config.backpressure.max_age else {
+            return;
+        };
+        let now_ms = self.local.now_us / 1000;
+        let key = entry.slot;
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        if conn.generation != entry.generation {
+            return;
+        }
+        conn.outbox.age_check = false;
+        if conn.backlog_reported == 0 || !matches!(conn.phase, Phase::Open { .. }) {
+            return; // caught up (or closing) since
+        }
+        let due_ms = conn.phase_since_ms + max_age.as_millis() as u64;
+        if now_ms < due_ms {
+            // Caught up and fell behind again since the check was set: check then.
+            conn.outbox.age_check = true;
+            let at = self.epoch + Duration::from_millis(due_ms);
+            self.local
+                .wheel
+                .schedule(key, entry.generation, TimerKind::Backlog, at);
+            return;
+        }
+        match self.local.config.backpressure.policy {
+            BackpressurePolicy::Close => {
+                tracing::debug!(peer = %conn.peer, "output waited past max_age: dropping the connection");
+                stats::add(&self.local.counters.closed_slow, 1);
+                let reason = "output waited too long";
+                self.remove(
+                    key,
+                    CloseCause::SlowConsumer,
+                    CloseCode::POLICY_VIOLATION,
+                    reason,
+                );
+            }
+            BackpressurePolicy::Drop => conn.outbox.stale = true,
         }
     }
 

@@ -134,6 +134,7 @@ impl<H: Handler> Worker<H> {
                 deferred: Vec::new(),
                 deferred_commands: Vec::new(),
                 dirty: Vec::new(),
+                latest: Default::default(),
             },
             commands,
             shared,
