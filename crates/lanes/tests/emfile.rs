@@ -1,11 +1,13 @@
 //! Out of file descriptors: the worker keeps serving its connections and does not spin on the
-//! listener, also while shutting down. In its own test binary because it lowers the process's
+//! listener, also while shutting down; it accepts again once descriptors come back, without a
+//! new connection to wake it. In its own test binary because it lowers the process's
 //! RLIMIT_NOFILE (and its tests take turns).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -87,6 +89,80 @@ fn out_of_descriptors_keeps_serving_and_does_not_spin() {
     let mut fresh = Client::connect(addr);
     fresh.send(true, OpCode::Text, b"new");
     assert_eq!(fresh.recv().payload, b"new");
+    handle.shutdown().unwrap();
+}
+
+/// Connections waiting in the backlog while the process is out of descriptors: makes `count`
+/// sockets, lowers the descriptor limit to what is open and fills any room left below it (so
+/// the worker has no descriptor to accept with), then connects the sockets (connecting takes
+/// no descriptor). Returns the old limit, the fillers and the connected streams.
+fn waiting_at_the_limit(addr: SocketAddr, count: usize) -> (u64, Vec<File>, Vec<TcpStream>) {
+    let sockets: Vec<socket2::Socket> = (0..count)
+        .map(|_| socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap())
+        .collect();
+    let old = set_nofile(open_fds());
+    let mut fillers = Vec::new();
+    while let Ok(file) = File::open("/dev/null") {
+        fillers.push(file);
+    }
+    let streams = sockets
+        .into_iter()
+        .map(|socket| {
+            socket.connect(&addr.into()).unwrap();
+            TcpStream::from(socket)
+        })
+        .collect();
+    (old, fillers, streams)
+}
+
+#[test]
+fn accepting_resumes_when_descriptors_come_back_without_a_new_connection() {
+    let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let mut config = Config::default();
+    config.socket.accept_backoff = Duration::from_millis(100);
+    // Nothing else may wake the worker within the test's 5 s: no keepalive pings, and the
+    // connection below leaves its handshake deadline on the timer wheel (cancelled, but it
+    // still wakes the worker when its slot comes round, every 2.56 s at the default
+    // resolution): a minute away, on a wheel that turns once in 512 s.
+    config.timeouts.ping_interval = None;
+    config.timeouts.handshake = Duration::from_secs(60);
+    config.timers.resolution = Duration::from_secs(1);
+    let handle = start_echo(config);
+    let addr = handle.local_addr();
+    let mut served = Client::connect(addr);
+    served.send(true, OpCode::Text, b"first");
+    assert_eq!(served.recv().payload, b"first");
+
+    const WAITING: usize = 5;
+    let (old, fillers, waiting) = waiting_at_the_limit(addr, WAITING);
+    // Let the worker run into EMFILE, and back off a few times.
+    std::thread::sleep(Duration::from_millis(350));
+    assert_eq!(handle.stats().total().accepted, 1, "accepted at the limit");
+    // Descriptors come back, but no connection closes and no new one arrives: the end of the
+    // back-off alone must bring the worker back to the listener.
+    set_nofile(old);
+    let start = Instant::now();
+    while handle.stats().total().accepted < 1 + WAITING as u64 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{} of {WAITING} waiting clients accepted in 5 s after the limit was raised",
+            handle.stats().total().accepted - 1
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    eprintln!(
+        "{WAITING} waiting clients accepted {:?} after the limit was raised",
+        start.elapsed()
+    );
+    for (i, stream) in waiting.into_iter().enumerate() {
+        let mut client = Client::handshake(stream);
+        let text = format!("waited {i}");
+        client.send(true, OpCode::Text, text.as_bytes());
+        assert_eq!(client.recv().payload, text.as_bytes());
+    }
+    served.send(true, OpCode::Text, b"still here");
+    assert_eq!(served.recv().payload, b"still here");
+    drop((served, fillers));
     handle.shutdown().unwrap();
 }
 
