@@ -184,7 +184,9 @@ impl HttpResponse {
 /// connection the callback ran for, which is closed with 1011 (internal error) and then given
 /// to `on_close` with [`CloseCause::HandlerPanic`](crate::CloseCause::HandlerPanic); a panic in
 /// `on_upgrade` or `on_http` answers 500; one in `on_tick` or `on_close` costs that call. Each
-/// is logged and counted (`lanes_handler_panics_total`); the worker's other connections go on.
+/// is counted (`lanes_handler_panics_total`) and logged at `error` with the connection's id, up
+/// to 10 lines per minute per worker (the next line then says how many were left out); the
+/// worker's other connections go on.
 ///
 /// ```
 /// use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};

@@ -59,6 +59,7 @@ mod remote;
 mod server;
 mod stats;
 mod supervisor;
+mod throttle;
 mod timer;
 mod topic;
 mod worker;

@@ -4,9 +4,11 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, Socket, Type};
+
+use crate::throttle::Throttle;
 
 /// A non-blocking listener on `addr` with SO_REUSEADDR and SO_REUSEPORT.
 pub(crate) fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::TcpListener> {
@@ -19,17 +21,37 @@ pub(crate) fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<mio::
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
+/// How often a worker may warn that it is out of file descriptors (and say it accepts again).
+pub(crate) const EMFILE_LOG_WINDOW: Duration = Duration::from_secs(60);
+
 /// The listener's state beyond the socket.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct AcceptState {
     /// The listener still had connections when the accept bound was hit.
     pub(crate) pending: bool,
     /// Accepting is paused (out of descriptors) until then.
     pub(crate) paused_until: Option<Instant>,
-    /// Accepting failed for want of descriptors and has not succeeded since (logged once).
+    /// Accepting failed for want of descriptors and has not succeeded since.
     pub(crate) emfile_streak: bool,
+    /// The streak's warning was logged (so its end is logged too).
+    pub(crate) emfile_logged: bool,
+    /// At most one out-of-descriptors warning per [`EMFILE_LOG_WINDOW`].
+    pub(crate) emfile_log: Throttle,
     /// Shutting down: the listener is gone.
     pub(crate) stopped: bool,
+}
+
+impl Default for AcceptState {
+    fn default() -> AcceptState {
+        AcceptState {
+            pending: false,
+            paused_until: None,
+            emfile_streak: false,
+            emfile_logged: false,
+            emfile_log: Throttle::new(EMFILE_LOG_WINDOW, 1),
+            stopped: false,
+        }
+    }
 }
 
 impl AcceptState {

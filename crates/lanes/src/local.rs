@@ -3,6 +3,7 @@
 //! work they leave for after the callback.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::compress::SharedDeflate;
 use crate::config::Config;
@@ -15,6 +16,7 @@ use crate::pool::BufferPool;
 use crate::published::{Published, encode};
 use crate::remote::Remote;
 use crate::stats::{self, Counters};
+use crate::throttle::Throttle;
 use crate::timer::TimerWheel;
 use crate::topic::{Subscriber, Topics};
 use lanes_proto::OpCode;
@@ -46,7 +48,17 @@ pub(crate) struct Local {
     pub(crate) dirty: Vec<(usize, u32)>,
     /// Keyed published messages waiting for subscribers that are behind.
     pub(crate) latest: LatestValues,
+    /// The lines for handler panics: every panic is counted, the first
+    /// [`PANIC_LOG_BURST`] of each [`PANIC_LOG_WINDOW`] are logged.
+    pub(crate) panic_log: Throttle,
 }
+
+/// How many handler panics a worker logs per [`PANIC_LOG_WINDOW`] (a client that can make a
+/// callback panic can make it panic on every connection).
+pub(crate) const PANIC_LOG_BURST: usize = 10;
+
+/// See [`PANIC_LOG_BURST`].
+pub(crate) const PANIC_LOG_WINDOW: Duration = Duration::from_secs(60);
 
 impl Local {
     /// Records the number of subscriptions after a change.
@@ -104,7 +116,7 @@ impl Local {
     /// A worker's state with no server around it (unit tests).
     #[cfg(test)]
     pub(crate) fn detached(config: Config) -> Local {
-        use std::time::{Duration, Instant};
+        use std::time::Instant;
         let shared = Arc::new(crate::hub::Shared::default());
         Local {
             index: 0,
@@ -121,6 +133,7 @@ impl Local {
             deferred_commands: Vec::new(),
             dirty: Vec::new(),
             latest: LatestValues::default(),
+            panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
         }
     }
 }

@@ -1,14 +1,18 @@
 //! Out of file descriptors: the worker keeps serving its connections and does not spin on the
 //! listener, also while shutting down; it accepts again once descriptors come back, without a
-//! new connection to wake it. In its own test binary because it lowers the process's
-//! RLIMIT_NOFILE (and its tests take turns).
+//! new connection to wake it; and clients cannot make it flood the log. In its own test binary
+//! because it lowers the process's RLIMIT_NOFILE (and its tests take turns) and captures the
+//! log.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
+use std::collections::VecDeque;
 use std::fs::File;
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lanes::{
@@ -18,7 +22,38 @@ use lanes_proto::OpCode;
 use support::{Client, cpu_time, open_fds, set_nofile};
 
 /// The tests here change the process-wide descriptor limit: one at a time.
-static LIMIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static LIMIT: Mutex<()> = Mutex::new(());
+
+/// Every line logged in this process (INFO and above, as a production log at the usual level
+/// would have them), from the first call on.
+fn log() -> &'static Mutex<Vec<u8>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let writer = Captured(Arc::clone(&log));
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        log
+    })
+}
+
+/// Where the subscriber writes.
+#[derive(Clone)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 struct Echo;
 
@@ -163,6 +198,62 @@ fn accepting_resumes_when_descriptors_come_back_without_a_new_connection() {
     served.send(true, OpCode::Text, b"still here");
     assert_eq!(served.recv().payload, b"still here");
     drop((served, fillers));
+    handle.shutdown().unwrap();
+}
+
+#[test]
+fn clients_at_the_limit_cannot_flood_the_log() {
+    let _one_at_a_time = LIMIT.lock().unwrap_or_else(|e| e.into_inner());
+    let log = log();
+    let handle = start_echo(Config::default());
+    let addr = handle.local_addr();
+    let from = log.lock().unwrap().len();
+    // Clients connect and leave as fast as they can, more of them than descriptors allow. Each
+    // one that leaves frees a descriptor, so the worker's next accept works and the one after
+    // fails again: every client can end a streak of EMFILE and start another.
+    let old = set_nofile(open_fds() + 16);
+    let mut clients = VecDeque::new();
+    let (mut connected, mut refused) = (0u64, 0u64);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(3) {
+        match TcpStream::connect(addr) {
+            Ok(stream) => {
+                connected += 1;
+                clients.push_back(stream);
+                if clients.len() > 16 {
+                    clients.pop_front();
+                }
+            }
+            Err(_) => {
+                // Out of descriptors here too: the oldest client leaves.
+                refused += 1;
+                clients.pop_front();
+            }
+        }
+    }
+    drop(clients);
+    set_nofile(old);
+    let wall = start.elapsed();
+    let text = String::from_utf8(log.lock().unwrap()[from..].to_vec()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |level: &str| lines.iter().filter(|l| l.contains(level)).count();
+    let warnings = lines
+        .iter()
+        .filter(|l| l.contains("out of file descriptors"))
+        .count();
+    eprintln!(
+        "{} lines ({} WARN, {} INFO, {} bytes) logged in {wall:?}: {connected} clients \
+         connected, {refused} connects refused for want of descriptors",
+        lines.len(),
+        at(" WARN "),
+        at(" INFO "),
+        text.len()
+    );
+    assert!(
+        warnings >= 1,
+        "the worker never ran out of descriptors:\n{text}"
+    );
+    assert!(lines.len() <= 4, "{} lines:\n{text}", lines.len());
     handle.shutdown().unwrap();
 }
 

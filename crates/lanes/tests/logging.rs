@@ -1,17 +1,19 @@
 //! Log volume under hostile clients: every kind of bad client gets at most one line per
-//! connection, at debug level, so an attacker cannot flood the logs.
+//! connection, at debug level, and a client that makes a handler panic on every connection
+//! gets a few error lines in all, so an attacker cannot flood the logs. The tests take turns,
+//! each counting the lines logged during its turn.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use lanes::Config;
+use lanes::{Accept, Config, Handler, HttpResponse, Message, Request, Ws};
 use lanes_proto::OpCode;
-use support::{Client, start_echo};
+use support::{Client, start_echo, start_server};
 
 /// Where the subscriber writes: every line, kept for the test.
 #[derive(Clone, Default)]
@@ -27,17 +29,28 @@ impl Write for Captured {
     }
 }
 
+/// Every line logged in this process (at every level), and this test's turn.
+fn captured() -> (&'static Captured, MutexGuard<'static, ()>) {
+    static TURN: Mutex<()> = Mutex::new(());
+    static CAPTURED: OnceLock<Captured> = OnceLock::new();
+    let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let captured = CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).unwrap();
+        captured
+    });
+    (captured, turn)
+}
+
 #[test]
 fn a_bad_client_costs_at_most_one_debug_line() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).unwrap();
-
+    let (captured, _turn) = captured();
     let mut config = Config::default();
     config.timeouts.handshake = Duration::from_millis(200);
     let handle = start_echo(2, config);
@@ -107,5 +120,62 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
     );
     // The refusals and protocol errors are there, one each (the slowloris ends silently).
     assert_eq!(at(" DEBUG "), 5 * EACH, "{text}");
+    handle.shutdown().unwrap();
+}
+
+/// Panics on every message.
+struct Fragile;
+
+/// What [`Fragile`] panics with (left out of the test's output).
+const BOOM: &str = "the handler fails on every message";
+
+impl Handler for Fragile {
+    type State = ();
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+        Ok(Accept::new(()))
+    }
+    fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {
+        std::panic::panic_any(BOOM);
+    }
+}
+
+#[test]
+fn a_handler_that_panics_for_every_client_logs_a_few_lines_and_counts_all() {
+    let (captured, _turn) = captured();
+    // The default hook would print each of the panics on stderr; keep the others.
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.payload().downcast_ref::<&str>() != Some(&BOOM) {
+            hook(info);
+        }
+    }));
+    let handle = start_server(1, Config::default(), |_| Fragile);
+    let addr = handle.local_addr();
+    let start_lines = captured.0.lock().unwrap().len();
+    const CLIENTS: u64 = 100;
+    for _ in 0..CLIENTS {
+        let mut client = Client::connect(addr);
+        client.send(true, OpCode::Text, b"boom");
+        assert_eq!(client.recv().close_code(), Some(1011));
+    }
+    let panics = || {
+        handle
+            .metrics()
+            .counter("lanes_handler_panics_total", &[("core", "all")])
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while panics() != Some(CLIENTS) {
+        assert!(Instant::now() < deadline, "{:?} panics counted", panics());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let text = String::from_utf8(captured.0.lock().unwrap()[start_lines..].to_vec()).unwrap();
+    let errors = text.lines().filter(|l| l.contains(" ERROR ")).count();
+    // The first ten of the minute, each with its connection's id.
+    assert_eq!(errors, 10, "{text}");
+    let first = text.lines().find(|l| l.contains(" ERROR ")).unwrap();
+    assert!(
+        first.contains("connection=") && first.contains("panicked"),
+        "{first}"
+    );
     handle.shutdown().unwrap();
 }

@@ -229,7 +229,10 @@ pub struct SocketTuning {
     pub reads_per_wakeup: usize,
     /// After accept fails with EMFILE/ENFILE (out of file descriptors), how long the listener
     /// is left alone before accepting again (sooner if a connection closes). Default 100 ms;
-    /// 1 ms to an hour. Keeps the worker from spinning on a listener it cannot serve.
+    /// 1 ms to an hour. Keeps the worker from spinning on a listener it cannot serve. The
+    /// warning that accepting is paused, and the line that it works again, come at most once a
+    /// minute per worker (the next warning says how many pauses went unlogged), however often
+    /// clients make it happen.
     pub accept_backoff: Duration,
     /// `SO_SNDBUF` of every accepted socket, in bytes (the kernel doubles it for its own
     /// bookkeeping). Default `None`: the kernel's autotuning, which grows a busy socket's

@@ -31,7 +31,10 @@ impl<H: Handler> Worker<H> {
                 Ok((stream, peer)) => {
                     if self.accept.emfile_streak {
                         self.accept.emfile_streak = false;
-                        tracing::info!(worker = self.local.index, "accepting again");
+                        // Only after a warning that was logged: the pair stays a pair.
+                        if std::mem::take(&mut self.accept.emfile_logged) {
+                            tracing::info!(worker = self.local.index, "accepting again");
+                        }
                     }
                     stats::add(&self.local.counters.accepted, 1);
                     self.admit(stream, peer, now);
@@ -39,13 +42,23 @@ impl<H: Handler> Worker<H> {
                 Err(e) if e.kind() == ErrorKind::WouldBlock => return,
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) => {
                     // Out of descriptors: leave the listener alone for a while (or until a
-                    // connection closes) rather than spin on it. One warning per streak (the
-                    // pause repeats every accept_backoff).
+                    // connection closes) rather than spin on it. A streak ends with the next
+                    // accept, which clients can make happen at will (each connection that
+                    // closes frees a descriptor): one warning per streak, and at most one per
+                    // EMFILE_LOG_WINDOW, saying how many streaks went unlogged since the last.
                     if self.accept.emfile_streak {
                         tracing::debug!(worker = self.local.index, error = %e, "still out of file descriptors");
                     } else {
                         self.accept.emfile_streak = true;
-                        tracing::warn!(worker = self.local.index, error = %e, "out of file descriptors: accepting paused");
+                        if let Some(suppressed) = self.accept.emfile_log.admit(self.local.now_us) {
+                            self.accept.emfile_logged = true;
+                            tracing::warn!(
+                                worker = self.local.index,
+                                error = %e,
+                                suppressed,
+                                "out of file descriptors: accepting paused"
+                            );
+                        }
                     }
                     self.accept.paused_until = Some(now + self.local.config.socket.accept_backoff);
                     return;

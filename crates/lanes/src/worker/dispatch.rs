@@ -105,9 +105,10 @@ pub(super) fn on_frames<H: Handler>(
 }
 
 /// A callback panicked while it ran for `conn`: the panic is counted and logged with the
-/// connection's id, the connection is closed with 1011 (internal error), and `on_close` runs
-/// for it (cause [`CloseCause::HandlerPanic`]) so the application can clean up. The worker and
-/// its other connections go on.
+/// connection's id (at most `PANIC_LOG_BURST` lines per `PANIC_LOG_WINDOW`), the connection is
+/// closed with 1011 (internal error), and `on_close` runs for it (cause
+/// [`CloseCause::HandlerPanic`]) so the application can clean up. The worker and its other
+/// connections go on.
 #[cold]
 pub(super) fn handler_panicked<H: Handler>(
     conn: &mut Conn<H::State>,
@@ -117,7 +118,9 @@ pub(super) fn handler_panicked<H: Handler>(
     callback: &'static str,
 ) {
     stats::add(&local.counters.handler_panics, 1);
-    tracing::error!(connection = ?id, callback, "a handler callback panicked: closing its connection with 1011");
+    if let Some(suppressed) = local.panic_log.admit(local.now_us) {
+        tracing::error!(connection = ?id, callback, suppressed, "a handler callback panicked: closing its connection with 1011");
+    }
     let (code, reason) = (CloseCode::INTERNAL_ERROR, "internal error");
     conn.close(code, reason, local);
     let state = conn.take_state(local.now_us / 1000);
@@ -405,6 +408,8 @@ pub(super) fn fire_close<H: Handler>(
     if caught.is_err() {
         // The state went with the unwinding; there is nothing left to clean up.
         stats::add(&local.counters.handler_panics, 1);
-        tracing::error!(connection = ?id, callback = "on_close", "a handler callback panicked");
+        if let Some(suppressed) = local.panic_log.admit(local.now_us) {
+            tracing::error!(connection = ?id, callback = "on_close", suppressed, "a handler callback panicked");
+        }
     }
 }

@@ -156,11 +156,14 @@ impl<H: Handler> Worker<H> {
         let tick = || self.handler.on_tick(&mut ctx);
         if panic::catch_unwind(AssertUnwindSafe(tick)).is_err() {
             stats::add(&self.local.counters.handler_panics, 1);
-            tracing::error!(
-                worker = self.local.index,
-                callback = "on_tick",
-                "a handler callback panicked"
-            );
+            if let Some(suppressed) = self.local.panic_log.admit(self.local.now_us) {
+                tracing::error!(
+                    worker = self.local.index,
+                    callback = "on_tick",
+                    suppressed,
+                    "a handler callback panicked"
+                );
+            }
         }
         let mut next = deadline + interval;
         if next <= now {

@@ -35,10 +35,11 @@ use crate::hub::{Command, Shared};
 use crate::id::ConnId;
 use crate::listener::AcceptState;
 use crate::live::LiveTable;
-use crate::local::Local;
+use crate::local::{Local, PANIC_LOG_BURST, PANIC_LOG_WINDOW};
 use crate::pool::BufferPool;
 use crate::remote::Remote;
 use crate::stats;
+use crate::throttle::Throttle;
 use crate::timer::{TimerKind, TimerWheel};
 use crate::topic::Topics;
 
@@ -135,6 +136,7 @@ impl<H: Handler> Worker<H> {
                 deferred_commands: Vec::new(),
                 dirty: Vec::new(),
                 latest: Default::default(),
+                panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
             },
             commands,
             shared,

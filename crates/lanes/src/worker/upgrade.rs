@@ -216,7 +216,9 @@ impl<H: Handler> Worker<H> {
         }
         if let Some(callback) = answer.panicked {
             stats::add(&self.local.counters.handler_panics, 1);
-            tracing::error!(peer = %conn.peer, callback, "a handler callback panicked: answered 500");
+            if let Some(suppressed) = self.local.panic_log.admit(self.local.now_us) {
+                tracing::error!(peer = %conn.peer, callback, suppressed, "a handler callback panicked: answered 500");
+            }
         }
         let conn = &mut self.conns[key];
         conn.outbox.push_raw(&answer.response, &mut self.local.pool);
