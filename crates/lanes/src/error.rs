@@ -10,7 +10,9 @@ use crate::config::ConfigError;
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// A listening socket could not be bound.
+    /// A listening socket could not be bound. An error of kind
+    /// [`AddrInUse`](io::ErrorKind::AddrInUse) when another socket already listens on the
+    /// port (see [`SocketTuning::share_port`](crate::config::SocketTuning::share_port)).
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -10,7 +10,9 @@
 //!   [`Message::Binary`] borrowed straight from the receive buffer when it arrived whole,
 //!   [`Ws`] sends. One handler per worker, built on the worker's thread: no `Send` needed.
 //! - Start a [`Server`] with a handler factory; [`ServerHandle::shutdown`], [`Remote::shutdown`]
-//!   or SIGINT/SIGTERM (under [`Server::run`]) stop it gracefully.
+//!   or SIGINT/SIGTERM (under [`Server::run`]) stop it gracefully. A port another socket
+//!   already listens on is refused at start, unless
+//!   [`SocketTuning::share_port`](config::SocketTuning::share_port) asks to share it.
 //! - Limits and timeouts live in [`Config`], each with its default and the reason for it.
 //!
 //! - Reach connections from anywhere with a [`Remote`] (from [`ServerHandle::remote`] or

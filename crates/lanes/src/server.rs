@@ -14,7 +14,7 @@ use crate::error::Error;
 use crate::exporters::Exporters;
 use crate::handler::Handler;
 use crate::hub::{Link, Shared};
-use crate::listener::bind_reuseport;
+use crate::listener::bind_workers;
 use crate::remote::Remote;
 use crate::stats::Stats;
 use crate::supervisor::{ExitGuard, Supervisor, Wake};
@@ -142,17 +142,7 @@ where
     pub fn start(self) -> Result<ServerHandle, Error> {
         self.config.validate().map_err(Error::Config)?;
         let placements = self.placements()?;
-        // The first listener fixes the port (which matters for port 0); the others bind it too.
-        let mut addr = self.addr;
-        let mut listeners = Vec::with_capacity(placements.len());
-        for _ in &placements {
-            let listener = bind_reuseport(addr, self.config.socket.backlog)
-                .map_err(|source| Error::Bind { addr, source })?;
-            addr = listener
-                .local_addr()
-                .map_err(|source| Error::Bind { addr, source })?;
-            listeners.push(listener);
-        }
+        let (listeners, addr) = bind_workers(self.addr, placements.len(), &self.config.socket)?;
         let shared = Arc::new(Shared::default());
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = mpsc::channel();

@@ -242,6 +242,33 @@ pub struct SocketTuning {
     /// backpressure and [`Backpressure::max_age`] see a stalled client within a known time;
     /// throughput to a fast client on a long path needs it large. 4 KiB to 64 MiB.
     pub send_buffer_len: Option<usize>,
+    /// Whether the server may share its port with other listening sockets that have
+    /// `SO_REUSEPORT` set: other processes of the same user, or other [`Server`]s in this
+    /// process. Default false: [`Server::start`] fails with [`Error::Bind`] (an
+    /// [`io::ErrorKind::AddrInUse`] error) when a socket already listens on the port, whether
+    /// it set `SO_REUSEPORT` or not. A port in `TIME_WAIT` (connections of a server that just
+    /// stopped) does not count. Port 0 always gets a port of its own.
+    ///
+    /// Sharing means the kernel spreads new connections over every listener on the port, ours
+    /// and theirs, by a hash of the client's address and port: with two servers, each gets
+    /// about half of the new clients. It is what a restart without downtime needs (start the
+    /// new server, then shut the old one down). The risks: any process of the same user can
+    /// then take a share of the clients just by listening on the port, a forgotten instance
+    /// (an old build, a test) quietly serves its share, and connections waiting in a
+    /// listener's backlog when it closes are reset, not moved to the others.
+    ///
+    /// The check is the starting server's, made once, before its workers' listeners are
+    /// bound; a server cannot refuse company that comes later. A socket that starts listening
+    /// on the port with `SO_REUSEPORT` in the moment between the check and the binding
+    /// (another program starting at the same instant), or at any time afterwards without a
+    /// check of its own (another program, or a lanes server with `share_port` set), shares
+    /// the port. A lanes server without `share_port` started later makes the check and fails.
+    ///
+    /// [`Server`]: crate::Server
+    /// [`Server::start`]: crate::Server::start
+    /// [`Error::Bind`]: crate::Error::Bind
+    /// [`io::ErrorKind::AddrInUse`]: std::io::ErrorKind::AddrInUse
+    pub share_port: bool,
 }
 
 impl Default for SocketTuning {
@@ -253,6 +280,7 @@ impl Default for SocketTuning {
             reads_per_wakeup: 16,
             accept_backoff: Duration::from_millis(100),
             send_buffer_len: None,
+            share_port: false,
         }
     }
 }
