@@ -103,11 +103,33 @@ fn spawn_child(mode: &str) -> Served {
             break port.trim().parse::<u16>().unwrap();
         }
     };
+    if mode != "off" {
+        // The port is printed before `wait` installs the handlers: a signal sent in between
+        // would meet the default action. Wait until the kernel says both are caught.
+        let caught = (1u64 << (libc::SIGINT - 1)) | (1u64 << (libc::SIGTERM - 1));
+        while caught_signals(child.id()) & caught != caught {
+            assert!(
+                Instant::now() < deadline,
+                "the child never caught SIGINT and SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     Served {
         child,
         addr: SocketAddr::from(([127, 0, 0, 1], port)),
         lines,
     }
+}
+
+/// The signals a process has handlers for (`SigCgt` of /proc/PID/status).
+fn caught_signals(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .unwrap_or(0)
 }
 
 fn signal(child: &Child, signal: i32) {
