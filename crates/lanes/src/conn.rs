@@ -120,6 +120,9 @@ pub(crate) struct Conn<S> {
     /// The backlog counted in the worker's `buffered_bytes` gauge for this connection (as of
     /// its last write).
     pub(crate) backlog_reported: u32,
+    /// The partial input (receiver and stash) counted in the worker's memory-budget total for
+    /// this connection (as of its last I/O).
+    pub(crate) partial_reported: u32,
 }
 
 impl<S> Conn<S> {

@@ -54,6 +54,7 @@ mod latest;
 mod listener;
 mod live;
 mod local;
+mod memory;
 mod outbox;
 mod pool;
 mod published;

@@ -141,6 +141,9 @@ where
     /// installed only by [`ServerHandle::wait`] (and so by `run`).
     pub fn start(self) -> Result<ServerHandle, Error> {
         self.config.validate().map_err(Error::Config)?;
+        if let Some(threshold) = self.config.memory.malloc_mmap_threshold {
+            crate::memory::set_mmap_threshold(threshold);
+        }
         let placements = self.placements()?;
         let (listeners, addr) = bind_workers(self.addr, placements.len(), &self.config.socket)?;
         let shared = Arc::new(Shared::default());

@@ -17,7 +17,7 @@ pub enum CloseCause {
     Clean,
     /// The peer broke the protocol; we closed with the error's code (1002, 1007, 1009, ...).
     ProtocolError,
-    /// A handshake, pong or close deadline passed.
+    /// A handshake, pong, message or close deadline passed.
     Timeout,
     /// The peer went away without a close handshake (end of stream, reset, write error).
     Reset,
@@ -28,11 +28,15 @@ pub enum CloseCause {
     SlowConsumer,
     /// A handler callback panicked while it ran for this connection; we closed with 1011.
     HandlerPanic,
+    /// The worker was over its memory budget
+    /// ([`MemoryConfig::worker_budget`](crate::config::MemoryConfig::worker_budget)) and this
+    /// connection held the most (a partial message: 1009; a backlog: 1008).
+    MemoryBudget,
 }
 
 impl CloseCause {
     /// Every cause, in the order of [`WorkerStats::closed`].
-    pub const ALL: [CloseCause; 7] = [
+    pub const ALL: [CloseCause; 8] = [
         CloseCause::Clean,
         CloseCause::ProtocolError,
         CloseCause::Timeout,
@@ -40,10 +44,11 @@ impl CloseCause {
         CloseCause::Shutdown,
         CloseCause::SlowConsumer,
         CloseCause::HandlerPanic,
+        CloseCause::MemoryBudget,
     ];
 
     /// The label value: `clean`, `protocol_error`, `timeout`, `reset`, `shutdown`,
-    /// `slow_consumer`, `handler_panic`.
+    /// `slow_consumer`, `handler_panic`, `memory_budget`.
     pub fn as_str(self) -> &'static str {
         match self {
             CloseCause::Clean => "clean",
@@ -53,6 +58,7 @@ impl CloseCause {
             CloseCause::Shutdown => "shutdown",
             CloseCause::SlowConsumer => "slow_consumer",
             CloseCause::HandlerPanic => "handler_panic",
+            CloseCause::MemoryBudget => "memory_budget",
         }
     }
 

@@ -286,3 +286,65 @@ fn a_subscriber_that_stalls_then_reads_gets_only_the_newest_value_per_key() {
     assert_eq!(stats.connections, 2);
     handle.shutdown().unwrap();
 }
+
+/// Sends a frame header declaring `len` bytes and `sent` bytes of its payload, fast.
+fn begin_frame(client: &mut Client, len: usize, sent: usize) {
+    let frame = Client::encode(true, OpCode::Binary, &vec![3u8; len]);
+    let header = frame.len() - len;
+    client.send_raw(&frame[..header + sent]);
+}
+
+#[test]
+fn over_the_memory_budget_the_largest_holders_are_closed_and_the_rest_served() {
+    let mut config = Config::default();
+    config.memory.worker_budget = 8 << 20;
+    let handle = start_echo(1, config);
+    let addr = handle.local_addr();
+    let mut bystander = Client::connect(addr);
+    let mut small = Client::connect(addr);
+    begin_frame(&mut small, 2 << 20, 1 << 20); // 1 MiB held: under the budget
+
+    // A partial message of 10 MiB: over the budget, and the largest holder: 1009.
+    let mut partial = Client::connect(addr);
+    begin_frame(&mut partial, 12 << 20, 10 << 20);
+    let close = partial.recv();
+    assert_eq!(close.close_code(), Some(1009), "{close:?}");
+
+    // Readers that never read, each with a 6 MiB echo waiting: together over the budget, so
+    // the largest holder is dropped (it may be cut off while it is still sending).
+    let mut stalled = Vec::new();
+    for _ in 0..2 {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&addr.into()).unwrap();
+        let mut client = Client::handshake(socket.into());
+        let _ = client
+            .stream
+            .write_all(&Client::encode(true, OpCode::Binary, &vec![4u8; 6 << 20]));
+        stalled.push(client);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let budget = CloseCause::ALL
+        .iter()
+        .position(|c| *c == CloseCause::MemoryBudget);
+    while handle.stats().total().closed[budget.unwrap()] < 2 {
+        assert!(Instant::now() < deadline, "{:?}", handle.stats().total());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(handle.stats().total().buffered_bytes <= 8 << 20);
+
+    // Everyone else goes on: the small partial message completes, the bystander is served.
+    let rest = Client::encode(true, OpCode::Binary, &vec![3u8; 2 << 20]);
+    small.send_raw(&rest[rest.len() - (1 << 20)..]);
+    assert_eq!(small.recv().payload.len(), 2 << 20);
+    bystander.send(true, OpCode::Text, b"still served");
+    assert_eq!(bystander.recv().payload, b"still served");
+    let stats = handle.stats().total();
+    assert_eq!(
+        stats.connections, 3,
+        "the bystander, the small one, one stalled: {stats:?}"
+    );
+    drop(stalled);
+    handle.shutdown().unwrap();
+}

@@ -122,6 +122,23 @@ impl Config {
                 "1 ms to an hour, or None",
             )?;
         }
+        let m = &self.memory;
+        check(
+            "memory.worker_budget",
+            m.worker_budget,
+            1 << 20,
+            1 << 40,
+            "1 MiB to 1 TiB",
+        )?;
+        if let Some(threshold) = m.malloc_mmap_threshold {
+            check(
+                "memory.malloc_mmap_threshold",
+                threshold,
+                4096,
+                32 << 20,
+                "4 KiB to 32 MiB, or None",
+            )?;
+        }
         let s = &self.socket;
         check("socket.backlog", s.backlog, 1, 65_535, "1 to 65,535")?;
         if let Some(len) = s.send_buffer_len {

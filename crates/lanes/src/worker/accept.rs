@@ -109,6 +109,7 @@ impl<H: Handler> Worker<H> {
             phase: Phase::Handshake { head: None },
             phase_since_ms: now_ms,
             backlog_reported: 0,
+            partial_reported: 0,
             receiver: Receiver::new(&self.session_config),
             outbox: Outbox::new(),
             input: Input::Reading,

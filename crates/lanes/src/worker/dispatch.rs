@@ -57,6 +57,7 @@ impl<H: Handler> Worker<H> {
             &self.local.counters.buffered_bytes,
             u64::from(conn.backlog_reported),
         );
+        self.held -= conn.backlog_reported as usize + conn.partial_reported as usize;
         if !conn.subs.is_empty() {
             self.local.topics.unsubscribe_all(&mut conn.subs);
             self.local.note_subscriptions();

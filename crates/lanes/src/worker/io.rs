@@ -33,6 +33,17 @@ pub(super) fn configure(stream: &TcpStream, tuning: &SocketTuning) {
     }
 }
 
+/// Writes a close frame straight to the socket, once, without waiting: for a connection being
+/// dropped at once with nothing else queued before the close (what the socket does not take is
+/// lost).
+pub(super) fn write_close_now(stream: &mut TcpStream, code: CloseCode, reason: &str) {
+    let mut frame = Vec::with_capacity(4 + reason.len());
+    frame.extend_from_slice(&[0x88, (2 + reason.len()) as u8]);
+    frame.extend_from_slice(&code.as_u16().to_be_bytes());
+    frame.extend_from_slice(reason.as_bytes());
+    let _ = stream.write(&frame);
+}
+
 /// Answers 503 and shuts down our side (the worker is full).
 pub(super) fn refuse_busy(stream: &mut TcpStream) {
     let _ = stream.write(SERVICE_UNAVAILABLE);
@@ -77,6 +88,7 @@ impl<H: Handler> Worker<H> {
         if self.conns.contains(key) {
             self.flush(key);
         }
+        self.account_partial(key);
         self.sync_timer(key, now);
     }
 
@@ -186,6 +198,7 @@ impl<H: Handler> Worker<H> {
             let gauge = &self.local.counters.buffered_bytes;
             stats::sub(gauge, u64::from(conn.backlog_reported));
             stats::add(gauge, u64::from(backlog));
+            self.held = self.held + backlog as usize - conn.backlog_reported as usize;
             conn.backlog_reported = backlog;
         }
         if after == 0 {

@@ -8,6 +8,7 @@
 //! and this worker's own publishes) and [`shutdown`].
 
 mod accept;
+mod budget;
 mod commands;
 mod dispatch;
 mod io;
@@ -74,6 +75,9 @@ pub(crate) struct Worker<H: Handler> {
     head_limits: HeadLimits,
     /// Connections to read from again in the next iteration (read bound hit, or resumed).
     pending_reads: Vec<(usize, u32)>,
+    /// Bytes the connections hold for partial input and outgoing backlogs, all together (the
+    /// memory budget's running total).
+    held: usize,
     accept: AcceptState,
     shutdown_deadline: Option<Instant>,
 }
@@ -147,6 +151,7 @@ impl<H: Handler> Worker<H> {
             session_config,
             head_limits,
             pending_reads: Vec::new(),
+            held: 0,
             accept: AcceptState::default(),
             shutdown_deadline: None,
         }
@@ -235,6 +240,9 @@ impl<H: Handler> Worker<H> {
                 self.begin_shutdown(now);
             }
             self.settle(now);
+            if self.held > self.local.config.memory.worker_budget {
+                self.shed_memory();
+            }
             let counters = &self.local.counters;
             stats::add(&counters.loop_iterations, 1);
             counters.loop_events.record(ready);
