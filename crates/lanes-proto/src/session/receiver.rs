@@ -201,18 +201,23 @@ impl Receiver {
             }
         };
         // What is left unfinished after this step: a step that completes nothing leaves a
-        // header, a frame or a fragmented message begun; a whole message leaves nothing.
-        let unfinished = match &event {
-            None => true,
-            Some(Event::Text(_) | Event::Binary(_)) => false,
-            Some(_) => message_open,
-        };
-        session.progress(unfinished, event.is_some(), now_us);
+        // header, a frame or a fragmented message begun; a whole message leaves nothing; a
+        // control frame leaves a fragmented message as it found it.
         let event = match event {
             // The hot path: a message while open goes straight out.
-            Some(Event::Text(_) | Event::Binary(_)) if open => event,
-            None => None,
-            Some(event) => session.on_event(event, auto_pong, now_us, out),
+            Some(Event::Text(_) | Event::Binary(_)) if open => {
+                session.progress(false, true, now_us);
+                event
+            }
+            None => {
+                session.progress(true, false, now_us);
+                None
+            }
+            Some(event) => {
+                let data = matches!(event, Event::Text(_) | Event::Binary(_));
+                session.progress(!data && message_open, true, now_us);
+                session.on_event(event, auto_pong, now_us, out)
+            }
         };
         Ok(Step { used, event })
     }

@@ -6,7 +6,7 @@
 use lanes_proto::CloseCode;
 
 use super::Worker;
-use crate::conn::{Conn, Input};
+use crate::conn::{Conn, Input, PhaseKind};
 use crate::handler::Handler;
 use crate::stats::CloseCause;
 
@@ -21,16 +21,26 @@ fn partial_len<S>(conn: &Conn<S>) -> u32 {
 }
 
 impl<H: Handler> Worker<H> {
-    /// Brings the connection's partial input in the running total up to date.
+    /// After a connection's I/O: brings its partial input in the running total up to date,
+    /// and re-arms its timer when its phase changed (one lookup for both).
     #[inline]
-    pub(super) fn account_partial(&mut self, key: usize) {
+    pub(super) fn settle_conn(&mut self, key: usize) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        let now = partial_len(conn);
-        if now != conn.partial_reported {
-            self.held = self.held + now as usize - conn.partial_reported as usize;
-            conn.partial_reported = now;
+        let kind = conn.phase.kind();
+        // An open connection with no frame or message begun and reading holds no partial
+        // input (its receiver releases what it delivered): no need to look.
+        let idle = kind == PhaseKind::Open && matches!(conn.input, Input::Reading);
+        if !idle || conn.partial_reported != 0 {
+            let now = partial_len(conn);
+            if now != conn.partial_reported {
+                self.held = self.held + now as usize - conn.partial_reported as usize;
+                conn.partial_reported = now;
+            }
+        }
+        if super::keepalive::timer_outdated(conn, kind) {
+            self.arm(key);
         }
     }
 

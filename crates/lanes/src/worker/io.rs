@@ -16,6 +16,7 @@ use super::dispatch;
 use crate::config::SocketTuning;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::Handler;
+use crate::local::Local;
 use crate::stats::{self, CloseCause};
 use crate::timer::TimerKind;
 
@@ -56,6 +57,27 @@ pub(super) fn register(poll: &Poll, stream: &mut TcpStream, token: Token) -> io:
         .register(stream, token, Interest::READABLE | Interest::WRITABLE)
 }
 
+/// A write left part of an open connection's output unsent: note when (the age of its backlog
+/// counts from here) and, with [`Backpressure::max_age`](crate::config::Backpressure::max_age)
+/// set, put its age check on the wheel (one at a time).
+#[cold]
+fn fell_behind<S>(conn: &mut Conn<S>, key: usize, local: &mut Local, epoch: Instant) {
+    if !matches!(conn.phase, Phase::Open { .. }) {
+        return;
+    }
+    let now_ms = local.now_us / 1000;
+    conn.phase_since_ms = now_ms;
+    if let Some(age) = local.config.backpressure.max_age
+        && !conn.outbox.age_check
+    {
+        conn.outbox.age_check = true;
+        let at = epoch + Duration::from_millis(now_ms) + age;
+        local
+            .wheel
+            .schedule(key, conn.generation, TimerKind::Backlog, at);
+    }
+}
+
 /// A closing connection whose backlog is written: shut down our side, and drain.
 fn shut_down_writing<S>(conn: &mut Conn<S>, now_ms: u64) {
     let _ = conn.stream.shutdown(Shutdown::Write);
@@ -71,25 +93,15 @@ impl<H: Handler> Worker<H> {
     /// Readiness on a connection: write what is queued, read what arrived, act on the result.
     /// `read_closed` says the peer's end of stream came with the event, so reading goes on
     /// until it is seen even after a short read.
-    pub(super) fn on_io(
-        &mut self,
-        key: usize,
-        readable: bool,
-        read_closed: bool,
-        writable: bool,
-        now: Instant,
-    ) {
+    pub(super) fn on_io(&mut self, key: usize, readable: bool, read_closed: bool, writable: bool) {
         if writable {
             self.flush(key);
         }
         if readable {
             self.read(key, read_closed);
         }
-        if self.conns.contains(key) {
-            self.flush(key);
-        }
-        self.account_partial(key);
-        self.sync_timer(key, now);
+        self.flush(key);
+        self.settle_conn(key);
     }
 
     fn read(&mut self, key: usize, read_closed: bool) {
@@ -192,29 +204,28 @@ impl<H: Handler> Worker<H> {
         }
         let after = conn.outbox.buffered_len();
         let backlog = after.min(u32::MAX as usize) as u32;
-        // A write left output unsent: the connection is behind from now.
-        let fell_behind = conn.backlog_reported == 0 && backlog > 0;
         if backlog != conn.backlog_reported {
+            let was = conn.backlog_reported;
             let gauge = &self.local.counters.buffered_bytes;
-            stats::sub(gauge, u64::from(conn.backlog_reported));
+            stats::sub(gauge, u64::from(was));
             stats::add(gauge, u64::from(backlog));
-            self.held = self.held + backlog as usize - conn.backlog_reported as usize;
+            self.held = self.held + backlog as usize - was as usize;
             conn.backlog_reported = backlog;
-        }
-        if after == 0 {
-            conn.outbox.stale = false;
-            // Caught up: what waited under the latest-value policy goes out now (and this
-            // connection is written and moved along by that flush).
-            if !self.local.latest.is_empty() && self.release_latest(key) {
-                return;
+            if was == 0 {
+                // A write left output unsent: the connection is behind from now.
+                fell_behind(conn, key, &mut self.local, self.epoch);
+            } else if backlog == 0 {
+                conn.outbox.stale = false;
+                if !self.local.latest.is_empty() {
+                    // Caught up: what waited under the latest-value policy goes out now; the
+                    // nested flush writes it and moves the connection along.
+                    if !self.release_latest(key) {
+                        self.flush(key);
+                    }
+                    return;
+                }
             }
         }
-        if fell_behind {
-            self.fell_behind(key);
-        }
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
         if after > self.local.config.backpressure.pause_len {
             if !conn.is_paused() {
                 conn.input = Input::Paused { stash: None };
@@ -225,30 +236,6 @@ impl<H: Handler> Worker<H> {
         }
         if after == 0 && matches!(conn.phase, Phase::Closing) {
             shut_down_writing(conn, self.local.now_us / 1000);
-        }
-    }
-
-    /// A write left part of an open connection's output unsent: note when (the age of its
-    /// backlog counts from here) and, with [`Backpressure::max_age`](crate::config::Backpressure::max_age)
-    /// set, put its age check on the wheel (one at a time).
-    #[cold]
-    fn fell_behind(&mut self, key: usize) {
-        let now_ms = self.local.now_us / 1000;
-        let max_age = self.local.config.backpressure.max_age;
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        if !matches!(conn.phase, Phase::Open { .. }) {
-            return;
-        }
-        conn.phase_since_ms = now_ms;
-        if let Some(age) = max_age
-            && !conn.outbox.age_check
-        {
-            conn.outbox.age_check = true;
-            let at = self.epoch + Duration::from_millis(now_ms) + age;
-            let kind = TimerKind::Backlog;
-            self.local.wheel.schedule(key, conn.generation, kind, at);
         }
     }
 

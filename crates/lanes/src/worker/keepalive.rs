@@ -12,7 +12,7 @@ use lanes_proto::session::{Session, Timeout};
 use super::Worker;
 use super::dispatch;
 use crate::config::{BackpressurePolicy, Config};
-use crate::conn::{Phase, PhaseKind, mark_dirty};
+use crate::conn::{Conn, Phase, PhaseKind, mark_dirty};
 use crate::context::WorkerContext;
 use crate::handler::Handler;
 use crate::outbox::ControlSink;
@@ -40,6 +40,14 @@ pub(super) fn deadline_us(
         }
         PhaseKind::Closing | PhaseKind::Draining => after(config.timeouts.close),
     }
+}
+
+/// Whether the connection's timer must be re-armed: its phase changed since it was armed
+/// (see [`Worker::sync_timer`]).
+#[inline]
+pub(super) fn timer_outdated<S>(conn: &Conn<S>, kind: PhaseKind) -> bool {
+    kind != conn.armed_phase
+        && !(conn.armed_phase == PhaseKind::Unfinished && kind == PhaseKind::Open)
 }
 
 impl<H: Handler> Worker<H> {
@@ -77,11 +85,11 @@ impl<H: Handler> Worker<H> {
     /// later, and the entry that comes due early is put back (so a message that spans reads
     /// costs no timer work).
     pub(super) fn sync_timer(&mut self, key: usize, _now: Instant) {
-        if self.conns.get(key).is_some_and(|c| {
-            let kind = c.phase.kind();
-            kind != c.armed_phase
-                && !(c.armed_phase == PhaseKind::Unfinished && kind == PhaseKind::Open)
-        }) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| timer_outdated(c, c.phase.kind()))
+        {
             self.arm(key);
         }
     }

@@ -214,7 +214,7 @@ impl<H: Handler> Worker<H> {
                         let writable = event.is_writable() || event.is_write_closed();
                         let read_closed = event.is_read_closed() || event.is_error();
                         let readable = event.is_readable() || read_closed;
-                        self.on_io(key, readable, read_closed, writable, now);
+                        self.on_io(key, readable, read_closed, writable);
                     }
                 }
             }
@@ -226,7 +226,7 @@ impl<H: Handler> Worker<H> {
                     .get(key)
                     .is_some_and(|c| c.generation == generation)
                 {
-                    self.on_io(key, true, false, false, now);
+                    self.on_io(key, true, false, false);
                 }
             }
             if woken {
