@@ -3,7 +3,8 @@
 # rustdoc with warnings as errors (every feature on), the packaging dry run of the published
 # crates, the check that the runtime's modules import each other in no cycle,
 # the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
-# their committed corpus, and fuzzed briefly), the Autobahn TestSuite (cases 1.*-10.*)
+# their committed corpus, and fuzzed briefly), a minute's soak of examples/echo under churn and
+# hostile peers (scripts/soak.sh), the Autobahn TestSuite (cases 1.*-10.*)
 # against examples/echo, and the chat example end to end in headless Chromium.
 #
 # Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium and
@@ -54,6 +55,9 @@ echo "ok: $(cargo tree -p lanes-proto -e normal --prefix none --locked | awk '{p
 
 step "fuzz targets: build, replay the corpus, fuzz briefly"
 scripts/fuzz.sh smoke "${LANES_FUZZ_SECONDS:-10}"
+
+step "soak: a minute of churn and hostile peers against examples/echo"
+scripts/soak.sh 60
 
 step "Autobahn TestSuite against examples/echo"
 scripts/autobahn.sh
