@@ -385,24 +385,28 @@ fn stalled_subscriber(addr: SocketAddr, topic: &str) -> Client {
     client
 }
 
-/// Publishes `n` numbered 1 KiB messages from a foreign thread, paced, while a fast subscriber
-/// reads them all; returns the fast subscriber's count.
+/// Publishes `n` numbered 1 KiB messages from a foreign thread while a fast subscriber reads
+/// them all; returns the fast subscriber's count. The publisher stays at most 128 messages
+/// (128 KiB, under every backlog cap the tests set) ahead of the fast subscriber, so that a
+/// test thread descheduled on a busy machine cannot make the fast one look slow.
 fn flood(fx: &Fixture, topic: &str, n: usize, fast: &mut Client) -> usize {
     let remote = fx.handle.remote();
     let topic_name = topic.to_owned();
+    let read = Arc::new(AtomicU64::new(0));
+    let progress = Arc::clone(&read);
     let publisher = std::thread::spawn(move || {
         let pad = "x".repeat(1024);
         for i in 0..n {
+            while i as u64 > progress.load(Ordering::Acquire) + 128 {
+                std::thread::sleep(Duration::from_micros(200));
+            }
             remote
                 .publish_text(&topic_name, &format!("{i:06}{pad}"))
                 .unwrap();
-            if i % 100 == 99 {
-                // About 20 MB/s: a rate a reading subscriber keeps up with easily.
-                std::thread::sleep(Duration::from_millis(5));
-            }
         }
     });
     for i in 0..n {
+        read.store(i as u64, Ordering::Release);
         let message = text(fast);
         assert_eq!(
             &message[..6],
