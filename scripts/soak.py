@@ -20,7 +20,6 @@ Prints the figures; exits 1 when a check fails. Bounded: --duration plus at most
 """
 
 import argparse
-import base64
 import os
 import random
 import socket
@@ -31,33 +30,15 @@ import threading
 import time
 import urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+from loopback import free_port, open_fds, request_head, rss_kib, wait_for_port
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
-def request_head():
-    key = base64.b64encode(os.urandom(16)).decode()
-    return (
-        "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
+
+
 
 
 def frame(opcode, payload, fin=True):
@@ -259,12 +240,8 @@ def main():
         )
     failures = []
     try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        if not wait_for_port(port):
+            raise RuntimeError("the echo server did not start")
         # A first round trip warms the worker; then the baseline.
         Conn(port).close()
         time.sleep(1.0)

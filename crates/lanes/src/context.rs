@@ -9,7 +9,7 @@ use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::SendStatus;
-use crate::published::{encode, encode_latest};
+use crate::published::encode;
 use crate::remote::Remote;
 use crate::ws::Ws;
 
@@ -138,8 +138,8 @@ impl<C> WorkerContext<'_, C> {
         key: &str,
         text: &str,
     ) -> Result<(), SendError> {
-        let message = encode_latest(OpCode::Text, text.as_bytes(), key);
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_latest(topic, key, OpCode::Text, text.as_bytes())
     }
 
     /// Publishes a binary message under the latest-value policy: see
@@ -150,8 +150,7 @@ impl<C> WorkerContext<'_, C> {
         key: &str,
         bytes: &[u8],
     ) -> Result<(), SendError> {
-        let message = encode_latest(OpCode::Binary, bytes, key);
-        self.local.publish(topic, message, None)
+        self.local.publish_latest(topic, key, OpCode::Binary, bytes)
     }
 
     fn open_conn(&mut self, id: ConnId) -> Option<&mut Conn<C>> {

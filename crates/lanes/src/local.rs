@@ -13,7 +13,7 @@ use crate::id::ConnId;
 use crate::latest::LatestValues;
 use crate::live::LiveTable;
 use crate::pool::BufferPool;
-use crate::published::{Published, encode};
+use crate::published::{Published, encode, encode_latest};
 use crate::remote::Remote;
 use crate::stats::{self, Counters};
 use crate::throttle::Throttle;
@@ -99,6 +99,18 @@ impl Local {
         except: Option<Subscriber>,
     ) -> Result<(), SendError> {
         self.publish(topic, encode(opcode, payload), except)
+    }
+
+    /// Encodes a message under the latest-value policy with `key` and publishes it (see
+    /// [`publish`](Self::publish)).
+    pub(crate) fn publish_latest(
+        &mut self,
+        topic: &str,
+        key: &str,
+        opcode: OpCode,
+        payload: &[u8],
+    ) -> Result<(), SendError> {
+        self.publish(topic, encode_latest(opcode, payload, key), None)
     }
 
     /// `Ok` when `id` names an open connection of this worker.

@@ -10,7 +10,6 @@ use crate::error::SendError;
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
-use crate::published::encode_latest;
 use crate::remote::Remote;
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscription};
@@ -138,8 +137,8 @@ impl<'a> Ws<'a> {
         key: &str,
         text: &str,
     ) -> Result<(), SendError> {
-        let message = encode_latest(OpCode::Text, text.as_bytes(), key);
-        self.local.publish(topic, message, None)
+        self.local
+            .publish_latest(topic, key, OpCode::Text, text.as_bytes())
     }
 
     /// Publishes a binary message under the latest-value policy: see
@@ -150,8 +149,7 @@ impl<'a> Ws<'a> {
         key: &str,
         bytes: &[u8],
     ) -> Result<(), SendError> {
-        let message = encode_latest(OpCode::Binary, bytes, key);
-        self.local.publish(topic, message, None)
+        self.local.publish_latest(topic, key, OpCode::Binary, bytes)
     }
 
     /// Publishes a text message to every subscriber of `topic` but this connection: "everyone
