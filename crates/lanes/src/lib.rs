@@ -56,6 +56,7 @@ mod published;
 mod remote;
 mod server;
 mod stats;
+mod table;
 mod timer;
 mod topic;
 mod worker;
