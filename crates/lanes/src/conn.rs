@@ -1,15 +1,15 @@
-//! One connection's state, kept in its worker's slab.
+//! One connection's state, kept in its worker's table (`table.rs`).
 
 use std::net::SocketAddr;
 
 use lanes_proto::CloseCode;
 use lanes_proto::session::{Receiver, Session, SessionState};
 use mio::net::TcpStream;
-use slab::Slab;
 
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox};
+use crate::table::Table;
 use crate::topic::Subscription;
 use crate::ws::Ws;
 
@@ -192,7 +192,7 @@ impl<S> Conn<S> {
 }
 
 /// The open connection `id` names, if it is still there and has not begun closing.
-pub(crate) fn open_conn<S>(conns: &mut Slab<Conn<S>>, id: ConnId) -> Option<&mut Conn<S>> {
+pub(crate) fn open_conn<S>(conns: &mut Table<Conn<S>>, id: ConnId) -> Option<&mut Conn<S>> {
     conns
         .get_mut(id.slot as usize)
         .filter(|c| c.generation == id.generation && c.phase.can_send())

@@ -2,7 +2,6 @@
 //! publish, without going through any queue.
 
 use lanes_proto::{CloseCode, OpCode};
-use slab::Slab;
 
 use crate::conn::{Conn, mark_dirty, open_conn};
 use crate::error::SendError;
@@ -11,6 +10,7 @@ use crate::local::Local;
 use crate::outbox::SendStatus;
 use crate::published::encode;
 use crate::remote::Remote;
+use crate::table::Table;
 use crate::ws::Ws;
 
 /// The worker as [`Handler::on_tick`](crate::Handler::on_tick) sees it: its open
@@ -39,7 +39,7 @@ use crate::ws::Ws;
 /// }
 /// ```
 pub struct WorkerContext<'a, C> {
-    pub(crate) conns: &'a mut Slab<Conn<C>>,
+    pub(crate) conns: &'a mut Table<Conn<C>>,
     pub(crate) local: &'a mut Local,
 }
 

@@ -62,6 +62,7 @@ mod remote;
 mod server;
 mod stats;
 mod supervisor;
+mod table;
 mod throttle;
 mod timer;
 mod topic;

@@ -507,3 +507,43 @@ fn data_followed_by_end_of_stream_still_ends_the_connection() {
     }
     assert_eq!(closed, ids);
 }
+
+#[test]
+fn after_a_spike_the_connections_left_keep_their_ids_messages_and_timers() {
+    // 400 connections on one worker, then all but three go: the connection table shrinks to
+    // its last connection, and a second later the worker reclaims memory (the wheel drops the
+    // stale entries and moves the live ones down). The three still echo, their keepalive
+    // pings still come, and new connections take the freed keys without disturbing them.
+    let mut config = Config::default();
+    config.timeouts.ping_interval = Some(Duration::from_millis(1500));
+    let (_handle, addr, rx) = start(1, config);
+    let mut clients: Vec<Option<(Client, usize)>> =
+        (0..400).map(|_| Some(open(addr, &rx))).collect();
+    let mut survivors: Vec<(Client, usize)> = [0, 150, 200]
+        .iter()
+        .map(|&i| clients[i].take().unwrap())
+        .collect();
+    drop(clients);
+    for _ in 0..397 {
+        wait_for(&rx, |s| matches!(s, Seen::Close(..)));
+    }
+    std::thread::sleep(Duration::from_millis(1300));
+    let mut fresh: Vec<(Client, usize)> = (0..20).map(|_| open(addr, &rx)).collect();
+    for (client, id) in survivors.iter_mut().chain(fresh.iter_mut()) {
+        let text = format!("from {id}");
+        client.send(true, OpCode::Text, text.as_bytes());
+        let mut frame = client.recv();
+        while frame.opcode == OpCode::Ping {
+            frame = client.recv();
+        }
+        assert_eq!(frame.payload, text.as_bytes());
+        assert_eq!(
+            wait_for(&rx, |s| matches!(s, Seen::Text(..))),
+            Seen::Text(*id, text)
+        );
+    }
+    // Silent for the ping interval: every survivor is pinged.
+    for (client, _) in &mut survivors {
+        assert_eq!(client.recv().opcode, OpCode::Ping);
+    }
+}

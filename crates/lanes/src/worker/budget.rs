@@ -41,6 +41,8 @@ impl<H: Handler> Worker<H> {
         }
         if super::keepalive::timer_outdated(conn, kind) {
             self.arm(key);
+            // The entry armed for the previous phase is stale.
+            self.note_stale_timer();
         }
     }
 

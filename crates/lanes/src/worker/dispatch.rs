@@ -48,11 +48,10 @@ impl<H: Handler> Worker<H> {
 impl<H: Handler> Worker<H> {
     /// Removes a connection; fires `on_close` if it has not fired yet.
     pub(super) fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
-        if !self.conns.contains(key) {
-            return;
-        }
         let id = self.conn_id(key);
-        let mut conn = self.conns.remove(key);
+        let Some(mut conn) = self.conns.remove(key) else {
+            return;
+        };
         stats::sub(
             &self.local.counters.buffered_bytes,
             u64::from(conn.backlog_reported),
@@ -81,6 +80,10 @@ impl<H: Handler> Worker<H> {
         self.deregister(&mut conn.stream);
         // A descriptor was freed: accepting may work again.
         self.accept.descriptor_freed();
+        // Its timer entries are stale now, and after a spike the table may be far larger
+        // than what is left in it.
+        self.note_stale_timer();
+        self.shrink_conns();
     }
 }
 

@@ -17,6 +17,7 @@ use crate::context::WorkerContext;
 use crate::handler::Handler;
 use crate::outbox::ControlSink;
 use crate::stats::{self, CloseCause};
+use crate::table::Table;
 use crate::timer::{TimerEntry, TimerKind};
 
 /// When a connection's timer must look at it next, in microseconds since the worker's epoch:
@@ -50,7 +51,41 @@ pub(super) fn timer_outdated<S>(conn: &Conn<S>, kind: PhaseKind) -> bool {
         && !(conn.armed_phase == PhaseKind::Unfinished && kind == PhaseKind::Open)
 }
 
+/// Whether a timer entry still means something: the tick always; a connection's entry while
+/// that connection (same slot and generation) is in the table, and for its protocol deadline
+/// only while it is the connection's latest entry.
+fn entry_is_live<S>(conns: &Table<Conn<S>>, entry: &TimerEntry) -> bool {
+    let conn = conns
+        .get(entry.slot)
+        .filter(|c| c.generation == entry.generation);
+    match entry.kind {
+        TimerKind::Tick | TimerKind::Reclaim => true,
+        TimerKind::User(_) => conn.is_some(),
+        // At most one per connection (Outbox::age_check), put back while it is behind.
+        TimerKind::Backlog => conn.is_some_and(|c| c.outbox.age_check),
+        TimerKind::Conn { seq } => conn.is_some_and(|c| c.timer_seq == seq),
+    }
+}
+
 impl<H: Handler> Worker<H> {
+    /// A connection was removed or its protocol deadline replaced, so an entry on the wheel
+    /// may be stale: once stale entries may be half the wheel, the wheel drops them (and
+    /// shrinks its storage once it is mostly empty). Amortised O(1) per call (see
+    /// [`TimerWheel::note_stale`](crate::timer::TimerWheel::note_stale)).
+    pub(super) fn note_stale_timer(&mut self) {
+        if self.local.wheel.note_stale() {
+            self.compact_timers();
+        }
+    }
+
+    /// Drops every stale entry from the wheel. O(entries + slots).
+    pub(super) fn compact_timers(&mut self) {
+        let conns = &self.conns;
+        self.local
+            .wheel
+            .compact(|entry| entry_is_live(conns, entry));
+    }
+
     /// The connection's next deadline, in microseconds since the epoch.
     fn deadline_of(&self, key: usize) -> Option<u64> {
         let conn = self.conns.get(key)?;
@@ -91,6 +126,8 @@ impl<H: Handler> Worker<H> {
             .is_some_and(|c| timer_outdated(c, c.phase.kind()))
         {
             self.arm(key);
+            // The entry armed for the previous phase is stale.
+            self.note_stale_timer();
         }
     }
 
@@ -100,6 +137,7 @@ impl<H: Handler> Worker<H> {
             TimerKind::User(token) => self.on_user_timer(entry, token),
             TimerKind::Tick => self.on_tick(now),
             TimerKind::Backlog => self.on_backlog_age(entry),
+            TimerKind::Reclaim => self.reclaim(),
         }
     }
 

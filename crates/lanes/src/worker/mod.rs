@@ -26,7 +26,6 @@ use lanes_proto::handshake::HeadLimits;
 use lanes_proto::session::SessionConfig;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
-use slab::Slab;
 
 use crate::compress::SharedDeflate;
 use crate::config::Config;
@@ -40,12 +39,24 @@ use crate::local::{Local, PANIC_LOG_BURST, PANIC_LOG_WINDOW};
 use crate::pool::BufferPool;
 use crate::remote::Remote;
 use crate::stats;
+use crate::table::Table;
 use crate::throttle::Throttle;
-use crate::timer::{TimerKind, TimerWheel};
+use crate::timer::{TimerEntry, TimerKind, TimerWheel};
 use crate::topic::Topics;
 
 pub(crate) const LISTENER: Token = Token(usize::MAX - 1);
 pub(crate) const WAKER: Token = Token(usize::MAX - 2);
+
+/// The connection table is never shrunk below this capacity (entries).
+const CONNS_KEEP_CAPACITY: usize = 64;
+
+/// Lists the worker keeps from one iteration to the next (due timers, connections to write)
+/// are shrunk to this capacity after a spike.
+const VEC_KEEP_CAPACITY: usize = 64;
+
+/// How long after the connection table last shrank the worker reclaims memory (see
+/// [`Worker::reclaim`]): the rest of a spike's connections have gone by then.
+const RECLAIM_DELAY: Duration = Duration::from_secs(1);
 
 /// Slots in the timer wheel (a turn of 2.56 s at the default 5 ms tick; later deadlines go
 /// round again).
@@ -61,7 +72,13 @@ pub(crate) struct Worker<H: Handler> {
     local: Local,
     /// Sends, closes and publishes from other threads and workers.
     commands: CommandQueue<Command>,
-    conns: Slab<Conn<H::State>>,
+    conns: Table<Conn<H::State>>,
+    /// The connection table's length and capacity after it was last shrunk (see
+    /// [`shrink_conns`](Self::shrink_conns)).
+    conns_shrunk: (usize, usize),
+    /// When the worker reclaims memory (microseconds since the epoch), while a
+    /// [`TimerKind::Reclaim`] entry is on the wheel.
+    reclaim_at_us: Option<u64>,
     /// Where every connection's bytes are read to (one buffer per worker).
     scratch: Vec<u8>,
     /// Where compressed messages are inflated (and the shared decompressor).
@@ -78,6 +95,8 @@ pub(crate) struct Worker<H: Handler> {
     /// Bytes the connections hold for partial input and outgoing backlogs, all together (the
     /// memory budget's running total).
     held: usize,
+    /// The timer entries that came due in this iteration.
+    due: Vec<TimerEntry>,
     accept: AcceptState,
     shutdown_deadline: Option<Instant>,
 }
@@ -144,7 +163,9 @@ impl<H: Handler> Worker<H> {
             },
             commands,
             shared,
-            conns: Slab::new(),
+            conns: Table::new(),
+            conns_shrunk: (0, 0),
+            reclaim_at_us: None,
             epoch: now,
             tick_deadline,
             next_generation: 0,
@@ -152,6 +173,7 @@ impl<H: Handler> Worker<H> {
             head_limits,
             pending_reads: Vec::new(),
             held: 0,
+            due: Vec::new(),
             accept: AcceptState::default(),
             shutdown_deadline: None,
         }
@@ -171,6 +193,59 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// After a removal: gives back the connection table's memory once it is less than a
+    /// quarter full, as after a spike of connections, and has the worker reclaim the rest a
+    /// little later. Keys stay, so only the vacant entries past the last connection go; the
+    /// attempt (O(capacity)) is repeated only once the table has grown since, or half of what
+    /// was left has gone, so it costs O(log n) per connection at most, and nothing per
+    /// message.
+    fn shrink_conns(&mut self) {
+        let (len, capacity) = (self.conns.len(), self.conns.capacity());
+        if capacity <= CONNS_KEEP_CAPACITY || len >= capacity / 4 {
+            return;
+        }
+        let (last_len, last_capacity) = self.conns_shrunk;
+        if capacity == last_capacity && len > last_len / 2 {
+            return;
+        }
+        self.conns.shrink(CONNS_KEEP_CAPACITY);
+        self.conns_shrunk = (len, self.conns.capacity());
+        let at_us = self.local.now_us + RECLAIM_DELAY.as_micros() as u64;
+        if self.reclaim_at_us.replace(at_us).is_none() {
+            self.schedule_reclaim(at_us);
+        }
+    }
+
+    fn schedule_reclaim(&mut self, at_us: u64) {
+        let at = self.epoch + Duration::from_micros(at_us);
+        self.local
+            .wheel
+            .schedule(usize::MAX, 0, TimerKind::Reclaim, at);
+    }
+
+    /// [`RECLAIM_DELAY`] after the connection table last shrank (so at most once per delay):
+    /// drops every stale timer entry and shrinks the wheel's storage, the table and the lists
+    /// to what is left. O(timer entries + wheel slots + table capacity).
+    fn reclaim(&mut self) {
+        match self.reclaim_at_us {
+            Some(at_us) if at_us > self.local.now_us => {
+                // The table shrank again since this was scheduled: later.
+                self.schedule_reclaim(at_us);
+                return;
+            }
+            _ => self.reclaim_at_us = None,
+        }
+        self.compact_timers();
+        if self.conns.len() < self.conns.capacity() / 4 {
+            self.conns.shrink(CONNS_KEEP_CAPACITY);
+            self.conns_shrunk = (self.conns.len(), self.conns.capacity());
+        }
+        // Lists a spike's connections may have filled (`due`: their deadlines, all at once;
+        // `dirty`: a broadcast to all of them). Shrunk, not freed (see `table`).
+        self.due.shrink_to(VEC_KEEP_CAPACITY);
+        self.local.dirty.shrink_to(VEC_KEEP_CAPACITY);
+    }
+
     /// The event loop. Returns when shutdown has completed.
     ///
     /// Each iteration: wait for readiness (no longer than the next timer, the accept back-off,
@@ -185,7 +260,6 @@ impl<H: Handler> Worker<H> {
                 .register(listener, LISTENER, Interest::READABLE)?;
         }
         let mut events = Events::with_capacity(1024);
-        let mut due = Vec::new();
         // When the last poll with ready sockets returned (for the loop lag, recorded with the
         // next iteration's clock reading: one clock read per iteration, as before metrics).
         let mut handling_since: Option<Instant> = None;
@@ -232,10 +306,13 @@ impl<H: Handler> Worker<H> {
             if woken {
                 self.run_commands();
             }
-            self.local.wheel.expire(now, &mut due);
-            for entry in due.drain(..) {
+            self.local.wheel.expire(now, &mut self.due);
+            // By index: a timer callback may shrink `due` (never below its length).
+            for i in 0..self.due.len() {
+                let entry = self.due[i];
                 self.on_timer(entry, now);
             }
+            self.due.clear();
             if self.shared.shutdown.load(Ordering::Acquire) && self.shutdown_deadline.is_none() {
                 self.begin_shutdown(now);
             }
