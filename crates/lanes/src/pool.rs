@@ -10,7 +10,9 @@ pub(crate) struct BufferPool {
     /// Buffers that grew beyond this are freed instead of pooled, so one large message does not
     /// pin its memory for ever.
     max_pooled_capacity: usize,
-    /// Most buffers kept.
+    /// Most buffers kept: 32 (128 KiB of 4 KiB buffers, at most 2 MiB), enough for the
+    /// buffers a busy iteration hands out and gets back; more only held memory after a spike
+    /// (256 kept 0.9 MiB that `scripts/spike_memory.py` saw after every spike).
     max_free: usize,
 }
 
@@ -20,7 +22,7 @@ impl BufferPool {
             free: Vec::new(),
             initial_capacity: 4096,
             max_pooled_capacity: 64 * 1024,
-            max_free: 256,
+            max_free: 32,
         }
     }
 
