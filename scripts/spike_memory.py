@@ -26,7 +26,6 @@ Usage: scripts/spike_memory.py [N] [--spikes K] [--settle S] [--close fin|ws|rst
        script)
 """
 import argparse
-import base64
 import os
 import resource
 import socket
@@ -37,17 +36,11 @@ import sys
 import threading
 import time
 
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+from loopback import open_fds, request_head, rss_kib
 
 
-def open_fds(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 
 
 def parse_args():
@@ -100,11 +93,7 @@ class Run:
         self.args = args
         self.port = port
         self.deadline = time.time() + args.timeout
-        key = base64.b64encode(b"0123456789abcdef").decode()
-        self.request = (
-            f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        ).encode()
+        self.request = request_head()
 
     def check_time(self):
         if time.time() > self.deadline:

@@ -306,6 +306,24 @@ impl TimerWheel {
 mod tests {
     use super::*;
 
+    /// Expires the wheel at `now` and checks that exactly the model's entries due by then
+    /// fired (by slot), then drops them from the model.
+    fn expire_and_compare(
+        wheel: &mut TimerWheel,
+        now: Instant,
+        pending: &mut Vec<(usize, Instant)>,
+        context: &str,
+    ) {
+        let mut due = Vec::new();
+        wheel.expire(now, &mut due);
+        let mut fired: Vec<usize> = due.iter().map(|e| e.slot).collect();
+        fired.sort_unstable();
+        let mut expected: Vec<usize> = pending.iter().filter(|p| p.1 <= now).map(|p| p.0).collect();
+        expected.sort_unstable();
+        assert_eq!(fired, expected, "{context}");
+        pending.retain(|p| p.1 > now);
+    }
+
     const K: TimerKind = TimerKind::Conn { seq: 0 };
 
     #[test]
@@ -370,15 +388,7 @@ mod tests {
                 other => panic!("id {id}: {other:?}"),
             }
             now += Duration::from_micros(rand(20_000));
-            let mut due = Vec::new();
-            wheel.expire(now, &mut due);
-            let mut fired: Vec<usize> = due.iter().map(|e| e.slot).collect();
-            fired.sort_unstable();
-            let mut expected: Vec<usize> =
-                pending.iter().filter(|p| p.1 <= now).map(|p| p.0).collect();
-            expected.sort_unstable();
-            assert_eq!(fired, expected, "id {id}");
-            pending.retain(|p| p.1 > now);
+            expire_and_compare(&mut wheel, now, &mut pending, &format!("id {id}"));
             assert_eq!(pending.len(), wheel.len);
         }
     }
@@ -504,15 +514,7 @@ mod tests {
                 assert!(now + sleep <= first, "round {round}");
             }
             now += Duration::from_micros(rand(100_000));
-            let mut due = Vec::new();
-            wheel.expire(now, &mut due);
-            let mut fired: Vec<usize> = due.iter().map(|e| e.slot).collect();
-            fired.sort_unstable();
-            let mut expected: Vec<usize> =
-                pending.iter().filter(|p| p.1 <= now).map(|p| p.0).collect();
-            expected.sort_unstable();
-            assert_eq!(fired, expected, "round {round}");
-            pending.retain(|p| p.1 > now);
+            expire_and_compare(&mut wheel, now, &mut pending, &format!("round {round}"));
             // The storage follows the entries down (within the shrink's slack).
             assert!(
                 wheel.capacity() <= (8 * wheel.len()).max(4 * KEEP_NODES),

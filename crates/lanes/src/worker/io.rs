@@ -6,7 +6,9 @@ use std::io::{self, Read, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use lanes_proto::CloseCode;
+use lanes_proto::close::{MAX_CLOSE_PAYLOAD_LEN, write_close_payload};
+use lanes_proto::session::encode_frame;
+use lanes_proto::{CloseCode, FrameHeader, OpCode, Role};
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 
@@ -38,10 +40,11 @@ pub(super) fn configure(stream: &TcpStream, tuning: &SocketTuning) {
 /// dropped at once with nothing else queued before the close (what the socket does not take is
 /// lost).
 pub(super) fn write_close_now(stream: &mut TcpStream, code: CloseCode, reason: &str) {
-    let mut frame = Vec::with_capacity(4 + reason.len());
-    frame.extend_from_slice(&[0x88, (2 + reason.len()) as u8]);
-    frame.extend_from_slice(&code.as_u16().to_be_bytes());
-    frame.extend_from_slice(reason.as_bytes());
+    let mut payload = [0u8; MAX_CLOSE_PAYLOAD_LEN];
+    let len = write_close_payload(&mut payload, code, reason);
+    let mut frame = Vec::with_capacity(2 + len);
+    let header = FrameHeader::new(true, OpCode::Close, 0);
+    encode_frame(&mut frame, Role::Server, header, &payload[..len], [0; 4]);
     let _ = stream.write(&frame);
 }
 
