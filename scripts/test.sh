@@ -39,6 +39,12 @@ step "cargo publish --workspace --dry-run (package and build each published crat
 # checks the packages, not whether the work tree is committed. Expected warnings: the examples
 # (../../examples) and tests/dashboard.rs are not packaged with crates/lanes, and the name
 # `lanes` is already taken on crates.io (by another project: a real publish needs a new name).
+# Cargo unpacks the staged crates under $CARGO_HOME/registry/src/-<hash of the staging path>/ and
+# reuses an unpacked copy whose version matches, so a checkout that ran this step before at the
+# same path (same 0.1.0 versions) would verify against its old sources. Remove those copies (of
+# this workspace's crates only, in local registries only) and the old staging dir first.
+rm -rf target/package "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/lanes-proto-* \
+  "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/lanes-metrics-*
 cargo publish --workspace --dry-run --locked --allow-dirty
 
 step "module cycles: no crate imports its modules in a cycle"
