@@ -47,6 +47,12 @@ pub(crate) struct ServerArgs {
     /// Seconds between InfluxDB writes.
     #[arg(long, default_value_t = 10.0)]
     pub(crate) influx_interval: f64,
+    /// Serve wss:// (TLS) with this PEM certificate chain (leaf first); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
 }
 
 /// Log lines to standard error through `tracing`; `RUST_LOG` chooses the level (default
@@ -75,6 +81,15 @@ impl ServerArgs {
         config.metrics.path = self.metrics_path.clone();
         config.metrics.addr = self.metrics_addr;
         config.metrics.influx = self.influx_config();
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            match lanes::TlsConfig::from_pem_files(cert, key) {
+                Ok(tls) => config.tls = Some(tls),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    std::process::exit(2);
+                }
+            }
+        }
         Server::new(self.addr, factory)
             .cores(cores)
             .pin(!self.no_pin)

@@ -123,6 +123,9 @@ pub(crate) struct Conn<S> {
     /// The partial input (receiver and stash) counted in the worker's memory-budget total for
     /// this connection (as of its last I/O).
     pub(crate) partial_reported: u32,
+    /// TLS, on a TLS port (boxed: a plain connection pays one word for it).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Box<crate::tls::TlsLayer>>,
 }
 
 impl<S> Conn<S> {
@@ -151,6 +154,25 @@ impl<S> Conn<S> {
             now_us,
             &mut ControlSink::new(&mut self.outbox, local),
         )
+    }
+
+    /// Bytes of an incomplete TLS record held between reads.
+    #[inline]
+    pub(crate) fn tls_carried_len(&self) -> usize {
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            return tls.carried_len();
+        }
+        0
+    }
+
+    /// Whether the connection speaks TLS.
+    #[inline]
+    pub(crate) fn is_tls(&self) -> bool {
+        #[cfg(feature = "tls")]
+        return self.tls.is_some();
+        #[cfg(not(feature = "tls"))]
+        false
     }
 
     /// Whether reading is paused for backpressure.

@@ -51,6 +51,9 @@ pub enum Error {
         /// The error.
         source: io::Error,
     },
+    /// [`ServerHandle::reload_tls`](crate::ServerHandle::reload_tls) on a server started
+    /// without TLS (a port is plain or TLS for its whole life).
+    NotTls,
 }
 
 impl fmt::Display for Error {
@@ -64,6 +67,7 @@ impl fmt::Display for Error {
             Error::Config(e) => write!(f, "invalid configuration: {e}"),
             Error::WorkerPanicked { index } => write!(f, "worker {index} panicked"),
             Error::WorkerFailed { index, source } => write!(f, "worker {index} failed: {source}"),
+            Error::NotTls => f.write_str("the server was started without TLS"),
         }
     }
 }

@@ -8,7 +8,7 @@
 use lanes_metrics::{Family, HistogramSnapshot, Kind, Registry, Snapshot, Value};
 
 use crate::stats::{
-    CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats,
+    CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, TlsFailure, WorkerStats,
 };
 
 /// Microseconds per second: histograms of times are recorded in µs and exported in seconds.
@@ -75,6 +75,18 @@ const FAMILIES: &[PerWorker] = &[
         "Bytes written to sockets.",
         Kind::Counter,
         |w| counter(w.bytes_sent),
+    ),
+    (
+        "lanes_tls_handshakes_total",
+        "TLS handshakes completed (resumed ones included).",
+        Kind::Counter,
+        |w| counter(w.tls_handshakes),
+    ),
+    (
+        "lanes_tls_handshakes_resumed_total",
+        "TLS handshakes that resumed a session.",
+        Kind::Counter,
+        |w| counter(w.tls_resumed),
     ),
     (
         "lanes_pings_sent_total",
@@ -211,6 +223,11 @@ pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapsho
         "Handshakes answered with an HTTP error, by status.",
         Kind::Counter,
     );
+    let mut tls_failures = Family::new(
+        "lanes_tls_handshake_failures_total",
+        "TLS handshakes that failed, by reason.",
+        Kind::Counter,
+    );
     let mut frames_in = Family::new(
         "lanes_frames_received_total",
         "Frames received, by opcode.",
@@ -242,6 +259,10 @@ pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapsho
         for (status, n) in statuses.iter().zip(&w.handshakes_rejected) {
             rejected.push(&[("core", core), ("status", status)], counter(*n));
         }
+        for reason in TlsFailure::ALL {
+            let labels = [("core", core.as_str()), ("reason", reason.as_str())];
+            tls_failures.push(&labels, counter(w.tls_failed_with(reason)));
+        }
         for (i, opcode) in OPCODES.iter().enumerate() {
             let name = opcode_name(*opcode);
             frames_in.push(
@@ -254,8 +275,14 @@ pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapsho
             );
         }
     }
-    out.families
-        .extend([closed, errors, rejected, frames_in, frames_out]);
+    out.families.extend([
+        closed,
+        errors,
+        rejected,
+        tls_failures,
+        frames_in,
+        frames_out,
+    ]);
     out.extend(registry.snapshot());
     if let Some(extra) = extra {
         out.extend(extra);

@@ -134,6 +134,9 @@ pub(crate) struct Shared {
     pub(crate) registry: Registry,
     /// The InfluxDB reporter's own figures, once one runs.
     pub(crate) reporter_stats: OnceLock<Box<dyn Fn() -> Snapshot + Send + Sync>>,
+    /// The TLS configuration for new connections (never set on a plain port).
+    #[cfg(feature = "tls")]
+    pub(crate) tls: crate::tls::TlsCell,
 }
 
 impl fmt::Debug for Shared {

@@ -65,12 +65,17 @@ mod supervisor;
 mod table;
 mod throttle;
 mod timer;
+#[cfg(feature = "tls")]
+mod tls;
 mod topic;
 mod worker;
 mod ws;
 
 pub use closed::Closed;
 pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
+#[cfg(feature = "tls")]
+pub use config::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
+
 pub use context::WorkerContext;
 pub use error::{Error, SendError};
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
@@ -79,7 +84,9 @@ pub use lanes_proto::CloseCode;
 pub use outbox::SendStatus;
 pub use remote::Remote;
 pub use server::{Cores, Server, ServerHandle, WorkerInfo};
-pub use stats::{CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, WorkerStats};
+pub use stats::{
+    CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, TlsFailure, WorkerStats,
+};
 
 /// The metrics crate: snapshots, the Prometheus and InfluxDB encoders, the registry.
 #[doc(inline)]

@@ -48,6 +48,9 @@ pub(crate) struct Outbox {
     pub(crate) age_check: bool,
     /// permessage-deflate, when negotiated.
     pub(crate) compression: Option<Box<SendCompression>>,
+    /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
+    /// (kept by the connection's TLS layer, counted here so that the caps see them).
+    pub(crate) sealed_len: usize,
 }
 
 impl Outbox {
@@ -59,13 +62,21 @@ impl Outbox {
             stale: false,
             age_check: false,
             compression: None,
+            sealed_len: 0,
         }
     }
 
-    /// Bytes queued and not yet written.
+    /// Bytes queued and not yet written (encrypted ones included).
     #[inline]
     pub(crate) fn buffered_len(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.len() - self.written)
+        self.buf.as_ref().map_or(0, |b| b.len() - self.written) + self.sealed_len
+    }
+
+    /// Whether plaintext is queued (on a TLS connection: frames not yet encrypted).
+    #[cfg(feature = "tls")]
+    #[inline]
+    pub(crate) fn has_plain(&self) -> bool {
+        self.buf.is_some()
     }
 
     /// The bytes still to write.

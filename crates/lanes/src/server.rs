@@ -147,6 +147,10 @@ where
         let placements = self.placements()?;
         let (listeners, addr) = bind_workers(self.addr, placements.len(), &self.config.socket)?;
         let shared = Arc::new(Shared::default());
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.config.tls {
+            shared.tls.set(tls.clone());
+        }
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = mpsc::channel();
         // Every worker's loop, waker and queue exist before any thread starts, so each
@@ -310,6 +314,22 @@ impl ServerHandle {
     /// The number of workers.
     pub fn worker_count(&self) -> usize {
         self.threads.len()
+    }
+
+    /// Replaces the TLS certificates (and the rest of the TLS configuration) without a restart:
+    /// every handshake that begins after this returns uses `tls`; open connections keep the
+    /// configuration they began with. The running session-ticket keys are kept when both
+    /// configurations were made by [`TlsConfig::builder`](crate::TlsConfig::builder) (or its
+    /// shortcuts) with tickets on, so clients can still resume. [`Error::NotTls`] on a server
+    /// started without TLS.
+    #[cfg(feature = "tls")]
+    pub fn reload_tls(&self, tls: crate::TlsConfig) -> Result<(), Error> {
+        let shared = self.remote.shared();
+        if !shared.tls.is_on() {
+            return Err(Error::NotTls);
+        }
+        shared.tls.set(tls);
+        Ok(())
     }
 
     /// The workers whose thread has ended while the server was running, by index. Each is a

@@ -4,6 +4,7 @@
 //! update is a plain load and store on a word the worker already owns: no locked instruction,
 //! no contention on the hot path. Readers on other threads see each word whole.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use lanes_metrics::{Histogram, HistogramSnapshot};
@@ -64,6 +65,61 @@ impl CloseCause {
 
     fn slot(self) -> usize {
         self as usize
+    }
+}
+
+/// Why a TLS handshake failed (the label of `lanes_tls_handshake_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsFailure {
+    /// The client spoke plain HTTP to the TLS port.
+    PlainHttp,
+    /// The client offered only protocol versions the server does not accept (TLS 1.1 and
+    /// older, or TLS 1.2 where only 1.3 is on).
+    ProtocolVersion,
+    /// Bytes that are not TLS records, or a record over the size limit.
+    Malformed,
+    /// Any other handshake failure (no cipher suite or key exchange in common, a bad
+    /// signature, an unexpected message, ...).
+    Handshake,
+    /// The handshake did not finish within [`Timeouts::handshake`](crate::config::Timeouts::handshake).
+    Timeout,
+    /// The client closed the connection before the handshake finished.
+    Closed,
+}
+
+impl TlsFailure {
+    /// Every reason, in the order of [`WorkerStats::tls_handshake_failures`](crate::WorkerStats::tls_handshake_failures).
+    pub const ALL: [TlsFailure; 6] = [
+        TlsFailure::PlainHttp,
+        TlsFailure::ProtocolVersion,
+        TlsFailure::Malformed,
+        TlsFailure::Handshake,
+        TlsFailure::Timeout,
+        TlsFailure::Closed,
+    ];
+
+    /// The label value: `plain_http`, `protocol_version`, `malformed`, `handshake`, `timeout`,
+    /// `closed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsFailure::PlainHttp => "plain_http",
+            TlsFailure::ProtocolVersion => "protocol_version",
+            TlsFailure::Malformed => "malformed",
+            TlsFailure::Handshake => "handshake",
+            TlsFailure::Timeout => "timeout",
+            TlsFailure::Closed => "closed",
+        }
+    }
+
+    pub(crate) fn slot(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -138,6 +194,9 @@ pub(crate) struct Counters {
     pub(crate) rejected: [AtomicU64; REJECT_STATUSES.len() + 1],
     pub(crate) bytes_received: AtomicU64,
     pub(crate) bytes_sent: AtomicU64,
+    pub(crate) tls_handshakes: AtomicU64,
+    pub(crate) tls_resumed: AtomicU64,
+    pub(crate) tls_failures: [AtomicU64; TlsFailure::ALL.len()],
     pub(crate) frames_received: [AtomicU64; 6],
     pub(crate) frames_sent: [AtomicU64; 6],
     pub(crate) pings_sent: AtomicU64,
@@ -171,6 +230,21 @@ impl Counters {
     /// Counts a protocol error closed with `code`.
     pub(crate) fn note_protocol_error(&self, code: u16) {
         add(&self.protocol_errors[code_slot(code)], 1);
+    }
+
+    /// Counts a completed TLS handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) fn note_tls_handshake(&self, resumed: bool) {
+        add(&self.tls_handshakes, 1);
+        if resumed {
+            add(&self.tls_resumed, 1);
+        }
+    }
+
+    /// Counts a failed TLS handshake.
+    #[cfg(feature = "tls")]
+    pub(crate) fn note_tls_failure(&self, reason: TlsFailure) {
+        add(&self.tls_failures[reason.slot()], 1);
     }
 
     /// Counts a handshake answered with `status` instead of an upgrade.
@@ -208,6 +282,9 @@ impl Counters {
             messages_sent: frames_sent[1] + frames_sent[2],
             bytes_received: get(&self.bytes_received),
             bytes_sent: get(&self.bytes_sent),
+            tls_handshakes: get(&self.tls_handshakes),
+            tls_resumed: get(&self.tls_resumed),
+            tls_handshake_failures: array(&self.tls_failures),
             frames_received,
             frames_sent,
             pings_sent: get(&self.pings_sent),
@@ -284,6 +361,13 @@ pub struct WorkerStats {
     pub bytes_received: u64,
     /// Bytes written to sockets.
     pub bytes_sent: u64,
+    /// TLS handshakes completed (on a TLS port), resumed ones included.
+    pub tls_handshakes: u64,
+    /// TLS handshakes that resumed a session (by ticket or from the session cache).
+    pub tls_resumed: u64,
+    /// TLS handshakes that failed (each such connection dropped), by reason, in the order of
+    /// [`TlsFailure::ALL`].
+    pub tls_handshake_failures: [u64; TlsFailure::ALL.len()],
     /// Frames received, by opcode, in the order of [`OPCODES`].
     pub frames_received: [u64; 6],
     /// Frames queued to be sent, by opcode, in the order of [`OPCODES`].
@@ -322,6 +406,11 @@ impl WorkerStats {
         self.handshakes_rejected[status_slot(status)]
     }
 
+    /// TLS handshakes that failed for `reason`.
+    pub fn tls_failed_with(&self, reason: TlsFailure) -> u64 {
+        self.tls_handshake_failures[reason.slot()]
+    }
+
     /// Connections closed for a protocol error with `code`.
     pub fn protocol_errors_with(&self, code: u16) -> u64 {
         self.protocol_errors[code_slot(code)]
@@ -354,6 +443,9 @@ impl WorkerStats {
         self.messages_sent += w.messages_sent;
         self.bytes_received += w.bytes_received;
         self.bytes_sent += w.bytes_sent;
+        self.tls_handshakes += w.tls_handshakes;
+        self.tls_resumed += w.tls_resumed;
+        sum(&mut self.tls_handshake_failures, &w.tls_handshake_failures);
         sum(&mut self.frames_received, &w.frames_received);
         sum(&mut self.frames_sent, &w.frames_sent);
         self.pings_sent += w.pings_sent;

@@ -17,8 +17,12 @@
 //! ```
 
 mod check;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use check::ConfigError;
+#[cfg(feature = "tls")]
+pub use tls::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
 
 #[cfg(feature = "metrics")]
 use std::net::SocketAddr;
@@ -74,6 +78,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// Whether pings are answered with a pong automatically. Default true.
     pub auto_pong: bool,
+    /// TLS on the port (`wss://`): every connection speaks TLS, and a plain request is dropped
+    /// (counted under [`TlsFailure::PlainHttp`](crate::TlsFailure::PlainHttp)). Default:
+    /// `None`, plain `ws://`. The handshake timeout ([`Timeouts::handshake`]) covers the TLS
+    /// handshake and the WebSocket one together.
+    #[cfg(feature = "tls")]
+    pub tls: Option<TlsConfig>,
 }
 
 impl Default for Config {
@@ -89,6 +99,8 @@ impl Default for Config {
             #[cfg(feature = "metrics")]
             metrics: MetricsConfig::default(),
             auto_pong: true,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }

@@ -2,6 +2,8 @@
 //! the process runs out of file descriptors.
 
 use std::io::ErrorKind;
+#[cfg(feature = "tls")]
+use std::sync::Arc;
 use std::time::Instant;
 
 use mio::Token;
@@ -84,16 +86,48 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// A new connection's TLS layer on a TLS port (with the latest configuration), `None` on a
+    /// plain one.
+    #[cfg(feature = "tls")]
+    fn tls_layer(&mut self) -> Result<Option<Box<crate::tls::TlsLayer>>, rustls::Error> {
+        let version = self.tls.config.as_ref().map_or(0, |(v, _)| *v);
+        if let Some(newer) = self.shared.tls.newer_than(version) {
+            self.tls.config = Some(newer);
+        }
+        match &self.tls.config {
+            Some((_, config)) => {
+                let layer = crate::tls::TlsLayer::new(Arc::clone(config))?;
+                Ok(Some(Box::new(layer)))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Takes a new TCP connection into the table (or refuses it with 503 when the worker is
     /// full) and arms its handshake timeout.
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
         io::configure(&stream, &self.local.config.socket);
+        #[cfg(feature = "tls")]
+        let is_tls = self.shared.tls.is_on();
+        #[cfg(not(feature = "tls"))]
+        let is_tls = false;
         if self.conns.len() >= self.local.config.limits.max_connections_per_worker {
-            io::refuse_busy(&mut stream);
+            // A TLS client could not read a plain 503: it is only disconnected.
+            if !is_tls {
+                io::refuse_busy(&mut stream);
+            }
             self.local.counters.note_rejected(503);
             tracing::debug!(%peer, "connection refused: worker at max_connections_per_worker");
             return;
         }
+        #[cfg(feature = "tls")]
+        let tls = match self.tls_layer() {
+            Ok(tls) => tls,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "TLS connection refused: rustls would not start it");
+                return;
+            }
+        };
         let entry = self.conns.vacant_entry();
         let key = entry.key();
         if io::register(&self.poll, &mut stream, Token(key)).is_err() {
@@ -117,6 +151,8 @@ impl<H: Handler> Worker<H> {
             armed_phase: PhaseKind::Handshake,
             subs: Vec::new(),
             flush_queued: false,
+            #[cfg(feature = "tls")]
+            tls,
         });
         self.local.wheel.schedule(
             key,

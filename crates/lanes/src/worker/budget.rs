@@ -11,13 +11,13 @@ use crate::handler::Handler;
 use crate::stats::CloseCause;
 
 /// What a connection holds for input not yet delivered: the partial frame or message in its
-/// receiver, and what was read before reading paused.
+/// receiver, what was read before reading paused, and an incomplete TLS record.
 fn partial_len<S>(conn: &Conn<S>) -> u32 {
     let stash = match &conn.input {
         Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => stash.len(),
         _ => 0,
     };
-    (conn.receiver.buffered_len() + stash).min(u32::MAX as usize) as u32
+    (conn.receiver.buffered_len() + stash + conn.tls_carried_len()).min(u32::MAX as usize) as u32
 }
 
 impl<H: Handler> Worker<H> {
@@ -31,7 +31,9 @@ impl<H: Handler> Worker<H> {
         let kind = conn.phase.kind();
         // An open connection with no frame or message begun and reading holds no partial
         // input (its receiver releases what it delivered): no need to look.
-        let idle = kind == PhaseKind::Open && matches!(conn.input, Input::Reading);
+        let idle = kind == PhaseKind::Open
+            && matches!(conn.input, Input::Reading)
+            && conn.tls_carried_len() == 0;
         if !idle || conn.partial_reported != 0 {
             let now = partial_len(conn);
             if now != conn.partial_reported {
@@ -88,7 +90,11 @@ impl<H: Handler> Worker<H> {
                     "backlog over the server's memory budget",
                 )
             };
-            if code == CloseCode::MESSAGE_TOO_BIG && conn.outbox.buffered_len() == 0 {
+            // (On TLS the frame would have to be encrypted: the connection is only dropped.)
+            if code == CloseCode::MESSAGE_TOO_BIG
+                && conn.outbox.buffered_len() == 0
+                && !conn.is_tls()
+            {
                 super::io::write_close_now(&mut conn.stream, code, reason);
             }
             self.remove(key, CloseCause::MemoryBudget, code, reason);

@@ -68,6 +68,18 @@ impl<H: Handler> Worker<H> {
         let local = &mut self.local;
         fire_close(state, &mut self.handler, local, id, cause, code, reason);
         conn.outbox.release(&mut self.local.pool);
+        #[cfg(feature = "tls")]
+        if let Some(tls) = conn.tls.as_deref_mut() {
+            if tls.is_handshaking() && !tls.failure_counted && cause != CloseCause::Shutdown {
+                let reason = if cause == CloseCause::Timeout {
+                    crate::stats::TlsFailure::Timeout
+                } else {
+                    crate::stats::TlsFailure::Closed
+                };
+                self.local.counters.note_tls_failure(reason);
+            }
+            tls.release(&mut self.local.pool);
+        }
         if let Phase::Handshake { head: Some(head) } = conn.phase {
             self.local.pool.put(head);
         }

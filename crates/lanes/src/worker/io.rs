@@ -1,6 +1,7 @@
 //! Socket I/O: the only code that reads, writes, registers or shuts down a connection's socket.
 //! One `read` loop per readiness event (bounded by `reads_per_wakeup`), one `write` per
-//! connection per loop iteration.
+//! connection per loop iteration. On a TLS port the bytes go through the connection's TLS layer
+//! (`tls.rs`) on the way in and out.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -19,6 +20,8 @@ use crate::config::SocketTuning;
 use crate::conn::{Conn, Input, Phase};
 use crate::handler::Handler;
 use crate::local::Local;
+#[cfg(feature = "tls")]
+use crate::stats::TlsFailure;
 use crate::stats::{self, CloseCause};
 use crate::timer::TimerKind;
 
@@ -81,8 +84,17 @@ fn fell_behind<S>(conn: &mut Conn<S>, key: usize, local: &mut Local, epoch: Inst
     }
 }
 
-/// A closing connection whose backlog is written: shut down our side, and drain.
-fn shut_down_writing<S>(conn: &mut Conn<S>, now_ms: u64) {
+/// A closing connection whose backlog is written: shut down our side (after a TLS
+/// close_notify, written at once: what the socket does not take is lost), and drain.
+fn shut_down_writing<S>(conn: &mut Conn<S>, now_ms: u64, pool: &mut crate::pool::BufferPool) {
+    #[cfg(feature = "tls")]
+    if let Some(tls) = conn.tls.as_deref_mut() {
+        tls.close_notify(pool);
+        let _ = conn.stream.write(tls.wire());
+        tls.release(pool);
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = pool;
     let _ = conn.stream.shutdown(Shutdown::Write);
     conn.set_phase(Phase::Draining, now_ms);
 }
@@ -117,7 +129,14 @@ impl<H: Handler> Worker<H> {
             if conn.is_paused() || matches!(conn.phase, Phase::Closing) {
                 return;
             }
-            match conn.stream.read(&mut self.scratch) {
+            // On TLS, the start of an incomplete record goes back in front of what is read.
+            let carried = conn.tls_carried_len();
+            if carried >= self.scratch.len() {
+                self.tls_failed_oversized(key);
+                return;
+            }
+            let room = self.scratch.len() - carried;
+            match conn.stream.read(&mut self.scratch[carried..]) {
                 Ok(0) => {
                     // The peer closed its side: whatever the phase, the connection is over. A
                     // peer that closed after the close handshake already had on_close fire
@@ -127,6 +146,13 @@ impl<H: Handler> Worker<H> {
                 }
                 Ok(n) => {
                     stats::add(&self.local.counters.bytes_received, n as u64);
+                    #[cfg(feature = "tls")]
+                    if conn.tls.is_some() {
+                        self.on_tls_bytes(key, carried, n);
+                    } else {
+                        self.on_bytes(key, n);
+                    }
+                    #[cfg(not(feature = "tls"))]
                     self.on_bytes(key, n);
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
@@ -140,7 +166,7 @@ impl<H: Handler> Worker<H> {
                     }
                     // A short read emptied the socket: the next arrival brings a new edge.
                     // Unless the end of stream came with this event: then read on to see it.
-                    if n < self.scratch.len() && !read_closed {
+                    if n < room && !read_closed {
                         return;
                     }
                 }
@@ -190,6 +216,14 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
+        #[cfg(feature = "tls")]
+        if conn.tls.is_some() {
+            if !self.write_tls(key) {
+                return;
+            }
+            self.after_write(key);
+            return;
+        }
         if conn.outbox.buffered_len() > 0 {
             match conn.stream.write(conn.outbox.pending()) {
                 Ok(n) => {
@@ -205,6 +239,15 @@ impl<H: Handler> Worker<H> {
                 }
             }
         }
+        self.after_write(key);
+    }
+
+    /// After a connection's write: the backlog gauge and budget brought up to date, and the
+    /// connection moved along by what is left (see [`flush`](Self::flush)).
+    fn after_write(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
         let after = conn.outbox.buffered_len();
         let backlog = after.min(u32::MAX as usize) as u32;
         if backlog != conn.backlog_reported {
@@ -238,7 +281,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if after == 0 && matches!(conn.phase, Phase::Closing) {
-            shut_down_writing(conn, self.local.now_us / 1000);
+            shut_down_writing(conn, self.local.now_us / 1000, &mut self.local.pool);
         }
     }
 
@@ -284,7 +327,139 @@ impl<H: Handler> Worker<H> {
         dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
         self.pending_reads.push((key, conn.generation));
         if conn.outbox.buffered_len() == 0 && matches!(conn.phase, Phase::Closing) {
-            shut_down_writing(conn, now_ms);
+            shut_down_writing(conn, now_ms, &mut self.local.pool);
         }
     }
+}
+
+/// TLS connections: the records of a read decrypted and dispatched, a write's batch encrypted.
+#[cfg(feature = "tls")]
+impl<H: Handler> Worker<H> {
+    /// `n` bytes were read for TLS connection `key` into the receive buffer after the
+    /// `carried` bytes of an incomplete record (put back in front of them here). The records
+    /// are decrypted into the worker's plaintext buffer, which then takes the receive buffer's
+    /// place for the plain path ([`on_bytes`](Self::on_bytes)): the frames are parsed in place
+    /// there.
+    fn on_tls_bytes(&mut self, key: usize, carried: usize, n: usize) {
+        let conn = &mut self.conns[key];
+        if matches!(conn.phase, Phase::Draining) {
+            return; // discarded, as on a plain connection
+        }
+        let Some(tls) = conn.tls.as_deref_mut() else {
+            return;
+        };
+        let pool = &mut self.local.pool;
+        tls.restore_carry(&mut self.scratch[..carried], pool);
+        let plain = &mut self.tls.plain;
+        plain.clear();
+        let received = tls.receive(&mut self.scratch[..carried + n], plain, pool);
+        conn.outbox.sealed_len = tls.wire_len();
+        let received = match received {
+            Ok(received) => received,
+            Err(broken) => {
+                if let Some(reason) = broken.handshake {
+                    self.local.counters.note_tls_failure(reason);
+                    tracing::debug!(peer = %conn.peer, %reason, error = %broken.error, "TLS handshake failed");
+                    tls.failure_counted = true;
+                } else {
+                    tracing::debug!(peer = %conn.peer, error = %broken.error, "TLS error");
+                }
+                self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                return;
+            }
+        };
+        if received.handshake_done {
+            self.local
+                .counters
+                .note_tls_handshake(tls.resumed().unwrap_or(false));
+        }
+        let len = self.tls.plain.len();
+        if len > 0 {
+            std::mem::swap(&mut self.scratch, &mut self.tls.plain);
+            self.on_bytes(key, len);
+            std::mem::swap(&mut self.scratch, &mut self.tls.plain);
+        }
+    }
+
+    /// Encrypts the connection's queued frames (once its handshake is done) and writes the
+    /// encrypted backlog with one `write`. False when the connection was removed.
+    fn write_tls(&mut self, key: usize) -> bool {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return false;
+        };
+        let Some(tls) = conn.tls.as_deref_mut() else {
+            return true;
+        };
+        let pool = &mut self.local.pool;
+        let mut sealed = 0;
+        if conn.outbox.has_plain() && !tls.is_handshaking() {
+            let plain = conn.outbox.pending();
+            let plain_len = plain.len();
+            match tls.seal(plain, &mut self.tls.sealed) {
+                Ok(n) => sealed = n,
+                Err(error) => {
+                    tracing::debug!(peer = %conn.peer, %error, "TLS encryption failed");
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                    return false;
+                }
+            }
+            conn.outbox.consume(plain_len, pool);
+            if tls.wire_len() > 0 {
+                // Behind earlier bytes still waiting: queued after them.
+                tls.keep_wire(&self.tls.sealed[..sealed], pool);
+                sealed = 0;
+            }
+        }
+        let waiting = tls.wire_len() > 0;
+        let out = if waiting {
+            tls.wire()
+        } else {
+            &self.tls.sealed[..sealed]
+        };
+        if !out.is_empty() {
+            match conn.stream.write(out) {
+                Ok(n) => {
+                    stats::add(&self.local.counters.bytes_sent, n as u64);
+                    if waiting {
+                        tls.consume(n, pool);
+                    } else {
+                        tls.keep_wire(&self.tls.sealed[n..sealed], pool);
+                    }
+                }
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::Interrupted =>
+                {
+                    if !waiting {
+                        tls.keep_wire(&self.tls.sealed[..sealed], pool);
+                    }
+                }
+                Err(_) => {
+                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                    return false;
+                }
+            }
+        }
+        conn.outbox.sealed_len = tls.wire_len();
+        true
+    }
+
+    /// A TLS connection carried more than the receive buffer holds without completing a
+    /// record or handshake message (rustls bounds both below that): dropped as malformed.
+    #[cold]
+    fn tls_failed_oversized(&mut self, key: usize) {
+        if let Some(tls) = self.conns.get_mut(key).and_then(|c| c.tls.as_deref_mut())
+            && tls.is_handshaking()
+        {
+            tls.failure_counted = true;
+            self.local.counters.note_tls_failure(TlsFailure::Malformed);
+        }
+        self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+    }
+}
+
+#[cfg(not(feature = "tls"))]
+impl<H: Handler> Worker<H> {
+    /// Without TLS nothing is ever carried.
+    fn tls_failed_oversized(&mut self, _key: usize) {}
 }

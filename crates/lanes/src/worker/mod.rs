@@ -62,6 +62,34 @@ const RECLAIM_DELAY: Duration = Duration::from_secs(1);
 /// round again).
 const WHEEL_SLOTS: usize = 512;
 
+/// The receive buffer's length: the configured one, and on a TLS port room for a whole
+/// handshake message carried over between reads and more.
+fn scratch_len(config: &Config, shared: &Shared) -> usize {
+    #[cfg(feature = "tls")]
+    if shared.tls.is_on() {
+        return config.socket.read_buffer_len.max(TLS_SCRATCH_LEN);
+    }
+    let _ = shared;
+    config.socket.read_buffer_len.max(1024)
+}
+
+/// A TLS port's minimum receive buffer: a handshake message may be up to 64 KiB, spread over
+/// records that are carried between reads.
+#[cfg(feature = "tls")]
+const TLS_SCRATCH_LEN: usize = 96 * 1024;
+
+/// A TLS worker's buffers (see `tls.rs`).
+#[cfg(feature = "tls")]
+#[derive(Default)]
+struct TlsBuffers {
+    /// The configuration new connections get, and its version in [`Shared::tls`].
+    config: Option<(u64, Arc<rustls::ServerConfig>)>,
+    /// The plaintext of the records of one read.
+    plain: Vec<u8>,
+    /// One write's encrypted batch (its length is room already initialized).
+    sealed: Vec<u8>,
+}
+
 /// Everything a worker owns.
 pub(crate) struct Worker<H: Handler> {
     poll: Poll,
@@ -81,6 +109,10 @@ pub(crate) struct Worker<H: Handler> {
     reclaim_at_us: Option<u64>,
     /// Where every connection's bytes are read to (one buffer per worker).
     scratch: Vec<u8>,
+    /// On a TLS port: where the records of one read are decrypted to, and the encrypted batch
+    /// of one write is made (one of each per worker; see `tls.rs`).
+    #[cfg(feature = "tls")]
+    tls: TlsBuffers,
     /// Where compressed messages are inflated (and the shared decompressor).
     inflate: InflateScratch,
     epoch: Instant,
@@ -142,7 +174,9 @@ impl<H: Handler> Worker<H> {
             poll,
             listener: Some(listener),
             handler,
-            scratch: vec![0; config.socket.read_buffer_len.max(1024)],
+            scratch: vec![0; scratch_len(&config, &shared)],
+            #[cfg(feature = "tls")]
+            tls: TlsBuffers::default(),
             inflate: InflateScratch::new(config.limits.max_message_len),
             local: Local {
                 index,

@@ -72,8 +72,8 @@ impl Frame {
     }
 }
 
-pub struct Client {
-    pub stream: TcpStream,
+pub struct Client<S = TcpStream> {
+    pub stream: S,
     buf: Vec<u8>,
     session: Connection,
     scratch: InflateScratch,
@@ -110,7 +110,71 @@ impl Client {
     }
 
     fn handshake_to(stream: TcpStream, path: &str, extensions: Option<&str>) -> (Client, String) {
-        let mut client = Client::wrap(stream);
+        Client::wrap(stream).upgrade(path, extensions)
+    }
+
+    /// Encodes one masked, final frame with RSV bits.
+    pub fn encode_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
+        Client::encode_frame(
+            FrameHeader::new(true, opcode, payload.len() as u64).with_rsv(rsv),
+            payload,
+        )
+    }
+
+    /// Connects without a handshake.
+    pub fn raw(addr: SocketAddr) -> Client {
+        Client::wrap(TcpStream::connect(addr).unwrap())
+    }
+
+    fn wrap(stream: TcpStream) -> Client {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client::over(stream)
+    }
+
+    /// Encodes one masked frame.
+    pub fn encode(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        Client::encode_frame(FrameHeader::new(fin, opcode, payload.len() as u64), payload)
+    }
+
+    /// Masks `payload` with [`KEY`] under `header`.
+    fn encode_frame(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let n = header.with_mask(KEY).encode(&mut bytes);
+        let mut out = bytes[..n].to_vec();
+        let mut body = payload.to_vec();
+        apply_mask(&mut body, KEY, 0);
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+impl<S: Read + Write> Client<S> {
+    /// A client on any byte stream (a TLS one, say), before the handshake.
+    pub fn over(stream: S) -> Client<S> {
+        // Pongs are the tests' to send; keepalive is the server's to test.
+        let config = SessionConfig {
+            max_frame_len: 1 << 30,
+            max_message_len: 1 << 30,
+            auto_pong: false,
+            ping_interval_us: None,
+            ..SessionConfig::client()
+        };
+        Client {
+            stream,
+            buf: Vec::new(),
+            session: Connection::new(config, 0),
+            scratch: InflateScratch::new(1 << 30),
+            message: (0, 0),
+        }
+    }
+
+    /// Completes the handshake asking for `path`, offering `extensions`; returns the client
+    /// and the server's `Sec-WebSocket-Extensions` answer.
+    pub fn upgrade(self, path: &str, extensions: Option<&str>) -> (Client<S>, String) {
+        let mut client = self;
         let mut request = Vec::new();
         let mut head = ClientRequest::new("localhost", path);
         head.extensions = extensions;
@@ -136,41 +200,6 @@ impl Client {
         }
     }
 
-    /// Encodes one masked, final frame with RSV bits.
-    pub fn encode_rsv(opcode: OpCode, rsv: u8, payload: &[u8]) -> Vec<u8> {
-        Client::encode_frame(
-            FrameHeader::new(true, opcode, payload.len() as u64).with_rsv(rsv),
-            payload,
-        )
-    }
-
-    /// Connects without a handshake.
-    pub fn raw(addr: SocketAddr) -> Client {
-        Client::wrap(TcpStream::connect(addr).unwrap())
-    }
-
-    fn wrap(stream: TcpStream) -> Client {
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        stream.set_nodelay(true).unwrap();
-        // Pongs are the tests' to send; keepalive is the server's to test.
-        let config = SessionConfig {
-            max_frame_len: 1 << 30,
-            max_message_len: 1 << 30,
-            auto_pong: false,
-            ping_interval_us: None,
-            ..SessionConfig::client()
-        };
-        Client {
-            stream,
-            buf: Vec::new(),
-            session: Connection::new(config, 0),
-            scratch: InflateScratch::new(1 << 30),
-            message: (0, 0),
-        }
-    }
-
     /// Inflates compressed messages from now on, under the negotiated `params`.
     pub fn enable_deflate(&mut self, params: &DeflateParams) {
         self.session.receiver.enable_deflate(params);
@@ -184,24 +213,8 @@ impl Client {
         self.buf.extend_from_slice(&chunk[..n]);
     }
 
-    /// Encodes one masked frame.
-    pub fn encode(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        Client::encode_frame(FrameHeader::new(fin, opcode, payload.len() as u64), payload)
-    }
-
-    /// Masks `payload` with [`KEY`] under `header`.
-    fn encode_frame(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
-        let mut bytes = [0u8; MAX_HEADER_LEN];
-        let n = header.with_mask(KEY).encode(&mut bytes);
-        let mut out = bytes[..n].to_vec();
-        let mut body = payload.to_vec();
-        apply_mask(&mut body, KEY, 0);
-        out.extend_from_slice(&body);
-        out
-    }
-
     pub fn send(&mut self, fin: bool, opcode: OpCode, payload: &[u8]) {
-        let bytes = Client::encode(fin, opcode, payload);
+        let bytes = Client::<TcpStream>::encode(fin, opcode, payload);
         self.stream.write_all(&bytes).unwrap();
     }
 

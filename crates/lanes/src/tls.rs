@@ -1,0 +1,407 @@
+//! TLS on one connection: rustls' unbuffered server connection, kept in the connection's slot,
+//! between the socket and the WebSocket code.
+//!
+//! Incoming: the worker reads into its one receive buffer; [`TlsLayer::receive`] has rustls
+//! decrypt the records there and appends their plaintext to the worker's plaintext buffer,
+//! which then goes through the same in-place frame parsing as a plain connection's bytes (so a
+//! message still reaches `on_message` borrowed). Outgoing: frames are queued as plaintext in the
+//! connection's outbox during the iteration, and [`TlsLayer::seal`] encrypts the whole batch
+//! into the connection's outgoing TLS buffer right before its one `write`.
+//!
+//! Copies: rustls 0.23 decrypts a record in place but hands its plaintext over in a buffer of
+//! its own (and encrypts likewise), so each record costs one copy more each way than a plain
+//! connection; the worker's buffers are reused, no per-message buffer of ours is allocated.
+//!
+//! Memory: an idle connection holds rustls' connection state and no buffer: the carried part of
+//! an incomplete record and the outgoing bytes are taken from the worker's pool only while
+//! there are some.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::server::UnbufferedServerConnection;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::{Error, PeerIncompatible};
+
+use crate::config::TlsConfig;
+use crate::pool::BufferPool;
+use crate::stats::TlsFailure;
+
+/// The TLS configuration new connections get, replaced at run time by
+/// [`ServerHandle::reload_tls`](crate::ServerHandle::reload_tls). A worker reads the version
+/// (one atomic load) when it accepts, and takes the lock only when it changed.
+#[derive(Default)]
+pub(crate) struct TlsCell {
+    version: AtomicU64,
+    current: Mutex<Option<TlsConfig>>,
+}
+
+impl TlsCell {
+    /// Makes `config` the one for new handshakes (keeping the running ticket keys, see
+    /// [`TlsConfig::succeeding`]).
+    pub(crate) fn set(&self, config: TlsConfig) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = match current.as_ref() {
+            Some(running) => config.succeeding(running),
+            None => config,
+        };
+        *current = Some(config);
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether a configuration was ever set (the port speaks TLS).
+    pub(crate) fn is_on(&self) -> bool {
+        self.version.load(Ordering::Acquire) != 0
+    }
+
+    /// The configuration of `version`'s successor, when `version` is not the latest.
+    pub(crate) fn newer_than(&self, version: u64) -> Option<(u64, Arc<rustls::ServerConfig>)> {
+        if self.version.load(Ordering::Acquire) == version {
+            return None;
+        }
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        let config = current.as_ref()?;
+        Some((
+            self.version.load(Ordering::Acquire),
+            Arc::clone(config.rustls_config()),
+        ))
+    }
+}
+
+/// The reason for a rustls error on `first` (the first bytes the connection received).
+fn failure_of(error: &Error, first: &[u8]) -> TlsFailure {
+    if looks_like_http(first) {
+        return TlsFailure::PlainHttp;
+    }
+    match error {
+        Error::PeerIncompatible(
+            PeerIncompatible::Tls12NotOffered
+            | PeerIncompatible::Tls12NotOfferedOrEnabled
+            | PeerIncompatible::SupportedVersionsExtensionRequired,
+        ) => TlsFailure::ProtocolVersion,
+        Error::InvalidMessage(_) => TlsFailure::Malformed,
+        _ => TlsFailure::Handshake,
+    }
+}
+
+/// Whether a connection's first bytes are an HTTP request line (a TLS record begins with a
+/// content type byte, 20 to 24, never a letter).
+fn looks_like_http(first: &[u8]) -> bool {
+    let method_len = first.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    method_len >= 3 && first.get(method_len) == Some(&b' ')
+}
+
+/// A TLS error on a connection: a failed handshake (with its reason), or a failure after it
+/// (the connection is dropped like one reset by the peer).
+#[derive(Debug)]
+pub(crate) struct TlsBroken {
+    /// Set while the handshake was still going on.
+    pub(crate) handshake: Option<TlsFailure>,
+    pub(crate) error: Error,
+}
+
+/// What a [`TlsLayer::receive`] did besides the plaintext it appended.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Received {
+    /// The handshake completed in this call.
+    pub(crate) handshake_done: bool,
+    /// The peer sent close_notify: nothing more will come.
+    pub(crate) peer_closed: bool,
+}
+
+/// TLS state of one connection.
+pub(crate) struct TlsLayer {
+    conn: UnbufferedServerConnection,
+    /// The start of a record (or of a handshake message spread over records) that has not all
+    /// arrived: put back in front of the next read.
+    carry: Option<Vec<u8>>,
+    /// Encrypted bytes to write: `wire[written..]`; `None` when there are none.
+    wire: Option<Vec<u8>>,
+    written: usize,
+    /// Nothing has been received yet (a plain request is told by its first bytes).
+    fresh: bool,
+    /// The handshake's failure was counted (so that removing the connection does not count
+    /// it again).
+    pub(crate) failure_counted: bool,
+}
+
+impl fmt::Debug for TlsLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsLayer")
+            .field("handshaking", &self.conn.is_handshaking())
+            .field("carry", &self.carried_len())
+            .field("wire", &self.wire_len())
+            .finish()
+    }
+}
+
+impl TlsLayer {
+    /// The TLS side of a new connection.
+    pub(crate) fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsLayer, Error> {
+        Ok(TlsLayer {
+            conn: UnbufferedServerConnection::new(config)?,
+            carry: None,
+            written: 0,
+            wire: None,
+            fresh: true,
+            failure_counted: false,
+        })
+    }
+
+    /// Whether the TLS handshake is still going on.
+    pub(crate) fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Whether the handshake resumed a session (`None` while it is going on).
+    pub(crate) fn resumed(&self) -> Option<bool> {
+        self.conn
+            .handshake_kind()
+            .map(|kind| kind == rustls::HandshakeKind::Resumed)
+    }
+
+    /// Bytes of an incomplete record held between reads.
+    pub(crate) fn carried_len(&self) -> usize {
+        self.carry.as_ref().map_or(0, Vec::len)
+    }
+
+    /// Encrypted bytes waiting to be written.
+    pub(crate) fn wire_len(&self) -> usize {
+        self.wire.as_ref().map_or(0, |w| w.len() - self.written)
+    }
+
+    /// The encrypted bytes to write next.
+    pub(crate) fn wire(&self) -> &[u8] {
+        match &self.wire {
+            Some(wire) => &wire[self.written..],
+            None => &[],
+        }
+    }
+
+    /// Records that `n` encrypted bytes were written; the buffer goes back to the pool when
+    /// all were.
+    pub(crate) fn consume(&mut self, n: usize, pool: &mut BufferPool) {
+        self.written += n;
+        if let Some(wire) = &mut self.wire
+            && self.written >= wire.len()
+        {
+            if let Some(wire) = self.wire.take() {
+                pool.put(wire);
+            }
+            self.written = 0;
+        }
+    }
+
+    /// Moves the carried bytes to the front of `buf` (the worker's receive buffer, at least as
+    /// long as anything carried); returns how many there were.
+    pub(crate) fn restore_carry(&mut self, buf: &mut [u8], pool: &mut BufferPool) -> usize {
+        let Some(carry) = self.carry.take() else {
+            return 0;
+        };
+        let n = carry.len();
+        buf[..n].copy_from_slice(&carry);
+        pool.put(carry);
+        n
+    }
+
+    /// Runs the received bytes `input` through rustls: handshake messages are answered (the
+    /// answers queued to be written), application data is decrypted and appended to `plain`,
+    /// and what is left of an incomplete record is carried to the next call.
+    pub(crate) fn receive(
+        &mut self,
+        input: &mut [u8],
+        plain: &mut Vec<u8>,
+        pool: &mut BufferPool,
+    ) -> Result<Received, TlsBroken> {
+        let was_handshaking = self.conn.is_handshaking();
+        let first = std::mem::take(&mut self.fresh);
+        let fail = |conn: &UnbufferedServerConnection, error: Error, input: &[u8]| TlsBroken {
+            handshake: was_handshaking.then(|| {
+                let head = if first {
+                    &input[..input.len().min(16)]
+                } else {
+                    &[]
+                };
+                failure_of(&error, head)
+            }),
+            error: {
+                let _ = conn;
+                error
+            },
+        };
+        let mut received = Received::default();
+        let mut offset = 0;
+        loop {
+            let status = self.conn.process_tls_records(&mut input[offset..]);
+            let discard = status.discard;
+            let state = match status.state {
+                Ok(state) => state,
+                Err(error) => return Err(fail(&self.conn, error, input)),
+            };
+            let more = match state {
+                ConnectionState::ReadTraffic(mut traffic) => {
+                    while let Some(record) = traffic.next_record() {
+                        match record {
+                            Ok(record) => plain.extend_from_slice(record.payload),
+                            Err(error) => return Err(fail(&self.conn, error, input)),
+                        }
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut data) => {
+                    let wire = self.wire.get_or_insert_with(|| pool.take());
+                    let encoded = append_with(wire, |out| match data.encode(out) {
+                        Ok(n) => Ok(n),
+                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                            required_size,
+                        })) => Err(Some(required_size)),
+                        Err(EncodeError::AlreadyEncoded) => Err(None),
+                    });
+                    debug_assert!(encoded, "a handshake record encoded twice");
+                    true
+                }
+                // What was encoded is queued; it goes out with the connection's next write.
+                ConnectionState::TransmitTlsData(data) => {
+                    data.done();
+                    true
+                }
+                ConnectionState::PeerClosed => {
+                    received.peer_closed = true;
+                    true
+                }
+                // Everything complete in `input` is processed.
+                ConnectionState::BlockedHandshake
+                | ConnectionState::WriteTraffic(_)
+                | ConnectionState::Closed => false,
+                // Early data is never accepted (the configuration's max_early_data_size is 0).
+                _ => false,
+            };
+            offset += discard;
+            if !more {
+                break;
+            }
+        }
+        if offset < input.len() {
+            let carry = self.carry.get_or_insert_with(|| pool.take());
+            carry.extend_from_slice(&input[offset..]);
+        }
+        received.handshake_done = was_handshaking && !self.conn.is_handshaking();
+        Ok(received)
+    }
+
+    /// Encrypts `plain` (a batch of frames) into `out` from its start, in records of at most
+    /// 16 KiB; returns the encrypted length. `out` is the worker's sealing buffer: its length is
+    /// room already initialized, grown (once) when a batch needs more.
+    pub(crate) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
+        if plain.is_empty() {
+            return Ok(0);
+        }
+        let status = self.conn.process_tls_records(&mut []);
+        let mut traffic = match status.state {
+            Ok(ConnectionState::WriteTraffic(traffic)) => traffic,
+            Ok(_) => return Err(Error::General("TLS output while not ready to send".into())),
+            Err(error) => return Err(error),
+        };
+        loop {
+            match traffic.encrypt(plain, out) {
+                Ok(n) => return Ok(n),
+                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                    out.resize(required_size, 0);
+                }
+                Err(_) => return Err(Error::EncryptError),
+            }
+        }
+    }
+
+    /// Keeps encrypted bytes the socket did not take (or that follow ones still waiting), to
+    /// be written first next time.
+    pub(crate) fn keep_wire(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        if !bytes.is_empty() {
+            self.wire
+                .get_or_insert_with(|| pool.take())
+                .extend_from_slice(bytes);
+        }
+    }
+
+    /// Queues a close_notify alert (once the handshake is done; before it, nothing).
+    pub(crate) fn close_notify(&mut self, pool: &mut BufferPool) {
+        let status = self.conn.process_tls_records(&mut []);
+        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+            let wire = self.wire.get_or_insert_with(|| pool.take());
+            append_with(wire, |out| match traffic.queue_close_notify(out) {
+                Ok(n) => Ok(n),
+                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                    Err(Some(required_size))
+                }
+                Err(_) => Err(None),
+            });
+        }
+    }
+
+    /// Gives the buffers back (the connection is going away).
+    pub(crate) fn release(&mut self, pool: &mut BufferPool) {
+        if let Some(carry) = self.carry.take() {
+            pool.put(carry);
+        }
+        if let Some(wire) = self.wire.take() {
+            pool.put(wire);
+        }
+        self.written = 0;
+    }
+}
+
+/// Appends to `buf` what `write` puts in the spare room it is given, growing the room to the
+/// size `write` asks for (`Err(Some(size))`) and trying again. False when `write` failed for
+/// another reason (`Err(None)`).
+fn append_with(
+    buf: &mut Vec<u8>,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, Option<usize>>,
+) -> bool {
+    let start = buf.len();
+    let mut room = 0;
+    loop {
+        buf.resize(start + room, 0);
+        match write(&mut buf[start..]) {
+            Ok(n) => {
+                buf.truncate(start + n);
+                return true;
+            }
+            Err(Some(required)) if required > room => room = required,
+            Err(_) => {
+                buf.truncate(start);
+                return false;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_line_is_told_from_a_record() {
+        assert!(looks_like_http(b"GET / HTTP/1.1\r\n"));
+        assert!(looks_like_http(b"OPTIONS * HTTP/1.1\r\n"));
+        assert!(!looks_like_http(&[0x16, 0x03, 0x01, 0x02, 0x00]));
+        assert!(!looks_like_http(b"GE"));
+        assert!(!looks_like_http(b"get / HTTP/1.1"));
+    }
+
+    #[test]
+    fn append_with_grows_to_the_size_asked_for() {
+        let mut buf = b"ab".to_vec();
+        let ok = append_with(&mut buf, |out| {
+            if out.len() < 5 {
+                return Err(Some(5));
+            }
+            out[..3].copy_from_slice(b"cde");
+            Ok(3)
+        });
+        assert!(ok);
+        assert_eq!(buf, b"abcde");
+        assert!(!append_with(&mut buf, |_| Err(None)));
+        assert_eq!(buf, b"abcde");
+    }
+}
