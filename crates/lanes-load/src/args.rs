@@ -1,10 +1,13 @@
 //! Command-line arguments.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Parser, Subcommand, ValueEnum};
 use lanes_metrics::InfluxConfig;
+
+use crate::tls::{TlsOptions, TlsVersion};
 
 /// How often `--influx` pushes lanes-load's metrics.
 pub const INFLUX_INTERVAL: Duration = Duration::from_secs(1);
@@ -13,10 +16,41 @@ pub const INFLUX_INTERVAL: Duration = Duration::from_secs(1);
 /// is bounded in time and count.
 #[derive(Debug, Parser)]
 #[command(name = "lanes-load", version)]
+#[command(group = ArgGroup::new("tls_on").args(["tls", "ca", "insecure"]).multiple(true))]
 pub struct Args {
     /// Server address (IP:PORT).
     #[arg(long, default_value = "127.0.0.1:9001")]
     pub addr: SocketAddr,
+    /// Speak TLS (wss://), in every mode. Only the CAs of `--ca` are trusted (no system
+    /// roots): `--tls` alone fails every handshake (UnknownIssuer); give `--ca` or `--insecure`.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the CA certificates to trust (implies `--tls`).
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// TLS without certificate verification, for test certificates (implies `--tls`). The
+    /// handshake's signatures are still checked.
+    #[arg(long, conflicts_with = "ca")]
+    pub insecure: bool,
+    /// TLS server name: sent as SNI, and the name the certificate must be valid for.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "localhost",
+        requires = "tls_on"
+    )]
+    pub server_name: String,
+    /// Offer only this TLS version (default: 1.2 and 1.3).
+    #[arg(long, value_name = "VERSION", requires = "tls_on")]
+    pub tls_version: Option<TlsVersion>,
+    /// Resumed TLS handshakes (the default): each client thread keeps one session cache that
+    /// its connections share, so after a thread's first handshake the next ones resume. What
+    /// the connect mode measures.
+    #[arg(long, overrides_with = "no_tls_resume", requires = "tls_on")]
+    pub tls_resume: bool,
+    /// Full TLS handshakes only: no session is kept.
+    #[arg(long, overrides_with = "tls_resume", requires = "tls_on")]
+    pub no_tls_resume: bool,
     /// Client threads, one mio loop each.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
@@ -74,6 +108,17 @@ pub struct Args {
 }
 
 impl Args {
+    /// The TLS options asked for, if any of `--tls`, `--ca` and `--insecure` was given.
+    pub fn tls_options(&self) -> Option<TlsOptions> {
+        (self.tls || self.ca.is_some() || self.insecure).then(|| TlsOptions {
+            ca: self.ca.clone(),
+            insecure: self.insecure,
+            server_name: self.server_name.clone(),
+            version: self.tls_version,
+            resume: !self.no_tls_resume,
+        })
+    }
+
     /// The InfluxDB reporter's configuration that `--influx` and its companions ask for
     /// (pushing every [`INFLUX_INTERVAL`]), if any.
     pub fn influx_config(&self) -> Option<InfluxConfig> {
@@ -401,6 +446,53 @@ mod tests {
             &["--influx", "https://h:8086"],
             &["--influx", "h:8086"],
             &["--prometheus-port", "65536"],
+        ] {
+            let error = parse(bad).expect_err(&format!("{bad:?}"));
+            assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn tls_options() {
+        let parse = |global: &[&str]| {
+            let mut argv = vec!["lanes-load"];
+            argv.extend_from_slice(global);
+            argv.push("connect");
+            Args::try_parse_from(argv)
+        };
+        assert_eq!(parse(&[]).unwrap().tls_options(), None);
+        let tls = |global: &[&str]| parse(global).unwrap().tls_options().unwrap();
+        let plain_tls = tls(&["--tls"]);
+        assert_eq!(
+            plain_tls,
+            TlsOptions {
+                ca: None,
+                insecure: false,
+                server_name: "localhost".into(),
+                version: None,
+                resume: true,
+            }
+        );
+        // --ca and --insecure imply --tls.
+        let ca = tls(&["--ca", "ca.pem", "--server-name", "example.test"]);
+        assert_eq!(ca.ca, Some(PathBuf::from("ca.pem")));
+        assert_eq!(ca.server_name, "example.test");
+        let insecure = tls(&["--insecure", "--tls-version", "1.2", "--no-tls-resume"]);
+        assert!(insecure.insecure && !insecure.resume);
+        assert_eq!(insecure.version, Some(TlsVersion::Tls12));
+        assert_eq!(
+            tls(&["--tls", "--tls-version", "1.3"]).version,
+            Some(TlsVersion::Tls13)
+        );
+        // The last of --tls-resume and --no-tls-resume wins.
+        assert!(tls(&["--tls", "--no-tls-resume", "--tls-resume"]).resume);
+        assert!(!tls(&["--tls", "--tls-resume", "--no-tls-resume"]).resume);
+        for bad in [
+            &["--server-name", "x"][..],
+            &["--tls-version", "1.3"],
+            &["--no-tls-resume"],
+            &["--tls", "--tls-version", "1.1"],
+            &["--ca", "ca.pem", "--insecure"],
         ] {
             let error = parse(bad).expect_err(&format!("{bad:?}"));
             assert_eq!(error.exit_code(), 2, "{bad:?}: {error}");

@@ -1,5 +1,5 @@
-//! One client connection: the opening handshake, then frames out of its own buffers and in
-//! through lanes-proto's client session.
+//! One client connection: TCP, TLS when the target is `wss://`, the opening handshake, then
+//! frames out of its own buffers and in through lanes-proto's client session.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -11,11 +11,22 @@ use lanes_proto::session::{Output, SessionConfig, encode_frame, encode_frame_wit
 use lanes_proto::{OpCode, Role};
 
 use crate::rng::Rng;
+use crate::tls::Tls;
+use crate::transport::Stream;
 
-/// Connects to `addr` and completes the opening handshake (blocking, with a timeout). A server
-/// that sends frames before it was spoken to is an error here (an echo server must not).
-pub fn connect_and_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<TcpStream, String> {
-    connect_and_upgrade_offering(addr, rng, None, |_| Ok(())).map(|(stream, ())| stream)
+/// The longest a blocking step of a connection's start may take: the TCP connect, the TLS
+/// handshake, the upgrade response.
+pub const START_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connects to `addr`, over TLS configured by `tls` if given, and completes the opening
+/// handshake (blocking, with a timeout). A server that sends frames before it was spoken to is
+/// an error here (an echo server must not).
+pub fn connect_and_upgrade(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+    rng: &mut Rng,
+) -> Result<Stream, String> {
+    connect_and_upgrade_offering(addr, tls, rng, None, |_| Ok(())).map(|(stream, ())| stream)
 }
 
 /// [`connect_and_upgrade`], offering the `Sec-WebSocket-Extensions` value `extensions` (if
@@ -23,12 +34,13 @@ pub fn connect_and_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<TcpStream,
 /// the stream (or whose error is the connection's).
 pub fn connect_and_upgrade_offering<T>(
     addr: SocketAddr,
+    tls: Option<&Tls>,
     rng: &mut Rng,
     extensions: Option<&str>,
     check: impl FnOnce(&ServerResponse<'_>) -> Result<T, String>,
-) -> Result<(TcpStream, T), String> {
+) -> Result<(Stream, T), String> {
     let (stream, early, checked) =
-        start_upgrade_offering(addr, rng, extensions)?.finish_with(check)?;
+        start_upgrade_offering(addr, tls, rng, extensions)?.finish_with(check)?;
     if !early.is_empty() {
         return Err(format!("{addr} sent frames before it was spoken to"));
     }
@@ -40,24 +52,38 @@ pub fn connect_and_upgrade_offering<T>(
 #[derive(Debug)]
 pub struct PendingUpgrade {
     addr: SocketAddr,
-    stream: TcpStream,
+    stream: Stream,
     handshake: ClientHandshake,
 }
 
-/// Connects to `addr` (blocking, with a timeout) and sends the upgrade request.
-pub fn start_upgrade(addr: SocketAddr, rng: &mut Rng) -> Result<PendingUpgrade, String> {
-    start_upgrade_offering(addr, rng, None)
+/// Connects to `addr` (blocking, with a timeout), completes the TLS handshake when `tls` is
+/// given, and sends the upgrade request.
+pub fn start_upgrade(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+    rng: &mut Rng,
+) -> Result<PendingUpgrade, String> {
+    start_upgrade_offering(addr, tls, rng, None)
 }
 
 /// [`start_upgrade`], offering the `Sec-WebSocket-Extensions` value `extensions` if any.
 pub fn start_upgrade_offering(
     addr: SocketAddr,
+    tls: Option<&Tls>,
     rng: &mut Rng,
     extensions: Option<&str>,
 ) -> Result<PendingUpgrade, String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+    let tcp = TcpStream::connect_timeout(&addr, START_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    stream.set_nodelay(true).map_err(|e| e.to_string())?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut stream = match tls {
+        None => Stream::Plain(tcp),
+        Some(tls) => {
+            tcp.set_read_timeout(Some(START_TIMEOUT))
+                .map_err(|e| e.to_string())?;
+            Stream::Tls(Box::new(tls.handshake(addr, tcp)?))
+        }
+    };
     let host = addr.to_string();
     let mut request = Vec::with_capacity(256);
     let offer = ClientRequest {
@@ -79,7 +105,7 @@ pub fn start_upgrade_offering(
 impl PendingUpgrade {
     /// Reads the server's response (blocking, with a timeout); returns the stream and whatever
     /// the server sent after the response head.
-    pub fn finish(self) -> Result<(TcpStream, Vec<u8>), String> {
+    pub fn finish(self) -> Result<(Stream, Vec<u8>), String> {
         self.finish_with(|_| Ok(()))
             .map(|(stream, early, ())| (stream, early))
     }
@@ -90,14 +116,15 @@ impl PendingUpgrade {
     pub fn finish_with<T>(
         self,
         check: impl FnOnce(&ServerResponse<'_>) -> Result<T, String>,
-    ) -> Result<(TcpStream, Vec<u8>, T), String> {
+    ) -> Result<(Stream, Vec<u8>, T), String> {
         let PendingUpgrade {
             addr,
             mut stream,
             handshake,
         } = self;
         stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
+            .tcp()
+            .set_read_timeout(Some(START_TIMEOUT))
             .map_err(|e| e.to_string())?;
         let mut response = Vec::with_capacity(256);
         let mut chunk = [0u8; 1024];
@@ -115,7 +142,10 @@ impl PendingUpgrade {
                 Err(e) => return Err(format!("{addr} refused the upgrade: {e}")),
             }
         };
-        stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+        stream
+            .tcp()
+            .set_read_timeout(None)
+            .map_err(|e| e.to_string())?;
         response.drain(..head_len);
         Ok((stream, response, checked))
     }

@@ -16,17 +16,16 @@ use hdrhistogram::Histogram;
 use lanes_proto::deflate::{DeflateParams, InflateScratch};
 use lanes_proto::session::{Connection, Event};
 use lanes_proto::{CloseCode, OpCode};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::args::{Deflate, Kind};
-use crate::client::{
-    Wire, connect_and_upgrade_offering, push_frame, read_available, session_config,
-};
+use crate::client::{Wire, connect_and_upgrade_offering, push_frame, session_config};
 use crate::deflate::{Codec, ConnCodec, Sent, offer, params_from_answer};
 use crate::metrics::ThreadMetrics;
 use crate::rng::Rng;
+use crate::tls::Tls;
 use crate::tracker::EchoTracker;
+use crate::transport::Transport;
 
 /// The longest a thread keeps its connections open after the window, waiting for the server's
 /// memory to be read.
@@ -41,6 +40,8 @@ pub const CLOSE_MAX: Duration = Duration::from_secs(5);
 pub struct EchoPlan {
     /// Server address.
     pub addr: SocketAddr,
+    /// TLS (`wss://`), if any; the thread's connections share one session cache.
+    pub tls: Option<Tls>,
     /// Connections this thread opens.
     pub connections: u32,
     /// Messages in flight per connection.
@@ -157,7 +158,7 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 struct Conn {
-    stream: TcpStream,
+    stream: Transport,
     tracker: EchoTracker,
     /// The client session: frames in, the close handshake, pongs.
     session: Connection,
@@ -253,17 +254,26 @@ fn echo_thread(
         }
     };
     let offered = offer(plan.deflate).map(|o| o.to_string());
+    let tls = plan.tls.as_ref().map(Tls::for_thread);
     if let Some(poll) = poll.as_mut() {
         for i in 0..plan.connections {
-            let upgraded =
-                connect_and_upgrade_offering(plan.addr, &mut rng, offered.as_deref(), |r| {
+            let upgraded = connect_and_upgrade_offering(
+                plan.addr,
+                tls.as_ref(),
+                &mut rng,
+                offered.as_deref(),
+                |r| {
                     params_from_answer(plan.deflate, &r.extensions)
                         .map_err(|e| format!("{}: {e}", plan.addr))
-                })
-                .and_then(|(s, params)| {
-                    s.set_nonblocking(true).map_err(|e| e.to_string())?;
-                    Ok((TcpStream::from_std(s), params))
-                });
+                },
+            )
+            .and_then(|(s, params)| {
+                let (transport, buffered) = s.into_transport().map_err(|e| e.to_string())?;
+                if !buffered.is_empty() {
+                    return Err(format!("{} sent frames before it was spoken to", plan.addr));
+                }
+                Ok((transport, params))
+            });
             let conn_codec = match &upgraded {
                 Ok((_, Some(params))) => match &codec {
                     None => {
@@ -286,7 +296,7 @@ fn echo_thread(
             match upgraded {
                 Ok((mut stream, _)) => {
                     if let Err(e) = poll.registry().register(
-                        &mut stream,
+                        stream.source(),
                         Token(conns.len()),
                         Interest::READABLE | Interest::WRITABLE,
                     ) {
@@ -380,7 +390,9 @@ fn echo_thread(
             if !conn.alive {
                 continue;
             }
-            if event.is_writable() && conn.written < conn.outbuf.len() {
+            if event.is_writable()
+                && (conn.written < conn.outbuf.len() || conn.stream.wants_write())
+            {
                 dirty.push(index);
             }
             if !(event.is_readable() || event.is_read_closed()) {
@@ -490,7 +502,7 @@ fn read_echoes(
     metrics: &ThreadMetrics,
 ) -> Result<Incoming, String> {
     conn.inbuf.clear();
-    let open = read_available(&mut conn.stream, &mut conn.inbuf);
+    let open = conn.stream.read_available(&mut conn.inbuf);
     metrics.add_bytes_received(conn.inbuf.len() as u64);
     let open = open.map_err(|e| format!("read failed: {e}"))?;
     let mut end = (!open).then_some(End::Eof);
@@ -552,10 +564,16 @@ fn kill(conn: &mut Conn, result: &mut EchoResult, metrics: &ThreadMetrics, what:
 
 /// Writes what the connection has queued: once (`all` false: one write per connection per
 /// loop iteration), or until all is written or the socket would block (`all`). The data
-/// frames written in full are counted as sent.
+/// frames written in full are counted as sent (with TLS: taken by rustls, which sends them
+/// as the socket takes them; what it still holds goes out here first).
 fn flush(conn: &mut Conn, all: bool, result: &mut EchoResult, metrics: &ThreadMetrics) {
+    if conn.alive
+        && let Err(e) = conn.stream.send_pending()
+    {
+        kill(conn, result, metrics, format!("write failed: {e}"));
+    }
     while conn.alive && conn.written < conn.outbuf.len() {
-        match std::io::Write::write(&mut conn.stream, &conn.outbuf[conn.written..]) {
+        match conn.stream.write(&conn.outbuf[conn.written..]) {
             Ok(0) => kill(conn, result, metrics, "write failed: no byte taken".into()),
             Ok(n) => {
                 conn.written += n;

@@ -30,11 +30,13 @@
 //!
 //! Limits: subscribers are spread over `--threads` client threads, each with its own mio loop;
 //! each thread connects its subscribers in batches (blocking connects, every upgrade request of
-//! a batch sent before the responses are read). The send time is read from the clock once per socket read, so
+//! a batch sent before the responses are read; with TLS each subscriber's handshake is done
+//! before its upgrade request is sent, and the subscribers of one batch do full handshakes, as
+//! none has read its session tickets yet when the next starts). The send time is read from the clock once per socket read, so
 //! messages that arrive in the same read share a receive time.
 
 use std::collections::HashSet;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Barrier, OnceLock};
@@ -45,7 +47,6 @@ use lanes_proto::OpCode;
 use lanes_proto::assembler::DEFAULT_MAX_MESSAGE_LEN;
 use lanes_proto::deflate::InflateScratch;
 use lanes_proto::session::{Connection, Event};
-use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
 use crate::client::{Wire, connect_and_upgrade, push_frame, session_config, start_upgrade};
@@ -54,6 +55,8 @@ use crate::echo::new_histogram;
 use crate::memory::process_rss_kib;
 use crate::metrics::{LoadMetrics, ThreadMetrics};
 use crate::rng::Rng;
+use crate::tls::Tls;
+use crate::transport::{Stream, Transport};
 
 /// Length of the stamp at the start of every payload (sequence number and send time), and of
 /// the payloads lanes-load's own publisher sends.
@@ -346,6 +349,8 @@ impl FanoutResult {
 pub struct FanoutPlan {
     /// Server address.
     pub addr: SocketAddr,
+    /// TLS (`wss://`), if any; each client thread's connections share one session cache.
+    pub tls: Option<Tls>,
     /// Subscriber connections.
     pub subscribers: u32,
     /// `Some(rate)`: lanes-load publishes `rate` messages per second on its own connection
@@ -364,7 +369,7 @@ pub struct FanoutPlan {
 }
 
 impl FanoutPlan {
-    /// A plan with one unpinned thread and no server PID.
+    /// A plan over plain TCP with one unpinned thread and no server PID.
     pub fn new(
         addr: SocketAddr,
         subscribers: u32,
@@ -374,6 +379,7 @@ impl FanoutPlan {
     ) -> FanoutPlan {
         FanoutPlan {
             addr,
+            tls: None,
             subscribers,
             publish_rate,
             threads: 1,
@@ -519,7 +525,7 @@ fn sample_cpu(
 }
 
 struct Sub {
-    stream: TcpStream,
+    stream: Transport,
     /// The client session: frames in (whatever spans reads is kept there), pongs.
     session: Connection,
     /// Frames that came with the handshake response, read before the first readiness event.
@@ -543,7 +549,7 @@ struct Tally<'a> {
 struct Connected {
     poll: Poll,
     subs: Vec<Sub>,
-    publisher: Option<std::net::TcpStream>,
+    publisher: Option<Stream>,
 }
 
 fn connect_share(
@@ -554,21 +560,20 @@ fn connect_share(
     metrics: &ThreadMetrics,
 ) -> Result<Connected, String> {
     let poll = Poll::new().map_err(|e| e.to_string())?;
+    let tls = plan.tls.as_ref().map(Tls::for_thread);
     let mut subs = Vec::with_capacity(share as usize);
     let mut pending = Vec::with_capacity(CONNECT_BATCH as usize);
     for batch_start in (0..share).step_by(CONNECT_BATCH as usize) {
         pending.clear();
         for _ in batch_start..share.min(batch_start + CONNECT_BATCH) {
-            pending.push(start_upgrade(plan.addr, rng)?);
+            pending.push(start_upgrade(plan.addr, tls.as_ref(), rng)?);
         }
         for upgrade in pending.drain(..) {
-            let (std_stream, early) = upgrade.finish()?;
-            std_stream
-                .set_nonblocking(true)
-                .map_err(|e| e.to_string())?;
-            let mut stream = TcpStream::from_std(std_stream);
+            let (blocking, mut early) = upgrade.finish()?;
+            let (mut stream, buffered) = blocking.into_transport().map_err(|e| e.to_string())?;
+            early.extend_from_slice(&buffered);
             poll.registry()
-                .register(&mut stream, Token(subs.len()), Interest::READABLE)
+                .register(stream.source(), Token(subs.len()), Interest::READABLE)
                 .map_err(|e| e.to_string())?;
             subs.push(Sub {
                 stream,
@@ -585,7 +590,7 @@ fn connect_share(
         }
     }
     let publisher = match plan.publish_rate {
-        Some(_) if thread == 0 => Some(connect_and_upgrade(plan.addr, rng)?),
+        Some(_) if thread == 0 => Some(connect_and_upgrade(plan.addr, tls.as_ref(), rng)?),
         _ => None,
     };
     metrics.connections_opened(u64::from(publisher.is_some()));
@@ -751,7 +756,8 @@ impl Sub {
                 return false;
             }
             // A short read emptied the socket: the next bytes bring a new readiness event.
-            if n < scratch.len() {
+            // (Not with TLS, whose reads end at records: there only WouldBlock says so.)
+            if n < scratch.len() && self.stream.short_read_drains() {
                 return true;
             }
         }
@@ -813,6 +819,9 @@ impl Sub {
         {
             tally.metrics.add_bytes_sent(n as u64);
         }
+        // What TLS could not send at once goes with the next read's answers (or not at all: a
+        // subscriber's socket is read, not written, and never fills).
+        let _ = self.stream.send_pending();
         open
     }
 }

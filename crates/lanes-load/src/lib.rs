@@ -10,7 +10,8 @@
 //! wire), `connect` (completed handshakes per second),
 //! `idle` (hold N connections open), `fanout` (N subscribers of timestamped messages, from
 //! lanes-load's own publisher at a fixed rate relayed by the server, or produced by the server
-//! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). It connects only
+//! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). Every mode
+//! speaks `ws://` or, through rustls, `wss://` ([`tls`], [`transport`]). It connects only
 //! to the address it is given, and every run is bounded in time. It raises its own soft
 //! open-file limit to the hard limit, so thousands of connections need no `ulimit` first.
 //! Given the server's PID, it reads the server's CPU time and resident memory from /proc; the
@@ -33,4 +34,6 @@ pub mod metrics;
 pub mod report;
 pub mod rlimit;
 pub mod rng;
+pub mod tls;
 pub mod tracker;
+pub mod transport;

@@ -12,7 +12,7 @@ use clap::error::ErrorKind;
 use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Deflate, Kind, Mode, Source};
-use lanes_load::connect::{open_idle, run_connect_thread};
+use lanes_load::connect::{ConnectResult, open_idle, run_connect_thread};
 use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_times};
 use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
@@ -21,7 +21,8 @@ use lanes_load::memory::process_rss_kib;
 use lanes_load::metrics::{Exporters, LoadMetrics, METRICS_PATH};
 use lanes_load::report::{grouped, percentiles_us};
 use lanes_load::rlimit::raise_nofile_limit;
-use serde_json::json;
+use lanes_load::tls::Tls;
+use serde_json::{Value, json};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -43,6 +44,18 @@ fn main() -> ExitCode {
     if let Err(e) = raise_nofile_limit() {
         eprintln!("lanes-load: {e}; going on with the current limit");
     }
+    let tls = match args
+        .tls_options()
+        .map(|options| Tls::new(&options))
+        .transpose()
+    {
+        Ok(tls) => tls,
+        Err(message) => {
+            eprintln!("lanes-load: {message}");
+            return ExitCode::from(1);
+        }
+    };
+    let tls = tls.as_ref();
     let result = match args.mode.clone() {
         Mode::Echo {
             connections,
@@ -50,14 +63,14 @@ fn main() -> ExitCode {
             size,
             kind,
             deflate,
-        } => echo(&args, connections, depth, size as usize, kind, deflate),
-        Mode::Connect { concurrency } => connect(&args, concurrency),
-        Mode::Idle { connections } => idle(&args, connections),
+        } => echo(&args, tls, connections, depth, size as usize, kind, deflate),
+        Mode::Connect { concurrency } => connect(&args, tls, concurrency),
+        Mode::Idle { connections } => idle(&args, tls, connections),
         Mode::Fanout {
             subscribers,
             rate,
             source,
-        } => fanout(&args, subscribers, rate, source),
+        } => fanout(&args, tls, subscribers, rate, source),
     };
     match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
@@ -66,6 +79,19 @@ fn main() -> ExitCode {
             eprintln!("lanes-load: {message}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// The run's TLS options for the JSON output (null: plain TCP).
+fn tls_json(args: &Args) -> Value {
+    args.tls_options()
+        .map_or(Value::Null, |options| options.to_json())
+}
+
+/// The summary line about TLS, if it is on.
+fn print_tls(args: &Args) {
+    if let Some(options) = args.tls_options() {
+        println!("  tls        : {}", options.describe());
     }
 }
 
@@ -146,6 +172,7 @@ fn ratio(wire: u64, payload: u64) -> Option<f64> {
 
 fn echo(
     args: &Args,
+    tls: Option<&Tls>,
     connections: u32,
     depth: u32,
     size: usize,
@@ -167,6 +194,7 @@ fn echo(
         let share = connections / threads + u32::from(thread < connections % threads);
         let plan = EchoPlan {
             addr: args.addr,
+            tls: tls.cloned(),
             connections: share,
             depth,
             size,
@@ -278,6 +306,7 @@ fn echo(
         let object = json!({
             "mode": "echo",
             "addr": args.addr.to_string(),
+            "tls": tls_json(args),
             "threads": threads,
             "connections": connections,
             "depth": depth,
@@ -319,6 +348,7 @@ fn echo(
             if kind == Kind::Text { "text" } else { "binary" },
             seconds
         );
+        print_tls(args);
         println!("  messages/s : {}", grouped(rate));
         println!("  MB/s       : {mbps:.1} (payload, uncompressed)");
         println!(
@@ -390,7 +420,7 @@ fn echo(
     Ok(total.errors == 0)
 }
 
-fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
+fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, String> {
     let threads = concurrency.max(1);
     let metrics = Arc::new(LoadMetrics::new(threads as usize));
     let exporters = start_exporters(args, &metrics)?;
@@ -405,34 +435,47 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
             args.cores.clone(),
             Arc::clone(&metrics),
         );
+        // One session cache per thread, kept from the warm-up into the measured run.
+        let tls = tls.map(Tls::for_thread);
         handles.push(std::thread::spawn(move || {
             pin(&cores, thread as usize);
             let metrics = metrics.thread(thread as usize);
+            let tls = tls.as_ref();
             // Warm-up handshakes are not counted (but are in the live metrics).
-            let _ =
-                run_connect_thread(addr, thread as usize, warm_end, &AtomicU64::new(0), metrics);
-            run_connect_thread(addr, thread as usize, end, &progress, metrics)
+            let _ = run_connect_thread(
+                addr,
+                tls,
+                thread as usize,
+                warm_end,
+                &AtomicU64::new(0),
+                metrics,
+            );
+            run_connect_thread(addr, tls, thread as usize, end, &progress, metrics)
         }));
     }
     let bar = progress_line(args, "handshaking");
     let results = watch(handles, &progress, bar.as_ref(), "handshakes");
     finish_exporters(exporters);
-    let (mut done, mut errors, mut first) = (0, 0, None);
-    for (d, e, f) in results.into_iter().flatten() {
-        done += d;
-        errors += e;
-        if first.is_none() {
-            first = f;
-        }
+    let mut total = ConnectResult::default();
+    for result in results.into_iter().flatten() {
+        total.merge(&result);
     }
+    let ConnectResult {
+        done,
+        tls_resumed,
+        errors,
+        first_error: first,
+    } = total;
     let rate = done as f64 / args.duration.as_secs_f64();
     let first_error = first.clone();
     if args.json {
         println!(
             "{}",
-            json!({"mode": "connect", "addr": args.addr.to_string(), "concurrency": threads,
+            json!({"mode": "connect", "addr": args.addr.to_string(), "tls": tls_json(args),
+                   "concurrency": threads,
                    "duration_s": args.duration.as_secs_f64(), "handshakes": done,
-                   "handshakes_per_s": rate, "errors": errors, "first_error": first})
+                   "handshakes_per_s": rate, "tls_resumed": tls.map(|_| tls_resumed),
+                   "errors": errors, "first_error": first})
         );
     } else {
         println!(
@@ -440,6 +483,10 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
             grouped(rate),
             args.duration.as_secs_f64()
         );
+        if tls.is_some() {
+            print_tls(args);
+            println!("  resumed    : {tls_resumed} of {done} TLS handshakes");
+        }
         if let Some(first) = first {
             println!("  first error: {first}");
         }
@@ -451,13 +498,13 @@ fn connect(args: &Args, concurrency: u32) -> Result<bool, String> {
     Ok(errors == 0)
 }
 
-fn idle(args: &Args, connections: u32) -> Result<bool, String> {
+fn idle(args: &Args, tls: Option<&Tls>, connections: u32) -> Result<bool, String> {
     let metrics = Arc::new(LoadMetrics::new(1));
     let exporters = start_exporters(args, &metrics)?;
     let progress = AtomicU64::new(0);
     let bar = progress_line(args, "opening");
     let started = Instant::now();
-    let conns = open_idle(args.addr, connections, &progress, metrics.thread(0))?;
+    let conns = open_idle(args.addr, tls, connections, &progress, metrics.thread(0))?;
     let opened_in = started.elapsed();
     if let Some(bar) = &bar {
         bar.set_message(format!("holding {} connections", conns.len()));
@@ -479,7 +526,8 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
     if args.json {
         println!(
             "{}",
-            json!({"mode": "idle", "addr": args.addr.to_string(), "connections": held,
+            json!({"mode": "idle", "addr": args.addr.to_string(), "tls": tls_json(args),
+                   "connections": held,
                    "open_s": opened_in.as_secs_f64(), "held_s": args.duration.as_secs_f64(),
                    "server_rss_kib": server_rss_kib})
         );
@@ -490,6 +538,7 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
             args.duration.as_secs_f64(),
             opened_in.as_secs_f64()
         );
+        print_tls(args);
         if let Some(rss) = server_rss_kib {
             println!(
                 "  server RSS : {} KiB at the end, connections open",
@@ -502,6 +551,7 @@ fn idle(args: &Args, connections: u32) -> Result<bool, String> {
 
 fn fanout(
     args: &Args,
+    tls: Option<&Tls>,
     subscribers: u32,
     rate: Option<u32>,
     source: Source,
@@ -511,6 +561,7 @@ fn fanout(
         Source::Server => None,
     };
     let plan = FanoutPlan {
+        tls: tls.cloned(),
         threads: u32::from(args.threads),
         cores: args.cores.clone(),
         server_pid: args.server_pid,
@@ -556,6 +607,7 @@ fn fanout(
         println!(
             "{}",
             json!({"mode": "fanout", "source": source.name(), "addr": args.addr.to_string(),
+                   "tls": tls_json(args),
                    "threads": threads, "subscribers": subscribers, "rate": publish_rate,
                    "warmup_s": args.warmup.as_secs_f64(), "duration_s": seconds,
                    "connect_s": result.connect_time.as_secs_f64(),
@@ -586,6 +638,9 @@ fn fanout(
             "  connected in  : {:.2} s",
             result.connect_time.as_secs_f64()
         );
+        if let Some(options) = args.tls_options() {
+            println!("  tls           : {}", options.describe());
+        }
         let published_what = match source {
             Source::Client => "sent by lanes-load in the window",
             Source::Server => "distinct sequence numbers received, sent in the window",

@@ -71,6 +71,7 @@ fn ticker(interval: Duration, padding: usize, skip_every: Option<u64>) -> Socket
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { continue };
+            stream.set_nodelay(true).unwrap();
             if accept_upgrade(&mut stream).is_some() {
                 accepted.lock().unwrap().push(stream);
             }

@@ -1,6 +1,7 @@
 //! Pieces of the tiny blocking WebSocket servers the lanes-load tests run against: a listener
 //! with a thread per connection, the upgrade, a receive loop on lanes-proto's server session,
-//! and frame encoding.
+//! and frame encoding. The upgrade and the receive loop work on any blocking byte stream:
+//! a `TcpStream`, or a rustls `StreamOwned` over one (tests/tls.rs).
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -23,7 +24,7 @@ use serde_json::Value;
 const CHUNK: usize = 64 * 1024;
 
 /// Listens on a free loopback port and runs `serve` on a thread of its own for every
-/// connection; it runs until the test process ends.
+/// connection (with TCP_NODELAY set); it runs until the test process ends.
 pub fn spawn_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -31,6 +32,7 @@ pub fn spawn_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Socket
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
+            stream.set_nodelay(true).unwrap();
             let serve = Arc::clone(&serve);
             std::thread::spawn(move || serve(stream));
         }
@@ -40,7 +42,7 @@ pub fn spawn_server(serve: impl Fn(TcpStream) + Send + Sync + 'static) -> Socket
 
 /// Reads a request head and answers 101 with no extension; returns the bytes read after the
 /// head, or `None` if the client went away first.
-pub fn accept_upgrade(stream: &mut TcpStream) -> Option<Vec<u8>> {
+pub fn accept_upgrade(stream: &mut (impl Read + Write)) -> Option<Vec<u8>> {
     accept_upgrade_with(stream, |_| (None, ())).map(|(rest, ())| rest)
 }
 
@@ -48,10 +50,9 @@ pub fn accept_upgrade(stream: &mut TcpStream) -> Option<Vec<u8>> {
 /// `choose` picks from the offer (none: no header); returns the bytes read after the head
 /// and what `choose` returned beside the value, or `None` if the client went away first.
 pub fn accept_upgrade_with<T>(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     choose: impl FnOnce(&UpgradeOffer<'_>) -> (Option<String>, T),
 ) -> Option<(Vec<u8>, T)> {
-    stream.set_nodelay(true).unwrap();
     let mut buf = Vec::new();
     let mut chunk = vec![0u8; CHUNK];
     let (head_len, chosen) = loop {
@@ -95,7 +96,7 @@ impl Output for Answers<'_> {
 /// when `on_event` breaks (after writing the answers before it), when a write fails, on a
 /// protocol error, or when the client goes away.
 pub fn serve_session(
-    stream: &mut TcpStream,
+    stream: &mut (impl Read + Write),
     mut buf: Vec<u8>,
     config: SessionConfig,
     deflate: Option<&DeflateParams>,
