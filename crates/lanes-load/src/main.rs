@@ -13,7 +13,7 @@ use clap::{CommandFactory, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use lanes_load::args::{Args, DEFAULT_FANOUT_RATE, Deflate, Kind, Mode, Source};
 use lanes_load::connect::{ConnectResult, open_idle, run_connect_thread};
-use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_times};
+use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_time, process_cpu_times};
 use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
 use lanes_load::fanout::{FanoutPlan, run_fanout_metered};
@@ -453,8 +453,20 @@ fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, Str
             run_connect_thread(addr, tls, thread as usize, end, &progress, metrics)
         }));
     }
+    // The server's CPU time over the measured window (when its PID is given).
+    let server_cpu = args.server_pid.map(|pid| {
+        std::thread::spawn(move || {
+            std::thread::sleep(warm_end.saturating_duration_since(Instant::now()));
+            let before = process_cpu_time(pid).ok()?;
+            std::thread::sleep(end.saturating_duration_since(Instant::now()));
+            Some(process_cpu_time(pid).ok()?.saturating_sub(before))
+        })
+    });
     let bar = progress_line(args, "handshaking");
     let results = watch(handles, &progress, bar.as_ref(), "handshakes");
+    let server_cpu_s = server_cpu
+        .and_then(|sampler| sampler.join().ok().flatten())
+        .map(|cpu| cpu.as_secs_f64());
     finish_exporters(exporters);
     let mut total = ConnectResult::default();
     for result in results.into_iter().flatten() {
@@ -467,6 +479,9 @@ fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, Str
         first_error: first,
     } = total;
     let rate = done as f64 / args.duration.as_secs_f64();
+    let per_server_cpu_s = server_cpu_s
+        .filter(|cpu| *cpu > 0.0)
+        .map(|cpu| done as f64 / cpu);
     let first_error = first.clone();
     if args.json {
         println!(
@@ -475,6 +490,8 @@ fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, Str
                    "concurrency": threads,
                    "duration_s": args.duration.as_secs_f64(), "handshakes": done,
                    "handshakes_per_s": rate, "tls_resumed": tls.map(|_| tls_resumed),
+                   "server_cpu_s": server_cpu_s,
+                   "handshakes_per_server_cpu_s": per_server_cpu_s,
                    "errors": errors, "first_error": first})
         );
     } else {
@@ -483,6 +500,9 @@ fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, Str
             grouped(rate),
             args.duration.as_secs_f64()
         );
+        if let Some(per) = per_server_cpu_s {
+            println!("  {} handshakes per server CPU-second", grouped(per));
+        }
         if tls.is_some() {
             print_tls(args);
             println!("  resumed    : {tls_resumed} of {done} TLS handshakes");
