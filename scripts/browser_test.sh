@@ -4,18 +4,24 @@
 # playwright-core: no browser is downloaded) through two users chatting in a room, a third in
 # another room, join and leave notices; then tests/browser/echo_deflate.mjs checks that Chromium
 # negotiates permessage-deflate with examples/echo and round-trips text and binary messages
-# through it. Prints "browser test: ok" on success.
+# through it; then tests/browser/wss.mjs does it over TLS: the chat page from examples/chat
+# started with --tls-cert/--tls-key (https:// and wss://, two users in a room) and a text and a
+# binary message through examples/echo over wss://. The certificate is made at test time
+# (tests/tls/make_certs.sh, openssl) and trusted through Chromium's
+# --ignore-certificate-errors-spki-list. Prints "browser test: ok" on success.
 #
 # Usage: scripts/browser_test.sh      (from anywhere)
 #
-# Installs what is missing: the Debian package chromium (apt-get, as root or with sudo) and
+# Installs what is missing: the Debian packages chromium and openssl (apt-get, as root or with
+# sudo) and
 # tests/browser/node_modules (npm ci, from tests/browser/package-lock.json; redone when the lock
 # file changes). Needs Node.js 20 or later and npm.
 #
 # Environment:
 #   LANES_CHAT_SERVER_CMD  command line of the server under test, run by bash with $PORT set; it
 #                          must serve the chat on 127.0.0.1:$PORT (default: build the chat example
-#                          and run it with --addr 127.0.0.1:$PORT --cores 2)
+#                          and run it with --addr 127.0.0.1:$PORT --cores 2); when set, only
+#                          chat.mjs runs (the echo and TLS tests need the examples)
 #   LANES_BROWSER_PORT     port of the server under test (default: a free port)
 #   LANES_BROWSER_OUT      where the server's log goes (default target/browser)
 #   LANES_CHROMIUM         the Chromium binary (default /usr/bin/chromium)
@@ -58,6 +64,15 @@ if [ ! -x "$chromium" ]; then
   fi
   [ -x "$chromium" ] || die "apt-get installed chromium but $chromium is missing"
 fi
+if [ -z "${LANES_CHAT_SERVER_CMD:-}" ] && ! command -v openssl >/dev/null; then
+  command -v apt-get >/dev/null || die "openssl is missing and there is no apt-get"
+  step "apt-get install openssl"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! as_root apt-get install -y --no-install-recommends openssl; then
+    as_root apt-get update
+    as_root apt-get install -y --no-install-recommends openssl
+  fi
+fi
 # The Debian launcher script may print shell noise on stderr; keep only the version line.
 echo "chromium: $("$chromium" --version 2>/dev/null)"
 
@@ -92,11 +107,12 @@ rm -f "$out/server.log"
 
 # Chromium's profiles and anything else the test leaves in TMPDIR go when the script ends.
 scratch=$(mktemp -d "${TMPDIR:-/tmp}/lanes-browser-test.XXXXXX")
+certs="" # the TLS test's certificates (section 5)
 
 on_exit() {
   local rc=$?
   stop_server
-  rm -rf "$scratch"
+  rm -rf "$scratch" "$certs"
   if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
     echo "--- last lines of $out/server.log" >&2
     tail -n 20 "$out/server.log" >&2
@@ -156,6 +172,32 @@ if [ -z "${LANES_CHAT_SERVER_CMD:-}" ]; then
   TMPDIR=$scratch timeout --foreground --kill-after=5 60 node "$tests/echo_deflate.mjs" "ws://127.0.0.1:$port" ||
     die "the permessage-deflate test failed (exit status $?); server log: $out/server.log"
   kill -0 "$server_pid" 2>/dev/null || die "the echo server died during the test"
+  stop_server
+
+  # --- 5. TLS: the chat over https:// and wss://, the echo over wss:// -------------------------
+
+  step "test certificate (openssl, tests/tls/make_certs.sh) and Chromium's SPKI flag"
+  # Under target/ (not TMPDIR): removed when the script ends, with $scratch.
+  certs=$(mktemp -d "$out/certs.XXXXXX")
+  "$repo/tests/tls/make_certs.sh" "$certs"
+  spki=$(cat "$certs/leaf.spki")
+  echo "leaf SPKI sha256 (base64): $spki"
+  tls_args="--tls-cert '$certs/leaf.pem' --tls-key '$certs/leaf.key'"
+
+  start_server "$server_cmd $tls_args"
+  step "node tests/browser/wss.mjs --spki $spki https://127.0.0.1:$port"
+  TMPDIR=$scratch timeout --foreground --kill-after=5 70 \
+    node "$tests/wss.mjs" --spki "$spki" "https://127.0.0.1:$port" ||
+    die "the chat over TLS test failed (exit status $?); server log: $out/server.log"
+  kill -0 "$server_pid" 2>/dev/null || die "the chat server (TLS) died during the test"
+  stop_server
+
+  start_server "$echo_cmd $tls_args"
+  step "node tests/browser/wss.mjs --spki $spki wss://127.0.0.1:$port"
+  TMPDIR=$scratch timeout --foreground --kill-after=5 70 \
+    node "$tests/wss.mjs" --spki "$spki" "wss://127.0.0.1:$port" ||
+    die "the echo over wss:// test failed (exit status $?); server log: $out/server.log"
+  kill -0 "$server_pid" 2>/dev/null || die "the echo server (TLS) died during the test"
 fi
 
 echo

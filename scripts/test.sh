@@ -70,6 +70,7 @@ scripts/autobahn.sh
 
 step "browser test: examples/chat in headless Chromium (installs chromium and playwright-core)"
 scripts/browser_test.sh
+scripts/tls_test.sh # wss:// with Python and Node clients, hostile TLS clients, their counters
 
 step "monitoring: Prometheus and InfluxDB against examples/echo and lanes-load (installs prometheus and influxdb)"
 scripts/monitoring_test.sh

@@ -117,9 +117,10 @@ export class UsageError extends Error {}
 
 /**
  * Starts a Chromium of its own with a fresh temporary profile (removed on cleanup) and returns its
- * one browser context (playwright's persistent context). `who` names it in messages.
+ * one browser context (playwright's persistent context). `who` names it in messages; `args` are
+ * flags added to CHROMIUM_ARGS (e.g. --ignore-certificate-errors-spki-list=... for wss.mjs).
  */
-export async function launchBrowser(who) {
+export async function launchBrowser(who, { args = [] } = {}) {
   const profile = await mkdtemp(join(tmpdir(), `lanes-chromium-${who}-`));
   cleanups.push(() => rm(profile, { recursive: true, force: true }));
   let context;
@@ -127,7 +128,7 @@ export async function launchBrowser(who) {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       timeout: 15000,
       // runTest handles the signals: it closes the browsers and removes their profiles.
       handleSIGINT: false,
