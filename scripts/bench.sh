@@ -77,14 +77,7 @@ echo "==> [$i/$total] connect: handshakes/s"
 "${load[@]}" connect -c 1 >>"$json_out"
 
 echo "==> a throwaway CA and certificate for localhost (openssl), and examples/echo over TLS"
-command -v openssl >/dev/null || { echo "bench.sh: the wss rows need openssl" >&2; exit 1; }
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=lanes-bench-ca \
-  -keyout "$tls_dir/ca.key" -out "$tls_dir/ca.pem" 2>/dev/null
-openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
-  -keyout "$tls_dir/leaf.key" -out "$tls_dir/leaf.csr" 2>/dev/null
-printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$tls_dir/ext"
-openssl x509 -req -in "$tls_dir/leaf.csr" -CA "$tls_dir/ca.pem" -CAkey "$tls_dir/ca.key" \
-  -CAcreateserial -days 1 -extfile "$tls_dir/ext" -out "$tls_dir/leaf.pem" 2>/dev/null
+bash tests/tls/make_certs.sh "$tls_dir" >/dev/null
 kill "$server_pid" 2>/dev/null || true
 wait "$server_pid" 2>/dev/null || true
 start_server --tls-cert "$tls_dir/leaf.pem" --tls-key "$tls_dir/leaf.key"

@@ -74,6 +74,11 @@ fn failure_of(error: &Error, first: &[u8]) -> TlsFailure {
     if looks_like_http(first) {
         return TlsFailure::PlainHttp;
     }
+    if offers_only_old_versions(first) {
+        // rustls refuses such a hello for what it lacks (the signature_algorithms extension of
+        // TLS 1.2) before it looks at the version.
+        return TlsFailure::ProtocolVersion;
+    }
     match error {
         Error::PeerIncompatible(
             PeerIncompatible::Tls12NotOffered
@@ -83,6 +88,13 @@ fn failure_of(error: &Error, first: &[u8]) -> TlsFailure {
         Error::InvalidMessage(_) => TlsFailure::Malformed,
         _ => TlsFailure::Handshake,
     }
+}
+
+/// Whether a connection's first bytes are a ClientHello whose highest version is below TLS 1.2
+/// (record type 0x16, handshake type 1, client_version at offset 9). A TLS 1.3 hello says 1.2
+/// there too (its real versions are in an extension), so this never mislabels one.
+fn offers_only_old_versions(first: &[u8]) -> bool {
+    first.len() >= 11 && first[0] == 0x16 && first[5] == 0x01 && first[9..11] < [0x03, 0x03][..]
 }
 
 /// Whether a connection's first bytes are an HTTP request line (a TLS record begins with a
@@ -237,7 +249,11 @@ impl TlsLayer {
             let discard = status.discard;
             let state = match status.state {
                 Ok(state) => state,
-                Err(error) => return Err(fail(&self.conn, error, input)),
+                Err(error) => {
+                    let broken = fail(&self.conn, error, input);
+                    self.queue_alert(pool);
+                    return Err(broken);
+                }
             };
             let more = match state {
                 ConnectionState::ReadTraffic(mut traffic) => {
@@ -288,6 +304,22 @@ impl TlsLayer {
         }
         received.handshake_done = was_handshaking && !self.conn.is_handshaking();
         Ok(received)
+    }
+
+    /// After an error: queues the alert rustls prepared for the peer, if any (the caller
+    /// writes it once before dropping the connection).
+    fn queue_alert(&mut self, pool: &mut BufferPool) {
+        let status = self.conn.process_tls_records(&mut []);
+        if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
+            let wire = self.wire.get_or_insert_with(|| pool.take());
+            append_with(wire, |out| match data.encode(out) {
+                Ok(n) => Ok(n),
+                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
+                    Err(Some(required_size))
+                }
+                Err(EncodeError::AlreadyEncoded) => Err(None),
+            });
+        }
     }
 
     /// Encrypts `plain` (a batch of frames) into `out` from its start, in records of at most
@@ -387,6 +419,19 @@ mod tests {
         assert!(!looks_like_http(&[0x16, 0x03, 0x01, 0x02, 0x00]));
         assert!(!looks_like_http(b"GE"));
         assert!(!looks_like_http(b"get / HTTP/1.1"));
+    }
+
+    #[test]
+    fn an_old_client_hello_is_told_by_its_version() {
+        let hello = |major, minor| {
+            [
+                0x16, 0x03, 0x01, 0x00, 0x50, 0x01, 0x00, 0x00, 0x4c, major, minor,
+            ]
+        };
+        assert!(offers_only_old_versions(&hello(0x03, 0x02))); // TLS 1.1
+        assert!(offers_only_old_versions(&hello(0x03, 0x01))); // TLS 1.0
+        assert!(!offers_only_old_versions(&hello(0x03, 0x03))); // 1.2, and every 1.3 hello
+        assert!(!offers_only_old_versions(&hello(0x03, 0x02)[..10]));
     }
 
     #[test]

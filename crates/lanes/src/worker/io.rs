@@ -357,6 +357,8 @@ impl<H: Handler> Worker<H> {
         let received = match received {
             Ok(received) => received,
             Err(broken) => {
+                // The alert rustls prepared (protocol_version, decode_error, ...), once.
+                let _ = conn.stream.write(tls.wire());
                 if let Some(reason) = broken.handshake {
                     self.local.counters.note_tls_failure(reason);
                     tracing::debug!(peer = %conn.peer, %reason, error = %broken.error, "TLS handshake failed");
