@@ -24,18 +24,22 @@
 //!
 //! - permessage-deflate (RFC 7692) when [`Config::deflate`] turns it on, with context takeover
 //!   or with compressor state shared by a worker's connections.
+//! - `wss://` when `Config::tls` holds a [`TlsConfig`]: TLS 1.2 and 1.3 with rustls on each
+//!   worker's own loop, certificates by SNI, session tickets, reload at run time
+//!   ([`ServerHandle::reload_tls`]).
 //!
-//! Features (both on by default):
+//! Features (all on by default):
 //! - `deflate`: permessage-deflate (RFC 7692), with zlib-rs. Without it nothing is negotiated,
 //!   and a [`Config`] with `deflate.enabled` is refused at start.
 //! - `metrics`: the exporters (`config::MetricsConfig`: `/metrics` on the WebSocket port or an
 //!   admin address, the InfluxDB reporter and its HTTP client). The counters,
 //!   [`ServerHandle::stats`] and [`ServerHandle::metrics`] are there either way.
+//! - `tls`: `wss://` (rustls with the ring provider; `Config::tls`, [`TlsConfig`]).
 //!
 //! Every accepted socket gets `TCP_NODELAY`: each write is a whole batch of frames (one `write`
 //! per connection per loop iteration), so Nagle's algorithm would only add latency.
 //!
-//! What it does not do (yet): TLS.
+//! What it does not do (yet): outbound connections, placing connections on a chosen worker.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
 mod closed;
