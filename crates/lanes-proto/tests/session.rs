@@ -851,6 +851,7 @@ fn a_message_after_the_ping_counts_as_a_sign_of_life() {
         1_000_000,
         &mut pair.scratch,
     );
+    assert!(pair.server.conn.session.is_awaiting_pong());
     // No pong: the client sends a message at 1_200_000 instead.
     pair.now_us = 1_200_000;
     let mut message = Vec::new();
@@ -864,6 +865,8 @@ fn a_message_after_the_ping_counts_as_a_sign_of_life() {
     pair.client.out.sent.push((OpCode::Text, message));
     pair.drive();
     assert_eq!(pair.server.events, [text("hi")]);
+    // No longer waiting: a runtime that armed its timer for the pong deadline re-arms it.
+    assert!(!pair.server.conn.session.is_awaiting_pong());
     assert_eq!(pair.advance_to(1_500_000).1, None);
     assert_eq!(pair.server.conn.session.poll_timeout(), Some(2_200_000));
     assert_eq!(

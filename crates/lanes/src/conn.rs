@@ -39,6 +39,9 @@ pub(crate) enum PhaseKind {
     /// Open, with a frame or message the peer began and has not finished: its deadline (the
     /// message timeout) can come before the keepalive deadline the timer was armed for.
     Unfinished,
+    /// Open, with our keepalive ping out and nothing heard since: the deadline is the pong
+    /// timeout's; a sign of life brings back the keepalive deadline, which can be sooner.
+    PongWait,
     CloseSent,
     Closing,
     Draining,
@@ -64,6 +67,8 @@ impl<S> Phase<S> {
             Phase::Open { session, .. } if session.state() == SessionState::Open => {
                 if session.is_unfinished() {
                     PhaseKind::Unfinished
+                } else if session.is_awaiting_pong() {
+                    PhaseKind::PongWait
                 } else {
                     PhaseKind::Open
                 }

@@ -347,6 +347,32 @@ fn keepalive_pings_and_closes_a_silent_peer() {
 }
 
 #[test]
+fn a_message_instead_of_a_pong_brings_the_next_ping_an_interval_later() {
+    // The timer was armed for the pong deadline (30 s off); the message ends the wait, and the
+    // next ping must come a ping interval after it, not at the old pong deadline.
+    let mut config = Config::default();
+    config.timeouts.ping_interval = Some(Duration::from_millis(200));
+    config.timeouts.pong = Duration::from_secs(30);
+    let (_handle, addr, rx) = start(1, config);
+    let (mut client, id) = open(addr, &rx);
+    assert_eq!(client.recv().opcode, OpCode::Ping);
+    client.send(true, OpCode::Text, b"alive");
+    assert_eq!(client.recv().payload, b"alive");
+    assert_eq!(
+        wait_for(&rx, |s| matches!(s, Seen::Text(..))),
+        Seen::Text(id, "alive".into())
+    );
+    let sent = std::time::Instant::now();
+    // (The client's read timeout is 10 s: the old behaviour failed here.)
+    assert_eq!(client.recv().opcode, OpCode::Ping);
+    assert!(
+        sent.elapsed() < Duration::from_secs(9),
+        "{:?}",
+        sent.elapsed()
+    );
+}
+
+#[test]
 fn backpressure_pauses_reads_and_drain_resumes_them() {
     let mut config = Config::default();
     config.backpressure.pause_len = 256 * 1024;

@@ -142,6 +142,14 @@ impl Session {
         self.flags & UNFINISHED != 0
     }
 
+    /// Whether our keepalive ping is out and nothing came from the peer since it left: the
+    /// session's deadline is then the pong timeout. A sign of life ends this and brings back the
+    /// keepalive deadline, which can be much sooner (a caller that keeps one timer per
+    /// connection re-arms it when this turns false).
+    pub fn is_awaiting_pong(&self) -> bool {
+        self.state == SessionState::Open && self.awaiting_pong()
+    }
+
     /// Whether messages may be sent: false once our close frame is out (RFC 6455 §5.5.1: no
     /// data frame after a close), and after a timeout.
     pub const fn can_send(&self) -> bool {

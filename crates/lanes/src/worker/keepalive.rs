@@ -36,7 +36,7 @@ pub(super) fn deadline_us(
     };
     match kind {
         PhaseKind::Handshake => after(config.timeouts.handshake),
-        PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::CloseSent => {
+        PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::PongWait | PhaseKind::CloseSent => {
             session.and_then(Session::poll_timeout)
         }
         PhaseKind::Closing | PhaseKind::Draining => after(config.timeouts.close),
