@@ -161,6 +161,51 @@ fn messages_of_every_size_echo_over_wss() {
 }
 
 #[test]
+fn a_backlog_larger_than_the_socket_takes_goes_out_whole_and_in_order() {
+    // 12 x 1 MiB sent before reading anything: the echoes pile up far beyond what loopback's
+    // buffers take, so the server writes in part, keeps what is left, pauses reading, and
+    // resumes as the client reads.
+    let ca = Ca::new();
+    let server = start_echo(1, config_with(tls_config(&ca.leaf(&["localhost"]))));
+    let client_config = ca.client(BOTH);
+    let mut client = wss(server.local_addr(), "localhost", &client_config);
+    let messages: Vec<Vec<u8>> = (0..12u8)
+        .map(|i| {
+            (0..1 << 20)
+                .map(|j: u32| (j as u8) ^ i.wrapping_mul(37))
+                .collect()
+        })
+        .collect();
+    let mut writer = client.stream.sock.try_clone().unwrap();
+    // The TLS stream cannot be shared between threads: encrypt everything here first.
+    client.stream.conn.set_buffer_limit(None);
+    let mut wire = Vec::new();
+    for message in &messages {
+        client
+            .stream
+            .conn
+            .writer()
+            .write_all(&Client::encode(true, OpCode::Binary, message))
+            .unwrap();
+        while client.stream.conn.wants_write() {
+            client.stream.conn.write_tls(&mut wire).unwrap();
+        }
+    }
+    let sending = std::thread::spawn(move || writer.write_all(&wire).unwrap());
+    for message in &messages {
+        let echo = client.recv();
+        assert!(
+            echo.payload == *message,
+            "an echo differs or came out of order"
+        );
+    }
+    sending.join().unwrap();
+    let total = server.stats().total();
+    assert_eq!(total.messages_received, 12);
+    assert_eq!(total.buffered_bytes, 0);
+}
+
+#[test]
 fn tls_1_2_clients_are_served_too() {
     let ca = Ca::new();
     let leaf = ca.leaf(&["localhost"]);

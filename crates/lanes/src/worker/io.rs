@@ -332,6 +332,12 @@ impl<H: Handler> Worker<H> {
     }
 }
 
+/// Plaintext encrypted per batch on a TLS connection: what one write can well take, so that a
+/// large backlog is not encrypted all at once (the worker's sealing buffer and a connection's
+/// leftover ciphertext stay this size).
+#[cfg(feature = "tls")]
+const SEAL_BATCH: usize = 256 * 1024;
+
 /// TLS connections: the records of a read decrypted and dispatched, a write's batch encrypted.
 #[cfg(feature = "tls")]
 impl<H: Handler> Worker<H> {
@@ -383,8 +389,12 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Encrypts the connection's queued frames (once its handshake is done) and writes the
-    /// encrypted backlog with one `write`. False when the connection was removed.
+    /// Writes the connection's encrypted backlog, then encrypts its queued frames (once its
+    /// handshake is done) in batches of at most [`SEAL_BATCH`] and writes them, until the
+    /// socket takes no more or nothing is left: one `write` when a batch is all there is (the
+    /// common case). Only what the socket does not take is kept by the connection, so neither
+    /// it nor the worker's sealing buffer holds more than a batch. False when the connection
+    /// was removed.
     fn write_tls(&mut self, key: usize) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
@@ -393,53 +403,57 @@ impl<H: Handler> Worker<H> {
             return true;
         };
         let pool = &mut self.local.pool;
-        let mut sealed = 0;
-        if conn.outbox.has_plain() && !tls.is_handshaking() {
-            let plain = conn.outbox.pending();
-            let plain_len = plain.len();
-            match tls.seal(plain, &mut self.tls.sealed) {
-                Ok(n) => sealed = n,
-                Err(error) => {
-                    tracing::debug!(peer = %conn.peer, %error, "TLS encryption failed");
-                    self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
-                    return false;
+        loop {
+            // What is written next: bytes left over from before, else a new batch.
+            let waiting = tls.wire_len() > 0;
+            let mut sealed = 0;
+            if !waiting {
+                if !conn.outbox.has_plain() || tls.is_handshaking() {
+                    break;
                 }
-            }
-            conn.outbox.consume(plain_len, pool);
-            if tls.wire_len() > 0 {
-                // Behind earlier bytes still waiting: queued after them.
-                tls.keep_wire(&self.tls.sealed[..sealed], pool);
-                sealed = 0;
-            }
-        }
-        let waiting = tls.wire_len() > 0;
-        let out = if waiting {
-            tls.wire()
-        } else {
-            &self.tls.sealed[..sealed]
-        };
-        if !out.is_empty() {
-            match conn.stream.write(out) {
-                Ok(n) => {
-                    stats::add(&self.local.counters.bytes_sent, n as u64);
-                    if waiting {
-                        tls.consume(n, pool);
-                    } else {
-                        tls.keep_wire(&self.tls.sealed[n..sealed], pool);
+                let plain = conn.outbox.pending();
+                if plain.is_empty() {
+                    break;
+                }
+                let batch = &plain[..plain.len().min(SEAL_BATCH)];
+                match tls.seal(batch, &mut self.tls.sealed) {
+                    Ok(n) => sealed = n,
+                    Err(error) => {
+                        tracing::debug!(peer = %conn.peer, %error, "TLS encryption failed");
+                        self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                        return false;
                     }
                 }
+                let batch_len = batch.len();
+                conn.outbox.consume(batch_len, pool);
+            }
+            let out = if waiting {
+                tls.wire()
+            } else {
+                &self.tls.sealed[..sealed]
+            };
+            let written = match conn.stream.write(out) {
+                Ok(n) => n,
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
                         || e.kind() == io::ErrorKind::Interrupted =>
                 {
-                    if !waiting {
-                        tls.keep_wire(&self.tls.sealed[..sealed], pool);
-                    }
+                    0
                 }
                 Err(_) => {
                     self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
                     return false;
                 }
+            };
+            stats::add(&self.local.counters.bytes_sent, written as u64);
+            let all = written == out.len();
+            if waiting {
+                tls.consume(written, pool);
+            } else {
+                tls.keep_wire(&self.tls.sealed[written..sealed], pool);
+            }
+            if !all {
+                break; // the socket is full: the next writable edge resumes
             }
         }
         conn.outbox.sealed_len = tls.wire_len();
