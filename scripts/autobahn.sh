@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# Runs the Autobahn|Testsuite conformance cases (wstest -m fuzzingclient) against a lanes WebSocket
-# server on loopback, prints a summary and fails on any FAILED or NON-STRICT case.
+# Runs the Autobahn|Testsuite conformance cases (wstest -m fuzzingclient) against lanes WebSocket
+# servers on loopback, over ws:// and over wss:// (TLS), prints a summary and fails on any FAILED
+# or NON-STRICT case.
 #
 # Usage: scripts/autobahn.sh      (from anywhere; installs wstest on first use, see below)
 #
+# Every case runs twice: against examples/echo over ws:// (agent "lanes") and against a second
+# examples/echo started with --tls-cert/--tls-key over wss:// (agent "lanes-wss"), with a
+# certificate made for the run by the openssl CLI (installed with apt-get when missing) and
+# never kept. wstest does not verify the server's certificate (a spec server without "hostname"
+# gets Twisted's ClientContextFactory, which checks nothing): enough for a conformance run.
+#
 # wstest is single-threaded Python and the bottleneck (the permessage-deflate cases 12.* and 13.*
-# alone keep one busy for over 20 minutes), so the cases are shared out among several wstest
-# processes, "shards", that run at once against the one server: scripts/autobahn/shard.py splits
-# them by estimated running time. Each shard has its own spec, reports and log; the summary
-# merges their reports.
+# are nearly all of its time), so the cases are shared out among several wstest processes,
+# "shards", that run at once against the servers: scripts/autobahn/shard.py splits them by
+# estimated running time, and each shard runs its cases against both servers, one after the
+# other. Each shard has its own spec, reports and log; the summary merges their reports.
 #
 # Environment:
 #   LANES_AUTOBAHN_CASES    comma-separated case patterns or ids, e.g. "1.*,2.*,12.1.10" (default:
 #                           the spec's, scripts/autobahn/fuzzingclient.json)
 #   LANES_AUTOBAHN_EXCLUDE  comma-separated case patterns or ids to skip (default: the spec's)
+#   LANES_AUTOBAHN_SCHEMES  which servers to test: "ws,wss" (default), "ws" or "wss"
 #   LANES_AUTOBAHN_JOBS     how many wstest shards run at once (default: the number of cores)
-#   LANES_AUTOBAHN_SERVER   command line of the server under test; it must listen on
+#   LANES_AUTOBAHN_SERVER   command line of the ws:// server under test; it must listen on
 #                           127.0.0.1:$LANES_AUTOBAHN_PORT (default: build and run the echo example)
-#   LANES_AUTOBAHN_PORT     port of the server under test (default: a free port)
-#   LANES_AUTOBAHN_TIMEOUT  seconds each shard may run (default: 5 times the estimated time of
-#                           the longest shard, at least 3000)
+#   LANES_AUTOBAHN_PORT     port of the ws:// server under test (default: a free port)
+#   LANES_AUTOBAHN_TLS_SERVER  command line of the wss:// server under test; it must listen on
+#                           127.0.0.1:$LANES_AUTOBAHN_TLS_PORT with the certificate chain
+#                           $LANES_AUTOBAHN_TLS_CERT and key $LANES_AUTOBAHN_TLS_KEY (PEM files
+#                           this script makes) (default: the echo example with --tls-cert/--tls-key)
+#   LANES_AUTOBAHN_TLS_PORT port of the wss:// server under test (default: a free port)
+#   LANES_AUTOBAHN_TIMEOUT  seconds each shard may run (default: 2.5 times the estimated time of
+#                           the longest shard, at least 1200)
 #   LANES_AUTOBAHN_OUT      where the specs, logs and reports go (default target/autobahn):
 #                           fuzzingclient.json (the run's spec), cases.txt (its case ids),
 #                           fuzzingclient-K.json, wstest-K.log and reports-K/ (shard K),
-#                           reports/index.json (the merged index), server.log
+#                           reports/index.json (the merged index), server.log (ws://),
+#                           server-wss.log (wss://), tls/ (the run's certificate and key)
 #   LANES_AUTOBAHN_HOME     install cache of wstest (default ~/.cache/lanes-autobahn)
 #   LANES_AUTOBAHN_MIRROR   Debian mirror for the Python 2.7 packages (default: the one of
 #                           /etc/apt/sources.list.d/debian.sources)
@@ -31,15 +45,18 @@
 # wstest needs Python 2.7, which Debian 12 lacks: the script takes python2.7 from Debian 11
 # (bullseye) with `apt-get download` + `dpkg -x` (using its own apt state, not the system's), then
 # pip 20.3.4 from PyPI installs autobahntestsuite and its pinned dependencies (all binary wheels
-# or pure-Python sdists: no compiler needed). Everything lands in $LANES_AUTOBAHN_HOME; a complete
-# install is reused. Delete that folder to reinstall.
+# or pure-Python sdists: no compiler needed), and wsaccel, the C UTF-8 validator and XOR masker
+# that autobahn uses when it can import them, is compiled with `cc` (the one cargo links with)
+# from its sdist's C files against bullseye's Python 2.7 headers (libpython2.7-dev). Without
+# wsaccel, wstest validates UTF-8 and masks frames in pure Python: three quarters of its time in
+# the 12.* and 13.* cases, and a run of ws:// alone took 29 minutes on 2 cores. Everything lands
+# in $LANES_AUTOBAHN_HOME; a complete install is reused. Delete that folder to reinstall.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 home=${LANES_AUTOBAHN_HOME:-$HOME/.cache/lanes-autobahn}
-# Without LANES_AUTOBAHN_PORT, a port that is free right now (so a busy 9001 does not fail CI).
-port=${LANES_AUTOBAHN_PORT:-$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
+schemes=${LANES_AUTOBAHN_SCHEMES:-ws,wss}
 jobs=${LANES_AUTOBAHN_JOBS:-$(nproc)}
 out=${LANES_AUTOBAHN_OUT:-${CARGO_TARGET_DIR:-$repo/target}/autobahn}
 spec_template=$repo/scripts/autobahn/fuzzingclient.json
@@ -51,17 +68,30 @@ die() {
 }
 
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "LANES_AUTOBAHN_JOBS must be a positive number, not '$jobs'"
+[[ $schemes =~ ^(ws|wss|ws,wss|wss,ws)$ ]] ||
+  die "LANES_AUTOBAHN_SCHEMES must be ws,wss, ws or wss, not '$schemes'"
 command -v python3 >/dev/null || die "python3 is needed (apt-get install python3)"
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# Without LANES_AUTOBAHN_PORT / _TLS_PORT, ports that are free right now (so a busy 9001 does not
+# fail CI).
+port=${LANES_AUTOBAHN_PORT:-$(free_port)}
+tls_port=${LANES_AUTOBAHN_TLS_PORT:-$(free_port)}
+[ "$port" != "$tls_port" ] || die "LANES_AUTOBAHN_PORT and LANES_AUTOBAHN_TLS_PORT are both $port"
 
 # --- 1. wstest ---------------------------------------------------------------------------------
 
 suite_version=25.10.1
-root=$home/wstest-$suite_version # the install; complete once root/.complete exists
-wstest=$home/bin/wstest
+wsaccel_version=0.6.2 # supports Python 2; its sdist ships the C files Cython generated
+# The install; complete once root/.complete exists. A new recipe needs a new name.
+root=$home/wstest-$suite_version-wsaccel-$wsaccel_version
+wstest=$root/bin/wstest # the wrapper that runs it
 
 # What pip installs with Python 2.7: autobahntestsuite's dependencies, pinned, transitive ones
 # included (their last Python 2 releases), so that a fresh install gets what was tested.
-# Not autobahn's `accelerate` extra: wsaccel does not build.
+# Not autobahn's `accelerate` extra: pip cannot build wsaccel here (no Python.h); it is compiled
+# by hand below.
 py2_requirements=(
   txaio==2.1.0 incremental==16.10.1 pyOpenSSL==19.1.0 cryptography==3.3.2 Twisted==19.10.0
   zope.interface==4.6.0 jinja2==2.11.3 markupsafe==1.1.1 Werkzeug==1.0.1 klein==17.10.0
@@ -98,12 +128,13 @@ install_wstest() {
   if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
     die "apt-get and dpkg are needed"
   fi
+  command -v cc >/dev/null || die "a C compiler is needed for wsaccel (apt-get install gcc)"
 
   # Build in a scratch folder next to the install and move it into place only when complete.
   local work=$home/build
   rm -rf "$work" "$root"
   mkdir -p "$work"/apt/lists/partial "$work"/apt/cache/archives/partial "$work"/apt/parts \
-    "$work"/debs "$work"/wheels "$work"/tools "$work"/root/site
+    "$work"/debs "$work"/wheels "$work"/tools "$work"/root/site "$work"/dev
 
   step "download Python 2.7 from Debian bullseye ($(debian_mirror))"
   echo "deb [signed-by=$keyring] $(debian_mirror) bullseye main" >"$work"/apt/sources.list
@@ -116,10 +147,13 @@ install_wstest() {
   )
   apt-get "${apt_opts[@]}" -qq update
   (cd "$work"/debs && apt-get "${apt_opts[@]}" -q download python2.7 python2.7-minimal \
-    libpython2.7-stdlib libpython2.7-minimal libpython2.7 libssl1.1 libffi7)
+    libpython2.7-stdlib libpython2.7-minimal libpython2.7 libssl1.1 libffi7 libpython2.7-dev)
   local deb
   for deb in "$work"/debs/*.deb; do
-    dpkg -x "$deb" "$work"/root/py27
+    case $deb in
+      */libpython2.7-dev_*) dpkg -x "$deb" "$work"/dev ;; # headers, only to build wsaccel
+      *) dpkg -x "$deb" "$work"/root/py27 ;;
+    esac
   done
   local libdir
   libdir=$(echo "$work"/root/py27/usr/lib/*-linux-gnu)
@@ -164,9 +198,22 @@ install_wstest() {
   # zope is a namespace package, declared by a .pth file that --target does not honour.
   touch "$work"/root/site/zope/__init__.py
 
+  step "compile wsaccel $wsaccel_version (C UTF-8 validator and XOR masker for autobahn)"
+  py2 -m pip download --disable-pip-version-check --no-python-version-warning --no-cache-dir -q \
+    --no-deps --no-binary :all: -d "$work"/wheels "wsaccel==$wsaccel_version"
+  tar -xzf "$work"/wheels/wsaccel-$wsaccel_version.tar.gz -C "$work"
+  local src=$work/wsaccel-$wsaccel_version/wsaccel module
+  mkdir -p "$work"/root/site/wsaccel
+  cp "$src"/__init__.py "$work"/root/site/wsaccel/
+  for module in utf8validator xormask; do
+    # -w: the C generated by Cython 0.19.1 (2013) draws warnings from today's compilers.
+    cc -shared -fPIC -O2 -fno-strict-aliasing -w -I"$work"/dev/usr/include/python2.7 \
+      -I"$work"/dev/usr/include "$src/$module.c" -o "$work/root/site/wsaccel/$module.so"
+  done
+
   # The wrapper that runs wstest with the unpacked Python and the installed packages.
-  mkdir -p "$home"/bin
   mv "$work"/root "$root"
+  mkdir -p "$root"/bin
   cat >"$wstest" <<EOF
 #!/bin/sh
 # wstest from Autobahn|Testsuite $suite_version, installed by scripts/autobahn.sh of lanes.
@@ -177,6 +224,13 @@ exec "\$root/py27/usr/bin/python2.7" -m autobahntestsuite.wstest "\$@"
 EOF
   chmod +x "$wstest"
   "$wstest" --autobahnversion >/dev/null || die "the installed wstest does not run"
+  # autobahn falls back to its pure-Python classes when the import of wsaccel fails.
+  LD_LIBRARY_PATH="$root/$libdir" PYTHONHOME="$root"/py27/usr PYTHONPATH="$root"/site \
+    PYTHONNOUSERSITE=1 "$root"/py27/usr/bin/python2.7 -c '
+from autobahn.websocket import utf8validator, xormasker
+assert utf8validator.Utf8Validator.__module__ == "wsaccel.utf8validator"
+assert xormasker.createXorMasker.__module__ == "wsaccel.xormask"
+' || die "autobahn in the installed wstest does not use wsaccel"
   touch "$root"/.complete
   rm -rf "$work"
 }
@@ -195,27 +249,39 @@ echo
 
 # Only what this script writes there is removed, LANES_AUTOBAHN_OUT may be any folder.
 mkdir -p "$out"
-rm -rf "$out/reports" "$out"/reports-[0-9]* "$out"/fuzzingclient*.json "$out/server.log" \
-  "$out"/wstest*.log "$out/cases.txt" "$out/probe"
+rm -rf "$out/reports" "$out"/reports-[0-9]* "$out"/fuzzingclient*.json "$out"/server*.log \
+  "$out"/wstest*.log "$out/cases.txt" "$out/probe" "$out/tls"
 
-# Test server checks and shutdown: port_open, stop_server.
+# Test server checks and shutdown: port_open, stop_server (on the globals port and server_pid).
 . "$repo/scripts/server_process.sh"
+
+# The servers under test, by scheme: their ports, process groups and logs.
+IFS=, read -r -a scheme_list <<<"$schemes"
+declare -A server_port=([ws]=$port [wss]=$tls_port) server_pids=()
+declare -A server_log=([ws]=$out/server.log [wss]=$out/server-wss.log)
+# Succeeds when something accepts TCP connections on 127.0.0.1:$1.
+listening() { port=$1 port_open; }
 
 wstest_s="" # how long the shards ran, once they have
 wstest_pids=() # of the shards still running (their `timeout`, which passes TERM on to wstest)
 on_exit() {
-  local rc=$? pid
+  local rc=$? pid scheme
   for pid in "${wstest_pids[@]}"; do
     if [ -n "$pid" ]; then
       kill -TERM "$pid" 2>/dev/null || true
       wait "$pid" 2>/dev/null || true
     fi
   done
-  stop_server
-  if [ "$rc" -ne 0 ] && [ -s "$out/server.log" ]; then
-    echo "--- last lines of $out/server.log" >&2
-    tail -n 20 "$out/server.log" >&2
-  fi
+  for scheme in "${!server_pids[@]}"; do
+    server_pid=${server_pids[$scheme]}
+    stop_server
+  done
+  for scheme in "${scheme_list[@]}"; do
+    if [ "$rc" -ne 0 ] && [ -s "${server_log[$scheme]}" ]; then
+      echo "--- last lines of ${server_log[$scheme]}" >&2
+      tail -n 20 "${server_log[$scheme]}" >&2
+    fi
+  done
   if [ -n "$wstest_s" ]; then
     echo "wall time: $SECONDS s in all, wstest $wstest_s s ($shards shards, $(nproc) cores)"
   fi
@@ -225,21 +291,27 @@ trap on_exit EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-if port_open; then
-  die "127.0.0.1:$port already accepts connections; stop that server or set LANES_AUTOBAHN_PORT"
-fi
+for scheme in "${scheme_list[@]}"; do
+  if listening "${server_port[$scheme]}"; then
+    die "127.0.0.1:${server_port[$scheme]} already accepts connections; stop that server or set" \
+      "LANES_AUTOBAHN_$([ "$scheme" = ws ] || echo TLS_)PORT"
+  fi
+done
 
-# The run's spec: the template with the port and the case lists set.
+# The run's spec: the template's servers of the schemes asked for, with their ports, and the case
+# lists set.
 spec=$out/fuzzingclient.json
 mkdir -p "$out/probe"
-python3 - "$spec_template" "$spec" "$port" "$out/probe" <<'EOF'
+python3 - "$spec_template" "$spec" "$schemes" "$port" "$tls_port" "$out/probe" <<'EOF'
 import json, os, sys
-template, spec, port, probe = sys.argv[1:]
+template, spec, schemes, port, tls_port, probe = sys.argv[1:]
 with open(template) as f:
     s = json.load(f)
 s.pop("outdir", None)  # each shard has its own
-for server in s["servers"]:
-    server["url"] = "ws://127.0.0.1:%s" % port
+ports = {"ws": port, "wss": tls_port}
+s["servers"] = [dict(server, url="%s://127.0.0.1:%s" % (scheme, ports[scheme]))
+                for server in s["servers"]
+                for scheme in [server["url"].split("://")[0]] if scheme in schemes.split(",")]
 for key, env in (("cases", "LANES_AUTOBAHN_CASES"), ("exclude-cases", "LANES_AUTOBAHN_EXCLUDE")):
     if os.environ.get(env, "").strip():
         s[key] = [c.strip() for c in os.environ[env].split(",") if c.strip()]
@@ -248,11 +320,14 @@ with open(spec, "w") as f:
 # The probe's spec (below): all cases.
 with open(os.path.join(probe, "fuzzingclient.json"), "w") as f:
     json.dump(dict(s, cases=["*"], **{"exclude-cases": [], "outdir": probe}), f, indent=2)
+print("servers: %s" % ", ".join("%s (agent %s)" % (v["url"], v["agent"]) for v in s["servers"]))
 print("cases: %s; excluded: %s" % (" ".join(s["cases"]), " ".join(s["exclude-cases"]) or "none"))
 EOF
+agents=$(python3 -c 'import json, sys
+print(",".join(s["agent"] for s in json.load(open(sys.argv[1]))["servers"]))' "$spec")
 
 # The ids of all cases, from wstest: run with the cases ["*"], it prints "Cases = [...]", then
-# "Servers = [...]", and is stopped there (before it connects; nothing listens on the port yet
+# "Servers = [...]", and is stopped there (before it connects; nothing listens on the ports yet
 # anyway). shard.py resolves the spec's patterns against them.
 PYTHONUNBUFFERED=1 timeout 60 "$wstest" -m fuzzingclient -s "$out/probe/fuzzingclient.json" \
   >"$out/probe/wstest.log" 2>&1 &
@@ -269,34 +344,64 @@ grep -q '^Servers = ' "$out/probe/wstest.log" ||
 plan=$(python3 "$repo/scripts/autobahn/shard.py" "$spec" "$out/probe/wstest.log" "$jobs" "$out")
 read -r shards estimate_s <<<"$plan"
 [ "$shards" -gt 0 ] || die "no case matches the spec's cases (LANES_AUTOBAHN_CASES) minus its exclusions"
-echo "$(wc -l <"$out/cases.txt") cases in $shards shards (LANES_AUTOBAHN_JOBS=$jobs)"
-# By default each shard may run 5 times the estimate, at least 3000 s. The estimates are from a
-# quiet 2-core machine where 2 shards took about 600 s; on the machine of 2026-12-03 wstest ran
-# about 3 times slower for the build before the session refactor and after it alike (case
-# 13.7.10: 42 s and 40 s, estimated 14 s), and 2 shards had not finished in 1457 s.
-timeout_s=${LANES_AUTOBAHN_TIMEOUT:-$((estimate_s * 5 > 3000 ? estimate_s * 5 : 3000))}
+echo "$(wc -l <"$out/cases.txt") cases x ${#scheme_list[@]} servers in $shards shards" \
+  "(LANES_AUTOBAHN_JOBS=$jobs)"
+# By default each shard may run 2.5 times the estimate, at least 1200 s: the estimates are from a
+# busy machine already (see shard.py), and 2 shards x 2 servers are estimated at about 1200 s, so
+# a stuck run still ends within CI's time.
+timeout_s=${LANES_AUTOBAHN_TIMEOUT:-$((estimate_s * 5 / 2 > 1200 ? estimate_s * 5 / 2 : 1200))}
 
-# --- 3. the server under test ------------------------------------------------------------------
+# --- 3. the servers under test ------------------------------------------------------------------
 
-if [ -n "${LANES_AUTOBAHN_SERVER:-}" ]; then
-  server_cmd=$LANES_AUTOBAHN_SERVER
-else
+echo=${CARGO_TARGET_DIR:-$repo/target}/release/examples/echo
+tls_cert=$out/tls/cert.pem tls_key=$out/tls/key.pem
+if [[ $schemes == *wss* ]]; then
+  # A self-signed certificate for 127.0.0.1, made for this run (wstest checks none).
+  if ! command -v openssl >/dev/null; then
+    step "apt-get install openssl (to make the run's test certificate)"
+    command -v apt-get >/dev/null || die "the openssl CLI is needed (apt-get install openssl)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq openssl >/dev/null ||
+      { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; } ||
+      die "could not install openssl"
+  fi
+  mkdir -p "$out/tls"
+  export LANES_AUTOBAHN_TLS_CERT=$tls_cert LANES_AUTOBAHN_TLS_KEY=$tls_key
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$tls_key" -out "$tls_cert" 2>"$out/tls/openssl.log" ||
+    die "openssl could not make the test certificate (see $out/tls/openssl.log)"
+fi
+declare -A server_cmd=(
+  [ws]=${LANES_AUTOBAHN_SERVER:-$echo --addr 127.0.0.1:$port}
+  [wss]=${LANES_AUTOBAHN_TLS_SERVER:-$echo --addr 127.0.0.1:$tls_port --tls-cert $tls_cert \
+--tls-key $tls_key}
+)
+if [[ ( ,$schemes, == *,ws,* && -z ${LANES_AUTOBAHN_SERVER:-} ) ||
+  ( ,$schemes, == *,wss,* && -z ${LANES_AUTOBAHN_TLS_SERVER:-} ) ]]; then
   step "cargo build --release --example echo"
   cargo build --release --locked --example echo
-  server_cmd="${CARGO_TARGET_DIR:-$repo/target}/release/examples/echo --addr 127.0.0.1:$port"
 fi
 
-step "start the server: $server_cmd"
-# setsid: a process group of its own, so that stopping it also stops what it started.
-LANES_AUTOBAHN_PORT=$port setsid bash -c "$server_cmd" >"$out/server.log" 2>&1 </dev/null &
-server_pid=$!
-for _ in $(seq 300); do # 30 s
-  port_open && break
-  kill -0 "$server_pid" 2>/dev/null || die "the server exited before listening on 127.0.0.1:$port"
-  sleep 0.1
+for scheme in "${scheme_list[@]}"; do
+  step "start the $scheme:// server: ${server_cmd[$scheme]}"
+  # setsid: a process group of its own, so that stopping it also stops what it started.
+  LANES_AUTOBAHN_PORT=$port LANES_AUTOBAHN_TLS_PORT=$tls_port \
+    setsid bash -c "${server_cmd[$scheme]}" >"${server_log[$scheme]}" 2>&1 </dev/null &
+  server_pids[$scheme]=$!
 done
-port_open || die "the server does not accept connections on 127.0.0.1:$port after 30 s"
-echo "listening on 127.0.0.1:$port (pid $server_pid)"
+for scheme in "${scheme_list[@]}"; do
+  p=${server_port[$scheme]}
+  for _ in $(seq 300); do # 30 s
+    listening "$p" && break
+    kill -0 "${server_pids[$scheme]}" 2>/dev/null ||
+      die "the $scheme:// server exited before listening on 127.0.0.1:$p"
+    sleep 0.1
+  done
+  listening "$p" ||
+    die "the $scheme:// server does not accept connections on 127.0.0.1:$p after 30 s"
+  echo "$scheme:// server listening on 127.0.0.1:$p (pid ${server_pids[$scheme]})"
+done
 
 # --- 4. wstest -m fuzzingclient, one per shard ---------------------------------------------------
 
@@ -333,7 +438,9 @@ while [ "$running" -gt 0 ]; do
     fi
   done
   # The shards left would only fail case after case.
-  kill -0 "$server_pid" 2>/dev/null || die "the server died during the run"
+  for scheme in "${scheme_list[@]}"; do
+    kill -0 "${server_pids[$scheme]}" 2>/dev/null || die "the $scheme:// server died during the run"
+  done
 done
 wstest_s=$((SECONDS - started))
 echo "wstest ran $wstest_s s"
@@ -346,5 +453,5 @@ indexes=()
 for k in $(seq "$shards"); do
   indexes+=("$out/reports-$k/index.json")
 done
-python3 "$repo/scripts/autobahn/summary.py" --expect "$out/cases.txt" \
+python3 "$repo/scripts/autobahn/summary.py" --expect "$out/cases.txt" --agents "$agents" \
   --merge-to "$out/reports/index.json" "${indexes[@]}"

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Summarises Autobahn|Testsuite fuzzingclient reports (their index.json).
 
-Usage: summary.py [--expect CASES.txt] [--merge-to MERGED.json] REPORTS/index.json...
+Usage: summary.py [--expect CASES.txt] [--agents A,B] [--merge-to MERGED.json] REPORTS/index.json...
 
 Several index.json (those of wstest runs that shared out the cases) are merged first; a case in
 more than one of them is an error. --merge-to writes the merged index there, each case's
 "reportfile" made relative to that file's folder. --expect names a file of case ids, one a line:
-the cases that should have run; one missing from the reports fails the run.
+the cases that should have run; one missing from the reports fails the run. --agents names the
+agents (servers of the spec, e.g. lanes for ws:// and lanes-wss for wss://) that each should have
+run every expected case; without it, those found in the reports.
 
 Prints how many cases got each `behavior` and each `behaviorClose`, then every case that was not
 OK in either. Exits 1 when a case FAILED or was NON-STRICT (in either field; for behaviorClose
@@ -62,9 +64,12 @@ def merge(paths, merged_path):
 def main():
     args = sys.argv[1:]
     expect_path = merged_path = None
-    while len(args) >= 2 and args[0] in ("--expect", "--merge-to"):
+    agents = None
+    while len(args) >= 2 and args[0] in ("--expect", "--agents", "--merge-to"):
         if args[0] == "--expect":
             expect_path = args[1]
+        elif args[0] == "--agents":
+            agents = [a for a in args[1].split(",") if a]
         else:
             merged_path = args[1]
         args = args[2:]
@@ -103,21 +108,27 @@ def main():
     if expect_path:
         with open(expect_path) as f:
             expected = [line.strip() for line in f if line.strip()]
-        for agent, cases in sorted(index.items()) or [("?", {})]:
+        for agent in agents or sorted(index) or ["?"]:
+            cases = index.get(agent, {})
             missing += ["%s (agent %s)" % (c, agent) for c in expected if c not in cases]
         if missing:
             print("missing from the reports: %s" % ", ".join(missing))
+    unexpected = sorted(set(index) - set(agents)) if agents else []
+    if unexpected:
+        print("agents not asked for in the reports: %s" % ", ".join(unexpected))
 
     total = sum(len(cases) for cases in index.values())
     if total == 0:
         print("FAIL: no case ran")
         return 1
-    if bad or missing:
+    if bad or missing or unexpected:
         print("FAIL: %s" % " and ".join(
             ([] if not bad else ["cases marked ! failed or were non-strict"])
-            + ([] if not missing else ["%d expected cases did not run" % len(missing)])))
+            + ([] if not missing else ["%d expected cases did not run" % len(missing)])
+            + ([] if not unexpected else ["unexpected agents"])))
         return 1
-    print("PASS: %d cases, none failed or non-strict" % total)
+    print("PASS: %d cases (%s), none failed or non-strict" % (
+        total, ", ".join("%s %d" % (a, len(c)) for a, c in sorted(index.items()))))
     return 0
 
 
