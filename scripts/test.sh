@@ -4,8 +4,10 @@
 # crates, the check that the runtime's modules import each other in no cycle,
 # the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
 # their committed corpus, and fuzzed briefly), a minute's soak of examples/echo under churn and
-# hostile peers (scripts/soak.sh), the Autobahn TestSuite (cases 1.*-10.*)
-# against examples/echo, and the chat example end to end in headless Chromium.
+# hostile peers (scripts/soak.sh), the Autobahn TestSuite (cases 1.*-10.*, 12.*, 13.*, over ws://
+# and wss://) against examples/echo, the chat example end to end in headless Chromium (over ws
+# and wss), and the wss:// tests of scripts/tls_test.sh (Python websockets, Node ws, hostile
+# TLS clients).
 #
 # Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium and
 #                                    playwright-core if missing)
