@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the peer WebSocket echo servers that scripts/compare.sh runs against lanes, and leaves
-# one launcher per peer at target/peers/bin/<name> (run as `<launcher> PORT`; each one is the
+# one launcher per peer at target/peers/bin/<name> (run as `<launcher> PORT`, or
+# `<launcher> PORT CERT KEY` to serve wss with the peer's usual TLS stack; each one is the
 # server process itself or a wrapper that execs it):
 #
 #   tokio-tungstenite  rust/ (crates.io; own cargo workspace, target dir target/peers)

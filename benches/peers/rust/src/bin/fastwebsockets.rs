@@ -5,7 +5,11 @@
 //! TCP_NODELAY (as the other peers and lanes use), no logging, and accept errors are survived
 //! instead of ending the loop.
 //!
-//! Usage: fastwebsockets PORT
+//! With CERT KEY (PEM files) it serves wss the way fastwebsockets' examples/tls_server.rs
+//! does: each accepted stream goes through tokio-rustls' `TlsAcceptor` (see src/lib.rs), in
+//! the connection's own task, and hyper serves the TLS stream.
+//!
+//! Usage: fastwebsockets PORT [CERT KEY]
 
 use std::time::Duration;
 
@@ -15,6 +19,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 
 async fn handle_client(fut: upgrade::UpgradeFut) -> Result<(), WebSocketError> {
@@ -41,9 +46,7 @@ async fn server_upgrade(
 }
 
 fn main() -> std::io::Result<()> {
-    let port = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "8080".to_string());
+    let (port, tls) = lanes_peers::args()?;
     let addr = format!("127.0.0.1:{port}");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -51,7 +54,8 @@ fn main() -> std::io::Result<()> {
 
     rt.block_on(async move {
         let listener = TcpListener::bind(&addr).await?;
-        println!("fastwebsockets listening on {addr}");
+        let scheme = if tls.is_some() { "wss" } else { "ws" };
+        println!("fastwebsockets listening on {addr} ({scheme})");
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
@@ -62,13 +66,25 @@ fn main() -> std::io::Result<()> {
                 }
             };
             let _ = stream.set_nodelay(true);
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                let conn_fut = http1::Builder::new()
-                    .serve_connection(io, service_fn(server_upgrade))
-                    .with_upgrades();
-                let _ = conn_fut.await;
+                match tls {
+                    None => serve(stream).await,
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            serve(stream).await;
+                        }
+                    }
+                }
             });
         }
     })
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(stream: S) {
+    let io = hyper_util::rt::TokioIo::new(stream);
+    let conn_fut = http1::Builder::new()
+        .serve_connection(io, service_fn(server_upgrade))
+        .with_upgrades();
+    let _ = conn_fut.await;
 }
