@@ -41,37 +41,15 @@ die() {
 
 # --- 1. Chromium, Node.js, playwright-core ---------------------------------------------------------
 
-# Runs a command as root: directly, or with sudo.
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    die "$* needs root (or sudo)"
-  fi
-}
-
 if [ ! -x "$chromium" ]; then
   [ "$chromium" = /usr/bin/chromium ] || die "LANES_CHROMIUM=$chromium is not an executable"
-  command -v apt-get >/dev/null || die "/usr/bin/chromium is missing and there is no apt-get"
   step "apt-get install chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! as_root apt-get install -y --no-install-recommends chromium; then
-    # The package lists may be missing or stale.
-    as_root apt-get update
-    as_root apt-get install -y --no-install-recommends chromium
-  fi
+  bash "$repo/scripts/apt_install.sh" chromium
   [ -x "$chromium" ] || die "apt-get installed chromium but $chromium is missing"
 fi
 if [ -z "${LANES_CHAT_SERVER_CMD:-}" ] && ! command -v openssl >/dev/null; then
-  command -v apt-get >/dev/null || die "openssl is missing and there is no apt-get"
   step "apt-get install openssl"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! as_root apt-get install -y --no-install-recommends openssl; then
-    as_root apt-get update
-    as_root apt-get install -y --no-install-recommends openssl
-  fi
+  bash "$repo/scripts/apt_install.sh" openssl
 fi
 # The Debian launcher script may print shell noise on stderr; keep only the version line.
 echo "chromium: $("$chromium" --version 2>/dev/null)"

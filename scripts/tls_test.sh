@@ -45,28 +45,13 @@ die() {
   exit 1
 }
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then
-    "$@"
-  elif command -v sudo >/dev/null; then
-    sudo "$@"
-  else
-    die "$* needs root (or sudo)"
-  fi
-}
-
 # --- 1. openssl, the Python and Node clients -----------------------------------------------------
 
 step "TLS (wss://) tests of examples/echo"
 
 if ! command -v openssl >/dev/null; then
-  command -v apt-get >/dev/null || die "openssl is missing and there is no apt-get"
   step "apt-get install openssl"
-  export DEBIAN_FRONTEND=noninteractive
-  if ! as_root apt-get install -y --no-install-recommends openssl; then
-    as_root apt-get update
-    as_root apt-get install -y --no-install-recommends openssl
-  fi
+  bash "$repo/scripts/apt_install.sh" openssl
 fi
 echo "openssl: $(openssl version)"
 

@@ -267,13 +267,7 @@ impl TlsLayer {
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
                     let wire = self.wire.get_or_insert_with(|| pool.take());
-                    let encoded = append_with(wire, |out| match data.encode(out) {
-                        Ok(n) => Ok(n),
-                        Err(EncodeError::InsufficientSize(InsufficientSizeError {
-                            required_size,
-                        })) => Err(Some(required_size)),
-                        Err(EncodeError::AlreadyEncoded) => Err(None),
-                    });
+                    let encoded = append_with(wire, |out| data.encode(out).map_err(encode_room));
                     debug_assert!(encoded, "a handshake record encoded twice");
                     true
                 }
@@ -312,13 +306,7 @@ impl TlsLayer {
         let status = self.conn.process_tls_records(&mut []);
         if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
             let wire = self.wire.get_or_insert_with(|| pool.take());
-            append_with(wire, |out| match data.encode(out) {
-                Ok(n) => Ok(n),
-                Err(EncodeError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    Err(Some(required_size))
-                }
-                Err(EncodeError::AlreadyEncoded) => Err(None),
-            });
+            append_with(wire, |out| data.encode(out).map_err(encode_room));
         }
     }
 
@@ -336,12 +324,10 @@ impl TlsLayer {
             Err(error) => return Err(error),
         };
         loop {
-            match traffic.encrypt(plain, out) {
+            match traffic.encrypt(plain, out).map_err(encrypt_room) {
                 Ok(n) => return Ok(n),
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    out.resize(required_size, 0);
-                }
-                Err(_) => return Err(Error::EncryptError),
+                Err(Some(required)) => out.resize(required, 0),
+                Err(None) => return Err(Error::EncryptError),
             }
         }
     }
@@ -361,12 +347,8 @@ impl TlsLayer {
         let status = self.conn.process_tls_records(&mut []);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
             let wire = self.wire.get_or_insert_with(|| pool.take());
-            append_with(wire, |out| match traffic.queue_close_notify(out) {
-                Ok(n) => Ok(n),
-                Err(EncryptError::InsufficientSize(InsufficientSizeError { required_size })) => {
-                    Err(Some(required_size))
-                }
-                Err(_) => Err(None),
+            append_with(wire, |out| {
+                traffic.queue_close_notify(out).map_err(encrypt_room)
             });
         }
     }
@@ -380,6 +362,26 @@ impl TlsLayer {
             pool.put(wire);
         }
         self.written = 0;
+    }
+}
+
+/// The room an encode asked for (`None`: it failed otherwise).
+fn encode_room(error: EncodeError) -> Option<usize> {
+    match error {
+        EncodeError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        EncodeError::AlreadyEncoded => None,
+    }
+}
+
+/// The room an encryption asked for (`None`: it failed otherwise, e.g. the keys are used up).
+fn encrypt_room(error: EncryptError) -> Option<usize> {
+    match error {
+        EncryptError::InsufficientSize(InsufficientSizeError { required_size }) => {
+            Some(required_size)
+        }
+        _ => None,
     }
 }
 
