@@ -1,7 +1,7 @@
 //! One client connection: TCP, TLS when the target is `wss://`, the opening handshake, then
 //! frames out of its own buffers and in through lanes-proto's client session.
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -233,26 +233,6 @@ impl Output for Wire<'_> {
             self.wire_len += header.payload_len;
             self.compressed |= header.rsv & RSV1 != 0;
             self.messages_seen += u64::from(header.fin);
-        }
-    }
-}
-
-/// Reads what is available into `buf` until the socket would block. Returns false at the end
-/// of the stream.
-pub fn read_available(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
-    let mut chunk = [0u8; 64 * 1024];
-    loop {
-        match stream.read(&mut chunk) {
-            Ok(0) => return Ok(false),
-            Ok(n) => {
-                buf.extend_from_slice(&chunk[..n]);
-                if n < chunk.len() {
-                    return Ok(true);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
         }
     }
 }

@@ -11,8 +11,6 @@ use std::net::TcpStream;
 
 use rustls::{ClientConnection, StreamOwned};
 
-use crate::client::read_available;
-
 /// A blocking connection: plain, or TLS once its handshake is done.
 #[derive(Debug)]
 pub enum Stream {
@@ -277,4 +275,24 @@ fn take_plaintext(conn: &mut ClientConnection, len: usize, buf: &mut Vec<u8>) ->
 /// A TLS error as an I/O error, its text rustls' own ("invalid peer certificate: ...").
 fn tls_error(e: rustls::Error) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("TLS: {e}"))
+}
+
+/// Reads what is available into `buf` until the socket would block. Returns false at the end
+/// of the stream.
+fn read_available(stream: &mut impl Read, buf: &mut Vec<u8>) -> io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut chunk) {
+            Ok(0) => return Ok(false),
+            Ok(n) => {
+                buf.extend_from_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    return Ok(true);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }

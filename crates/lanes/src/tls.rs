@@ -228,7 +228,7 @@ impl TlsLayer {
     ) -> Result<Received, TlsBroken> {
         let was_handshaking = self.conn.is_handshaking();
         let first = std::mem::take(&mut self.fresh);
-        let fail = |conn: &UnbufferedServerConnection, error: Error, input: &[u8]| TlsBroken {
+        let fail = |error: Error, input: &[u8]| TlsBroken {
             handshake: was_handshaking.then(|| {
                 let head = if first {
                     &input[..input.len().min(16)]
@@ -237,10 +237,7 @@ impl TlsLayer {
                 };
                 failure_of(&error, head)
             }),
-            error: {
-                let _ = conn;
-                error
-            },
+            error,
         };
         let mut received = Received::default();
         let mut offset = 0;
@@ -250,7 +247,7 @@ impl TlsLayer {
             let state = match status.state {
                 Ok(state) => state,
                 Err(error) => {
-                    let broken = fail(&self.conn, error, input);
+                    let broken = fail(error, input);
                     self.queue_alert(pool);
                     return Err(broken);
                 }
@@ -260,7 +257,7 @@ impl TlsLayer {
                     while let Some(record) = traffic.next_record() {
                         match record {
                             Ok(record) => plain.extend_from_slice(record.payload),
-                            Err(error) => return Err(fail(&self.conn, error, input)),
+                            Err(error) => return Err(fail(error, input)),
                         }
                     }
                     true
