@@ -18,7 +18,7 @@ use lanes::{
     Request, SendError, ServerHandle, SubscribeStatus, WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
-use support::{Client, start_server};
+use support::{Client, start_server, wait_until};
 
 /// Test events from the handlers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -170,14 +170,6 @@ fn connect_on_both(addr: SocketAddr, per_worker: usize) -> Vec<(Client, ConnId)>
 fn subscribe(client: &mut Client, topic: &str) {
     client.send(true, OpCode::Text, format!("sub:{topic}").as_bytes());
     assert_eq!(text(client), format!("subscribed:{topic}"));
-}
-
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(5);
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
 }
 
 #[test]

@@ -17,7 +17,7 @@ use lanes_proto::OpCode;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use support::{Client, start_echo};
+use support::{Client, start_echo, wait_until};
 
 type TlsStream = StreamOwned<ClientConnection, TcpStream>;
 
@@ -120,15 +120,6 @@ fn echo_once(client: &mut Client<TlsStream>, opcode: OpCode, payload: &[u8]) {
         "echo differs at {} bytes",
         payload.len()
     );
-}
-
-/// Polls `check` until it holds (or panics after 10 s).
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]
@@ -324,7 +315,7 @@ fn bad_handshakes_are_dropped_counted_and_cost_the_others_nothing() {
         .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n\r\n")
         .unwrap();
     assert!(dropped(&mut plain));
-    eventually("plain_http counted", || {
+    wait_until("plain_http counted", || {
         failures(TlsFailure::PlainHttp) == 1
     });
     echo_once(&mut bystander, OpCode::Text, b"after plain");
@@ -339,7 +330,7 @@ fn bad_handshakes_are_dropped_counted_and_cost_the_others_nothing() {
         .collect();
     garbage.write_all(&noise).unwrap();
     assert!(dropped(&mut garbage));
-    eventually("malformed counted", || failures(TlsFailure::Malformed) == 1);
+    wait_until("malformed counted", || failures(TlsFailure::Malformed) == 1);
 
     // A record header announcing more than a record may hold.
     let mut oversized = TcpStream::connect(addr).unwrap();
@@ -351,7 +342,7 @@ fn bad_handshakes_are_dropped_counted_and_cost_the_others_nothing() {
         .unwrap();
     oversized.write_all(&[0u8; 1000]).unwrap();
     assert!(dropped(&mut oversized));
-    eventually("oversized counted", || failures(TlsFailure::Malformed) == 2);
+    wait_until("oversized counted", || failures(TlsFailure::Malformed) == 2);
 
     // A client that stops after its ClientHello: dropped at the handshake timeout.
     let started = Instant::now();
@@ -370,13 +361,13 @@ fn bad_handshakes_are_dropped_counted_and_cost_the_others_nothing() {
     assert!(dropped(&mut stalled));
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
-    eventually("timeout counted", || failures(TlsFailure::Timeout) == 1);
+    wait_until("timeout counted", || failures(TlsFailure::Timeout) == 1);
 
     // A client that hangs up mid-handshake.
     let mut quitter = TcpStream::connect(addr).unwrap();
     quitter.write_all(&hello[..hello.len() / 2]).unwrap();
     drop(quitter);
-    eventually("closed counted", || failures(TlsFailure::Closed) == 1);
+    wait_until("closed counted", || failures(TlsFailure::Closed) == 1);
 
     echo_once(&mut bystander, OpCode::Binary, &[1, 2, 3]);
     let total = server.stats().total();
@@ -408,7 +399,7 @@ fn a_version_the_server_does_not_accept_is_refused_and_counted() {
         }
     }
     assert!(failed, "a TLS 1.2-only client must not get through");
-    eventually("protocol_version counted", || {
+    wait_until("protocol_version counted", || {
         server
             .stats()
             .total()

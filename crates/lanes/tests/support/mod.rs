@@ -400,3 +400,16 @@ where
 pub fn start_echo(workers: usize, config: Config) -> ServerHandle {
     start_server(workers, config, |_| TestEcho)
 }
+
+/// Polls `done` every 5 ms until it holds; panics naming `what` after 10 s. For what the
+/// server does just after the client sees its effect (a count after a close frame).
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
