@@ -9,16 +9,13 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::ops::ControlFlow;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lanes_proto::OpCode;
-use lanes_proto::session::{Event, SessionConfig};
 use serde_json::Value;
-use support::{accept_upgrade, number, push_frame, serve_session, spawn_server};
+use support::{accept_upgrade, number, serve_counting_echo, spawn_server};
 
 /// What the echo server counted.
 #[derive(Default)]
@@ -43,27 +40,7 @@ fn serve(mut stream: TcpStream, counts: &Counts) {
     let Some(buf) = accept_upgrade(&mut stream) else {
         return;
     };
-    serve_session(
-        &mut stream,
-        buf,
-        SessionConfig::server(),
-        None,
-        |event, out| {
-            let (opcode, payload) = match event {
-                Event::Close(_) => {
-                    // The session echoes it, after the echoes before it.
-                    counts.closes.fetch_add(1, Ordering::SeqCst);
-                    return ControlFlow::Break(());
-                }
-                Event::Text(text) => (OpCode::Text, text.as_bytes()),
-                Event::Binary(bytes) => (OpCode::Binary, bytes),
-                _ => return ControlFlow::Continue(()),
-            };
-            counts.received.fetch_add(1, Ordering::SeqCst);
-            push_frame(out, opcode, 0, payload);
-            ControlFlow::Continue(())
-        },
-    );
+    serve_counting_echo(&mut stream, buf, &counts.received, &counts.closes);
 }
 
 /// A fake InfluxDB: answers every request with 204 and keeps (request line, body).

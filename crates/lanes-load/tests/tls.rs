@@ -9,7 +9,6 @@ mod support;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +18,6 @@ use std::time::{Duration, Instant};
 use lanes_load::fanout::{FanoutPlan, encode, run_fanout, unix_now_ns};
 use lanes_load::tls::{Tls, TlsOptions, provider};
 use lanes_proto::OpCode;
-use lanes_proto::session::{Event, SessionConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -27,7 +25,7 @@ use rcgen::{
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{HandshakeKind, ProtocolVersion, ServerConfig, ServerConnection, StreamOwned};
 use serde_json::Value;
-use support::{accept_upgrade, number, push_frame, serve_session, spawn_server};
+use support::{accept_upgrade, number, push_frame, serve_counting_echo, spawn_server};
 
 /// The longest a server waits for a client's bytes: every server thread ends.
 const SERVER_READ_TIMEOUT: Duration = Duration::from_secs(10);
@@ -169,26 +167,7 @@ fn echo_server() -> Server {
         let Some(buf) = accept_upgrade(&mut tls) else {
             return;
         };
-        serve_session(
-            &mut tls,
-            buf,
-            SessionConfig::server(),
-            None,
-            |event, out| {
-                let (opcode, payload) = match event {
-                    Event::Close(_) => {
-                        shared.closes.fetch_add(1, Ordering::SeqCst);
-                        return ControlFlow::Break(());
-                    }
-                    Event::Text(text) => (OpCode::Text, text.as_bytes()),
-                    Event::Binary(bytes) => (OpCode::Binary, bytes),
-                    _ => return ControlFlow::Continue(()),
-                };
-                shared.received.fetch_add(1, Ordering::SeqCst);
-                push_frame(out, opcode, 0, payload);
-                ControlFlow::Continue(())
-            },
-        );
+        serve_counting_echo(&mut tls, buf, &shared.received, &shared.closes);
         // No close_notify: the TCP connection just ends, as many servers do.
     });
     Server {

@@ -159,3 +159,29 @@ pub fn number(summary: &Value, key: &str) -> u64 {
         .as_u64()
         .unwrap_or_else(|| panic!("{key} in {summary}"))
 }
+
+/// Echoes every text and binary message of an upgraded connection (`buf`: what came after its
+/// request), counting them in `received`, until the client's close (counted in `closes`;
+/// the session answers it, after the echoes before it).
+pub fn serve_counting_echo(
+    stream: &mut (impl Read + Write),
+    buf: Vec<u8>,
+    received: &std::sync::atomic::AtomicU64,
+    closes: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering;
+    serve_session(stream, buf, SessionConfig::server(), None, |event, out| {
+        let (opcode, payload) = match event {
+            Event::Close(_) => {
+                closes.fetch_add(1, Ordering::SeqCst);
+                return ControlFlow::Break(());
+            }
+            Event::Text(text) => (OpCode::Text, text.as_bytes()),
+            Event::Binary(bytes) => (OpCode::Binary, bytes),
+            _ => return ControlFlow::Continue(()),
+        };
+        received.fetch_add(1, Ordering::SeqCst);
+        push_frame(out, opcode, 0, payload);
+        ControlFlow::Continue(())
+    });
+}
