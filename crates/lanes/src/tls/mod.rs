@@ -8,13 +8,18 @@
 //! connection's outbox during the iteration, and [`TlsLayer::seal`] encrypts the whole batch
 //! into the connection's outgoing TLS buffer right before its one `write`.
 //!
-//! Copies: rustls 0.23 decrypts a record in place but hands its plaintext over in a buffer of
-//! its own (and encrypts likewise), so each record costs one copy more each way than a plain
-//! connection; the worker's buffers are reused, no per-message buffer of ours is allocated.
+//! Records: rustls does the handshake. Once a TLS 1.3 handshake is over, lanes' own record
+//! layer ([`records`]) takes over with the traffic secrets rustls hands over: records are
+//! opened in place in the receive buffer and sealed in the sealing buffer, with no buffer of
+//! rustls' in between (rustls 0.23's unbuffered API copies each record's plaintext into a
+//! buffer of its own both ways). TLS 1.2 connections, and configurations that do not allow
+//! extracting secrets ([`TlsConfig::from_rustls`]), keep rustls' record layer.
 //!
-//! Memory: an idle connection holds rustls' connection state and no buffer: the carried part of
-//! an incomplete record and the outgoing bytes are taken from the worker's pool only while
-//! there are some.
+//! Memory: an idle connection holds its TLS state (after a TLS 1.3 handshake: two AEAD keys and
+//! rustls' key schedule) and no buffer: the carried part of an incomplete record and the
+//! outgoing bytes are taken from the worker's pool only while there are some.
+
+mod records;
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,7 +27,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
-use rustls::{Error, PeerIncompatible};
+use rustls::{AlertDescription, Error, PeerIncompatible, ProtocolVersion};
+
+use records::RecordLayer;
 
 use crate::config::TlsConfig;
 use crate::pool::BufferPool;
@@ -122,9 +129,23 @@ pub(crate) struct Received {
     pub(crate) peer_closed: bool,
 }
 
+/// Who protects a connection's records.
+enum Link {
+    /// rustls: during the handshake, and for the life of a TLS 1.2 connection.
+    Rustls(Box<UnbufferedServerConnection>),
+    /// lanes' own record layer, after a TLS 1.3 handshake.
+    Own(Box<RecordLayer>),
+    /// The take-over from rustls failed: the connection is being dropped.
+    Gone,
+}
+
 /// TLS state of one connection.
 pub(crate) struct TlsLayer {
-    conn: UnbufferedServerConnection,
+    link: Link,
+    /// Whether the configuration lets rustls hand the traffic secrets over.
+    extractable: bool,
+    /// Whether the handshake resumed a session; set when it completes.
+    resumed: Option<bool>,
     /// The start of a record (or of a handshake message spread over records) that has not all
     /// arrived: put back in front of the next read.
     carry: Option<Vec<u8>>,
@@ -141,7 +162,8 @@ pub(crate) struct TlsLayer {
 impl fmt::Debug for TlsLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TlsLayer")
-            .field("handshaking", &self.conn.is_handshaking())
+            .field("handshaking", &self.is_handshaking())
+            .field("own_records", &matches!(self.link, Link::Own(_)))
             .field("carry", &self.carried_len())
             .field("wire", &self.wire_len())
             .finish()
@@ -152,7 +174,9 @@ impl TlsLayer {
     /// The TLS side of a new connection.
     pub(crate) fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsLayer, Error> {
         Ok(TlsLayer {
-            conn: UnbufferedServerConnection::new(config)?,
+            extractable: config.enable_secret_extraction,
+            link: Link::Rustls(Box::new(UnbufferedServerConnection::new(config)?)),
+            resumed: None,
             carry: None,
             written: 0,
             wire: None,
@@ -163,14 +187,24 @@ impl TlsLayer {
 
     /// Whether the TLS handshake is still going on.
     pub(crate) fn is_handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        match &self.link {
+            Link::Rustls(conn) => conn.is_handshaking(),
+            Link::Own(_) | Link::Gone => false,
+        }
     }
 
     /// Whether the handshake resumed a session (`None` while it is going on).
     pub(crate) fn resumed(&self) -> Option<bool> {
-        self.conn
-            .handshake_kind()
-            .map(|kind| kind == rustls::HandshakeKind::Resumed)
+        self.resumed
+    }
+
+    /// Lanes' own record layer, when it protects the records (TLS 1.3 after the handshake).
+    #[cfg(test)]
+    fn own_records(&mut self) -> Option<&mut RecordLayer> {
+        match &mut self.link {
+            Link::Own(records) => Some(records),
+            _ => None,
+        }
     }
 
     /// Bytes of an incomplete record held between reads.
@@ -226,7 +260,43 @@ impl TlsLayer {
         plain: &mut Vec<u8>,
         pool: &mut BufferPool,
     ) -> Result<Received, TlsBroken> {
-        let was_handshaking = self.conn.is_handshaking();
+        let conn = match &mut self.link {
+            Link::Rustls(conn) => conn,
+            Link::Own(records) => {
+                let result = records.open(input, plain).and_then(|opened| {
+                    let wire = self.wire.get_or_insert_with(|| pool.take());
+                    records
+                        .seal_owed(wire)
+                        .map(|()| opened)
+                        .map_err(|error| records::RecordError { error, alert: None })
+                });
+                return match result {
+                    Ok(opened) => {
+                        self.carry_from(&input[opened.consumed..], pool);
+                        Ok(Received {
+                            handshake_done: false,
+                            peer_closed: opened.peer_closed,
+                        })
+                    }
+                    Err(broken) => {
+                        if let Some(alert) = broken.alert {
+                            records.seal_alert(alert, self.wire.get_or_insert_with(|| pool.take()));
+                        }
+                        Err(TlsBroken {
+                            handshake: None,
+                            error: broken.error,
+                        })
+                    }
+                };
+            }
+            Link::Gone => {
+                return Err(TlsBroken {
+                    handshake: None,
+                    error: Error::General("TLS connection without a record layer".into()),
+                });
+            }
+        };
+        let was_handshaking = conn.is_handshaking();
         let first = std::mem::take(&mut self.fresh);
         let fail = |error: Error, input: &[u8]| TlsBroken {
             handshake: was_handshaking.then(|| {
@@ -241,14 +311,15 @@ impl TlsLayer {
         };
         let mut received = Received::default();
         let mut offset = 0;
+        let mut writable = false;
         loop {
-            let status = self.conn.process_tls_records(&mut input[offset..]);
+            let status = conn.process_tls_records(&mut input[offset..]);
             let discard = status.discard;
             let state = match status.state {
                 Ok(state) => state,
                 Err(error) => {
                     let broken = fail(error, input);
-                    self.queue_alert(pool);
+                    queue_alert(conn, &mut self.wire, pool);
                     return Err(broken);
                 }
             };
@@ -278,9 +349,11 @@ impl TlsLayer {
                     true
                 }
                 // Everything complete in `input` is processed.
-                ConnectionState::BlockedHandshake
-                | ConnectionState::WriteTraffic(_)
-                | ConnectionState::Closed => false,
+                ConnectionState::WriteTraffic(_) => {
+                    writable = true;
+                    false
+                }
+                ConnectionState::BlockedHandshake | ConnectionState::Closed => false,
                 // Early data is never accepted (the configuration's max_early_data_size is 0).
                 _ => false,
             };
@@ -289,21 +362,42 @@ impl TlsLayer {
                 break;
             }
         }
-        if offset < input.len() {
-            let carry = self.carry.get_or_insert_with(|| pool.take());
-            carry.extend_from_slice(&input[offset..]);
+        received.handshake_done = was_handshaking && !conn.is_handshaking();
+        if received.handshake_done {
+            self.resumed = conn
+                .handshake_kind()
+                .map(|kind| kind == rustls::HandshakeKind::Resumed);
         }
-        received.handshake_done = was_handshaking && !self.conn.is_handshaking();
+        // A TLS 1.3 connection with nothing of its handshake left to send goes over to lanes'
+        // own record layer; an incomplete record carried from here is opened by it.
+        let take_over = writable
+            && !received.peer_closed
+            && self.extractable
+            && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
+        self.carry_from(&input[offset..], pool);
+        if take_over {
+            let Link::Rustls(conn) = std::mem::replace(&mut self.link, Link::Gone) else {
+                unreachable!("the link was rustls' a moment ago");
+            };
+            match RecordLayer::take_over(*conn) {
+                Ok(records) => self.link = Link::Own(Box::new(records)),
+                Err(error) => {
+                    return Err(TlsBroken {
+                        handshake: None,
+                        error,
+                    });
+                }
+            }
+        }
         Ok(received)
     }
 
-    /// After an error: queues the alert rustls prepared for the peer, if any (the caller
-    /// writes it once before dropping the connection).
-    fn queue_alert(&mut self, pool: &mut BufferPool) {
-        let status = self.conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
-            let wire = self.wire.get_or_insert_with(|| pool.take());
-            append_with(wire, |out| data.encode(out).map_err(encode_room));
+    /// Keeps `rest`, the start of a record that has not all arrived, for the next read.
+    fn carry_from(&mut self, rest: &[u8], pool: &mut BufferPool) {
+        if !rest.is_empty() {
+            self.carry
+                .get_or_insert_with(|| pool.take())
+                .extend_from_slice(rest);
         }
     }
 
@@ -314,7 +408,12 @@ impl TlsLayer {
         if plain.is_empty() {
             return Ok(0);
         }
-        let status = self.conn.process_tls_records(&mut []);
+        let conn = match &mut self.link {
+            Link::Rustls(conn) => conn,
+            Link::Own(records) => return records.seal(plain, out),
+            Link::Gone => return Err(Error::EncryptError),
+        };
+        let status = conn.process_tls_records(&mut []);
         let mut traffic = match status.state {
             Ok(ConnectionState::WriteTraffic(traffic)) => traffic,
             Ok(_) => return Err(Error::General("TLS output while not ready to send".into())),
@@ -341,7 +440,16 @@ impl TlsLayer {
 
     /// Queues a close_notify alert (once the handshake is done; before it, nothing).
     pub(crate) fn close_notify(&mut self, pool: &mut BufferPool) {
-        let status = self.conn.process_tls_records(&mut []);
+        let conn = match &mut self.link {
+            Link::Rustls(conn) => conn,
+            Link::Own(records) => {
+                let wire = self.wire.get_or_insert_with(|| pool.take());
+                records.seal_alert(AlertDescription::CloseNotify, wire);
+                return;
+            }
+            Link::Gone => return,
+        };
+        let status = conn.process_tls_records(&mut []);
         if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
             let wire = self.wire.get_or_insert_with(|| pool.take());
             append_with(wire, |out| {
@@ -359,6 +467,20 @@ impl TlsLayer {
             pool.put(wire);
         }
         self.written = 0;
+    }
+}
+
+/// After a rustls error: queues the alert rustls prepared for the peer, if any, in `wire` (the
+/// caller writes it once before dropping the connection).
+fn queue_alert(
+    conn: &mut UnbufferedServerConnection,
+    wire: &mut Option<Vec<u8>>,
+    pool: &mut BufferPool,
+) {
+    let status = conn.process_tls_records(&mut []);
+    if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
+        let wire = wire.get_or_insert_with(|| pool.take());
+        append_with(wire, |out| data.encode(out).map_err(encode_room));
     }
 }
 
