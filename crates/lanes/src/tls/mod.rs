@@ -22,6 +22,7 @@
 mod records;
 
 use std::fmt;
+use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -120,13 +121,16 @@ pub(crate) struct TlsBroken {
     pub(crate) error: Error,
 }
 
-/// What a [`TlsLayer::receive`] did besides the plaintext it appended.
-#[derive(Debug, Default, Clone, Copy)]
+/// What a [`TlsLayer::receive`] did besides the plaintext it appended to `plain`.
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Received {
     /// The handshake completed in this call.
     pub(crate) handshake_done: bool,
     /// The peer sent close_notify: nothing more will come.
     pub(crate) peer_closed: bool,
+    /// Plaintext left in place in the input (lanes' own record layer), in one piece; empty
+    /// when the plaintext went to `plain` (rustls) or there was none.
+    pub(crate) in_place: Range<usize>,
 }
 
 /// Who protects a connection's records.
@@ -251,9 +255,10 @@ impl TlsLayer {
         n
     }
 
-    /// Runs the received bytes `input` through rustls: handshake messages are answered (the
-    /// answers queued to be written), application data is decrypted and appended to `plain`,
-    /// and what is left of an incomplete record is carried to the next call.
+    /// Runs the received bytes `input` through the record layer: handshake messages are
+    /// answered (the answers queued to be written), application data is decrypted (in place
+    /// and left there, [`Received::in_place`], by lanes' own record layer; appended to `plain`
+    /// by rustls), and what is left of an incomplete record is carried to the next call.
     pub(crate) fn receive(
         &mut self,
         input: &mut [u8],
@@ -263,7 +268,7 @@ impl TlsLayer {
         let conn = match &mut self.link {
             Link::Rustls(conn) => conn,
             Link::Own(records) => {
-                let result = records.open(input, plain).and_then(|opened| {
+                let result = records.open(input).and_then(|opened| {
                     let wire = self.wire.get_or_insert_with(|| pool.take());
                     records
                         .seal_owed(wire)
@@ -276,6 +281,7 @@ impl TlsLayer {
                         Ok(Received {
                             handshake_done: false,
                             peer_closed: opened.peer_closed,
+                            in_place: opened.plain,
                         })
                     }
                     Err(broken) => {

@@ -20,6 +20,8 @@
 //! TLS 1.2 connections keep rustls' record layer (their records have another nonce and
 //! additional-data layout, and lanes' clients and browsers speak 1.3).
 
+use std::ops::Range;
+
 use ring::aead::{self, Aad, LessSafeKey, Nonce, UnboundKey};
 use rustls::kernel::KernelConnection;
 use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
@@ -74,10 +76,13 @@ impl RecordError {
 }
 
 /// What [`RecordLayer::open`] found.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Opened {
     /// Bytes of `input` taken: every complete record (the rest is the start of the next one).
     pub(crate) consumed: usize,
+    /// Where in `input` the application data of those records is, in one piece (empty when
+    /// they held none).
+    pub(crate) plain: Range<usize>,
     /// The peer sent close_notify: nothing more will come.
     pub(crate) peer_closed: bool,
 }
@@ -195,15 +200,12 @@ impl RecordLayer {
         })
     }
 
-    /// Opens the complete records at the front of `input`, in place, and appends the
-    /// application data in them to `plain`. Handshake messages (only `KeyUpdate` is allowed)
-    /// and alerts are handled; a key update the peer asked for is owed until
-    /// [`seal_owed`](Self::seal_owed).
-    pub(crate) fn open(
-        &mut self,
-        input: &mut [u8],
-        plain: &mut Vec<u8>,
-    ) -> Result<Opened, RecordError> {
+    /// Opens the complete records at the front of `input` in place, and gathers the
+    /// application data in them into one piece of `input` ([`Opened::plain`]): the first
+    /// record's stays where it was decrypted, the next ones' are moved down behind it.
+    /// Handshake messages (only `KeyUpdate` is allowed) and alerts are handled; a key update
+    /// the peer asked for is owed until [`seal_owed`](Self::seal_owed).
+    pub(crate) fn open(&mut self, input: &mut [u8]) -> Result<Opened, RecordError> {
         let mut opened = Opened::default();
         while !self.peer_closed {
             let rest = &mut input[opened.consumed..];
@@ -254,11 +256,19 @@ impl RecordLayer {
                     AlertDescription::RecordOverflow,
                 ));
             }
-            let content = &inner[..type_at];
-            match inner[type_at] {
-                APPLICATION_DATA => plain.extend_from_slice(content),
-                ALERT => self.on_alert(content)?,
-                HANDSHAKE => self.on_handshake(content)?,
+            let content_type = inner[type_at];
+            let start = opened.consumed + HEADER_LEN;
+            let content = start..start + type_at;
+            match content_type {
+                // Kept where it is when it is the first, else moved down behind the ones before
+                // (over their headers and tags): the plaintext ends up in one piece.
+                APPLICATION_DATA if opened.plain.is_empty() => opened.plain = content,
+                APPLICATION_DATA => {
+                    input.copy_within(content.clone(), opened.plain.end);
+                    opened.plain.end += content.len();
+                }
+                ALERT => self.on_alert(&input[content])?,
+                HANDSHAKE => self.on_handshake(&input[content])?,
                 _ => {
                     return Err(RecordError::new(
                         Error::InvalidMessage(InvalidMessage::InvalidContentType),
@@ -499,6 +509,7 @@ mod tests {
                 let got = self
                     .server
                     .receive(&mut buf, &mut self.received, &mut self.pool)?;
+                self.received.extend_from_slice(&buf[got.in_place.clone()]);
                 received.handshake_done |= got.handshake_done;
                 received.peer_closed |= got.peer_closed;
             }
@@ -556,6 +567,27 @@ mod tests {
                 pair.round_trip(len, step);
             }
         }
+    }
+
+    #[test]
+    fn application_data_stays_where_it_was_decrypted() {
+        let mut pair = Pair::new(TLS13);
+        // Three records in one read: the first's plaintext stays in place, right after its
+        // header; the others' join it there.
+        let data: Vec<u8> = (0..2 * MAX_FRAGMENT_LEN + 10).map(|i| (i % 253) as u8).collect();
+        pair.client.writer().write_all(&data).unwrap();
+        let mut bytes = Vec::new();
+        while pair.client.wants_write() {
+            pair.client.write_tls(&mut bytes).unwrap();
+        }
+        let mut plain = Vec::new();
+        let got = pair
+            .server
+            .receive(&mut bytes, &mut plain, &mut pair.pool)
+            .unwrap();
+        assert!(plain.is_empty(), "nothing copied out");
+        assert_eq!(got.in_place, HEADER_LEN..HEADER_LEN + data.len());
+        assert_eq!(&bytes[got.in_place], &data[..]);
     }
 
     #[test]

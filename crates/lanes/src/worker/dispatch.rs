@@ -1,6 +1,7 @@
 //! Dispatching: what a connection received, run through its protocol session and turned into
 //! handler callbacks, and the connection moved along by what the session and the callbacks did.
 
+use std::ops::Range;
 use std::panic::{self, AssertUnwindSafe};
 
 use lanes_proto::CloseCode;
@@ -19,20 +20,20 @@ use crate::stats::{self, CloseCause};
 use crate::ws::Ws;
 
 impl<H: Handler> Worker<H> {
-    /// `n` new bytes are in the scratch buffer for connection `key`.
-    pub(super) fn on_bytes(&mut self, key: usize, n: usize) {
+    /// New bytes for connection `key` are in the scratch buffer, at `bytes`.
+    pub(super) fn on_bytes(&mut self, key: usize, bytes: Range<usize>) {
         let now_us = self.local.now_us;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         match conn.phase {
-            Phase::Handshake { .. } => self.on_head_bytes(key, n),
+            Phase::Handshake { .. } => self.on_head_bytes(key, bytes),
             Phase::Open { .. } => {
                 let id = self.conn_id(key);
                 let conn = &mut self.conns[key];
                 on_frames(
                     conn,
-                    &mut self.scratch[..n],
+                    &mut self.scratch[bytes],
                     &mut self.handler,
                     &mut self.local,
                     &mut self.inflate,

@@ -150,10 +150,10 @@ impl<H: Handler> Worker<H> {
                     if conn.tls.is_some() {
                         self.on_tls_bytes(key, carried, n);
                     } else {
-                        self.on_bytes(key, n);
+                        self.on_bytes(key, 0..n);
                     }
                     #[cfg(not(feature = "tls"))]
-                    self.on_bytes(key, n);
+                    self.on_bytes(key, 0..n);
                     let Some(conn) = self.conns.get_mut(key) else {
                         return;
                     };
@@ -343,9 +343,11 @@ const SEAL_BATCH: usize = 256 * 1024;
 impl<H: Handler> Worker<H> {
     /// `n` bytes were read for TLS connection `key` into the receive buffer after the
     /// `carried` bytes of an incomplete record (put back in front of them here). The records
-    /// are decrypted into the worker's plaintext buffer, which then takes the receive buffer's
-    /// place for the plain path ([`on_bytes`](Self::on_bytes)): the frames are parsed in place
-    /// there.
+    /// are decrypted in place there and, after a TLS 1.3 handshake, their plaintext is left
+    /// there in one piece, where the frames are parsed in place as on a plain connection
+    /// ([`on_bytes`](Self::on_bytes)). rustls (the handshake, TLS 1.2) hands the plaintext
+    /// over in a buffer of its own: it is copied into the worker's plaintext buffer, which then
+    /// takes the receive buffer's place.
     fn on_tls_bytes(&mut self, key: usize, carried: usize, n: usize) {
         let conn = &mut self.conns[key];
         if matches!(conn.phase, Phase::Draining) {
@@ -384,8 +386,10 @@ impl<H: Handler> Worker<H> {
         let len = self.tls.plain.len();
         if len > 0 {
             std::mem::swap(&mut self.scratch, &mut self.tls.plain);
-            self.on_bytes(key, len);
+            self.on_bytes(key, 0..len);
             std::mem::swap(&mut self.scratch, &mut self.tls.plain);
+        } else if !received.in_place.is_empty() {
+            self.on_bytes(key, received.in_place);
         }
     }
 

@@ -2,6 +2,7 @@
 //! handler ([`answer`]), and the worker's part: gathering the head and acting on the answer.
 
 use std::net::SocketAddr;
+use std::ops::Range;
 
 use lanes_proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
@@ -171,7 +172,7 @@ pub(super) fn answer<H: Handler>(
 
 impl<H: Handler> Worker<H> {
     /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
-    pub(super) fn on_head_bytes(&mut self, key: usize, n: usize) {
+    pub(super) fn on_head_bytes(&mut self, key: usize, bytes: Range<usize>) {
         let now_us = self.local.now_us;
         let now_ms = now_us / 1000;
         let conn = &mut self.conns[key];
@@ -180,7 +181,7 @@ impl<H: Handler> Worker<H> {
             _ => return,
         };
         let mut head_buf = head.unwrap_or_else(|| self.local.pool.take());
-        head_buf.extend_from_slice(&self.scratch[..n]);
+        head_buf.extend_from_slice(&self.scratch[bytes]);
         let head = match RequestHead::parse(&head_buf, &self.head_limits) {
             Ok(Parsed::Partial) => {
                 conn.phase = Phase::Handshake {
