@@ -202,6 +202,12 @@ impl TlsLayer {
         self.resumed
     }
 
+    /// Whether the connection holds a buffer of the pool (an idle one must not).
+    #[cfg(test)]
+    fn holds_a_buffer(&self) -> bool {
+        self.carry.is_some() || self.wire.is_some()
+    }
+
     /// Lanes' own record layer, when it protects the records (TLS 1.3 after the handshake).
     #[cfg(test)]
     fn own_records(&mut self) -> Option<&mut RecordLayer> {
@@ -269,11 +275,13 @@ impl TlsLayer {
             Link::Rustls(conn) => conn,
             Link::Own(records) => {
                 let result = records.open(input).and_then(|opened| {
-                    let wire = self.wire.get_or_insert_with(|| pool.take());
-                    records
-                        .seal_owed(wire)
-                        .map(|()| opened)
-                        .map_err(|error| records::RecordError { error, alert: None })
+                    if records.owes_update() {
+                        let wire = self.wire.get_or_insert_with(|| pool.take());
+                        records
+                            .seal_owed(wire)
+                            .map_err(|error| records::RecordError { error, alert: None })?;
+                    }
+                    Ok(opened)
                 });
                 return match result {
                     Ok(opened) => {

@@ -387,6 +387,12 @@ impl RecordLayer {
         Ok(at)
     }
 
+    /// Whether the peer asked for a key update that [`seal_owed`](Self::seal_owed) has not
+    /// sent yet.
+    pub(crate) fn owes_update(&self) -> bool {
+        self.update_owed
+    }
+
     /// Appends the key update the peer asked for, if one is owed, to `wire` (it must go out
     /// before any record sealed after it).
     pub(crate) fn seal_owed(&mut self, wire: &mut Vec<u8>) -> Result<(), Error> {
@@ -545,10 +551,20 @@ mod tests {
             self.received.clear();
             self.send_to_server(step).unwrap();
             assert_eq!(self.received, data, "client to server, {len} B");
+            // Whole records read: no buffer held between reads but one with bytes to send (the
+            // answer to a key update).
+            assert!(
+                !self.server.holds_a_buffer() || self.server.wire_len() > 0,
+                "an empty buffer held after a read"
+            );
             assert_eq!(
                 self.send_to_client(&data).unwrap(),
                 data,
                 "server to client, {len} B"
+            );
+            assert!(
+                !self.server.holds_a_buffer(),
+                "idle again, it holds no buffer"
             );
         }
     }
@@ -574,7 +590,9 @@ mod tests {
         let mut pair = Pair::new(TLS13);
         // Three records in one read: the first's plaintext stays in place, right after its
         // header; the others' join it there.
-        let data: Vec<u8> = (0..2 * MAX_FRAGMENT_LEN + 10).map(|i| (i % 253) as u8).collect();
+        let data: Vec<u8> = (0..2 * MAX_FRAGMENT_LEN + 10)
+            .map(|i| (i % 253) as u8)
+            .collect();
         pair.client.writer().write_all(&data).unwrap();
         let mut bytes = Vec::new();
         while pair.client.wants_write() {
