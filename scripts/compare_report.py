@@ -91,7 +91,7 @@ def wss_table(rows, lines):
         "lanes sets). A throwaway CA and localhost certificate (ECDSA P-256) made for the run; "
         "lanes-load trusts the CA (--ca), offers TLS 1.2 and 1.3 and ALPN http/1.1; all settle on TLS "
         "1.3 with X25519, and each server picks its cipher suite (when this table was written: "
-        "gorilla AES-128-GCM, Go's preference; the others AES-256-GCM, the client's first). Cells: the "
+        "lanes and gorilla AES-128-GCM, their own preference; the others AES-256-GCM, the client's first). Cells: the "
         f"median of {repeats} run(s) [lowest – highest]; ×: the peer's server CPU per message "
         "(or per handshake) over lanes' (above 1: the peer spends more CPU than lanes), "
         "\"within spread\" when the two servers' ranges overlap. Resumed rows say so when fewer "

@@ -197,6 +197,33 @@ fn a_backlog_larger_than_the_socket_takes_goes_out_whole_and_in_order() {
 }
 
 #[test]
+fn the_server_prefers_aes_128_gcm_unless_told_to_follow_the_client() {
+    let ca = Ca::new();
+    let leaf = ca.leaf(&["localhost"]);
+    // rustls' client offers AES-256-GCM first, AES-128-GCM second.
+    let client = ca.client(BOTH);
+    let suite = |tls: TlsConfig| {
+        let server = start_echo(1, config_with(tls));
+        let mut ws = wss(server.local_addr(), "localhost", &client);
+        echo_once(&mut ws, OpCode::Binary, b"suite");
+        let suite = ws.stream.conn.negotiated_cipher_suite().unwrap().suite();
+        drop(ws);
+        server.shutdown().unwrap();
+        suite
+    };
+    assert_eq!(
+        suite(tls_config(&leaf)),
+        rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+    );
+    let follow = TlsConfig::builder()
+        .certificate_pem(leaf.chain_pem.as_bytes(), leaf.key_pem.as_bytes())
+        .prefer_client_cipher_order(true)
+        .build()
+        .unwrap();
+    assert_eq!(suite(follow), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
+}
+
+#[test]
 fn tls_1_2_clients_are_served_too() {
     let ca = Ca::new();
     let leaf = ca.leaf(&["localhost"]);

@@ -1,7 +1,7 @@
 //! Socket I/O: the only code that reads, writes, registers or shuts down a connection's socket.
 //! One `read` loop per readiness event (bounded by `reads_per_wakeup`), one `write` per
 //! connection per loop iteration. On a TLS port the bytes go through the connection's TLS layer
-//! (`tls.rs`) on the way in and out.
+//! (`tls/`) on the way in and out.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;

@@ -78,13 +78,14 @@ fn scratch_len(config: &Config, shared: &Shared) -> usize {
 #[cfg(feature = "tls")]
 const TLS_SCRATCH_LEN: usize = 96 * 1024;
 
-/// A TLS worker's buffers (see `tls.rs`).
+/// A TLS worker's buffers (see `tls/mod.rs`).
 #[cfg(feature = "tls")]
 #[derive(Default)]
 struct TlsBuffers {
     /// The configuration new connections get, and its version in [`Shared::tls`].
     config: Option<(u64, Arc<rustls::ServerConfig>)>,
-    /// The plaintext of the records of one read.
+    /// The plaintext rustls hands over from the records of one read (during the handshake,
+    /// and on TLS 1.2 connections; lanes' own record layer leaves it in the read buffer).
     plain: Vec<u8>,
     /// One write's encrypted batch (its length is room already initialized).
     sealed: Vec<u8>,
@@ -109,8 +110,8 @@ pub(crate) struct Worker<H: Handler> {
     reclaim_at_us: Option<u64>,
     /// Where every connection's bytes are read to (one buffer per worker).
     scratch: Vec<u8>,
-    /// On a TLS port: where the records of one read are decrypted to, and the encrypted batch
-    /// of one write is made (one of each per worker; see `tls.rs`).
+    /// On a TLS port: where the plaintext rustls hands over is gathered, and the encrypted batch
+    /// of one write is made (one of each per worker; see `tls/mod.rs`).
     #[cfg(feature = "tls")]
     tls: TlsBuffers,
     /// Where compressed messages are inflated (and the shared decompressor).
