@@ -92,6 +92,8 @@ pub enum SendError {
     /// [`ServerHandle::failed_workers`](crate::ServerHandle::failed_workers)); its connections
     /// are gone.
     WorkerDied,
+    /// No worker has that index (see [`Remote::worker_count`](crate::Remote::worker_count)).
+    NoSuchWorker,
 }
 
 impl fmt::Display for SendError {
@@ -101,6 +103,7 @@ impl fmt::Display for SendError {
             SendError::ShutDown => "the server is shutting down",
             SendError::QueueFull => "the worker's command queue is full",
             SendError::WorkerDied => "the connection's worker has died",
+            SendError::NoSuchWorker => "no worker has that index",
         })
     }
 }

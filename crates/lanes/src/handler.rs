@@ -6,6 +6,7 @@ use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
 
 use crate::closed::Closed;
 use crate::context::WorkerContext;
+use crate::message::WorkerMessage;
 use crate::ws::Ws;
 
 /// A complete message, borrowed for the duration of the callback.
@@ -260,6 +261,18 @@ pub trait Handler: 'static {
     /// for game loops and periodic pushes. `ctx` reaches this worker's connections directly.
     fn on_tick(&mut self, ctx: &mut WorkerContext<'_, Self::State>) {
         let _ = ctx;
+    }
+
+    /// A value sent to this worker with [`Remote::send_to_worker`](crate::Remote::send_to_worker)
+    /// (from any thread, or from a callback through [`Ws::remote`] or
+    /// [`WorkerContext::remote`]), handled on this worker's thread with its connections at hand.
+    /// Default: dropped. A panic here is logged and counted, and the worker goes on.
+    fn on_worker_message(
+        &mut self,
+        ctx: &mut WorkerContext<'_, Self::State>,
+        message: WorkerMessage,
+    ) {
+        let _ = (ctx, message);
     }
 
     /// A request that is not a WebSocket upgrade (a health check, a page). Default: 426

@@ -19,6 +19,7 @@ use mio::Waker;
 use crate::error::SendError;
 use crate::id::ConnId;
 use crate::live::LiveTable;
+use crate::message::WorkerMessage;
 use crate::published::Published;
 use crate::stats::Counters;
 
@@ -37,6 +38,8 @@ pub(crate) enum Command {
     Publish { topic: Arc<str>, message: Published },
     /// Queue an encoded frame on every open connection.
     Broadcast { message: Published },
+    /// An application value for the worker's handler.
+    Message(WorkerMessage),
 }
 
 /// One worker as others see it.

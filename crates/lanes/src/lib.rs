@@ -19,6 +19,9 @@
 //!   [`WorkerInfo::remote`]): send to a connection by [`ConnId`], close it, publish to a topic
 //!   ([`Ws::subscribe`]), broadcast. Commands cross cores through one bounded queue and one
 //!   waker per worker; a handler's publish to its own worker's subscribers takes no queue.
+//! - Shard the application's state by worker, with no lock: [`worker_for`] names the worker that
+//!   owns a key, [`Remote::send_to_worker`] sends it a value of the application's
+//!   ([`WorkerMessage`]), handled on that worker's thread by [`Handler::on_worker_message`].
 //! - Timers: [`Ws::set_timer`] for one-shot timers per connection, [`Handler::on_tick`] for a
 //!   per-worker tick ([`Timers::tick_interval`](config::Timers::tick_interval)).
 //!
@@ -59,7 +62,9 @@ mod listener;
 mod live;
 mod local;
 mod memory;
+mod message;
 mod outbox;
+mod placement;
 mod pool;
 mod published;
 mod remote;
@@ -85,7 +90,9 @@ pub use error::{Error, SendError};
 pub use handler::{Accept, Handler, HttpResponse, Message, Request};
 pub use id::ConnId;
 pub use lanes_proto::CloseCode;
+pub use message::WorkerMessage;
 pub use outbox::SendStatus;
+pub use placement::worker_for;
 pub use remote::Remote;
 pub use server::{Cores, Server, ServerHandle, WorkerInfo};
 pub use stats::{

@@ -11,6 +11,7 @@ use lanes_proto::{CloseCode, OpCode};
 use crate::error::SendError;
 use crate::hub::{Command, Link, Shared};
 use crate::id::ConnId;
+use crate::message::WorkerMessage;
 use crate::published::{Published, encode, encode_latest};
 use crate::stats::Stats;
 
@@ -85,6 +86,51 @@ impl Remote {
     /// The number of workers.
     pub fn worker_count(&self) -> usize {
         self.inner.links.len()
+    }
+
+    /// The worker that owns `key` (a room, a symbol, a user): [`worker_for`](crate::worker_for)
+    /// over this server's worker count, stable across runs and processes.
+    pub fn worker_for(&self, key: impl AsRef<[u8]>) -> usize {
+        crate::placement::worker_for(key.as_ref(), self.worker_count())
+    }
+
+    /// Sends `message` to worker `worker`, whose handler gets it in
+    /// [`on_worker_message`](crate::Handler::on_worker_message) on that worker's thread, with
+    /// the worker's connections at hand. Messages from one thread to one worker arrive in the
+    /// order sent; a burst costs the worker one wake-up. The queue is the worker's command
+    /// queue ([`Limits::remote_queue_len`](crate::config::Limits::remote_queue_len)): when it is
+    /// full the message is dropped, counted, and [`SendError::QueueFull`] returned. A worker may
+    /// send to itself (the message is handled in its next loop iteration).
+    ///
+    /// ```no_run
+    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, WorkerContext, WorkerMessage, Ws};
+    /// struct Rooms;
+    /// impl Handler for Rooms {
+    ///     type State = ();
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+    ///         Ok(Accept::new(()))
+    ///     }
+    ///     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
+    ///     fn on_worker_message(&mut self, ctx: &mut WorkerContext<'_, ()>, message: WorkerMessage) {
+    ///         if let Ok(line) = message.downcast::<String>() {
+    ///             ctx.for_each(|ws, _| {
+    ///                 ws.send_text(&line);
+    ///             });
+    ///         }
+    ///     }
+    /// }
+    /// let server = Server::new("127.0.0.1:9001".parse().unwrap(), |_| Rooms).start().unwrap();
+    /// let remote = server.remote();
+    /// let worker = remote.worker_for("room-7");
+    /// remote.send_to_worker(worker, "the room's news".to_string()).unwrap();
+    /// ```
+    pub fn send_to_worker<M: std::any::Any + Send>(
+        &self,
+        worker: usize,
+        message: M,
+    ) -> Result<(), SendError> {
+        let link = self.link(worker).ok_or(SendError::NoSuchWorker)?;
+        link.push(Command::Message(WorkerMessage::new(message)))
     }
 
     /// Whether `id` names a connection that is open right now.

@@ -51,6 +51,11 @@ impl<H: Handler> Worker<H> {
                 }
             }
             Command::Publish { topic, message } => self.deliver(&topic, &message, None),
+            Command::Message(message) => {
+                self.run_worker_callback("on_worker_message", |handler, ctx| {
+                    handler.on_worker_message(ctx, message)
+                });
+            }
             Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;

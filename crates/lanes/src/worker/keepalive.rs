@@ -194,23 +194,8 @@ impl<H: Handler> Worker<H> {
         else {
             return;
         };
-        let mut ctx = WorkerContext {
-            conns: &mut self.conns,
-            local: &mut self.local,
-        };
         // A panic in the tick costs that tick: logged, counted, and the next one comes.
-        let tick = || self.handler.on_tick(&mut ctx);
-        if panic::catch_unwind(AssertUnwindSafe(tick)).is_err() {
-            stats::add(&self.local.counters.handler_panics, 1);
-            if let Some(suppressed) = self.local.panic_log.admit(self.local.now_us) {
-                tracing::error!(
-                    worker = self.local.index,
-                    callback = "on_tick",
-                    suppressed,
-                    "a handler callback panicked"
-                );
-            }
-        }
+        self.run_worker_callback("on_tick", |handler, ctx| handler.on_tick(ctx));
         let mut next = deadline + interval;
         if next <= now {
             // Fell behind (a long callback, a stalled machine): skip, do not bunch.
@@ -220,6 +205,33 @@ impl<H: Handler> Worker<H> {
         self.local
             .wheel
             .schedule(usize::MAX, 0, TimerKind::Tick, next);
+    }
+
+    /// Runs a callback of the whole worker (`on_tick`, `on_worker_message`) with the worker's
+    /// connections at hand. A panic in it costs that call only: it is logged (within the
+    /// worker's log budget) and counted, and the worker goes on.
+    pub(super) fn run_worker_callback(
+        &mut self,
+        callback: &'static str,
+        run: impl FnOnce(&mut H, &mut WorkerContext<'_, H::State>),
+    ) {
+        let mut ctx = WorkerContext {
+            conns: &mut self.conns,
+            local: &mut self.local,
+        };
+        let handler = &mut self.handler;
+        let panicked = panic::catch_unwind(AssertUnwindSafe(|| run(handler, &mut ctx))).is_err();
+        if panicked {
+            stats::add(&self.local.counters.handler_panics, 1);
+            if let Some(suppressed) = self.local.panic_log.admit(self.local.now_us) {
+                tracing::error!(
+                    worker = self.local.index,
+                    callback,
+                    suppressed,
+                    "a handler callback panicked"
+                );
+            }
+        }
     }
 
     /// An application timer on a connection.
