@@ -11,6 +11,8 @@ use crate::config::BackpressurePolicy;
 use crate::local::Local;
 use crate::pool::BufferPool;
 use crate::stats::{self, Counters, opcode_slot};
+#[cfg(feature = "tls")]
+use crate::tls::{RecordFraming, RecordLayer};
 
 /// Written bytes at the front of the backlog beyond which the buffer is compacted.
 const COMPACT_AFTER: usize = 64 * 1024;
@@ -51,6 +53,37 @@ pub(crate) struct Outbox {
     /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
     /// (kept by the connection's TLS layer, counted here so that the caps see them).
     pub(crate) sealed_len: usize,
+    /// On a connection with lanes' own TLS record layer: the backlog is laid out as records,
+    /// sealed in place before they are written.
+    #[cfg(feature = "tls")]
+    framing: Option<RecordFraming>,
+}
+
+/// Appends `bytes` to the backlog `buf`: as they are, or into its TLS records.
+#[inline(always)]
+fn append(
+    buf: &mut Vec<u8>,
+    #[cfg(feature = "tls")] framing: &mut Option<RecordFraming>,
+    bytes: &[u8],
+) {
+    #[cfg(feature = "tls")]
+    if let Some(framing) = framing {
+        framing.append(buf, bytes);
+        return;
+    }
+    buf.extend_from_slice(bytes);
+}
+
+/// `append` with the outbox's framing when TLS is built in.
+macro_rules! append {
+    ($self:ident, $buf:expr, $bytes:expr) => {
+        append(
+            $buf,
+            #[cfg(feature = "tls")]
+            &mut $self.framing,
+            $bytes,
+        )
+    };
 }
 
 impl Outbox {
@@ -63,6 +96,8 @@ impl Outbox {
             age_check: false,
             compression: None,
             sealed_len: 0,
+            #[cfg(feature = "tls")]
+            framing: None,
         }
     }
 
@@ -77,6 +112,61 @@ impl Outbox {
     #[inline]
     pub(crate) fn has_plain(&self) -> bool {
         self.buf.is_some()
+    }
+
+    /// From now on the backlog is laid out as TLS records and sealed in place (lanes' own
+    /// record layer took over). Anything queued before is moved into records.
+    #[cfg(feature = "tls")]
+    pub(crate) fn frame_records(&mut self, pool: &mut BufferPool) {
+        if self.framing.is_some() {
+            return;
+        }
+        let mut framing = RecordFraming::new();
+        if let Some(old) = self.buf.take() {
+            let mut buf = pool.take();
+            framing.append(&mut buf, &old[self.written..]);
+            pool.put(old);
+            self.buf = Some(buf);
+            self.written = 0;
+        }
+        self.framing = Some(framing);
+    }
+
+    /// Sealed records ready to write (framed backlog only).
+    #[cfg(feature = "tls")]
+    pub(crate) fn sealed(&self) -> &[u8] {
+        match (&self.buf, &self.framing) {
+            (Some(buf), Some(framing)) => &buf[self.written..framing.sealed_end()],
+            _ => &[],
+        }
+    }
+
+    /// Seals queued records in place, in order, until `budget` bytes are sealed or none is
+    /// left (framed backlog only).
+    #[cfg(feature = "tls")]
+    pub(crate) fn seal(
+        &mut self,
+        records: &mut RecordLayer,
+        budget: usize,
+    ) -> Result<(), rustls::Error> {
+        match (&mut self.buf, &mut self.framing) {
+            (Some(buf), Some(framing)) => framing.seal(buf, records, budget),
+            _ => Ok(()),
+        }
+    }
+
+    /// Seals everything queued, then queues the key update the peer asked for: what is queued
+    /// later goes out after it, under the new key (framed backlog only).
+    #[cfg(feature = "tls")]
+    pub(crate) fn seal_owed_update(
+        &mut self,
+        records: &mut RecordLayer,
+        pool: &mut BufferPool,
+    ) -> Result<(), rustls::Error> {
+        let Some(framing) = self.framing.as_mut() else {
+            return Ok(());
+        };
+        framing.seal_owed_update(self.buf.get_or_insert_with(|| pool.take()), records)
     }
 
     /// The bytes still to write.
@@ -98,10 +188,18 @@ impl Outbox {
                 pool.put(buf);
             }
             self.written = 0;
+            #[cfg(feature = "tls")]
+            if let Some(framing) = self.framing.as_mut() {
+                framing.reset();
+            }
         } else if self.written >= COMPACT_AFTER && self.written * 2 >= buf.len() {
             // A peer that always leaves a little unread must not make the buffer keep every
             // byte ever sent: drop the written part once it is most of the buffer.
             buf.drain(..self.written);
+            #[cfg(feature = "tls")]
+            if let Some(framing) = self.framing.as_mut() {
+                framing.shift(self.written);
+            }
             self.written = 0;
         }
     }
@@ -114,9 +212,7 @@ impl Outbox {
 
     /// Appends raw bytes (the handshake response).
     pub(crate) fn push_raw(&mut self, bytes: &[u8], pool: &mut BufferPool) {
-        self.buf
-            .get_or_insert_with(|| pool.take())
-            .extend_from_slice(bytes);
+        append!(self, self.buf.get_or_insert_with(|| pool.take()), bytes);
     }
 
     /// Gives the buffer back (the connection is going away).
@@ -125,6 +221,10 @@ impl Outbox {
             pool.put(buf);
         }
         self.written = 0;
+        #[cfg(feature = "tls")]
+        if let Some(framing) = self.framing.as_mut() {
+            framing.reset();
+        }
     }
 
     /// Queues one frame; the caller has checked the phase and the caps.
@@ -142,8 +242,8 @@ impl Outbox {
             .with_rsv(rsv)
             .encode(&mut header);
         buf.reserve(n + payload.len());
-        buf.extend_from_slice(&header[..n]);
-        buf.extend_from_slice(payload);
+        append!(self, buf, &header[..n]);
+        append!(self, buf, payload);
     }
 
     /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
@@ -239,9 +339,11 @@ impl Outbox {
             return status;
         }
         stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
-        self.buf
-            .get_or_insert_with(|| local.pool.take())
-            .extend_from_slice(frame);
+        append!(
+            self,
+            self.buf.get_or_insert_with(|| local.pool.take()),
+            frame
+        );
         self.status(local)
     }
 }

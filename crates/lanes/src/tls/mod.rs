@@ -4,21 +4,23 @@
 //! Incoming: the worker reads into its one receive buffer; [`TlsLayer::receive`] has rustls
 //! decrypt the records there and appends their plaintext to the worker's plaintext buffer,
 //! which then goes through the same in-place frame parsing as a plain connection's bytes (so a
-//! message still reaches `on_message` borrowed). Outgoing: frames are queued as plaintext in the
-//! connection's outbox during the iteration, and [`TlsLayer::seal`] encrypts the whole batch
-//! into the connection's outgoing TLS buffer right before its one `write`.
+//! message still reaches `on_message` borrowed). Outgoing: frames are queued in the
+//! connection's outbox during the iteration and encrypted right before its one `write`.
 //!
 //! Records: rustls does the handshake. Once a TLS 1.3 handshake is over, lanes' own record
 //! layer ([`records`]) takes over with the traffic secrets rustls hands over: records are
-//! opened in place in the receive buffer and sealed in the sealing buffer, with no buffer of
-//! rustls' in between (rustls 0.23's unbuffered API copies each record's plaintext into a
-//! buffer of its own both ways). TLS 1.2 connections, and configurations that do not allow
-//! extracting secrets ([`TlsConfig::from_rustls`]), keep rustls' record layer.
+//! opened in place in the receive buffer and sealed in place in the outbox, where the frames
+//! were queued laid out as records ([`framing`]), with no buffer of rustls' in between
+//! (rustls 0.23's unbuffered API copies each record's plaintext into a buffer of its own both
+//! ways). TLS 1.2 connections, and configurations that do not allow extracting secrets
+//! ([`TlsConfig::from_rustls`]), keep rustls' record layer: [`TlsLayer::seal`] encrypts a
+//! batch of the outbox's plaintext into the worker's sealing buffer.
 //!
 //! Memory: an idle connection holds its TLS state (after a TLS 1.3 handshake: two AEAD keys and
 //! rustls' key schedule) and no buffer: the carried part of an incomplete record and the
 //! outgoing bytes are taken from the worker's pool only while there are some.
 
+mod framing;
 mod records;
 
 use std::fmt;
@@ -30,7 +32,8 @@ use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
 use rustls::{AlertDescription, Error, PeerIncompatible, ProtocolVersion};
 
-use records::RecordLayer;
+pub(crate) use framing::RecordFraming;
+pub(crate) use records::RecordLayer;
 
 use crate::config::TlsConfig;
 use crate::pool::BufferPool;
@@ -131,6 +134,9 @@ pub(crate) struct Received {
     /// Plaintext left in place in the input (lanes' own record layer), in one piece; empty
     /// when the plaintext went to `plain` (rustls) or there was none.
     pub(crate) in_place: Range<usize>,
+    /// lanes' own record layer took over in this call: from now on the connection's outgoing
+    /// records are laid out and sealed in its outbox ([`RecordFraming`]).
+    pub(crate) own_records: bool,
 }
 
 /// Who protects a connection's records.
@@ -209,8 +215,9 @@ impl TlsLayer {
     }
 
     /// Lanes' own record layer, when it protects the records (TLS 1.3 after the handshake).
-    #[cfg(test)]
-    fn own_records(&mut self) -> Option<&mut RecordLayer> {
+    /// lanes' own record layer, once it took over from rustls (TLS 1.3 after the handshake);
+    /// its outgoing records are sealed in the connection's outbox.
+    pub(crate) fn own_records(&mut self) -> Option<&mut RecordLayer> {
         match &mut self.link {
             Link::Own(records) => Some(records),
             _ => None,
@@ -274,22 +281,13 @@ impl TlsLayer {
         let conn = match &mut self.link {
             Link::Rustls(conn) => conn,
             Link::Own(records) => {
-                let result = records.open(input).and_then(|opened| {
-                    if records.owes_update() {
-                        let wire = self.wire.get_or_insert_with(|| pool.take());
-                        records
-                            .seal_owed(wire)
-                            .map_err(|error| records::RecordError { error, alert: None })?;
-                    }
-                    Ok(opened)
-                });
-                return match result {
+                return match records.open(input) {
                     Ok(opened) => {
                         self.carry_from(&input[opened.consumed..], pool);
                         Ok(Received {
-                            handshake_done: false,
                             peer_closed: opened.peer_closed,
                             in_place: opened.plain,
+                            ..Received::default()
                         })
                     }
                     Err(broken) => {
@@ -394,7 +392,10 @@ impl TlsLayer {
                 unreachable!("the link was rustls' a moment ago");
             };
             match RecordLayer::take_over(*conn) {
-                Ok(records) => self.link = Link::Own(Box::new(records)),
+                Ok(records) => {
+                    self.link = Link::Own(Box::new(records));
+                    received.own_records = true;
+                }
                 Err(error) => {
                     return Err(TlsBroken {
                         handshake: None,
@@ -415,17 +416,17 @@ impl TlsLayer {
         }
     }
 
-    /// Encrypts `plain` (a batch of frames) into `out` from its start, in records of at most
-    /// 16 KiB; returns the encrypted length. `out` is the worker's sealing buffer: its length is
-    /// room already initialized, grown (once) when a batch needs more.
+    /// Encrypts `plain` (a batch of frames) with rustls' record layer into `out` from its
+    /// start, in records of at most 16 KiB; returns the encrypted length. `out` is the worker's
+    /// sealing buffer: its length is room already initialized, grown (once) when a batch needs
+    /// more. Once lanes' own record layer took over, records are sealed in the outbox instead
+    /// ([`RecordFraming`]) and this fails.
     pub(crate) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
         if plain.is_empty() {
             return Ok(0);
         }
-        let conn = match &mut self.link {
-            Link::Rustls(conn) => conn,
-            Link::Own(records) => return records.seal(plain, out),
-            Link::Gone => return Err(Error::EncryptError),
+        let Link::Rustls(conn) = &mut self.link else {
+            return Err(Error::EncryptError);
         };
         let status = conn.process_tls_records(&mut []);
         let mut traffic = match status.state {

@@ -10,7 +10,8 @@
 //! does the rest with ring's AEADs, the same code rustls' ring provider runs:
 //! - a received record is opened where it was read, and its content goes straight to the
 //!   worker's plaintext buffer;
-//! - outgoing frames are copied once into the sealing buffer and sealed there;
+//! - outgoing frames are queued in the connection's outbox laid out as records
+//!   ([`framing`](super::framing)), and sealed there in place;
 //! - `KeyUpdate` is answered (§4.6.3), and the sending key is updated before it has protected
 //!   as many records as its cipher suite allows (`confidentiality_limit`, as rustls does);
 //! - alerts: `close_notify` ends the input, `user_canceled` is ignored, any other is fatal;
@@ -37,19 +38,23 @@ const APPLICATION_DATA: u8 = 0x17;
 /// The legacy version every TLS 1.3 record carries.
 const LEGACY_VERSION: [u8; 2] = [0x03, 0x03];
 /// Record header: type, version, length.
-const HEADER_LEN: usize = 5;
+pub(crate) const HEADER_LEN: usize = 5;
 /// The AEAD tag of all three TLS 1.3 suites lanes speaks.
 const TAG_LEN: usize = 16;
 /// Most content bytes in a record (2^14, §5.1).
 pub(crate) const MAX_FRAGMENT_LEN: usize = 0x4000;
 /// Most bytes of a protected record's body (2^14 + 256, §5.2).
 const MAX_CIPHERTEXT_LEN: usize = MAX_FRAGMENT_LEN + 0x100;
+/// What follows a record's content once protected: the content type byte and the tag.
+pub(crate) const TRAILER_LEN: usize = 1 + TAG_LEN;
 /// What protecting adds to a record's content: header, content type byte, tag.
-pub(crate) const RECORD_OVERHEAD: usize = HEADER_LEN + 1 + TAG_LEN;
+pub(crate) const RECORD_OVERHEAD: usize = HEADER_LEN + TRAILER_LEN;
 /// The handshake message type of `KeyUpdate` (§4.6.3) and its request values.
 const KEY_UPDATE: u8 = 0x18;
 /// A whole `KeyUpdate` message: type, 3-byte length, request.
 const KEY_UPDATE_LEN: usize = 5;
+/// A protected record holding one `KeyUpdate`.
+pub(crate) const KEY_UPDATE_RECORD_LEN: usize = RECORD_OVERHEAD + KEY_UPDATE_LEN;
 const UPDATE_NOT_REQUESTED: u8 = 0x00;
 const UPDATE_REQUESTED: u8 = 0x01;
 /// Alert levels and the descriptions read here (§6).
@@ -138,20 +143,33 @@ impl DirectionKeys {
     /// Seals a record of `content_type` holding `content` into the front of `out` (at least
     /// `content.len() + RECORD_OVERHEAD` long); returns the record's length.
     fn seal(&mut self, content_type: u8, content: &[u8], out: &mut [u8]) -> Result<usize, Error> {
-        debug_assert!(content.len() <= MAX_FRAGMENT_LEN);
-        let body_len = content.len() + 1 + TAG_LEN;
-        let header = record_header(APPLICATION_DATA, body_len);
-        out[..HEADER_LEN].copy_from_slice(&header);
-        let inner_end = HEADER_LEN + content.len() + 1;
-        out[HEADER_LEN..inner_end - 1].copy_from_slice(content);
-        out[inner_end - 1] = content_type;
+        let len = content.len() + RECORD_OVERHEAD;
+        out[HEADER_LEN..HEADER_LEN + content.len()].copy_from_slice(content);
+        self.seal_in_place(content_type, &mut out[..len])?;
+        Ok(len)
+    }
+
+    /// Seals the record laid out in `record` in place: [`HEADER_LEN`] bytes of room for the
+    /// header, the content (at most 16 KiB), then [`TRAILER_LEN`] bytes of room for the
+    /// content type and the tag.
+    fn seal_in_place(&mut self, content_type: u8, record: &mut [u8]) -> Result<(), Error> {
+        debug_assert!(record.len() >= RECORD_OVERHEAD);
+        debug_assert!(record.len() - RECORD_OVERHEAD <= MAX_FRAGMENT_LEN);
+        let header = record_header(APPLICATION_DATA, record.len() - HEADER_LEN);
+        record[..HEADER_LEN].copy_from_slice(&header);
+        let inner_end = record.len() - TAG_LEN;
+        record[inner_end - 1] = content_type;
         let nonce = self.next_nonce()?;
         let tag = self
             .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[HEADER_LEN..inner_end])
+            .seal_in_place_separate_tag(
+                nonce,
+                Aad::from(header),
+                &mut record[HEADER_LEN..inner_end],
+            )
             .map_err(|_| Error::EncryptError)?;
-        out[inner_end..inner_end + TAG_LEN].copy_from_slice(tag.as_ref());
-        Ok(HEADER_LEN + body_len)
+        record[inner_end..].copy_from_slice(tag.as_ref());
+        Ok(())
     }
 }
 
@@ -365,26 +383,25 @@ impl RecordLayer {
         Ok(())
     }
 
-    /// Seals `plain` into records of at most 16 KiB written from the front of `out` (grown when
-    /// it is too short; its length is room already initialized); returns the sealed length.
-    /// The sending key is updated on the way when it reaches its limit.
-    pub(crate) fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
-        let records = plain.len().div_ceil(MAX_FRAGMENT_LEN);
-        let need = plain.len() + records * RECORD_OVERHEAD;
-        if out.len() < need {
-            out.resize(need, 0);
-        }
-        let mut at = 0;
-        for chunk in plain.chunks(MAX_FRAGMENT_LEN) {
-            if self.tx.seq >= self.tx_limit {
-                // A KeyUpdate record more than the batch was sized for (rare: once per
-                // confidentiality limit).
-                out.resize(out.len() + RECORD_OVERHEAD + KEY_UPDATE_LEN, 0);
-                at += self.update_tx(UPDATE_NOT_REQUESTED, &mut out[at..])?;
-            }
-            at += self.tx.seal(APPLICATION_DATA, chunk, &mut out[at..])?;
-        }
-        Ok(at)
+    /// Seals the application data record laid out in `record` in place (see
+    /// [`RecordFraming`](super::framing::RecordFraming)): header room, content, trailer room.
+    /// The caller updates the sending key first when [`tx_update_due`](Self::tx_update_due).
+    pub(crate) fn seal_record(&mut self, record: &mut [u8]) -> Result<(), Error> {
+        self.tx.seal_in_place(APPLICATION_DATA, record)
+    }
+
+    /// Whether the sending key has protected as many records as its cipher suite allows: the
+    /// next record must follow a [`key_update_record`](Self::key_update_record).
+    pub(crate) fn tx_update_due(&self) -> bool {
+        self.tx.seq >= self.tx_limit
+    }
+
+    /// A `KeyUpdate` (not asking for the peer's) sealed with the current sending key, which
+    /// then moves on: records sealed after it must follow it on the wire.
+    pub(crate) fn key_update_record(&mut self) -> Result<[u8; KEY_UPDATE_RECORD_LEN], Error> {
+        let mut record = [0; KEY_UPDATE_RECORD_LEN];
+        self.update_tx(UPDATE_NOT_REQUESTED, &mut record)?;
+        Ok(record)
     }
 
     /// Whether the peer asked for a key update that [`seal_owed`](Self::seal_owed) has not
@@ -393,16 +410,12 @@ impl RecordLayer {
         self.update_owed
     }
 
-    /// Appends the key update the peer asked for, if one is owed, to `wire` (it must go out
-    /// before any record sealed after it).
-    pub(crate) fn seal_owed(&mut self, wire: &mut Vec<u8>) -> Result<(), Error> {
-        if !std::mem::take(&mut self.update_owed) {
-            return Ok(());
+    /// Appends the key update the peer asked for, if one is owed, to `out`, behind the records
+    /// sealed with the current key (those sealed after it must follow it on the wire).
+    pub(crate) fn seal_owed(&mut self, out: &mut Vec<u8>) -> Result<(), Error> {
+        if std::mem::take(&mut self.update_owed) {
+            out.extend_from_slice(&self.key_update_record()?);
         }
-        let at = wire.len();
-        wire.resize(at + RECORD_OVERHEAD + KEY_UPDATE_LEN, 0);
-        let n = self.update_tx(UPDATE_NOT_REQUESTED, &mut wire[at..])?;
-        wire.truncate(at + n);
         Ok(())
     }
 
@@ -447,8 +460,9 @@ mod tests {
 
     use super::*;
     use crate::config::TlsConfig;
+    use crate::outbox::Outbox;
     use crate::pool::BufferPool;
-    use crate::tls::{Received, TlsBroken, TlsLayer};
+    use crate::tls::{Received, RecordFraming, TlsBroken, TlsLayer};
 
     /// A rustls client (the reference) and a server-side [`TlsLayer`], joined in memory.
     struct Pair {
@@ -457,6 +471,9 @@ mod tests {
         pool: BufferPool,
         /// Plaintext the server received.
         received: Vec<u8>,
+        /// The server's backlog laid out as records (lanes' own record layer), and its framing.
+        backlog: Vec<u8>,
+        framing: RecordFraming,
     }
 
     impl Pair {
@@ -484,6 +501,8 @@ mod tests {
                 server: TlsLayer::new(Arc::clone(server.rustls_config())).unwrap(),
                 pool: BufferPool::new(),
                 received: Vec::new(),
+                backlog: Vec::new(),
+                framing: RecordFraming::new(),
             };
             while pair.client.is_handshaking() || pair.server.is_handshaking() {
                 pair.send_to_server(usize::MAX).unwrap();
@@ -516,21 +535,59 @@ mod tests {
                     .server
                     .receive(&mut buf, &mut self.received, &mut self.pool)?;
                 self.received.extend_from_slice(&buf[got.in_place.clone()]);
+                if let Some(records) = self.server.own_records()
+                    && records.owes_update()
+                {
+                    self.framing
+                        .seal_owed_update(&mut self.backlog, records)
+                        .unwrap();
+                }
                 received.handshake_done |= got.handshake_done;
                 received.peer_closed |= got.peer_closed;
             }
             Ok(received)
         }
 
+        /// Queues `plain` on the server in pieces of `piece` bytes (own record layer).
+        fn queue(&mut self, plain: &[u8], piece: usize) {
+            for piece in plain.chunks(piece.max(1)) {
+                self.framing.append(&mut self.backlog, piece);
+            }
+        }
+
         /// Sends the server's queued records, then `plain` sealed, to the client; returns the
         /// plaintext the client read.
         fn send_to_client(&mut self, plain: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+            self.send_to_client_in(plain, usize::MAX)
+        }
+
+        /// [`send_to_client`](Self::send_to_client), `plain` queued in pieces of `piece`.
+        fn send_to_client_in(
+            &mut self,
+            plain: &[u8],
+            piece: usize,
+        ) -> Result<Vec<u8>, rustls::Error> {
             let mut wire = self.server.wire().to_vec();
             self.server.consume(wire.len(), &mut self.pool);
-            let mut sealed = Vec::new();
-            let n = self.server.seal(plain, &mut sealed)?;
-            wire.extend_from_slice(&sealed[..n]);
-            let mut from = &wire[..];
+            if self.server.own_records().is_some() {
+                self.queue(plain, piece);
+                let records = self.server.own_records().unwrap();
+                self.framing.seal(&mut self.backlog, records, usize::MAX)?;
+                assert_eq!(self.framing.sealed_end(), self.backlog.len());
+                wire.extend_from_slice(&self.backlog);
+                self.backlog.clear();
+                self.framing.reset();
+            } else if !plain.is_empty() {
+                let mut sealed = Vec::new();
+                let n = self.server.seal(plain, &mut sealed)?;
+                wire.extend_from_slice(&sealed[..n]);
+            }
+            self.client_reads(&wire)
+        }
+
+        /// The client reads `wire`; returns the plaintext it got.
+        fn client_reads(&mut self, wire: &[u8]) -> Result<Vec<u8>, rustls::Error> {
+            let mut from = wire;
             let mut read = Vec::new();
             while !from.is_empty() {
                 self.client.read_tls(&mut from).unwrap();
@@ -631,10 +688,131 @@ mod tests {
         let mut pair = Pair::new(TLS13);
         let records = pair.server.own_records().unwrap();
         records.set_tx_limit(2);
-        let data: Vec<u8> = (0..5 * MAX_FRAGMENT_LEN).map(|i| i as u8).collect();
+        // Five full records and an open one: the key updates go in between, the records after
+        // them move along.
+        let data: Vec<u8> = (0..5 * MAX_FRAGMENT_LEN + 10).map(|i| i as u8).collect();
         assert_eq!(pair.send_to_client(&data).unwrap(), data);
         assert_eq!(pair.send_to_client(b"after").unwrap(), b"after");
         pair.round_trip(10, usize::MAX);
+    }
+
+    #[test]
+    fn frames_are_sealed_where_they_were_queued() {
+        let mut pair = Pair::new(TLS13);
+        for len in [1usize, 125, 16_383, 16_384, 16_385, 40_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 249) as u8).collect();
+            for piece in [1, 7, 1000, 16_383, 16_384, usize::MAX] {
+                if piece == 1 && len > 20_000 {
+                    continue;
+                }
+                pair.queue(&data, piece);
+                // Room for the header of every record and the trailer of every full one: the
+                // content lies where it will be sealed.
+                let records = len.div_ceil(MAX_FRAGMENT_LEN);
+                assert_eq!(
+                    pair.backlog.len(),
+                    len + records * HEADER_LEN + (records - 1) * TRAILER_LEN
+                );
+                for (i, chunk) in data.chunks(MAX_FRAGMENT_LEN).enumerate() {
+                    let at = i * (MAX_FRAGMENT_LEN + RECORD_OVERHEAD) + HEADER_LEN;
+                    assert_eq!(&pair.backlog[at..at + chunk.len()], chunk);
+                }
+                let layer = pair.server.own_records().unwrap();
+                pair.framing
+                    .seal(&mut pair.backlog, layer, usize::MAX)
+                    .unwrap();
+                assert_eq!(pair.backlog.len(), len + records * RECORD_OVERHEAD);
+                let wire = std::mem::take(&mut pair.backlog);
+                pair.framing.reset();
+                assert_eq!(
+                    pair.client_reads(&wire).unwrap(),
+                    data,
+                    "{len} B in {piece}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sealing_in_batches_keeps_the_order() {
+        let mut pair = Pair::new(TLS13);
+        let data: Vec<u8> = (0..100_000).map(|i| (i % 241) as u8).collect();
+        pair.queue(&data, 3000);
+        let mut wire = Vec::new();
+        let layer = pair.server.own_records().unwrap();
+        // A budget of one byte seals one record a call.
+        for sealed in 1..=7 {
+            pair.framing.seal(&mut pair.backlog, layer, 1).unwrap();
+            assert_eq!(
+                pair.framing.sealed_end(),
+                (sealed * (MAX_FRAGMENT_LEN + RECORD_OVERHEAD)).min(pair.backlog.len())
+            );
+        }
+        wire.extend_from_slice(&pair.backlog);
+        assert_eq!(pair.client_reads(&wire).unwrap(), data);
+    }
+
+    #[test]
+    fn a_key_update_asked_for_goes_between_the_records_queued_before_and_after() {
+        let mut pair = Pair::new(TLS13);
+        let before: Vec<u8> = (0..20_000).map(|i| i as u8).collect();
+        pair.queue(&before, usize::MAX);
+        // The client's KeyUpdate (asking for ours) arrives while those are queued, unsealed.
+        pair.client.refresh_traffic_keys().unwrap();
+        pair.client.writer().write_all(b"ping").unwrap();
+        pair.received.clear();
+        pair.send_to_server(usize::MAX).unwrap();
+        assert_eq!(pair.received, b"ping");
+        assert!(!pair.server.own_records().unwrap().owes_update());
+        assert_eq!(
+            pair.send_to_client(b"after the update").unwrap(),
+            [&before[..], b"after the update"].concat()
+        );
+        pair.round_trip(100, usize::MAX);
+    }
+
+    #[test]
+    fn an_outbox_written_in_parts_seals_in_place_and_compacts() {
+        let mut pair = Pair::new(TLS13);
+        let mut outbox = Outbox::new();
+        let mut pool = BufferPool::new();
+        outbox.frame_records(&mut pool);
+        let data: Vec<u8> = (0..300_000).map(|i| (i % 239) as u8).collect();
+        let mut expected = Vec::new();
+        let mut got = Vec::new();
+        for (round, part) in data.chunks(60_000).enumerate() {
+            outbox.push_raw(part, &mut pool);
+            expected.extend_from_slice(part);
+            // The socket takes 50,000 bytes of what is sealed each time (the written part is
+            // dropped from the front once it is most of the buffer).
+            let layer = pair.server.own_records().unwrap();
+            outbox.seal(layer, 64 * 1024).unwrap();
+            let sealed = outbox.sealed();
+            let n = sealed.len().min(50_000);
+            let wire = sealed[..n].to_vec();
+            outbox.consume(n, &mut pool);
+            got.extend(pair.client_reads(&wire).unwrap());
+            assert!(outbox.buffered_len() > 0, "round {round}");
+        }
+        loop {
+            let layer = pair.server.own_records().unwrap();
+            outbox.seal(layer, 64 * 1024).unwrap();
+            let wire = outbox.sealed().to_vec();
+            if wire.is_empty() {
+                break;
+            }
+            outbox.consume(wire.len(), &mut pool);
+            got.extend(pair.client_reads(&wire).unwrap());
+        }
+        assert_eq!(outbox.buffered_len(), 0);
+        assert_eq!(got, expected);
+        // Empty again: its buffer went back, and the next frames start a new record.
+        outbox.push_raw(b"again", &mut pool);
+        let layer = pair.server.own_records().unwrap();
+        outbox.seal(layer, 64 * 1024).unwrap();
+        let wire = outbox.sealed().to_vec();
+        assert_eq!(wire.len(), 5 + RECORD_OVERHEAD);
+        assert_eq!(pair.client_reads(&wire).unwrap(), b"again");
     }
 
     /// The server refuses `bytes` as a record, with `alert` (which the client reads).

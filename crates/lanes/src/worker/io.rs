@@ -383,6 +383,17 @@ impl<H: Handler> Worker<H> {
                 .counters
                 .note_tls_handshake(tls.resumed().unwrap_or(false));
         }
+        if received.own_records {
+            conn.outbox.frame_records(pool);
+        }
+        if let Some(records) = tls.own_records()
+            && records.owes_update()
+            && let Err(error) = conn.outbox.seal_owed_update(records, pool)
+        {
+            tracing::debug!(peer = %conn.peer, %error, "TLS key update failed");
+            self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+            return;
+        }
         let len = self.tls.plain.len();
         if len > 0 {
             std::mem::swap(&mut self.scratch, &mut self.tls.plain);
@@ -393,12 +404,13 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Writes the connection's encrypted backlog, then encrypts its queued frames (once its
-    /// handshake is done) in batches of at most [`SEAL_BATCH`] and writes them, until the
-    /// socket takes no more or nothing is left: one `write` when a batch is all there is (the
-    /// common case). Only what the socket does not take is kept by the connection, so neither
-    /// it nor the worker's sealing buffer holds more than a batch. False when the connection
-    /// was removed.
+    /// Writes the connection's pending TLS bytes (the end of its handshake, an alert), then
+    /// encrypts its queued frames (once its handshake is done) in batches of at most
+    /// [`SEAL_BATCH`] and writes them, until the socket takes no more or nothing is left: one
+    /// `write` when a batch is all there is (the common case). With lanes' own record layer
+    /// the frames are sealed in place in the outbox; with rustls' (TLS 1.2) a batch is
+    /// encrypted into the worker's sealing buffer and only what the socket does not take is
+    /// kept by the connection. False when the connection was removed.
     fn write_tls(&mut self, key: usize) -> bool {
         let Some(conn) = self.conns.get_mut(key) else {
             return false;
@@ -408,10 +420,28 @@ impl<H: Handler> Worker<H> {
         };
         let pool = &mut self.local.pool;
         loop {
-            // What is written next: bytes left over from before, else a new batch.
-            let waiting = tls.wire_len() > 0;
-            let mut sealed = 0;
-            if !waiting {
+            // What is written next: the TLS layer's own bytes, else sealed records of the
+            // outbox, else a new batch.
+            enum Next {
+                Wire,
+                Outbox,
+                Sealed(usize),
+            }
+            let next = if tls.wire_len() > 0 {
+                Next::Wire
+            } else if let Some(records) = tls.own_records() {
+                if conn.outbox.sealed().is_empty() {
+                    if let Err(error) = conn.outbox.seal(records, SEAL_BATCH) {
+                        tracing::debug!(peer = %conn.peer, %error, "TLS encryption failed");
+                        self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                        return false;
+                    }
+                    if conn.outbox.sealed().is_empty() {
+                        break;
+                    }
+                }
+                Next::Outbox
+            } else {
                 if !conn.outbox.has_plain() || tls.is_handshaking() {
                     break;
                 }
@@ -420,21 +450,22 @@ impl<H: Handler> Worker<H> {
                     break;
                 }
                 let batch = &plain[..plain.len().min(SEAL_BATCH)];
-                match tls.seal(batch, &mut self.tls.sealed) {
-                    Ok(n) => sealed = n,
+                let sealed = match tls.seal(batch, &mut self.tls.sealed) {
+                    Ok(n) => n,
                     Err(error) => {
                         tracing::debug!(peer = %conn.peer, %error, "TLS encryption failed");
                         self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
                         return false;
                     }
-                }
+                };
                 let batch_len = batch.len();
                 conn.outbox.consume(batch_len, pool);
-            }
-            let out = if waiting {
-                tls.wire()
-            } else {
-                &self.tls.sealed[..sealed]
+                Next::Sealed(sealed)
+            };
+            let out = match next {
+                Next::Wire => tls.wire(),
+                Next::Outbox => conn.outbox.sealed(),
+                Next::Sealed(n) => &self.tls.sealed[..n],
             };
             let written = match conn.stream.write(out) {
                 Ok(n) => n,
@@ -451,10 +482,10 @@ impl<H: Handler> Worker<H> {
             };
             stats::add(&self.local.counters.bytes_sent, written as u64);
             let all = written == out.len();
-            if waiting {
-                tls.consume(written, pool);
-            } else {
-                tls.keep_wire(&self.tls.sealed[written..sealed], pool);
+            match next {
+                Next::Wire => tls.consume(written, pool),
+                Next::Outbox => conn.outbox.consume(written, pool),
+                Next::Sealed(n) => tls.keep_wire(&self.tls.sealed[written..n], pool),
             }
             if !all {
                 break; // the socket is full: the next writable edge resumes
