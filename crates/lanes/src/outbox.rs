@@ -241,9 +241,14 @@ impl Outbox {
         let n = FrameHeader::new(true, opcode, payload.len() as u64)
             .with_rsv(rsv)
             .encode(&mut header);
+        #[cfg(feature = "tls")]
+        if let Some(framing) = self.framing.as_mut() {
+            framing.append_frame(buf, &header[..n], payload);
+            return;
+        }
         buf.reserve(n + payload.len());
-        append!(self, buf, &header[..n]);
-        append!(self, buf, payload);
+        buf.extend_from_slice(&header[..n]);
+        buf.extend_from_slice(payload);
     }
 
     /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and

@@ -41,26 +41,67 @@ impl RecordFraming {
 
     /// Appends `bytes` to the open record, opening new records (with room for their header)
     /// as each fills up.
-    #[inline]
-    pub(crate) fn append(&mut self, buf: &mut Vec<u8>, mut bytes: &[u8]) {
+    #[inline(always)]
+    pub(crate) fn append(&mut self, buf: &mut Vec<u8>, bytes: &[u8]) {
+        match self.open_at {
+            // The common case: the open record has room.
+            Some(at) if buf.len() + bytes.len() <= at + HEADER_LEN + MAX_FRAGMENT_LEN => {
+                buf.extend_from_slice(bytes)
+            }
+            _ => self.append_across(buf, bytes),
+        }
+    }
+
+    /// Appends a frame's header and payload ([`append`](Self::append) of each).
+    #[inline(always)]
+    pub(crate) fn append_frame(&mut self, buf: &mut Vec<u8>, header: &[u8], payload: &[u8]) {
+        let len = header.len() + payload.len();
+        match self.open_at {
+            // The open record has room, or a new one is opened in an empty backlog (the common
+            // cases: a write went out, the next frames start a record).
+            Some(at) if buf.len() + len <= at + HEADER_LEN + MAX_FRAGMENT_LEN => {}
+            None if len <= MAX_FRAGMENT_LEN => {
+                buf.reserve(HEADER_LEN + len);
+                self.open(buf);
+            }
+            _ => {
+                self.append_across(buf, header);
+                self.append_across(buf, payload);
+                return;
+            }
+        }
+        buf.reserve(len);
+        buf.extend_from_slice(header);
+        buf.extend_from_slice(payload);
+    }
+
+    /// [`append`](Self::append) when a record must be opened.
+    #[inline(never)]
+    fn append_across(&mut self, buf: &mut Vec<u8>, mut bytes: &[u8]) {
         while !bytes.is_empty() {
             let at = match self.open_at {
                 Some(at) if buf.len() - at < HEADER_LEN + MAX_FRAGMENT_LEN => at,
-                full => {
-                    if full.is_some() {
-                        buf.resize(buf.len() + TRAILER_LEN, 0);
-                    }
-                    let at = buf.len();
-                    buf.resize(at + HEADER_LEN, 0);
-                    self.open_at = Some(at);
-                    at
+                Some(_) => {
+                    // The open record is full: room for its trailer, then the next one.
+                    buf.extend_from_slice(&[0; TRAILER_LEN]);
+                    self.open(buf)
                 }
+                None => self.open(buf),
             };
             let room = HEADER_LEN + MAX_FRAGMENT_LEN - (buf.len() - at);
             let (now, rest) = bytes.split_at(room.min(bytes.len()));
             buf.extend_from_slice(now);
             bytes = rest;
         }
+    }
+
+    /// Opens a record at the end of `buf` (room for its header); returns where it starts.
+    #[inline(always)]
+    fn open(&mut self, buf: &mut Vec<u8>) -> usize {
+        let at = buf.len();
+        buf.extend_from_slice(&[0; HEADER_LEN]);
+        self.open_at = Some(at);
+        at
     }
 
     /// Seals the records waiting in `buf`, in order, until at least `budget` bytes are sealed
