@@ -25,9 +25,7 @@ echo "==> build (release)"
 cargo build --release --locked --quiet -p lanes --example echo
 cargo build --release --locked --quiet -p lanes-load
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. scripts/echo_servers.sh
 tls_dir=$(mktemp -d)
 pids=()
 cleanup() {
@@ -43,30 +41,12 @@ trap 'exit 143' TERM
 
 bash tests/tls/make_certs.sh "$tls_dir" >/dev/null
 
-# Starts examples/echo on port $1 with the extra options after it; prints its PID.
-start_server() {
-  local port=$1
-  shift
-  taskset -c "$server_core" target/release/examples/echo --addr "127.0.0.1:$port" --cores 1 \
-    --no-pin "$@" >/dev/null 2>&1 &
-  local pid=$!
-  for _ in $(seq 100); do
-    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then
-      echo "$pid"
-      return
-    fi
-    kill -0 "$pid" 2>/dev/null || { echo "the echo server exited" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "the echo server did not listen on $port" >&2
-  exit 1
-}
-
 ws_port=$(free_port)
-ws_pid=$(start_server "$ws_port")
+ws_pid=$(start_echo_server "$ws_port")
 pids+=("$ws_pid")
 wss_port=$(free_port)
-wss_pid=$(start_server "$wss_port" --tls-cert "$tls_dir/leaf.pem" --tls-key "$tls_dir/leaf.key")
+wss_pid=$(start_echo_server "$wss_port" --cores 1 --no-pin --tls-cert "$tls_dir/leaf.pem" \
+  --tls-key "$tls_dir/leaf.key")
 pids+=("$wss_pid")
 
 # Runs one row ($1 = ws or wss, then connections, depth, size) and appends its JSON line, tagged

@@ -149,6 +149,18 @@ const FAMILIES: &[PerWorker] = &[
         |w| counter(w.queue_full),
     ),
     (
+        "lanes_handed_off_total",
+        "Upgrades accepted here and handed to the worker the handler placed them on.",
+        Kind::Counter,
+        |w| counter(w.handed_off),
+    ),
+    (
+        "lanes_adopted_total",
+        "Connections another worker accepted and handed to this one.",
+        Kind::Counter,
+        |w| counter(w.adopted),
+    ),
+    (
         "lanes_remote_stale_total",
         "Cross-core commands for connections that had ended.",
         Kind::Counter,

@@ -1,5 +1,7 @@
 //! The handler trait: what an application implements, and the values its callbacks see.
 
+use std::any::Any;
+use std::fmt;
 use std::net::SocketAddr;
 
 use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
@@ -7,6 +9,7 @@ use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
 use crate::closed::Closed;
 use crate::context::WorkerContext;
 use crate::message::WorkerMessage;
+use crate::placement::Placement;
 use crate::ws::Ws;
 
 /// A complete message, borrowed for the duration of the callback.
@@ -71,7 +74,8 @@ impl<'a> Request<'a> {
     }
 }
 
-/// An accepted upgrade: the connection's initial state and what to answer.
+/// An accepted upgrade: the connection's initial state, what to answer, and (optionally) the
+/// worker to serve the connection on.
 ///
 /// ```
 /// # use lanes::Accept;
@@ -79,8 +83,9 @@ impl<'a> Request<'a> {
 ///     .with_subprotocol("chat.v1")
 ///     .header("Set-Cookie", "session=abc");
 /// assert_eq!(accept.headers, [("Set-Cookie".to_string(), "session=abc".to_string())]);
+/// // Served by the worker that owns "room-7", whichever worker the kernel gave it to.
+/// let placed = Accept::new(42u64).on_worker_for("room-7");
 /// ```
-#[derive(Debug)]
 pub struct Accept<C> {
     /// The per-connection state, stored in the connection's slot and handed to every callback.
     pub state: C,
@@ -88,15 +93,33 @@ pub struct Accept<C> {
     pub subprotocol: Option<String>,
     /// Extra response header fields (for example `Set-Cookie`).
     pub headers: Vec<(String, String)>,
+    /// The worker to serve on, and how to send the state there ([`on_worker`](Self::on_worker)).
+    placement: Option<(Placement, Erase<C>)>,
+}
+
+/// Boxes a state to send it to the worker an upgrade is placed on.
+pub(crate) type Erase<C> = fn(C) -> Box<dyn Any + Send>;
+
+impl<C: fmt::Debug> fmt::Debug for Accept<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Accept")
+            .field("state", &self.state)
+            .field("subprotocol", &self.subprotocol)
+            .field("headers", &self.headers)
+            .field("placement", &self.placement.map(|(p, _)| p))
+            .finish()
+    }
 }
 
 impl<C> Accept<C> {
-    /// Accepts with `state`, no subprotocol and no extra headers.
+    /// Accepts with `state`, no subprotocol and no extra headers, on the worker that accepted
+    /// the connection.
     pub fn new(state: C) -> Accept<C> {
         Accept {
             state,
             subprotocol: None,
             headers: Vec::new(),
+            placement: None,
         }
     }
 
@@ -111,6 +134,46 @@ impl<C> Accept<C> {
         self.headers.push((name.into(), value.into()));
         self
     }
+
+    /// The same acceptance, served by worker `worker` (an index below
+    /// [`Remote::worker_count`](crate::Remote::worker_count)) rather than the one the kernel
+    /// gave the connection to.
+    ///
+    /// When that is another worker, the connection moves there before anything is answered:
+    /// its socket, its TLS session and every byte read from it so far (the request head and
+    /// any frames sent right behind it) are handed over with the state through the worker's
+    /// command queue, and the 101 is written, `on_open` called and every later callback run
+    /// by the new worker: the connection's [`ConnId`](crate::ConnId) names it. The peer sees
+    /// nothing of the move. When the new worker's queue is full, or the index names no worker,
+    /// the upgrade is answered 503 or 500 instead (and counted).
+    pub fn on_worker(mut self, worker: usize) -> Accept<C>
+    where
+        C: Send + 'static,
+    {
+        self.placement = Some((Placement::Worker(worker), erase::<C>));
+        self
+    }
+
+    /// The same acceptance, served by the worker that owns `key`: the one
+    /// [`worker_for`](crate::worker_for)`(key, workers)` names, so that every connection with
+    /// the same key (a room, a symbol) ends on one worker. See [`on_worker`](Self::on_worker).
+    pub fn on_worker_for(mut self, key: impl AsRef<[u8]>) -> Accept<C>
+    where
+        C: Send + 'static,
+    {
+        self.placement = Some((Placement::for_key(key.as_ref()), erase::<C>));
+        self
+    }
+
+    /// The placement asked for, with the state's eraser.
+    pub(crate) fn placement(&self) -> Option<(Placement, Erase<C>)> {
+        self.placement
+    }
+}
+
+/// The state of an upgrade placed on another worker, on its way there.
+fn erase<C: Send + 'static>(state: C) -> Box<dyn Any + Send> {
+    Box::new(state)
 }
 
 /// A plain HTTP response: for a refused upgrade, or for a request that is not an upgrade. It is
@@ -210,7 +273,7 @@ impl HttpResponse {
 pub trait Handler: 'static {
     /// The application's per-connection state, stored in the connection's slot (no map
     /// lookups), handed to every callback, and to `on_close` by value.
-    type State;
+    type State: 'static;
 
     /// A client asks to upgrade. Accept with the connection's initial state, or refuse with an
     /// HTTP response (status 300-599).

@@ -17,6 +17,7 @@ use lanes_proto::CloseCode;
 use mio::Waker;
 
 use crate::error::SendError;
+use crate::handoff::Handoff;
 use crate::id::ConnId;
 use crate::live::LiveTable;
 use crate::message::WorkerMessage;
@@ -40,6 +41,8 @@ pub(crate) enum Command {
     Broadcast { message: Published },
     /// An application value for the worker's handler.
     Message(WorkerMessage),
+    /// A connection placed on this worker by the worker that accepted it.
+    Adopt(Box<Handoff>),
 }
 
 /// One worker as others see it.
@@ -103,6 +106,11 @@ impl Link {
     }
 
     pub(crate) fn push(&self, command: Command) -> Result<(), SendError> {
+        self.push_or_return(command).map_err(|(error, _)| error)
+    }
+
+    /// [`push`](Self::push), giving the command back when it was not queued.
+    pub(crate) fn push_or_return(&self, command: Command) -> Result<(), (SendError, Command)> {
         match self.tx.try_send(command) {
             Ok(()) => {
                 if !self.notified.swap(true, Ordering::AcqRel) {
@@ -110,15 +118,17 @@ impl Link {
                 }
                 Ok(())
             }
-            Err(TrySendError::Full(_)) => {
+            Err(TrySendError::Full(command)) => {
                 self.counters
                     .queue_full
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Err(SendError::QueueFull)
+                Err((SendError::QueueFull, command))
             }
             // The queue outlives a worker only after its thread ended.
-            Err(TrySendError::Disconnected(_)) if self.is_dead() => Err(SendError::WorkerDied),
-            Err(TrySendError::Disconnected(_)) => Err(SendError::ShutDown),
+            Err(TrySendError::Disconnected(command)) if self.is_dead() => {
+                Err((SendError::WorkerDied, command))
+            }
+            Err(TrySendError::Disconnected(command)) => Err((SendError::ShutDown, command)),
         }
     }
 }

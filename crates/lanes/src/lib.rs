@@ -55,6 +55,7 @@ mod error;
 mod exporters;
 mod exposition;
 mod handler;
+mod handoff;
 mod hub;
 mod id;
 mod latest;

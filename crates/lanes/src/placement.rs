@@ -27,6 +27,30 @@ pub fn worker_for(key: &[u8], workers: usize) -> usize {
     jump_consistent_hash(fnv1a_64(key), workers.max(1))
 }
 
+/// Where an accepted upgrade is to be served: a worker by its index, or the worker that owns a
+/// key (resolved against the worker count by the accepting worker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placement {
+    Worker(usize),
+    /// The FNV-1a hash of the key.
+    Key(u64),
+}
+
+impl Placement {
+    /// The placement on the worker that owns `key`.
+    pub(crate) fn for_key(key: &[u8]) -> Placement {
+        Placement::Key(fnv1a_64(key))
+    }
+
+    /// The worker's index among `workers` (may be out of range for [`Placement::Worker`]).
+    pub(crate) fn resolve(self, workers: usize) -> usize {
+        match self {
+            Placement::Worker(index) => index,
+            Placement::Key(hash) => jump_consistent_hash(hash, workers.max(1)),
+        }
+    }
+}
+
 /// 64-bit FNV-1a.
 fn fnv1a_64(bytes: &[u8]) -> u64 {
     const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
@@ -104,6 +128,19 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_key_placement_resolves_to_the_keys_worker() {
+        for workers in 1..9 {
+            for room in ["lobby", "room-1", "room-2", ""] {
+                assert_eq!(
+                    Placement::for_key(room.as_bytes()).resolve(workers),
+                    worker_for(room.as_bytes(), workers)
+                );
+            }
+        }
+        assert_eq!(Placement::Worker(7).resolve(2), 7);
     }
 
     #[test]

@@ -185,6 +185,10 @@ pub(crate) struct Counters {
     pub(crate) closed_slow: AtomicU64,
     pub(crate) stale: AtomicU64,
     pub(crate) queue_full: AtomicU64,
+    /// Upgrades this worker accepted and handed to the worker they were placed on.
+    pub(crate) handed_off: AtomicU64,
+    /// Connections another worker handed to this one.
+    pub(crate) adopted: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) opened: AtomicU64,
     pub(crate) closed: [AtomicU64; CloseCause::ALL.len()],
@@ -272,6 +276,8 @@ impl Counters {
             stale: get(&self.stale),
             queue_full: get(&self.queue_full),
             queue_depth,
+            handed_off: get(&self.handed_off),
+            adopted: get(&self.adopted),
             accepted: get(&self.accepted),
             opened: get(&self.opened),
             closed: array(&self.closed),
@@ -335,6 +341,11 @@ pub struct WorkerStats {
     pub queue_full: u64,
     /// Commands waiting in this worker's queue now.
     pub queue_depth: u64,
+    /// Upgrades this worker accepted and handed to the worker the handler placed them on
+    /// ([`Accept::on_worker`](crate::Accept::on_worker)).
+    pub handed_off: u64,
+    /// Connections another worker accepted and handed to this one.
+    pub adopted: u64,
     /// TCP connections accepted.
     pub accepted: u64,
     /// WebSocket upgrades completed (`on_open` calls).
@@ -433,6 +444,8 @@ impl WorkerStats {
         self.stale += w.stale;
         self.queue_full += w.queue_full;
         self.queue_depth += w.queue_depth;
+        self.handed_off += w.handed_off;
+        self.adopted += w.adopted;
         self.accepted += w.accepted;
         self.opened += w.opened;
         sum(&mut self.closed, &w.closed);

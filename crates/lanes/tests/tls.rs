@@ -223,6 +223,59 @@ fn the_server_prefers_aes_128_gcm_unless_told_to_follow_the_client() {
     assert_eq!(suite(follow), rustls::CipherSuite::TLS13_AES_256_GCM_SHA384);
 }
 
+/// Echoes, but serves every connection on the worker after the one that accepted it.
+struct MoveOn {
+    index: usize,
+}
+
+impl lanes::Handler for MoveOn {
+    type State = ();
+    fn on_upgrade(
+        &mut self,
+        _: &lanes::Request<'_>,
+    ) -> Result<lanes::Accept<()>, lanes::HttpResponse> {
+        Ok(lanes::Accept::new(()).on_worker((self.index + 1) % 2))
+    }
+    fn on_open(&mut self, ws: &mut lanes::Ws<'_>, _: &mut ()) {
+        ws.send_text(&format!("worker {}", self.index));
+    }
+    fn on_message(&mut self, ws: &mut lanes::Ws<'_>, _: &mut (), message: lanes::Message<'_>) {
+        match message {
+            lanes::Message::Text(text) => ws.send_text(text),
+            lanes::Message::Binary(bytes) => ws.send_binary(bytes),
+        };
+    }
+}
+
+#[test]
+fn an_upgrade_placed_on_another_worker_moves_with_its_tls_session() {
+    let ca = Ca::new();
+    let server = support::start_server(
+        2,
+        config_with(tls_config(&ca.leaf(&["localhost"]))),
+        |info| MoveOn { index: info.index },
+    );
+    let mut clients = Vec::new();
+    for versions in [BOTH, &[&rustls::version::TLS12][..], BOTH, BOTH] {
+        let mut client = wss(server.local_addr(), "localhost", &ca.client(versions));
+        let first = client.recv();
+        assert!(first.payload.starts_with(b"worker "));
+        for len in [0, 125, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 3 + len) as u8).collect();
+            echo_once(&mut client, OpCode::Binary, &bytes);
+        }
+        clients.push(client);
+    }
+    let total = server.stats().total();
+    assert_eq!(total.handed_off, 4, "every connection moved");
+    assert_eq!(total.adopted, 4);
+    assert_eq!(total.opened, 4);
+    // Those that moved before are still served.
+    for client in &mut clients {
+        echo_once(client, OpCode::Text, b"still here");
+    }
+}
+
 #[test]
 fn tls_1_2_clients_are_served_too() {
     let ca = Ca::new();

@@ -56,6 +56,7 @@ impl<H: Handler> Worker<H> {
                     handler.on_worker_message(ctx, message)
                 });
             }
+            Command::Adopt(handoff) => self.adopt(*handoff),
             Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;

@@ -1,8 +1,10 @@
 //! A worker: one thread, pinned to one core, with its own mio loop, listener, connection table,
-//! buffer pool and timer wheel. A connection never leaves the worker that accepted it.
+//! buffer pool and timer wheel. A connection stays on the worker that accepted it, unless the
+//! handler places its upgrade on another worker: then it moves there before it opens.
 //!
 //! One file per job: the loop itself (here), [`accept`] (the listener and its back-off),
-//! [`upgrade`] (the answer to a request head), [`io`] (the only code that touches a
+//! [`upgrade`] (the answer to a request head), [`handoff`] (connections placed on another
+//! worker, handed over and taken in), [`io`] (the only code that touches a
 //! connection's socket), [`dispatch`] (received frames to handler callbacks), [`keepalive`]
 //! (protocol deadlines and the application's timers), [`commands`] (work from other threads
 //! and this worker's own publishes) and [`shutdown`].
@@ -11,6 +13,7 @@ mod accept;
 mod budget;
 mod commands;
 mod dispatch;
+mod handoff;
 mod io;
 mod keepalive;
 mod shutdown;

@@ -22,6 +22,7 @@ use crate::compress::SendCompression;
 use crate::config::Config;
 use crate::conn::Phase;
 use crate::handler::{Handler, HttpResponse, Request};
+use crate::handoff::PlacedAccept;
 use crate::stats;
 
 /// What to do with a complete request head.
@@ -31,6 +32,9 @@ pub(super) struct Answer<S> {
     pub(super) response: Vec<u8>,
     /// The upgrade was accepted: the connection's state and its compression, if negotiated.
     pub(super) accepted: Option<(S, Option<DeflateParams>)>,
+    /// The upgrade was accepted on another worker (its index): the connection moves there,
+    /// nothing is answered here.
+    pub(super) moving: Option<(usize, PlacedAccept)>,
     /// The status of a refusal to count (a bad request, a refused upgrade, a plain request
     /// answered with an error status).
     pub(super) rejected: Option<u16>,
@@ -39,28 +43,53 @@ pub(super) struct Answer<S> {
 }
 
 impl<S> Answer<S> {
+    /// `response` alone, counted as a refusal with `rejected`'s status when there is one.
+    fn respond(response: Vec<u8>, rejected: Option<u16>) -> Answer<S> {
+        Answer {
+            response,
+            accepted: None,
+            moving: None,
+            rejected,
+            panicked: None,
+        }
+    }
+
     /// A 500: the handler panicked in `callback`.
     fn panicked(callback: &'static str) -> Answer<S> {
         let mut response = Vec::new();
         let _ = write_reject(&mut response, 500, &[], b"internal error");
         Answer {
-            response,
-            accepted: None,
-            rejected: Some(500),
             panicked: Some(callback),
+            ..Answer::respond(response, Some(500))
         }
     }
+
+    /// A 500 with `body`: the application's answer cannot be carried out.
+    fn invalid(body: &str) -> Answer<S> {
+        let mut response = Vec::new();
+        write_plain(&mut response, &HttpResponse::new(500, body));
+        Answer::respond(response, Some(500))
+    }
+}
+
+/// The worker answering, and how many there are (where a placement resolves).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Workers {
+    pub(super) index: usize,
+    pub(super) count: usize,
 }
 
 /// The answer to `head` from `peer`: the metrics page on [`MetricsConfig::path`](crate::config::MetricsConfig::path), the
 /// handler's `on_http` for other plain requests, an error for an invalid upgrade, and the
 /// handler's `on_upgrade` decision (with permessage-deflate negotiated per `config`) for a
-/// valid one. `metrics` renders the metrics page when it is asked for.
+/// valid one, or the move to the worker it placed the upgrade on. `metrics` renders the
+/// metrics page when it is asked for.
 pub(super) fn answer<H: Handler>(
     head: &RequestHead<'_>,
     peer: SocketAddr,
     config: &Config,
     handler: &mut H,
+    workers: Workers,
     metrics: impl FnOnce() -> String,
 ) -> Answer<H::State> {
     let mut response = Vec::new();
@@ -74,12 +103,7 @@ pub(super) fn answer<H: Handler>(
             let mut page = HttpResponse::new(200, metrics());
             page.headers = vec![("Content-Type".into(), content_type.into())];
             write_plain(&mut response, &page);
-            return Answer {
-                response,
-                accepted: None,
-                rejected: None,
-                panicked: None,
-            };
+            return Answer::respond(response, None);
         }
         let request = Request {
             head,
@@ -92,25 +116,11 @@ pub(super) fn answer<H: Handler>(
         write_plain(&mut response, &plain);
         // Not an upgrade (426 by default): a refused handshake too.
         let rejected = (plain.status >= 400).then_some(plain.status);
-        return Answer {
-            response,
-            accepted: None,
-            rejected,
-            panicked: None,
-        };
+        return Answer::respond(response, rejected);
     }
-    let offer = match UpgradeOffer::validate(head) {
+    let offer = match validate(head, peer) {
         Ok(offer) => offer,
-        Err(error) => {
-            tracing::debug!(%peer, %error, "bad upgrade request");
-            error.write_response(&mut response);
-            return Answer {
-                response,
-                accepted: None,
-                rejected: Some(error.status()),
-                panicked: None,
-            };
-        }
+        Err(answer) => return answer,
     };
     let request = Request {
         head,
@@ -126,15 +136,83 @@ pub(super) fn answer<H: Handler>(
         Err(refusal) => {
             tracing::debug!(%peer, status = refusal.status, "upgrade refused by the handler");
             write_refusal(&mut response, &refusal);
-            return Answer {
-                response,
-                accepted: None,
-                rejected: Some(refusal.status),
-                panicked: None,
-            };
+            return Answer::respond(response, Some(refusal.status));
         }
     };
-    let headers = header_pairs(&accept.headers);
+    if let Some((placement, erase)) = accept.placement() {
+        let target = placement.resolve(workers.count);
+        if target >= workers.count {
+            tracing::debug!(%peer, target, "upgrade placed on a worker that does not exist");
+            return Answer::invalid("upgrade placed on a worker that does not exist");
+        }
+        if target != workers.index {
+            let placed = PlacedAccept {
+                state: erase(accept.state),
+                subprotocol: accept.subprotocol,
+                headers: accept.headers,
+            };
+            return Answer {
+                moving: Some((target, placed)),
+                ..Answer::respond(Vec::new(), None)
+            };
+        }
+    }
+    accepted(
+        &offer,
+        config,
+        accept.state,
+        accept.subprotocol.as_deref(),
+        &accept.headers,
+    )
+}
+
+/// The answer, on the worker it was placed on, to an upgrade another worker accepted: the
+/// handler's acceptance carried out as if it had been given here.
+pub(super) fn answer_placed<S: 'static>(
+    head: &RequestHead<'_>,
+    peer: SocketAddr,
+    config: &Config,
+    placed: PlacedAccept,
+) -> Answer<S> {
+    let offer = match validate(head, peer) {
+        Ok(offer) => offer,
+        Err(answer) => return answer,
+    };
+    match placed.state.downcast::<S>() {
+        Ok(state) => accepted(
+            &offer,
+            config,
+            *state,
+            placed.subprotocol.as_deref(),
+            &placed.headers,
+        ),
+        Err(_) => Answer::invalid("upgrade placed with a state of another type"),
+    }
+}
+
+/// The upgrade offer in `head`, or the error answer for an invalid one.
+fn validate<'h, S>(
+    head: &'h RequestHead<'_>,
+    peer: SocketAddr,
+) -> Result<UpgradeOffer<'h>, Answer<S>> {
+    UpgradeOffer::validate(head).map_err(|error| {
+        tracing::debug!(%peer, %error, "bad upgrade request");
+        let mut response = Vec::new();
+        error.write_response(&mut response);
+        Answer::respond(response, Some(error.status()))
+    })
+}
+
+/// The 101 for an accepted `offer` (permessage-deflate negotiated per `config`), or a 500 when
+/// the acceptance cannot be written (a subprotocol the client did not offer, a bad header).
+fn accepted<S>(
+    offer: &UpgradeOffer<'_>,
+    config: &Config,
+    state: S,
+    subprotocol: Option<&str>,
+    headers: &[(String, String)],
+) -> Answer<S> {
+    let headers = header_pairs(headers);
     #[cfg(feature = "deflate")]
     let deflate = negotiate(offer.extensions(), &config.deflate);
     #[cfg(not(feature = "deflate"))]
@@ -143,38 +221,25 @@ pub(super) fn answer<H: Handler>(
         None
     };
     let options = AcceptOptions {
-        subprotocol: accept.subprotocol.as_deref(),
+        subprotocol,
         extensions: deflate.as_ref().map(|d| d.response.as_str()),
         extra_headers: &headers,
     };
-    match write_accept(&offer, &options, &mut response) {
+    let mut response = Vec::new();
+    match write_accept(offer, &options, &mut response) {
         Ok(()) => Answer {
-            response,
-            accepted: Some((accept.state, deflate.map(|d| d.params))),
-            rejected: None,
-            panicked: None,
+            accepted: Some((state, deflate.map(|d| d.params))),
+            ..Answer::respond(response, None)
         },
-        Err(_) => {
-            response.clear();
-            write_plain(
-                &mut response,
-                &HttpResponse::new(500, "invalid upgrade answer"),
-            );
-            Answer {
-                response,
-                accepted: None,
-                rejected: Some(500),
-                panicked: None,
-            }
-        }
+        Err(_) => Answer::invalid("invalid upgrade answer"),
     }
 }
 
 impl<H: Handler> Worker<H> {
-    /// Handshake bytes: gather the head, then upgrade, refuse, or answer plain HTTP.
+    /// Handshake bytes: gather the head, then upgrade, refuse, answer plain HTTP, or move the
+    /// connection to the worker its upgrade was placed on.
     pub(super) fn on_head_bytes(&mut self, key: usize, bytes: Range<usize>) {
-        let now_us = self.local.now_us;
-        let now_ms = now_us / 1000;
+        let now_ms = self.local.now_us / 1000;
         let conn = &mut self.conns[key];
         let head = match &mut conn.phase {
             Phase::Handshake { head } => head.take(),
@@ -204,14 +269,39 @@ impl<H: Handler> Worker<H> {
         let head_len = head.head_len();
         let remote = &self.local.remote;
         let metrics = || lanes_metrics::prometheus::encode(&remote.metrics());
+        let workers = Workers {
+            index: usize::from(self.local.index),
+            count: remote.worker_count(),
+        };
         let answer = answer(
             &head,
             conn.peer,
             &self.local.config,
             &mut self.handler,
+            workers,
             metrics,
         );
         drop(head);
+        if let Some((target, placed)) = answer.moving {
+            self.hand_off(key, target, head_buf, placed);
+            return;
+        }
+        self.act_on_answer(key, answer, head_buf, head_len);
+    }
+
+    /// Writes `answer` on connection `key` and, when it accepted the upgrade, opens the
+    /// connection (`on_open`) and handles the frames the client sent behind its head (in
+    /// `head_buf`, from `head_len`).
+    pub(super) fn act_on_answer(
+        &mut self,
+        key: usize,
+        answer: Answer<H::State>,
+        mut head_buf: Vec<u8>,
+        head_len: usize,
+    ) {
+        let now_us = self.local.now_us;
+        let now_ms = now_us / 1000;
+        let conn = &mut self.conns[key];
         if let Some(status) = answer.rejected {
             self.local.counters.note_rejected(status);
         }
@@ -221,7 +311,6 @@ impl<H: Handler> Worker<H> {
                 tracing::error!(peer = %conn.peer, callback, suppressed, "a handler callback panicked: answered 500");
             }
         }
-        let conn = &mut self.conns[key];
         conn.outbox.push_raw(&answer.response, &mut self.local.pool);
         let Some((state, compression)) = answer.accepted else {
             conn.set_phase(Phase::Closing, now_ms);
@@ -332,7 +421,10 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let peer = "127.0.0.1:1".parse().unwrap();
-        let answer = answer(&head, peer, config, &mut Gate, || "page\n".to_string());
+        let workers = Workers { index: 0, count: 1 };
+        let answer = answer(&head, peer, config, &mut Gate, workers, || {
+            "page\n".to_string()
+        });
         (
             String::from_utf8_lossy(&answer.response).into_owned(),
             answer,

@@ -1,0 +1,175 @@
+//! Connections moving between workers before they open: the accepting worker hands an upgrade
+//! placed elsewhere over ([`Worker::hand_off`]), and the worker it was placed on takes it into
+//! its table and answers it ([`Worker::adopt`]).
+
+use lanes_proto::handshake::{Parsed, RequestHead, write_reject};
+use mio::Token;
+
+use super::Worker;
+use super::io;
+use super::upgrade::answer_placed;
+use crate::conn::{Conn, Input, Phase, PhaseKind, mark_dirty};
+use crate::handler::Handler;
+use crate::handoff::{Handoff, PlacedAccept};
+use crate::hub::Command;
+use crate::outbox::Outbox;
+use crate::stats;
+
+impl<H: Handler> Worker<H> {
+    /// Moves connection `key`, whose upgrade the handler accepted on worker `target`, there:
+    /// out of this worker's table and poll, with its socket, its TLS session and `bytes` (the
+    /// request head and what followed it). When `target`'s queue does not take it, the
+    /// connection is answered 503 (on a plain port) and closed.
+    pub(super) fn hand_off(
+        &mut self,
+        key: usize,
+        target: usize,
+        bytes: Vec<u8>,
+        accepted: PlacedAccept,
+    ) {
+        let Some(mut conn) = self.conns.remove(key) else {
+            return;
+        };
+        stats::sub(
+            &self.local.counters.buffered_bytes,
+            u64::from(conn.backlog_reported),
+        );
+        self.held -= conn.backlog_reported as usize + conn.partial_reported as usize;
+        conn.outbox.release(&mut self.local.pool);
+        if let Input::Paused { stash: Some(stash) } | Input::Resuming { stash } =
+            std::mem::take(&mut conn.input)
+        {
+            self.local.pool.put(stash);
+        }
+        self.deregister(&mut conn.stream);
+        self.note_stale_timer();
+        self.shrink_conns();
+        let handoff = Handoff {
+            stream: conn.stream,
+            peer: conn.peer,
+            bytes,
+            #[cfg(feature = "tls")]
+            tls: conn.tls,
+            accepted,
+        };
+        let Some(link) = self.local.remote.link(target) else {
+            return;
+        };
+        match link.push_or_return(Command::Adopt(Box::new(handoff))) {
+            Ok(()) => stats::add(&self.local.counters.handed_off, 1),
+            Err((error, Command::Adopt(handoff))) => {
+                tracing::debug!(peer = %handoff.peer, target, %error, "placed upgrade refused: its worker's queue did not take it");
+                self.local.counters.note_rejected(503);
+                refuse_placed(*handoff);
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Takes in a connection another worker accepted and placed on this one, and answers its
+    /// upgrade as the handler there accepted it: the 101, `on_open`, then the frames that
+    /// followed the head, all on this worker. Refused with 503 when this worker is full.
+    pub(super) fn adopt(&mut self, handoff: Handoff) {
+        if self.conns.len() >= self.local.config.limits.max_connections_per_worker {
+            self.local.counters.note_rejected(503);
+            tracing::debug!(peer = %handoff.peer, "placed connection refused: worker at max_connections_per_worker");
+            refuse_placed(handoff);
+            return;
+        }
+        let Handoff {
+            mut stream,
+            peer,
+            bytes,
+            #[cfg(feature = "tls")]
+            tls,
+            accepted,
+        } = handoff;
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if io::register(&self.poll, &mut stream, Token(key)).is_err() {
+            return;
+        }
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        let now_ms = self.local.now_us / 1000;
+        #[cfg(feature = "tls")]
+        let (tls, outbox) = adopted_outbox(tls, &mut self.local.pool);
+        #[cfg(not(feature = "tls"))]
+        let outbox = Outbox::new();
+        entry.insert(Conn {
+            stream,
+            peer,
+            generation,
+            phase: Phase::Handshake { head: None },
+            phase_since_ms: now_ms,
+            backlog_reported: 0,
+            partial_reported: 0,
+            receiver: lanes_proto::session::Receiver::new(&self.session_config),
+            outbox,
+            input: Input::Reading,
+            timer_seq: 0,
+            armed_phase: PhaseKind::Handshake,
+            subs: Vec::new(),
+            flush_queued: false,
+            #[cfg(feature = "tls")]
+            tls,
+        });
+        stats::add(&self.local.counters.adopted, 1);
+        let answer = match RequestHead::parse(&bytes, &self.head_limits) {
+            Ok(Parsed::Complete(head)) => {
+                let head_len = head.head_len();
+                let answer = answer_placed(&head, peer, &self.local.config, accepted);
+                Some((answer, head_len))
+            }
+            // The accepting worker parsed this head: it cannot fail here.
+            _ => None,
+        };
+        match answer {
+            Some((answer, head_len)) => self.act_on_answer(key, answer, bytes, head_len),
+            None => {
+                self.local.pool.put(bytes);
+                let conn = &mut self.conns[key];
+                conn.set_phase(Phase::Closing, now_ms);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_dirty(conn, key, &mut self.local.dirty);
+        }
+        self.arm(key);
+    }
+}
+
+/// The outbox of a TLS connection taken in: laid out as records when its own record layer
+/// protects them (as it was on the worker that accepted it).
+#[cfg(feature = "tls")]
+fn adopted_outbox(
+    mut tls: Option<Box<crate::tls::TlsLayer>>,
+    pool: &mut crate::pool::BufferPool,
+) -> (Option<Box<crate::tls::TlsLayer>>, Outbox) {
+    let mut outbox = Outbox::new();
+    if tls
+        .as_deref_mut()
+        .is_some_and(|tls| tls.own_records().is_some())
+    {
+        outbox.frame_records(pool);
+    }
+    (tls, outbox)
+}
+
+/// A placed connection that could not be taken in: a plain one is told 503 (a TLS one could
+/// not read it) and closed.
+fn refuse_placed(mut handoff: Handoff) {
+    #[cfg(feature = "tls")]
+    if handoff.tls.is_some() {
+        return;
+    }
+    let mut response = Vec::new();
+    let _ = write_reject(
+        &mut response,
+        503,
+        &[],
+        b"the worker this connection was placed on is busy",
+    );
+    let _ = std::io::Write::write(&mut handoff.stream, &response);
+    let _ = handoff.stream.shutdown(std::net::Shutdown::Write);
+}

@@ -1,0 +1,30 @@
+# Sourced by the benchmark scripts that run examples/echo servers side by side on one core:
+# a free loopback port, and an echo server started on it. The caller sets `server_core` (the
+# core the servers run on) and keeps the PIDs to stop them.
+
+# A TCP port free on 127.0.0.1 now.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts target/release/examples/echo on port $1, on core $server_core, with the options after
+# the port (default: one unpinned worker); prints its PID once it listens.
+start_echo_server() {
+  local port=$1
+  shift
+  local options=("$@")
+  [ ${#options[@]} -gt 0 ] || options=(--cores 1 --no-pin)
+  taskset -c "$server_core" target/release/examples/echo --addr "127.0.0.1:$port" \
+    "${options[@]}" >/dev/null 2>&1 &
+  local pid=$!
+  for _ in $(seq 100); do
+    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2).close()" 2>/dev/null; then
+      echo "$pid"
+      return
+    fi
+    kill -0 "$pid" 2>/dev/null || { echo "the echo server exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "the echo server did not listen on $port" >&2
+  exit 1
+}
