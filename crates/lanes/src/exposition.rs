@@ -156,7 +156,7 @@ const FAMILIES: &[PerWorker] = &[
     ),
     (
         "lanes_adopted_total",
-        "Connections another worker accepted and handed to this one.",
+        "Connections another worker (or another server, through Remote::adopt) handed to this one.",
         Kind::Counter,
         |w| counter(w.adopted),
     ),

@@ -1,6 +1,7 @@
-//! A connection on its way from one worker to another before it is open: an upgrade the
-//! handler placed on another worker ([`Accept::on_worker`](crate::Accept::on_worker)). The
-//! socket and everything read from it travel together, so the peer sees nothing of the move.
+//! A connection on its way to a worker before it is open: an upgrade the handler placed on
+//! another worker ([`Accept::on_worker`](crate::Accept::on_worker)), or a connection another
+//! server accepted and handed to lanes ([`Remote::adopt`](crate::Remote::adopt)). The socket
+//! and everything read from it travel together, so the peer sees nothing of the move.
 
 use std::any::Any;
 use std::fmt;
@@ -18,8 +19,9 @@ pub(crate) struct Handoff {
     /// The connection's TLS session, with any of its bytes not yet written or read.
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<crate::tls::TlsLayer>>,
-    /// The handler's acceptance, to be answered by the new worker.
-    pub(crate) accepted: PlacedAccept,
+    /// The handler's acceptance, to be answered by the new worker; `None` for an adopted
+    /// connection, whose request the new worker answers as its own.
+    pub(crate) accepted: Option<PlacedAccept>,
 }
 
 /// An acceptance on its way to the worker it places the connection on.

@@ -9,6 +9,7 @@ use std::sync::atomic::Ordering;
 use lanes_proto::{CloseCode, OpCode};
 
 use crate::error::SendError;
+use crate::handoff::Handoff;
 use crate::hub::{Command, Link, Shared};
 use crate::id::ConnId;
 use crate::message::WorkerMessage;
@@ -131,6 +132,74 @@ impl Remote {
     ) -> Result<(), SendError> {
         let link = self.link(worker).ok_or(SendError::NoSuchWorker)?;
         link.push(Command::Message(WorkerMessage::new(message)))
+    }
+
+    /// Hands lanes a TCP connection another server accepted (the gorilla `Upgrade` pattern):
+    /// worker `worker` takes it into its table and serves it from then on like one it accepted
+    /// itself. `read` is what that server already read from it: the start of the request (a
+    /// whole head, for example one an axum or hyper route parsed, and maybe frames behind it),
+    /// or nothing. The worker answers the request (`on_upgrade` runs there, or `on_http` for a
+    /// plain request), reading the rest of it from the socket, within the handshake timeout.
+    /// `remote.worker_for(key)` names the worker that owns a key.
+    ///
+    /// The connection is served in plain WebSocket, also on a TLS port (a server that
+    /// terminated TLS itself cannot hand its session over). The stream is set non-blocking.
+    /// On error (no such worker, its queue full or the server shutting down) the stream is
+    /// given back, untouched but for that.
+    ///
+    /// ```no_run
+    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+    /// # struct Echo;
+    /// # impl Handler for Echo {
+    /// #     type State = ();
+    /// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> { Ok(Accept::new(())) }
+    /// #     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
+    /// # }
+    /// use std::io::Read;
+    /// let server = Server::new("127.0.0.1:9001".parse().unwrap(), |_| Echo).start().unwrap();
+    /// let remote = server.remote();
+    /// // Another server's listener: it reads the request line, sees a WebSocket route and
+    /// // hands the connection over with what it read.
+    /// let listener = std::net::TcpListener::bind("127.0.0.1:8080").unwrap();
+    /// let (mut stream, _) = listener.accept().unwrap();
+    /// let mut read = vec![0; 4096];
+    /// let n = stream.read(&mut read).unwrap();
+    /// read.truncate(n);
+    /// let worker = remote.worker_for("room-7");
+    /// if let Err((error, _stream)) = remote.adopt(stream, read, worker) {
+    ///     eprintln!("not adopted: {error}");
+    /// }
+    /// ```
+    pub fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        read: Vec<u8>,
+        worker: usize,
+    ) -> Result<(), (SendError, std::net::TcpStream)> {
+        let Some(link) = self.link(worker) else {
+            return Err((SendError::NoSuchWorker, stream));
+        };
+        if let Err(error) = stream.set_nonblocking(true) {
+            tracing::debug!(%error, "adopted stream could not be made non-blocking");
+            return Err((SendError::ShutDown, stream));
+        }
+        let peer = match stream.peer_addr() {
+            Ok(peer) => peer,
+            Err(_) => return Err((SendError::Gone, stream)),
+        };
+        let handoff = Handoff {
+            stream: mio::net::TcpStream::from_std(stream),
+            peer,
+            bytes: read,
+            #[cfg(feature = "tls")]
+            tls: None,
+            accepted: None,
+        };
+        link.push_or_return(Command::Adopt(Box::new(handoff)))
+            .map_err(|(error, command)| match command {
+                Command::Adopt(handoff) => (error, std::net::TcpStream::from(handoff.stream)),
+                _ => unreachable!("the command given back is the one sent"),
+            })
     }
 
     /// Whether `id` names a connection that is open right now.

@@ -187,7 +187,7 @@ pub(crate) struct Counters {
     pub(crate) queue_full: AtomicU64,
     /// Upgrades this worker accepted and handed to the worker they were placed on.
     pub(crate) handed_off: AtomicU64,
-    /// Connections another worker handed to this one.
+    /// Connections another worker (or `Remote::adopt`) handed to this one.
     pub(crate) adopted: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) opened: AtomicU64,
@@ -344,7 +344,8 @@ pub struct WorkerStats {
     /// Upgrades this worker accepted and handed to the worker the handler placed them on
     /// ([`Accept::on_worker`](crate::Accept::on_worker)).
     pub handed_off: u64,
-    /// Connections another worker accepted and handed to this one.
+    /// Connections another worker accepted and handed to this one, and those handed to it
+    /// with [`Remote::adopt`](crate::Remote::adopt).
     pub adopted: u64,
     /// TCP connections accepted.
     pub accepted: u64,

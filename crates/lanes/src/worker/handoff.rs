@@ -50,7 +50,7 @@ impl<H: Handler> Worker<H> {
             bytes,
             #[cfg(feature = "tls")]
             tls: conn.tls,
-            accepted,
+            accepted: Some(accepted),
         };
         let Some(link) = self.local.remote.link(target) else {
             return;
@@ -68,13 +68,18 @@ impl<H: Handler> Worker<H> {
 
     /// Takes in a connection another worker accepted and placed on this one, and answers its
     /// upgrade as the handler there accepted it: the 101, `on_open`, then the frames that
-    /// followed the head, all on this worker. Refused with 503 when this worker is full.
+    /// followed the head, all on this worker. An adopted connection's request (what was read
+    /// of it elsewhere, then the socket) is answered as if this worker had accepted it.
+    /// Refused with 503 when this worker is full.
     pub(super) fn adopt(&mut self, handoff: Handoff) {
         if self.conns.len() >= self.local.config.limits.max_connections_per_worker {
             self.local.counters.note_rejected(503);
             tracing::debug!(peer = %handoff.peer, "placed connection refused: worker at max_connections_per_worker");
             refuse_placed(handoff);
             return;
+        }
+        if handoff.accepted.is_none() {
+            io::configure(&handoff.stream, &self.local.config.socket);
         }
         let Handoff {
             mut stream,
@@ -115,6 +120,17 @@ impl<H: Handler> Worker<H> {
             tls,
         });
         stats::add(&self.local.counters.adopted, 1);
+        let Some(accepted) = accepted else {
+            // Adopted: the bytes read elsewhere are the start of the request, answered here as
+            // if this worker had read them (and the rest is read from the socket).
+            self.conns[key].phase = Phase::Handshake { head: Some(bytes) };
+            self.on_head_bytes(key, 0..0);
+            if let Some(conn) = self.conns.get_mut(key) {
+                mark_dirty(conn, key, &mut self.local.dirty);
+            }
+            self.arm(key);
+            return;
+        };
         let answer = match RequestHead::parse(&bytes, &self.head_limits) {
             Ok(Parsed::Complete(head)) => {
                 let head_len = head.head_len();
