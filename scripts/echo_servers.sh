@@ -1,6 +1,16 @@
 # Sourced by the benchmark scripts that run examples/echo servers side by side on one core:
-# a free loopback port, and an echo server started on it. The caller sets `server_core` (the
-# core the servers run on) and keeps the PIDs to stop them.
+# a free loopback port, an echo server started on it, and the servers stopped. The caller sets
+# `server_core` (the core the servers run on), adds each PID to `echo_pids`, and calls
+# `stop_echo_servers` on exit.
+
+echo_pids=()
+# Stops every server in `echo_pids`.
+stop_echo_servers() {
+  for pid in "${echo_pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+}
 
 # A TCP port free on 127.0.0.1 now.
 free_port() {

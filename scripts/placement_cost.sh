@@ -24,12 +24,8 @@ cargo build --release --locked --quiet -p lanes --example echo
 cargo build --release --locked --quiet -p lanes-load
 
 . scripts/echo_servers.sh
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_echo_servers
   rm -f "$json_out"
 }
 trap cleanup EXIT
@@ -42,7 +38,7 @@ for placement in "${placements[@]}"; do
   port[$placement]=$(free_port)
   pid[$placement]=$(start_echo_server "${port[$placement]}" --cores 2 --no-pin --no-deflate \
     --placement "$placement")
-  pids+=("${pid[$placement]}")
+  echo_pids+=("${pid[$placement]}")
 done
 
 for round in $(seq "$rounds"); do

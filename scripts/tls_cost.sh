@@ -27,12 +27,8 @@ cargo build --release --locked --quiet -p lanes-load
 
 . scripts/echo_servers.sh
 tls_dir=$(mktemp -d)
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_echo_servers
   rm -rf "$tls_dir"
 }
 trap cleanup EXIT
@@ -43,11 +39,11 @@ bash tests/tls/make_certs.sh "$tls_dir" >/dev/null
 
 ws_port=$(free_port)
 ws_pid=$(start_echo_server "$ws_port")
-pids+=("$ws_pid")
+echo_pids+=("$ws_pid")
 wss_port=$(free_port)
 wss_pid=$(start_echo_server "$wss_port" --cores 1 --no-pin --tls-cert "$tls_dir/leaf.pem" \
   --tls-key "$tls_dir/leaf.key")
-pids+=("$wss_pid")
+echo_pids+=("$wss_pid")
 
 # Runs one row ($1 = ws or wss, then connections, depth, size) and appends its JSON line, tagged
 # with the round.

@@ -134,6 +134,45 @@ pub(crate) struct Conn<S> {
 }
 
 impl<S> Conn<S> {
+    /// A connection taken into a worker's table, reading its request head from `now_ms`.
+    pub(crate) fn handshaking(
+        stream: TcpStream,
+        peer: SocketAddr,
+        generation: u32,
+        now_ms: u64,
+        receiver: Receiver,
+        outbox: Outbox,
+        #[cfg(feature = "tls")] tls: Option<Box<crate::tls::TlsLayer>>,
+    ) -> Conn<S> {
+        Conn {
+            stream,
+            peer,
+            generation,
+            phase: Phase::Handshake { head: None },
+            phase_since_ms: now_ms,
+            backlog_reported: 0,
+            partial_reported: 0,
+            receiver,
+            outbox,
+            input: Input::Reading,
+            timer_seq: 0,
+            armed_phase: PhaseKind::Handshake,
+            subs: Vec::new(),
+            flush_queued: false,
+            #[cfg(feature = "tls")]
+            tls,
+        }
+    }
+
+    /// Gives the input read before a pause back to `pool`, if any is held.
+    pub(crate) fn release_stash(&mut self, pool: &mut crate::pool::BufferPool) {
+        if let Input::Paused { stash: Some(stash) } | Input::Resuming { stash } =
+            std::mem::take(&mut self.input)
+        {
+            pool.put(stash);
+        }
+    }
+
     pub(crate) fn set_phase(&mut self, phase: Phase<S>, now_ms: u64) {
         self.phase = phase;
         self.phase_since_ms = now_ms;

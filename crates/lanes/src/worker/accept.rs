@@ -9,7 +9,7 @@ use std::time::Instant;
 use mio::Token;
 
 use super::Worker;
-use crate::conn::{Conn, Input, Phase, PhaseKind};
+use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::outbox::Outbox;
 use crate::stats;
@@ -136,24 +136,16 @@ impl<H: Handler> Worker<H> {
         let generation = self.next_generation;
         self.next_generation = self.next_generation.wrapping_add(1);
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        entry.insert(Conn {
+        entry.insert(Conn::handshaking(
             stream,
             peer,
             generation,
-            phase: Phase::Handshake { head: None },
-            phase_since_ms: now_ms,
-            backlog_reported: 0,
-            partial_reported: 0,
-            receiver: Receiver::new(&self.session_config),
-            outbox: Outbox::new(),
-            input: Input::Reading,
-            timer_seq: 0,
-            armed_phase: PhaseKind::Handshake,
-            subs: Vec::new(),
-            flush_queued: false,
+            now_ms,
+            Receiver::new(&self.session_config),
+            Outbox::new(),
             #[cfg(feature = "tls")]
             tls,
-        });
+        ));
         self.local.wheel.schedule(
             key,
             generation,

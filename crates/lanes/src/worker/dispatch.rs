@@ -47,17 +47,24 @@ impl<H: Handler> Worker<H> {
 }
 
 impl<H: Handler> Worker<H> {
-    /// Removes a connection; fires `on_close` if it has not fired yet.
-    pub(super) fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
-        let id = self.conn_id(key);
-        let Some(mut conn) = self.conns.remove(key) else {
-            return;
-        };
+    /// Takes connection `key` out of the table; its backlog and partial input are no longer
+    /// counted (in the gauge and the memory budget).
+    pub(super) fn take_out(&mut self, key: usize) -> Option<Conn<H::State>> {
+        let conn = self.conns.remove(key)?;
         stats::sub(
             &self.local.counters.buffered_bytes,
             u64::from(conn.backlog_reported),
         );
         self.held -= conn.backlog_reported as usize + conn.partial_reported as usize;
+        Some(conn)
+    }
+
+    /// Removes a connection; fires `on_close` if it has not fired yet.
+    pub(super) fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
+        let id = self.conn_id(key);
+        let Some(mut conn) = self.take_out(key) else {
+            return;
+        };
         if !conn.subs.is_empty() {
             self.local.topics.unsubscribe_all(&mut conn.subs);
             self.local.note_subscriptions();
@@ -81,14 +88,9 @@ impl<H: Handler> Worker<H> {
             }
             tls.release(&mut self.local.pool);
         }
+        conn.release_stash(&mut self.local.pool);
         if let Phase::Handshake { head: Some(head) } = conn.phase {
             self.local.pool.put(head);
-        }
-        match conn.input {
-            Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => {
-                self.local.pool.put(stash)
-            }
-            _ => {}
         }
         self.deregister(&mut conn.stream);
         // A descriptor was freed: accepting may work again.

@@ -8,7 +8,7 @@ use mio::Token;
 use super::Worker;
 use super::io;
 use super::upgrade::answer_placed;
-use crate::conn::{Conn, Input, Phase, PhaseKind, mark_dirty};
+use crate::conn::{Conn, Phase, mark_dirty};
 use crate::handler::Handler;
 use crate::handoff::{Handoff, PlacedAccept};
 use crate::hub::Command;
@@ -27,20 +27,11 @@ impl<H: Handler> Worker<H> {
         bytes: Vec<u8>,
         accepted: PlacedAccept,
     ) {
-        let Some(mut conn) = self.conns.remove(key) else {
+        let Some(mut conn) = self.take_out(key) else {
             return;
         };
-        stats::sub(
-            &self.local.counters.buffered_bytes,
-            u64::from(conn.backlog_reported),
-        );
-        self.held -= conn.backlog_reported as usize + conn.partial_reported as usize;
         conn.outbox.release(&mut self.local.pool);
-        if let Input::Paused { stash: Some(stash) } | Input::Resuming { stash } =
-            std::mem::take(&mut conn.input)
-        {
-            self.local.pool.put(stash);
-        }
+        conn.release_stash(&mut self.local.pool);
         self.deregister(&mut conn.stream);
         self.note_stale_timer();
         self.shrink_conns();
@@ -101,24 +92,16 @@ impl<H: Handler> Worker<H> {
         let (tls, outbox) = adopted_outbox(tls, &mut self.local.pool);
         #[cfg(not(feature = "tls"))]
         let outbox = Outbox::new();
-        entry.insert(Conn {
+        entry.insert(Conn::handshaking(
             stream,
             peer,
             generation,
-            phase: Phase::Handshake { head: None },
-            phase_since_ms: now_ms,
-            backlog_reported: 0,
-            partial_reported: 0,
-            receiver: lanes_proto::session::Receiver::new(&self.session_config),
+            now_ms,
+            lanes_proto::session::Receiver::new(&self.session_config),
             outbox,
-            input: Input::Reading,
-            timer_seq: 0,
-            armed_phase: PhaseKind::Handshake,
-            subs: Vec::new(),
-            flush_queued: false,
             #[cfg(feature = "tls")]
             tls,
-        });
+        ));
         stats::add(&self.local.counters.adopted, 1);
         let Some(accepted) = accepted else {
             // Adopted: the bytes read elsewhere are the start of the request, answered here as
