@@ -17,7 +17,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use lanes::{
-    Accept, CloseCode, Closed, Config, Handler, HttpResponse, Message, Request, WorkerInfo, Ws,
+    Accept, CloseCode, Closed, Config, Handler, HttpResponse, Message, Request, Upgrade,
+    WorkerInfo, Ws,
 };
 use serde_json::json;
 
@@ -67,11 +68,11 @@ fn notice(kind: &str, member: &Member) -> String {
 impl Handler for Chat {
     type State = Member;
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Member>, HttpResponse> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<Member> {
         if request.path() != "/ws" {
-            return Err(HttpResponse::new(404, "chat sockets live at /ws\n"));
+            return Upgrade::Refuse(HttpResponse::new(404, "chat sockets live at /ws\n"));
         }
-        Ok(Accept::new(Member {
+        Upgrade::Accept(Accept::new(Member {
             room: param(request.query(), "room", "lobby"),
             name: param(request.query(), "name", "anon"),
         }))

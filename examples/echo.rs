@@ -12,7 +12,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
-use lanes::{Accept, Config, DeflateConfig, Handler, HttpResponse, Message, Request, Ws};
+use lanes::{Accept, Config, DeflateConfig, Handler, Message, Request, Upgrade, Ws};
 
 mod cli;
 use cli::ServerArgs;
@@ -26,9 +26,9 @@ struct Echo {
 impl Handler for Echo {
     type State = ();
 
-    fn on_upgrade(&mut self, _request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+    fn on_upgrade(&mut self, _request: &Request<'_>) -> Upgrade<()> {
         let accept = Accept::new(());
-        Ok(match self.place_on {
+        Upgrade::Accept(match self.place_on {
             Some(worker) => accept.on_worker(worker),
             None => accept,
         })

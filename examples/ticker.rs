@@ -31,7 +31,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
-use lanes::{Accept, Config, Handler, HttpResponse, Message, Remote, Request, SendError, Ws};
+use lanes::{Accept, Config, Handler, Message, Remote, Request, SendError, Upgrade, Ws};
 
 mod cli;
 use cli::ServerArgs;
@@ -51,8 +51,8 @@ struct Ticker;
 impl Handler for Ticker {
     type State = ();
 
-    fn on_upgrade(&mut self, _request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _request: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
 
     fn on_open(&mut self, ws: &mut Ws<'_>, _conn: &mut ()) {

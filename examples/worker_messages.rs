@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 use lanes::{
-    Accept, Cores, Handler, HttpResponse, Message, Request, SendError, Server, WorkerContext,
+    Cores, Handler, HttpResponse, Message, Request, SendError, Server, Upgrade, WorkerContext,
     WorkerInfo, WorkerMessage, Ws,
 };
 
@@ -71,8 +71,8 @@ struct Bencher {
 
 impl Handler for Bencher {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Err(HttpResponse::new(404, "no WebSocket here"))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Refuse(HttpResponse::new(404, "no WebSocket here"))
     }
     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
 

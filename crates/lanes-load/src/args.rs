@@ -188,6 +188,20 @@ pub enum Mode {
         #[arg(long, value_enum, default_value_t = Source::Client)]
         source: Source,
     },
+    /// Players of examples/game: P players in R rooms (player i joins room r{i % R} as p{i},
+    /// token t-p{i}), each sending `move 1 0` I times a second; the time between two states a
+    /// player receives (p50, p99, max), states per second, and the server's CPU.
+    Game {
+        /// Players.
+        #[arg(short = 'n', long, default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        players: u32,
+        /// Rooms.
+        #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        rooms: u32,
+        /// Inputs each player sends per second.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        inputs_per_s: u32,
+    },
     /// Open N connections and hold them, idle, for the duration.
     Idle {
         /// Connections.

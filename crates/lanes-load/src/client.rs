@@ -73,6 +73,17 @@ pub fn start_upgrade_offering(
     rng: &mut Rng,
     extensions: Option<&str>,
 ) -> Result<PendingUpgrade, String> {
+    start_upgrade_to(addr, tls, rng, extensions, "/")
+}
+
+/// [`start_upgrade_offering`], asking for `path` (which may carry a query).
+pub fn start_upgrade_to(
+    addr: SocketAddr,
+    tls: Option<&Tls>,
+    rng: &mut Rng,
+    extensions: Option<&str>,
+    path: &str,
+) -> Result<PendingUpgrade, String> {
     let tcp = TcpStream::connect_timeout(&addr, START_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
@@ -88,7 +99,7 @@ pub fn start_upgrade_offering(
     let mut request = Vec::with_capacity(256);
     let offer = ClientRequest {
         extensions,
-        ..ClientRequest::new(&host, "/")
+        ..ClientRequest::new(&host, path)
     };
     let handshake =
         ClientHandshake::new(&offer, rng.nonce(), &mut request).map_err(|e| e.to_string())?;

@@ -10,7 +10,9 @@
 //! wire), `connect` (completed handshakes per second),
 //! `idle` (hold N connections open), `fanout` (N subscribers of timestamped messages, from
 //! lanes-load's own publisher at a fixed rate relayed by the server, or produced by the server
-//! itself as `examples/ticker` does; deliveries/s, delivery latency, losses). Every mode
+//! itself as `examples/ticker` does; deliveries/s, delivery latency, losses), `game` (players
+//! of examples/game sending inputs; the interval between the room states each receives). Every
+//! mode
 //! speaks `ws://` or, through rustls, `wss://` ([`tls`], [`transport`]). It connects only
 //! to the address it is given, and every run is bounded in time. It raises its own soft
 //! open-file limit to the hard limit, so thousands of connections need no `ulimit` first.
@@ -29,6 +31,7 @@ pub mod cpu;
 pub mod deflate;
 pub mod echo;
 pub mod fanout;
+pub mod game;
 pub mod memory;
 pub mod metrics;
 pub mod report;

@@ -17,6 +17,7 @@ use lanes_load::cpu::{CpuTimes, machine_cpu_times, pin, process_cpu_time, proces
 use lanes_load::deflate::describe;
 use lanes_load::echo::{EchoPlan, EchoResult, run_echo_thread};
 use lanes_load::fanout::{FanoutPlan, run_fanout_metered};
+use lanes_load::game::{GamePlan, run_game};
 use lanes_load::memory::process_rss_kib;
 use lanes_load::metrics::{Exporters, LoadMetrics, METRICS_PATH};
 use lanes_load::report::{grouped, percentiles_us};
@@ -71,6 +72,11 @@ fn main() -> ExitCode {
             rate,
             source,
         } => fanout(&args, tls, subscribers, rate, source),
+        Mode::Game {
+            players,
+            rooms,
+            inputs_per_s,
+        } => game(&args, tls, players, rooms, inputs_per_s),
     };
     match result {
         Ok(clean) if clean => ExitCode::SUCCESS,
@@ -567,6 +573,92 @@ fn idle(args: &Args, tls: Option<&Tls>, connections: u32) -> Result<bool, String
         }
     }
     Ok(true)
+}
+
+fn game(
+    args: &Args,
+    tls: Option<&Tls>,
+    players: u32,
+    rooms: u32,
+    inputs_per_s: u32,
+) -> Result<bool, String> {
+    let plan = GamePlan {
+        addr: args.addr,
+        tls: tls.cloned(),
+        players,
+        rooms,
+        inputs_per_s,
+        warmup: args.warmup,
+        duration: args.duration,
+        server_pid: args.server_pid,
+    };
+    let metrics = Arc::new(LoadMetrics::new(1));
+    let exporters = start_exporters(args, &metrics)?;
+    let cores = args.cores.clone();
+    let runner = {
+        let metrics = Arc::clone(&metrics);
+        std::thread::spawn(move || {
+            pin(&cores, 0);
+            run_game(&plan, metrics.thread(0))
+        })
+    };
+    let bar = progress_line(args, "playing");
+    let result = watch(vec![runner], &AtomicU64::new(0), bar.as_ref(), "states").pop();
+    finish_exporters(exporters);
+    let result = match result {
+        Some(Some(result)) => result?,
+        _ => return Err("the game run panicked".into()),
+    };
+    let seconds = args.duration.as_secs_f64();
+    let interval = percentiles_us(&result.interval_ns);
+    let server_cpu_s = result.server_cpu.map(|c| c.as_secs_f64());
+    let client_cpu_s = result.client_cpu.as_secs_f64();
+    let clean = result.states > 0 && result.disconnected == 0 && result.silent == 0;
+    if args.json {
+        println!(
+            "{}",
+            json!({"mode": "game", "addr": args.addr.to_string(), "tls": tls_json(args),
+                   "players": players, "rooms": rooms, "inputs_per_s": inputs_per_s,
+                   "warmup_s": args.warmup.as_secs_f64(), "duration_s": seconds,
+                   "connect_s": result.connect_time.as_secs_f64(),
+                   "states": result.states, "states_per_s": result.states as f64 / seconds,
+                   "inputs": result.inputs, "inputs_per_s_sent": result.inputs as f64 / seconds,
+                   "state_interval_us": interval,
+                   "disconnected": result.disconnected, "silent": result.silent,
+                   "server_cpu_s": server_cpu_s,
+                   "server_cores": server_cpu_s.map(|c| c / seconds),
+                   "client_cpu_s": client_cpu_s})
+        );
+    } else {
+        println!(
+            "game {players} players in {rooms} rooms, {inputs_per_s} inputs/s each, {seconds:.1} s measured"
+        );
+        println!(
+            "  connected in  : {:.2} s",
+            result.connect_time.as_secs_f64()
+        );
+        println!(
+            "  states/s      : {} ({} inputs/s sent)",
+            grouped(result.states as f64 / seconds),
+            grouped(result.inputs as f64 / seconds)
+        );
+        println!(
+            "  interval us   : p50 {} p90 {} p99 {} p99.9 {} max {}",
+            interval["p50"], interval["p90"], interval["p99"], interval["p99_9"], interval["max"]
+        );
+        if let Some(cpu) = server_cpu_s {
+            println!(
+                "  server CPU    : {cpu:.2} s ({:.1}% of a core)",
+                100.0 * cpu / seconds
+            );
+        }
+        println!("  client CPU    : {client_cpu_s:.2} s");
+        println!(
+            "  disconnected  : {}, players without a state: {}",
+            result.disconnected, result.silent
+        );
+    }
+    Ok(clean)
 }
 
 fn fanout(

@@ -19,14 +19,14 @@ use crate::stats::CloseCause;
 /// queues.
 ///
 /// ```
-/// use lanes::{Accept, Closed, Handler, HttpResponse, Message, Request, Ws};
+/// use lanes::{Accept, Closed, Handler, Message, Request, Upgrade, Ws};
 ///
 /// struct Chat;
 ///
 /// impl Handler for Chat {
 ///     type State = String; // the member's name
-///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<String>, HttpResponse> {
-///         Ok(Accept::new("anonymous".into()))
+///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<String> {
+///         Upgrade::Accept(Accept::new("anonymous".into()))
 ///     }
 ///     fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut String) {
 ///         ws.subscribe("room");

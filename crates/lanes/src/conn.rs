@@ -20,6 +20,13 @@ use crate::ws::Ws;
 pub(crate) enum Phase<S> {
     /// Reading the HTTP request head (the bytes so far, from the worker's pool).
     Handshake { head: Option<Vec<u8>> },
+    /// `on_upgrade` deferred its answer: reading nothing, holding the request head (and any
+    /// bytes read behind it) in a buffer of its own length, until the application answers
+    /// through its [`PendingUpgrade`](crate::PendingUpgrade) or the deadline passes.
+    Deferred {
+        head: Vec<u8>,
+        cell: std::sync::Arc<crate::deferred::DeferredCell>,
+    },
     /// A WebSocket: messages flow both ways until the close handshake begins; the session
     /// says how far that is (after our close frame nothing is delivered any more).
     Open { state: S, session: Session },
@@ -35,6 +42,7 @@ pub(crate) enum Phase<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PhaseKind {
     Handshake,
+    Deferred,
     Open,
     /// Open, with a frame or message the peer began and has not finished: its deadline (the
     /// message timeout) can come before the keepalive deadline the timer was armed for.
@@ -64,6 +72,7 @@ impl<S> Phase<S> {
     pub(crate) fn kind(&self) -> PhaseKind {
         match self {
             Phase::Handshake { .. } => PhaseKind::Handshake,
+            Phase::Deferred { .. } => PhaseKind::Deferred,
             Phase::Open { session, .. } if session.state() == SessionState::Open => {
                 if session.is_unfinished() {
                     PhaseKind::Unfinished

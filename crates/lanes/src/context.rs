@@ -18,15 +18,15 @@ use crate::ws::Ws;
 /// workers go through the [`Remote`]. Nothing here allocates per connection or per tick.
 ///
 /// ```
-/// use lanes::{Accept, Handler, HttpResponse, Message, Request, WorkerContext, Ws};
+/// use lanes::{Accept, Handler, Message, Request, Upgrade, WorkerContext, Ws};
 ///
 /// /// Pushes each player's score every tick.
 /// struct Game;
 ///
 /// impl Handler for Game {
 ///     type State = u64; // the player's score
-///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<u64>, HttpResponse> {
-///         Ok(Accept::new(0))
+///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<u64> {
+///         Upgrade::Accept(Accept::new(0))
 ///     }
 ///     fn on_message(&mut self, _: &mut Ws<'_>, score: &mut u64, _: Message<'_>) {
 ///         *score += 1;

@@ -161,6 +161,18 @@ const FAMILIES: &[PerWorker] = &[
         |w| counter(w.adopted),
     ),
     (
+        "lanes_deferred_upgrades_total",
+        "Upgrades the handler deferred, to answer later.",
+        Kind::Counter,
+        |w| counter(w.deferred),
+    ),
+    (
+        "lanes_deferred_upgrade_bytes",
+        "Bytes held by upgrades waiting for the handler's answer (their request heads).",
+        Kind::Gauge,
+        |w| gauge(w.deferred_bytes),
+    ),
+    (
         "lanes_remote_stale_total",
         "Cross-core commands for connections that had ended.",
         Kind::Counter,

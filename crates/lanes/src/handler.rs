@@ -8,6 +8,7 @@ use lanes_proto::handshake::{ExtensionOffer, Header, RequestHead, UpgradeOffer};
 
 use crate::closed::Closed;
 use crate::context::WorkerContext;
+use crate::deferred::{Deferrable, DeferredCell, PendingUpgrade};
 use crate::message::WorkerMessage;
 use crate::placement::Placement;
 use crate::ws::Ws;
@@ -25,11 +26,23 @@ pub enum Message<'a> {
 }
 
 /// An opening handshake request, as an application sees it when deciding to accept it.
-#[derive(Debug)]
 pub struct Request<'a> {
     pub(crate) head: &'a RequestHead<'a>,
     pub(crate) offer: Option<&'a UpgradeOffer<'a>>,
     pub(crate) peer: SocketAddr,
+    /// Set for an upgrade `on_upgrade` may defer.
+    pub(crate) deferrable: Option<&'a Deferrable<'a>>,
+}
+
+impl fmt::Debug for Request<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Request")
+            .field("method", &self.method())
+            .field("path", &self.path())
+            .field("query", &self.query())
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> Request<'a> {
@@ -71,6 +84,69 @@ impl<'a> Request<'a> {
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
         self.peer
+    }
+
+    /// Defers the answer to this upgrade: returns an owned copy of the request with the
+    /// right to answer it later, once, from any thread ([`PendingUpgrade::accept`],
+    /// [`PendingUpgrade::refuse`]); `on_upgrade` then returns [`Upgrade::Defer`].
+    ///
+    /// Meanwhile the connection reads nothing more and holds only its request head. If no
+    /// answer comes within [`Timeouts::deferred_upgrade`](crate::config::Timeouts::deferred_upgrade)
+    /// (5 s by default), the peer is answered 503 and the late answer fails with
+    /// [`DeferError::TimedOut`](crate::DeferError::TimedOut); a peer that closes meanwhile is
+    /// dropped at once and the answer fails with
+    /// [`DeferError::PeerLeft`](crate::DeferError::PeerLeft).
+    ///
+    /// # Panics
+    ///
+    /// When the request cannot be deferred: in `on_http`, or called twice.
+    #[allow(clippy::panic)] // misuse of the API, said above
+    pub fn defer(&self) -> PendingUpgrade {
+        let Some(deferrable) = self.deferrable else {
+            panic!("Request::defer: only an upgrade request can be deferred, from on_upgrade");
+        };
+        let cell = std::sync::Arc::new(DeferredCell::default());
+        if deferrable
+            .made
+            .replace(Some(std::sync::Arc::clone(&cell)))
+            .is_some()
+        {
+            panic!("Request::defer: called twice for one request");
+        }
+        PendingUpgrade::new(self, deferrable, cell)
+    }
+}
+
+/// `on_upgrade`'s answer: accept now, refuse now, or answer later.
+#[derive(Debug)]
+pub enum Upgrade<C> {
+    /// Accept the upgrade, with the connection's initial state.
+    Accept(Accept<C>),
+    /// Refuse it with an HTTP response (status 300-599).
+    Refuse(HttpResponse),
+    /// Answer later: [`Request::defer`] was called, and the answer comes through the
+    /// [`PendingUpgrade`] it returned. (Returned without `defer`, the upgrade is answered 500.)
+    Defer,
+}
+
+impl<C> From<Accept<C>> for Upgrade<C> {
+    fn from(accept: Accept<C>) -> Upgrade<C> {
+        Upgrade::Accept(accept)
+    }
+}
+
+impl<C> From<HttpResponse> for Upgrade<C> {
+    fn from(refusal: HttpResponse) -> Upgrade<C> {
+        Upgrade::Refuse(refusal)
+    }
+}
+
+impl<C> From<Result<Accept<C>, HttpResponse>> for Upgrade<C> {
+    fn from(answer: Result<Accept<C>, HttpResponse>) -> Upgrade<C> {
+        match answer {
+            Ok(accept) => Upgrade::Accept(accept),
+            Err(refusal) => Upgrade::Refuse(refusal),
+        }
     }
 }
 
@@ -253,14 +329,14 @@ impl HttpResponse {
 /// worker's other connections go on.
 ///
 /// ```
-/// use lanes::{Accept, Handler, HttpResponse, Message, Request, Ws};
+/// use lanes::{Accept, Handler, HttpResponse, Message, Request, Upgrade, Ws};
 ///
 /// struct Echo;
 ///
 /// impl Handler for Echo {
 ///     type State = ();
-///     fn on_upgrade(&mut self, _req: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-///         Ok(Accept::new(()))
+///     fn on_upgrade(&mut self, _req: &Request<'_>) -> Upgrade<()> {
+///         Upgrade::Accept(Accept::new(()))
 ///     }
 ///     fn on_message(&mut self, ws: &mut Ws<'_>, _state: &mut (), msg: Message<'_>) {
 ///         match msg {
@@ -275,9 +351,9 @@ pub trait Handler: 'static {
     /// lookups), handed to every callback, and to `on_close` by value.
     type State: 'static;
 
-    /// A client asks to upgrade. Accept with the connection's initial state, or refuse with an
-    /// HTTP response (status 300-599).
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Self::State>, HttpResponse>;
+    /// A client asks to upgrade. Accept with the connection's initial state, refuse with an
+    /// HTTP response (status 300-599), or defer the answer ([`Request::defer`]).
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<Self::State>;
 
     /// The connection is open (the 101 response is queued).
     fn on_open(&mut self, ws: &mut Ws<'_>, state: &mut Self::State) {

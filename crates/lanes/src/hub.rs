@@ -16,6 +16,7 @@ use lanes_metrics::{Registry, Snapshot};
 use lanes_proto::CloseCode;
 use mio::Waker;
 
+use crate::deferred::DeferredAnswer;
 use crate::error::SendError;
 use crate::handoff::Handoff;
 use crate::id::ConnId;
@@ -43,6 +44,11 @@ pub(crate) enum Command {
     Message(WorkerMessage),
     /// A connection placed on this worker by the worker that accepted it.
     Adopt(Box<Handoff>),
+    /// The application's answer to an upgrade deferred on this worker.
+    Answer {
+        id: ConnId,
+        answer: Box<DeferredAnswer>,
+    },
 }
 
 /// One worker as others see it.

@@ -50,6 +50,7 @@ mod compress;
 pub mod config;
 mod conn;
 mod context;
+mod deferred;
 mod error;
 #[cfg(feature = "metrics")]
 mod exporters;
@@ -87,8 +88,9 @@ pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
 pub use config::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
 
 pub use context::WorkerContext;
+pub use deferred::{DeferError, PendingUpgrade};
 pub use error::{Error, SendError};
-pub use handler::{Accept, Handler, HttpResponse, Message, Request};
+pub use handler::{Accept, Handler, HttpResponse, Message, Request, Upgrade};
 pub use id::ConnId;
 pub use lanes_proto::CloseCode;
 pub use message::WorkerMessage;

@@ -26,12 +26,12 @@ use crate::stats::Stats;
 /// Messages from one thread to one connection (or one topic) arrive in the order sent.
 ///
 /// ```no_run
-/// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+/// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Upgrade, Ws};
 /// # struct Feed;
 /// # impl Handler for Feed {
 /// #     type State = ();
-/// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-/// #         Ok(Accept::new(()))
+/// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+/// #         Upgrade::Accept(Accept::new(()))
 /// #     }
 /// #     fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) { ws.subscribe("prices"); }
 /// #     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
@@ -104,12 +104,12 @@ impl Remote {
     /// send to itself (the message is handled in its next loop iteration).
     ///
     /// ```no_run
-    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, WorkerContext, WorkerMessage, Ws};
+    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Upgrade, WorkerContext, WorkerMessage, Ws};
     /// struct Rooms;
     /// impl Handler for Rooms {
     ///     type State = ();
-    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-    ///         Ok(Accept::new(()))
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+    ///         Upgrade::Accept(Accept::new(()))
     ///     }
     ///     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
     ///     fn on_worker_message(&mut self, ctx: &mut WorkerContext<'_, ()>, message: WorkerMessage) {
@@ -148,11 +148,11 @@ impl Remote {
     /// given back, untouched but for that.
     ///
     /// ```no_run
-    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+    /// # use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Upgrade, Ws};
     /// # struct Echo;
     /// # impl Handler for Echo {
     /// #     type State = ();
-    /// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> { Ok(Accept::new(())) }
+    /// #     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> { Upgrade::Accept(Accept::new(())) }
     /// #     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {}
     /// # }
     /// use std::io::Read;

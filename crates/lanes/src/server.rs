@@ -47,13 +47,13 @@ pub struct WorkerInfo {
 /// A WebSocket server: an address, the cores to run on, limits, and a handler factory.
 ///
 /// ```no_run
-/// use lanes::{Accept, Handler, HttpResponse, Message, Request, Server, Ws};
+/// use lanes::{Accept, Handler, Message, Request, Server, Upgrade, Ws};
 ///
 /// struct Echo;
 /// impl Handler for Echo {
 ///     type State = ();
-///     fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-///         Ok(Accept::new(()))
+///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+///         Upgrade::Accept(Accept::new(()))
 ///     }
 ///     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
 ///         match msg {

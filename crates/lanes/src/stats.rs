@@ -189,6 +189,10 @@ pub(crate) struct Counters {
     pub(crate) handed_off: AtomicU64,
     /// Connections another worker (or `Remote::adopt`) handed to this one.
     pub(crate) adopted: AtomicU64,
+    /// Upgrades `on_upgrade` deferred.
+    pub(crate) deferred: AtomicU64,
+    /// Bytes held by upgrades waiting for their answer (a gauge).
+    pub(crate) deferred_bytes: AtomicU64,
     pub(crate) accepted: AtomicU64,
     pub(crate) opened: AtomicU64,
     pub(crate) closed: [AtomicU64; CloseCause::ALL.len()],
@@ -278,6 +282,8 @@ impl Counters {
             queue_depth,
             handed_off: get(&self.handed_off),
             adopted: get(&self.adopted),
+            deferred: get(&self.deferred),
+            deferred_bytes: get(&self.deferred_bytes),
             accepted: get(&self.accepted),
             opened: get(&self.opened),
             closed: array(&self.closed),
@@ -347,6 +353,11 @@ pub struct WorkerStats {
     /// Connections another worker accepted and handed to this one, and those handed to it
     /// with [`Remote::adopt`](crate::Remote::adopt).
     pub adopted: u64,
+    /// Upgrades `on_upgrade` deferred ([`Request::defer`](crate::Request::defer)).
+    pub deferred: u64,
+    /// Bytes held now by upgrades waiting for their answer: each holds its request head (and
+    /// any bytes read behind it), in a buffer of that length.
+    pub deferred_bytes: u64,
     /// TCP connections accepted.
     pub accepted: u64,
     /// WebSocket upgrades completed (`on_open` calls).
@@ -447,6 +458,8 @@ impl WorkerStats {
         self.queue_depth += w.queue_depth;
         self.handed_off += w.handed_off;
         self.adopted += w.adopted;
+        self.deferred += w.deferred;
+        self.deferred_bytes += w.deferred_bytes;
         self.accepted += w.accepted;
         self.opened += w.opened;
         sum(&mut self.closed, &w.closed);

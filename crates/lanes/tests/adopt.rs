@@ -9,7 +9,7 @@ use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Duration;
 
-use lanes::{Accept, Config, Handler, HttpResponse, Message, Request, SendError, Ws};
+use lanes::{Accept, Config, Handler, Message, Request, SendError, Upgrade, Ws};
 use lanes_proto::OpCode;
 use support::{Client, start_server};
 
@@ -20,8 +20,8 @@ struct Greeter {
 
 impl Handler for Greeter {
     type State = String;
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<String>, HttpResponse> {
-        Ok(Accept::new(request.path().to_string()))
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<String> {
+        Upgrade::Accept(Accept::new(request.path().to_string()))
     }
     fn on_open(&mut self, ws: &mut Ws<'_>, path: &mut String) {
         ws.send_text(&format!("worker {} {path}", self.index));

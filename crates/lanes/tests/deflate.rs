@@ -8,9 +8,7 @@ mod support;
 
 use std::net::SocketAddr;
 
-use lanes::{
-    Accept, Config, DeflateConfig, Handler, HttpResponse, Message, Request, ServerHandle, Ws,
-};
+use lanes::{Accept, Config, DeflateConfig, Handler, Message, Request, ServerHandle, Upgrade, Ws};
 use lanes_proto::OpCode;
 use lanes_proto::deflate::{DeflateParams, Deflater, SendAs};
 use lanes_proto::frame::{RSV1, Role};
@@ -22,8 +20,8 @@ struct EchoHub;
 impl Handler for EchoHub {
     type State = ();
 
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
 
     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {

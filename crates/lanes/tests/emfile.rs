@@ -15,9 +15,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use lanes::{
-    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle, Ws,
-};
+use lanes::{Accept, Config, Cores, Handler, Message, Request, Server, ServerHandle, Upgrade, Ws};
 use lanes_proto::OpCode;
 use support::{Client, cpu_time, open_fds, set_nofile};
 
@@ -59,8 +57,8 @@ struct Echo;
 
 impl Handler for Echo {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
         if let Message::Text(text) = message {

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use lanes::{Accept, Config, Handler, HttpResponse, Message, Request, Ws};
+use lanes::{Accept, Config, Handler, Message, Request, Upgrade, Ws};
 use lanes_proto::OpCode;
 use support::{Client, start_echo, start_server};
 
@@ -131,8 +131,8 @@ const BOOM: &str = "the handler fails on every message";
 
 impl Handler for Fragile {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_message(&mut self, _: &mut Ws<'_>, _: &mut (), _: Message<'_>) {
         std::panic::panic_any(BOOM);

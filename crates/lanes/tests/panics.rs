@@ -15,7 +15,8 @@ use std::sync::mpsc::{Sender, channel};
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, CloseCause, Closed, Config, Handler, HttpResponse, Message, Request, WorkerContext, Ws,
+    Accept, CloseCause, Closed, Config, Handler, HttpResponse, Message, Request, Upgrade,
+    WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
 use support::{Client, start_server};
@@ -31,11 +32,11 @@ struct Fragile {
 impl Handler for Fragile {
     type State = String;
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<String>, HttpResponse> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<String> {
         if request.path() == "/upgrade" {
             panic!("on_upgrade fails");
         }
-        Ok(Accept::new(request.path().to_string()))
+        Upgrade::Accept(Accept::new(request.path().to_string()))
     }
 
     fn on_open(&mut self, _: &mut Ws<'_>, path: &mut String) {

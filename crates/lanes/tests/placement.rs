@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use lanes::{
-    Accept, Closed, Config, ConnId, Handler, HttpResponse, Message, Request, WorkerContext, Ws,
+    Accept, Closed, Config, ConnId, Handler, Message, Request, Upgrade, WorkerContext, Ws,
     worker_for,
 };
 use lanes_proto::OpCode;
@@ -37,7 +37,7 @@ struct Rooms {
 impl Handler for Rooms {
     type State = Player;
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<Player>, HttpResponse> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<Player> {
         let room = request
             .query()
             .and_then(|q| q.strip_prefix("room="))
@@ -45,9 +45,9 @@ impl Handler for Rooms {
             .to_string();
         let _ = self.accepted.send((self.index, room.clone()));
         if room == "nowhere" {
-            return Ok(Accept::new(Player { room }).on_worker(WORKERS + 5));
+            return Upgrade::Accept(Accept::new(Player { room }).on_worker(WORKERS + 5));
         }
-        Ok(Accept::new(Player { room: room.clone() }).on_worker_for(&room))
+        Upgrade::Accept(Accept::new(Player { room: room.clone() }).on_worker_for(&room))
     }
 
     fn on_open(&mut self, ws: &mut Ws<'_>, player: &mut Player) {

@@ -14,8 +14,8 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, BackpressurePolicy, CloseCode, Closed, Config, ConnId, Handler, HttpResponse, Message,
-    Request, SendError, ServerHandle, SubscribeStatus, WorkerContext, Ws,
+    Accept, BackpressurePolicy, CloseCode, Closed, Config, ConnId, Handler, Message, Request,
+    SendError, ServerHandle, SubscribeStatus, Upgrade, WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
 use support::{Client, start_server, wait_until};
@@ -39,8 +39,8 @@ struct Hub {
 impl Handler for Hub {
     type State = ConnId;
 
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<ConnId>, HttpResponse> {
-        Ok(Accept::new(ConnId {
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<ConnId> {
+        Upgrade::Accept(Accept::new(ConnId {
             worker: 0,
             slot: 0,
             generation: 0,

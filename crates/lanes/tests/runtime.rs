@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use lanes::{
     Accept, CloseCode, Closed, Config, Cores, Handler, HttpResponse, Message, Request, Server,
-    ServerHandle, Ws,
+    ServerHandle, Upgrade, Ws,
 };
 use lanes_proto::OpCode;
 use support::Client;
@@ -42,9 +42,9 @@ struct Recorder {
 impl Handler for Recorder {
     type State = usize;
 
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<usize>, HttpResponse> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<usize> {
         if request.path() == "/forbidden" {
-            return Err(HttpResponse::new(403, "no"));
+            return Upgrade::Refuse(HttpResponse::new(403, "no"));
         }
         let _ = self.events.send(Seen::Upgrade {
             path: request.path().to_string(),
@@ -61,9 +61,9 @@ impl Handler for Recorder {
                 accept
                     .headers
                     .push(("Set-Cookie".into(), format!("peer={peer}; q={query}")));
-                Ok(accept)
+                Upgrade::Accept(accept)
             }
-            None => Ok(accept),
+            None => Upgrade::Accept(accept),
         }
     }
 

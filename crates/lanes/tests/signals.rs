@@ -15,7 +15,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lanes::{Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, Ws};
+use lanes::{Accept, Config, Cores, Handler, Message, Request, Server, Upgrade, Ws};
 use lanes_proto::OpCode;
 use support::Client;
 
@@ -27,8 +27,8 @@ struct BigEcho;
 
 impl Handler for BigEcho {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
         match message {

@@ -13,8 +13,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, BackpressurePolicy, CloseCause, Config, Handler, HttpResponse, Message, Request,
-    ServerHandle, Ws,
+    Accept, BackpressurePolicy, CloseCause, Config, Handler, Message, Request, ServerHandle,
+    Upgrade, Ws,
 };
 use lanes_proto::OpCode;
 use support::{Client, start_echo, start_server, wait_until};
@@ -109,8 +109,8 @@ struct Prices;
 
 impl Handler for Prices {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) {
         ws.subscribe("prices");

@@ -230,11 +230,8 @@ struct MoveOn {
 
 impl lanes::Handler for MoveOn {
     type State = ();
-    fn on_upgrade(
-        &mut self,
-        _: &lanes::Request<'_>,
-    ) -> Result<lanes::Accept<()>, lanes::HttpResponse> {
-        Ok(lanes::Accept::new(()).on_worker((self.index + 1) % 2))
+    fn on_upgrade(&mut self, _: &lanes::Request<'_>) -> lanes::Upgrade<()> {
+        lanes::Upgrade::Accept(lanes::Accept::new(()).on_worker((self.index + 1) % 2))
     }
     fn on_open(&mut self, ws: &mut lanes::Ws<'_>, _: &mut ()) {
         ws.send_text(&format!("worker {}", self.index));

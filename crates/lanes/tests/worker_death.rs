@@ -12,8 +12,7 @@ use std::sync::{Mutex, Once, mpsc};
 use std::time::Duration;
 
 use lanes::{
-    Accept, Config, ConnId, Cores, Error, Handler, HttpResponse, Message, Request, SendError,
-    Server, Ws,
+    Accept, Config, ConnId, Cores, Error, Handler, Message, Request, SendError, Server, Upgrade, Ws,
 };
 use lanes_proto::OpCode;
 use support::Client;
@@ -77,8 +76,8 @@ struct Tell;
 
 impl Handler for Tell {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) {
         let id = ws.id();

@@ -9,7 +9,7 @@ use std::thread;
 use std::time::Duration;
 
 use lanes::{
-    Accept, Config, Handler, HttpResponse, Message, Request, SendError, WorkerContext, WorkerInfo,
+    Accept, Config, Handler, Message, Request, SendError, Upgrade, WorkerContext, WorkerInfo,
     WorkerMessage, Ws,
 };
 use lanes_proto::OpCode;
@@ -39,8 +39,8 @@ struct Recorder {
 
 impl Handler for Recorder {
     type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
-        Ok(Accept::new(()))
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
         // "who": this worker's index. "to N": ask worker N (maybe this one) to tell its

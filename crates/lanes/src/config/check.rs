@@ -98,6 +98,13 @@ impl Config {
             YEAR,
             "0 to a year",
         )?;
+        check(
+            "timeouts.deferred_upgrade",
+            t.deferred_upgrade,
+            MS,
+            HOUR,
+            "1 ms to an hour",
+        )?;
         let b = &self.backpressure;
         check(
             "backpressure.max_len",

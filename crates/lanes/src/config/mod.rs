@@ -176,6 +176,10 @@ pub struct Timeouts {
     /// How long `shutdown` waits for closing connections to finish before dropping them.
     /// Default 5 s; 0 to a year.
     pub shutdown: Duration,
+    /// How long an upgrade `on_upgrade` deferred ([`Request::defer`](crate::Request::defer))
+    /// waits for the application's answer; past it the peer is answered 503 and the
+    /// connection closed. Default 5 s; 1 ms to an hour.
+    pub deferred_upgrade: Duration,
 }
 
 impl Default for Timeouts {
@@ -187,6 +191,7 @@ impl Default for Timeouts {
             message: Duration::from_secs(30),
             close: Duration::from_secs(2),
             shutdown: Duration::from_secs(5),
+            deferred_upgrade: Duration::from_secs(5),
         }
     }
 }

@@ -57,6 +57,7 @@ impl<H: Handler> Worker<H> {
                 });
             }
             Command::Adopt(handoff) => self.adopt(*handoff),
+            Command::Answer { id, answer } => self.on_deferred_answer(id, *answer),
             Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;

@@ -41,7 +41,8 @@ impl<H: Handler> Worker<H> {
                     now_us,
                 );
             }
-            Phase::Closing | Phase::Draining => {} // discarded
+            // Discarded (a deferred connection reads nothing, so none comes).
+            Phase::Deferred { .. } | Phase::Closing | Phase::Draining => {}
         }
     }
 }
@@ -89,6 +90,11 @@ impl<H: Handler> Worker<H> {
             tls.release(&mut self.local.pool);
         }
         conn.release_stash(&mut self.local.pool);
+        if let Phase::Deferred { cell, .. } = &conn.phase {
+            // The application's answer will find the connection gone.
+            cell.peer_left();
+        }
+        let _ = super::deferral::end_deferral(&mut conn, &self.local.counters);
         if let Phase::Handshake { head: Some(head) } = conn.phase {
             self.local.pool.put(head);
         }

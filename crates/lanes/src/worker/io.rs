@@ -112,6 +112,15 @@ impl<H: Handler> Worker<H> {
         if writable {
             self.flush(key);
         }
+        if readable
+            && self
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.phase, Phase::Deferred { .. }))
+        {
+            self.check_deferred(key, read_closed);
+            return;
+        }
         if readable {
             self.read(key, read_closed);
         }

@@ -36,6 +36,7 @@ pub(super) fn deadline_us(
     };
     match kind {
         PhaseKind::Handshake => after(config.timeouts.handshake),
+        PhaseKind::Deferred => after(config.timeouts.deferred_upgrade),
         PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::PongWait | PhaseKind::CloseSent => {
             session.and_then(Session::poll_timeout)
         }
@@ -278,6 +279,10 @@ impl<H: Handler> Worker<H> {
             Some(_) => {}
         }
         let conn = &mut self.conns[key];
+        if matches!(conn.phase, Phase::Deferred { .. }) {
+            self.deferred_timed_out(key);
+            return;
+        }
         let Phase::Open { session, .. } = &mut conn.phase else {
             // The handshake, or the close after the protocol ended, took too long.
             self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");

@@ -3,8 +3,8 @@
 //! handler places its upgrade on another worker: then it moves there before it opens.
 //!
 //! One file per job: the loop itself (here), [`accept`] (the listener and its back-off),
-//! [`upgrade`] (the answer to a request head), [`handoff`] (connections placed on another
-//! worker, handed over and taken in), [`io`] (the only code that touches a
+//! [`upgrade`] (the answer to a request head), [`deferral`] (upgrades answered later),
+//! [`handoff`] (connections placed on another worker, handed over and taken in), [`io`] (the only code that touches a
 //! connection's socket), [`dispatch`] (received frames to handler callbacks), [`keepalive`]
 //! (protocol deadlines and the application's timers), [`commands`] (work from other threads
 //! and this worker's own publishes) and [`shutdown`].
@@ -12,6 +12,7 @@
 mod accept;
 mod budget;
 mod commands;
+mod deferral;
 mod dispatch;
 mod handoff;
 mod io;

@@ -25,7 +25,7 @@ impl<H: Handler> Worker<H> {
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.phase {
-                Phase::Handshake { .. } => {
+                Phase::Handshake { .. } | Phase::Deferred { .. } => {
                     self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "")
                 }
                 Phase::Open { .. } => {

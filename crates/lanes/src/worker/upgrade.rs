@@ -1,8 +1,10 @@
 //! The answer to a request head: a pure function of the head, the configuration and the
 //! handler ([`answer`]), and the worker's part: gathering the head and acting on the answer.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use lanes_proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
@@ -21,8 +23,11 @@ use super::dispatch::{self, on_frames};
 use crate::compress::SendCompression;
 use crate::config::Config;
 use crate::conn::Phase;
-use crate::handler::{Handler, HttpResponse, Request};
+use crate::deferred::{Deferrable, DeferredCell};
+use crate::handler::{Handler, HttpResponse, Request, Upgrade};
 use crate::handoff::PlacedAccept;
+use crate::id::ConnId;
+use crate::remote::Remote;
 use crate::stats;
 
 /// What to do with a complete request head.
@@ -40,6 +45,8 @@ pub(super) struct Answer<S> {
     pub(super) rejected: Option<u16>,
     /// `on_upgrade` or `on_http` panicked (the answer is a 500).
     pub(super) panicked: Option<&'static str>,
+    /// `on_upgrade` deferred its answer: the connection waits for it.
+    pub(super) deferred: Option<Arc<DeferredCell>>,
 }
 
 impl<S> Answer<S> {
@@ -51,6 +58,7 @@ impl<S> Answer<S> {
             moving: None,
             rejected,
             panicked: None,
+            deferred: None,
         }
     }
 
@@ -72,11 +80,13 @@ impl<S> Answer<S> {
     }
 }
 
-/// The worker answering, and how many there are (where a placement resolves).
+/// The worker answering, how many there are (where a placement resolves), and for a
+/// connection whose upgrade may be deferred, its id and the handle the answer comes through.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Workers {
+pub(super) struct Workers<'r> {
     pub(super) index: usize,
     pub(super) count: usize,
+    pub(super) deferrable: Option<(ConnId, &'r Remote)>,
 }
 
 /// The answer to `head` from `peer`: the metrics page on [`MetricsConfig::path`](crate::config::MetricsConfig::path), the
@@ -89,7 +99,7 @@ pub(super) fn answer<H: Handler>(
     peer: SocketAddr,
     config: &Config,
     handler: &mut H,
-    workers: Workers,
+    workers: Workers<'_>,
     metrics: impl FnOnce() -> String,
 ) -> Answer<H::State> {
     let mut response = Vec::new();
@@ -109,6 +119,7 @@ pub(super) fn answer<H: Handler>(
             head,
             offer: None,
             peer,
+            deferrable: None,
         };
         let Ok(plain) = panic::catch_unwind(AssertUnwindSafe(|| handler.on_http(&request))) else {
             return Answer::panicked("on_http");
@@ -122,22 +133,45 @@ pub(super) fn answer<H: Handler>(
         Ok(offer) => offer,
         Err(answer) => return answer,
     };
+    let deferrable = workers.deferrable.map(|(id, remote)| Deferrable {
+        id,
+        remote,
+        made: Cell::new(None),
+    });
     let request = Request {
         head,
         offer: Some(&offer),
         peer,
+        deferrable: deferrable.as_ref(),
     };
-    let Ok(decision) = panic::catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request)))
-    else {
-        return Answer::panicked("on_upgrade");
-    };
+    let decision = panic::catch_unwind(AssertUnwindSafe(|| handler.on_upgrade(&request)));
+    let deferral = deferrable.and_then(|d| d.made.take());
+    if let Some(cell) = &deferral
+        && !matches!(decision, Ok(Upgrade::Defer))
+    {
+        // Answered at once (or the callback panicked): a deferral made meanwhile is void.
+        cell.answered_at_once();
+    }
     let accept = match decision {
-        Ok(accept) => accept,
-        Err(refusal) => {
+        Ok(Upgrade::Accept(accept)) => accept,
+        Ok(Upgrade::Refuse(refusal)) => {
             tracing::debug!(%peer, status = refusal.status, "upgrade refused by the handler");
             write_refusal(&mut response, &refusal);
             return Answer::respond(response, Some(refusal.status));
         }
+        Ok(Upgrade::Defer) => {
+            return match deferral {
+                Some(cell) => Answer {
+                    deferred: Some(cell),
+                    ..Answer::respond(Vec::new(), None)
+                },
+                None => {
+                    tracing::debug!(%peer, "upgrade deferred without Request::defer");
+                    Answer::invalid("upgrade deferred without Request::defer")
+                }
+            };
+        }
+        Err(_) => return Answer::panicked("on_upgrade"),
     };
     if let Some((placement, erase)) = accept.placement() {
         let target = placement.resolve(workers.count);
@@ -190,7 +224,9 @@ pub(super) fn answer_placed<S: 'static>(
     }
 }
 
-/// The upgrade offer in `head`, or the error answer for an invalid one.
+/// The upgrade offer in `head`, or the error answer for an invalid one (large, but made once
+/// per connection at most).
+#[allow(clippy::result_large_err)]
 fn validate<'h, S>(
     head: &'h RequestHead<'_>,
     peer: SocketAddr,
@@ -269,9 +305,15 @@ impl<H: Handler> Worker<H> {
         let head_len = head.head_len();
         let remote = &self.local.remote;
         let metrics = || lanes_metrics::prometheus::encode(&remote.metrics());
+        let id = ConnId {
+            worker: self.local.index,
+            slot: key as u32,
+            generation: conn.generation,
+        };
         let workers = Workers {
             index: usize::from(self.local.index),
             count: remote.worker_count(),
+            deferrable: Some((id, remote)),
         };
         let answer = answer(
             &head,
@@ -284,6 +326,10 @@ impl<H: Handler> Worker<H> {
         drop(head);
         if let Some((target, placed)) = answer.moving {
             self.hand_off(key, target, head_buf, placed);
+            return;
+        }
+        if let Some(cell) = answer.deferred {
+            self.defer_upgrade(key, head_buf, cell);
             return;
         }
         self.act_on_answer(key, answer, head_buf, head_len);
@@ -374,7 +420,7 @@ fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
 }
 
 /// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
-fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
+pub(super) fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
     let headers = header_pairs(&refusal.headers);
     if write_reject(out, refusal.status, &headers, &refusal.body).is_err() {
         out.clear();
@@ -396,12 +442,12 @@ mod tests {
     impl Handler for Gate {
         type State = String;
 
-        fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<String>, HttpResponse> {
+        fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<String> {
             if request.path() == "/private" {
-                return Err(HttpResponse::new(403, "no"));
+                return Upgrade::Refuse(HttpResponse::new(403, "no"));
             }
             let accept = Accept::new(request.path().to_string()).header("X-Seen", "1");
-            Ok(
+            Upgrade::Accept(
                 match request.query().and_then(|q| q.strip_prefix("proto=")) {
                     Some(proto) => accept.with_subprotocol(proto),
                     None => accept,
@@ -421,7 +467,11 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let peer = "127.0.0.1:1".parse().unwrap();
-        let workers = Workers { index: 0, count: 1 };
+        let workers = Workers {
+            index: 0,
+            count: 1,
+            deferrable: None,
+        };
         let answer = answer(&head, peer, config, &mut Gate, workers, || {
             "page\n".to_string()
         });

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use lanes::{
-    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle,
+    Accept, Config, Cores, Handler, HttpResponse, Message, Request, Server, ServerHandle, Upgrade,
     WorkerInfo, Ws,
 };
 use lanes_proto::deflate::{DeflateParams, InflateScratch};
@@ -367,11 +367,11 @@ pub struct TestEcho;
 
 impl Handler for TestEcho {
     type State = ();
-    fn on_upgrade(&mut self, request: &Request<'_>) -> Result<Accept<()>, HttpResponse> {
+    fn on_upgrade(&mut self, request: &Request<'_>) -> Upgrade<()> {
         if request.path() == "/forbidden" {
-            return Err(HttpResponse::new(403, "no"));
+            return Upgrade::Refuse(HttpResponse::new(403, "no"));
         }
-        Ok(Accept::new(()))
+        Upgrade::Accept(Accept::new(()))
     }
     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), msg: Message<'_>) {
         match msg {
