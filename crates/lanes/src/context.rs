@@ -112,7 +112,7 @@ impl<C> WorkerContext<'_, C> {
         }
         let slot = id.slot as usize;
         let local = &mut *self.local;
-        let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
+        let conn = open_conn(self.conns, id).ok_or_else(|| gone(local, id))?;
         conn.close(code, reason, local);
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(())
@@ -176,9 +176,18 @@ impl<C> WorkerContext<'_, C> {
         }
         let slot = id.slot as usize;
         let local = &mut *self.local;
-        let conn = open_conn(self.conns, id).ok_or(SendError::Gone)?;
+        let conn = open_conn(self.conns, id).ok_or_else(|| gone(local, id))?;
         let status = conn.outbox.send(opcode, payload, local);
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(status)
+    }
+}
+
+/// Why a connection of this worker is not open: it moved to another worker, or it is gone.
+fn gone(local: &Local, id: ConnId) -> SendError {
+    if local.live.was_moved(id.slot as usize, id.generation) {
+        SendError::Moved
+    } else {
+        SendError::Gone
     }
 }

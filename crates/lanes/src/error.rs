@@ -81,6 +81,9 @@ pub enum SendError {
     /// The connection has ended (or the id never named one): its slot is free or holds a
     /// later connection.
     Gone,
+    /// The connection moved to another worker ([`Ws::move_to`](crate::Ws::move_to)): sends to
+    /// its old id do not follow it. Its new id is the one `on_arrive` sees.
+    Moved,
     /// The server is shutting down or has stopped.
     ShutDown,
     /// The worker's command queue is full ([`Limits::remote_queue_len`](crate::config::Limits::remote_queue_len)); the
@@ -100,6 +103,7 @@ impl fmt::Display for SendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             SendError::Gone => "the connection is gone",
+            SendError::Moved => "the connection moved to another worker (it has a new id)",
             SendError::ShutDown => "the server is shutting down",
             SendError::QueueFull => "the worker's command queue is full",
             SendError::WorkerDied => "the connection's worker has died",

@@ -173,6 +173,18 @@ const FAMILIES: &[PerWorker] = &[
         |w| gauge(w.deferred_bytes),
     ),
     (
+        "lanes_moved_out_total",
+        "Open connections moved from this worker to another.",
+        Kind::Counter,
+        |w| counter(w.moved_out),
+    ),
+    (
+        "lanes_moved_in_total",
+        "Open connections moved here from another worker.",
+        Kind::Counter,
+        |w| counter(w.moved_in),
+    ),
+    (
         "lanes_remote_stale_total",
         "Cross-core commands for connections that had ended.",
         Kind::Counter,

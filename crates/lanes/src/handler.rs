@@ -402,6 +402,13 @@ pub trait Handler: 'static {
         let _ = ctx;
     }
 
+    /// A connection moved here from another worker ([`Ws::move_to`]) is open on this worker
+    /// now, under a new id (`ws.id()`); `from` is its id on the worker it left. Its state, its
+    /// unwritten output and its subscriptions came with it. Default: nothing.
+    fn on_arrive(&mut self, ws: &mut Ws<'_>, state: &mut Self::State, from: crate::ConnId) {
+        let _ = (ws, state, from);
+    }
+
     /// A value sent to this worker with [`Remote::send_to_worker`](crate::Remote::send_to_worker)
     /// (from any thread, or from a callback through [`Ws::remote`] or
     /// [`WorkerContext::remote`]), handled on this worker's thread with its connections at hand.

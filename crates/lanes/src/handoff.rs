@@ -1,13 +1,20 @@
-//! A connection on its way to a worker before it is open: an upgrade the handler placed on
-//! another worker ([`Accept::on_worker`](crate::Accept::on_worker)), or a connection another
-//! server accepted and handed to lanes ([`Remote::adopt`](crate::Remote::adopt)). The socket
-//! and everything read from it travel together, so the peer sees nothing of the move.
+//! A connection on its way to another worker: before it is open, an upgrade the handler placed
+//! on another worker ([`Accept::on_worker`](crate::Accept::on_worker)) or a connection another
+//! server accepted and handed to lanes ([`Remote::adopt`](crate::Remote::adopt)); once open, a
+//! connection a callback moved ([`Ws::move_to`](crate::Ws::move_to)). The socket and
+//! everything read from it or queued for it travel together, so the peer sees nothing of the
+//! move.
 
 use std::any::Any;
 use std::fmt;
 use std::net::SocketAddr;
 
+use lanes_proto::session::{Receiver, Session};
 use mio::net::TcpStream;
+
+use crate::conn::Input;
+use crate::id::ConnId;
+use crate::outbox::Outbox;
 
 /// What the accepting worker hands over.
 pub(crate) struct Handoff {
@@ -48,4 +55,59 @@ impl fmt::Debug for PlacedAccept {
             .field("headers", &self.headers)
             .finish_non_exhaustive()
     }
+}
+
+/// An open connection on its way to the worker a callback moved it to: everything the
+/// connection is, but its slot.
+pub(crate) struct MovedConn {
+    pub(crate) stream: TcpStream,
+    pub(crate) peer: SocketAddr,
+    /// The application's state (a `Handler::State`).
+    pub(crate) state: Box<dyn Any + Send>,
+    pub(crate) session: Session,
+    /// The receiving half, with any partial frame or message.
+    pub(crate) receiver: Receiver,
+    /// What is queued for the peer and not yet written, with the compression context.
+    pub(crate) outbox: Outbox,
+    /// Input read before a backpressure pause, not yet handled.
+    pub(crate) input: Input,
+    #[cfg(feature = "tls")]
+    pub(crate) tls: Option<Box<crate::tls::TlsLayer>>,
+    /// The topics it was subscribed to.
+    pub(crate) topics: Vec<Box<str>>,
+    /// Its id on the worker it left.
+    pub(crate) from: ConnId,
+}
+
+impl fmt::Debug for MovedConn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MovedConn")
+            .field("peer", &self.peer)
+            .field("from", &self.from)
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A callback's request to move its connection, carried out once the callback returned.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MoveRequest {
+    pub(crate) slot: usize,
+    pub(crate) generation: u32,
+    pub(crate) worker: usize,
+    /// The state type the callback named, checked against the handler's.
+    pub(crate) state_type: std::any::TypeId,
+    /// Boxes the state for the journey (the named type is `Send`).
+    pub(crate) erase: EraseMoved,
+}
+
+/// Boxes a moved connection's state as `Send` (`None` when it is not of the named type).
+pub(crate) type EraseMoved = fn(Box<dyn Any>) -> Option<Box<dyn Any + Send>>;
+
+/// [`MoveRequest::erase`] for state type `S`.
+pub(crate) fn erase_moved<S: Send + 'static>(state: Box<dyn Any>) -> Option<Box<dyn Any + Send>> {
+    state
+        .downcast::<S>()
+        .ok()
+        .map(|state| state as Box<dyn Any + Send>)
 }

@@ -18,7 +18,7 @@ use mio::Waker;
 
 use crate::deferred::DeferredAnswer;
 use crate::error::SendError;
-use crate::handoff::Handoff;
+use crate::handoff::{Handoff, MovedConn};
 use crate::id::ConnId;
 use crate::live::LiveTable;
 use crate::message::WorkerMessage;
@@ -44,6 +44,8 @@ pub(crate) enum Command {
     Message(WorkerMessage),
     /// A connection placed on this worker by the worker that accepted it.
     Adopt(Box<Handoff>),
+    /// An open connection a callback on another worker moved here.
+    Arrive(Box<MovedConn>),
     /// The application's answer to an upgrade deferred on this worker.
     Answer {
         id: ConnId,

@@ -2,12 +2,16 @@
 //! another thread report a stale id at once.
 //!
 //! Each worker owns one table and is its only writer; other threads only read. A slot's word is
-//! `generation << 1 | 1` while a connection is open in it and 0 otherwise. The table is made of
+//! `generation << 1 | 1` while a connection is open in it, [`MOVED`]` | generation << 1` after
+//! that connection moved to another worker (until the slot is used again), and 0 otherwise. The table is made of
 //! chunks allocated the first time a slot in them is used, so a worker that never has many
 //! connections never pays for a table sized for its maximum.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The flag of a slot whose connection moved to another worker.
+const MOVED: u64 = 1 << 63;
 
 /// Slots per chunk.
 const CHUNK: usize = 256;
@@ -48,6 +52,19 @@ impl LiveTable {
         if let Some(word) = self.word(slot) {
             word.store(0, Ordering::Release);
         }
+    }
+
+    /// Marks `slot`'s connection of `generation` as moved to another worker (owner only).
+    pub(crate) fn moved(&self, slot: usize, generation: u32) {
+        if let Some(word) = self.word(slot) {
+            word.store(MOVED | u64::from(generation) << 1, Ordering::Release);
+        }
+    }
+
+    /// Whether `slot`'s connection of `generation` moved to another worker.
+    pub(crate) fn was_moved(&self, slot: usize, generation: u32) -> bool {
+        self.word(slot)
+            .is_some_and(|w| w.load(Ordering::Acquire) == MOVED | u64::from(generation) << 1)
     }
 
     /// Marks every slot as holding no open connection (the worker is gone).
@@ -92,5 +109,22 @@ mod tests {
         table.clear();
         assert!(!table.is_open(5, 8));
         assert!(!table.is_open(300, 2));
+    }
+
+    #[test]
+    fn a_moved_connection_is_neither_open_nor_gone_until_its_slot_is_used_again() {
+        let table = LiveTable::new(10);
+        for generation in [0, 1, u32::MAX] {
+            table.open(3, generation);
+            table.moved(3, generation);
+            assert!(!table.is_open(3, generation));
+            assert!(table.was_moved(3, generation));
+            assert!(!table.was_moved(3, generation.wrapping_add(1)));
+            table.open(3, generation.wrapping_add(1));
+            assert!(!table.was_moved(3, generation));
+        }
+        table.open(4, 0);
+        table.close(4);
+        assert!(!table.was_moved(4, 0), "closed is not moved");
     }
 }

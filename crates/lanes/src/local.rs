@@ -46,6 +46,9 @@ pub(crate) struct Local {
     /// Connections given output outside their own I/O event (publishes, sends by id, timers):
     /// written once each at the end of the loop iteration.
     pub(crate) dirty: Vec<(usize, u32)>,
+    /// Connections callbacks asked to move to another worker ([`Ws::move_to`](crate::Ws::move_to)),
+    /// moved at the end of the iteration.
+    pub(crate) moves: Vec<crate::handoff::MoveRequest>,
     /// Keyed published messages waiting for subscribers that are behind.
     pub(crate) latest: LatestValues,
     /// The lines for handler panics: every panic is counted, the first
@@ -144,6 +147,7 @@ impl Local {
             deferred: Vec::new(),
             deferred_commands: Vec::new(),
             dirty: Vec::new(),
+            moves: Vec::new(),
             latest: LatestValues::default(),
             panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
         }

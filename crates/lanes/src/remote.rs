@@ -339,6 +339,9 @@ impl Remote {
             return Err(SendError::WorkerDied);
         }
         if !link.live.is_open(id.slot as usize, id.generation) {
+            if link.live.was_moved(id.slot as usize, id.generation) {
+                return Err(SendError::Moved);
+            }
             return Err(SendError::Gone);
         }
         Ok(link)

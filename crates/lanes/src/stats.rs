@@ -191,6 +191,10 @@ pub(crate) struct Counters {
     pub(crate) adopted: AtomicU64,
     /// Upgrades `on_upgrade` deferred.
     pub(crate) deferred: AtomicU64,
+    /// Open connections moved from this worker to another.
+    pub(crate) moved_out: AtomicU64,
+    /// Open connections moved here from another worker.
+    pub(crate) moved_in: AtomicU64,
     /// Bytes held by upgrades waiting for their answer (a gauge).
     pub(crate) deferred_bytes: AtomicU64,
     pub(crate) accepted: AtomicU64,
@@ -283,6 +287,8 @@ impl Counters {
             handed_off: get(&self.handed_off),
             adopted: get(&self.adopted),
             deferred: get(&self.deferred),
+            moved_out: get(&self.moved_out),
+            moved_in: get(&self.moved_in),
             deferred_bytes: get(&self.deferred_bytes),
             accepted: get(&self.accepted),
             opened: get(&self.opened),
@@ -355,6 +361,10 @@ pub struct WorkerStats {
     pub adopted: u64,
     /// Upgrades `on_upgrade` deferred ([`Request::defer`](crate::Request::defer)).
     pub deferred: u64,
+    /// Open connections moved from this worker to another ([`Ws::move_to`](crate::Ws::move_to)).
+    pub moved_out: u64,
+    /// Open connections moved here from another worker.
+    pub moved_in: u64,
     /// Bytes held now by upgrades waiting for their answer: each holds its request head (and
     /// any bytes read behind it), in a buffer of that length.
     pub deferred_bytes: u64,
@@ -459,6 +469,8 @@ impl WorkerStats {
         self.handed_off += w.handed_off;
         self.adopted += w.adopted;
         self.deferred += w.deferred;
+        self.moved_out += w.moved_out;
+        self.moved_in += w.moved_in;
         self.deferred_bytes += w.deferred_bytes;
         self.accepted += w.accepted;
         self.opened += w.opened;

@@ -99,6 +99,14 @@ impl Topics {
     }
 
     /// Removes every subscription in `subs` (the connection is going away).
+    /// The names of the topics `subs` are subscriptions to.
+    pub(crate) fn names_of(&self, subs: &[Subscription]) -> Vec<Box<str>> {
+        subs.iter()
+            .filter_map(|s| self.topics.get(s.topic))
+            .map(|t| t.name.clone())
+            .collect()
+    }
+
     pub(crate) fn unsubscribe_all(&mut self, subs: &mut Vec<Subscription>) {
         for sub in subs.drain(..) {
             self.remove(sub);

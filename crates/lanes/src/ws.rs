@@ -1,5 +1,6 @@
 //! The connection handle given to callbacks.
 
+use std::any::TypeId;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -7,6 +8,7 @@ use lanes_proto::session::Session;
 use lanes_proto::{CloseCode, OpCode};
 
 use crate::error::SendError;
+use crate::handoff::{MoveRequest, erase_moved};
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
@@ -55,6 +57,59 @@ impl<'a> Ws<'a> {
             id,
             peer,
         }
+    }
+
+    /// Moves this connection to worker `worker` once the callback returns (a player who
+    /// changes rooms, onto the worker that owns the new room). `S` is the handler's `State`
+    /// type, named so that it can be checked to be `Send`: `ws.move_to::<Player>(worker)`.
+    ///
+    /// Everything moves with it: its state, its protocol session, a partial message, what is
+    /// queued for the peer and not yet written (in order, ahead of what the new worker sends),
+    /// its TLS session and its subscriptions (its topics are joined on the new worker). The
+    /// new worker gives it a new [`ConnId`] and calls
+    /// [`Handler::on_arrive`](crate::Handler::on_arrive) with it; `on_close` is not called for
+    /// the old one. Sends to the old id do not follow: they fail with [`SendError::Moved`]
+    /// (until the old slot is used again: then [`SendError::Gone`]), and sends already queued
+    /// for the old worker when it moved are dropped (counted as stale). The connection's
+    /// timers ([`set_timer`](Self::set_timer)) stay behind and do not fire.
+    ///
+    /// Moving to this worker does nothing. Fails at once with [`SendError::NoSuchWorker`]; if
+    /// the new worker's queue is full when the move is made, the connection stays here (it is
+    /// taken back in under a new id and `on_arrive` runs on this worker).
+    ///
+    /// ```no_run
+    /// # use lanes::{Accept, Handler, Message, Request, Upgrade, Ws};
+    /// struct Player { room: String }
+    /// struct Rooms;
+    /// impl Handler for Rooms {
+    ///     type State = Player;
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<Player> {
+    ///         Upgrade::Accept(Accept::new(Player { room: "lobby".into() }))
+    ///     }
+    ///     fn on_message(&mut self, ws: &mut Ws<'_>, player: &mut Player, message: Message<'_>) {
+    ///         if let Message::Text(room) = message {
+    ///             player.room = room.to_string();
+    ///             let worker = ws.remote().worker_for(room);
+    ///             let _ = ws.move_to::<Player>(worker);
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    pub fn move_to<S: Send + 'static>(&mut self, worker: usize) -> Result<(), SendError> {
+        if worker >= self.local.remote.worker_count() {
+            return Err(SendError::NoSuchWorker);
+        }
+        if worker == usize::from(self.local.index) {
+            return Ok(());
+        }
+        self.local.moves.push(MoveRequest {
+            slot: self.id.slot as usize,
+            generation: self.id.generation,
+            worker,
+            state_type: TypeId::of::<S>(),
+            erase: erase_moved::<S>,
+        });
+        Ok(())
     }
 
     /// Sends a text message.

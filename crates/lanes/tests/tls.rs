@@ -238,6 +238,10 @@ impl lanes::Handler for MoveOn {
     }
     fn on_message(&mut self, ws: &mut lanes::Ws<'_>, _: &mut (), message: lanes::Message<'_>) {
         match message {
+            lanes::Message::Text("move") => {
+                ws.move_to::<()>((self.index + 1) % 2).unwrap();
+                ws.send_text("moving")
+            }
             lanes::Message::Text(text) => ws.send_text(text),
             lanes::Message::Binary(bytes) => ws.send_binary(bytes),
         };
@@ -245,7 +249,7 @@ impl lanes::Handler for MoveOn {
 }
 
 #[test]
-fn an_upgrade_placed_on_another_worker_moves_with_its_tls_session() {
+fn an_upgrade_placed_on_another_worker_and_moved_again_keeps_its_tls_session() {
     let ca = Ca::new();
     let server = support::start_server(
         2,
@@ -271,6 +275,18 @@ fn an_upgrade_placed_on_another_worker_moves_with_its_tls_session() {
     for client in &mut clients {
         echo_once(client, OpCode::Text, b"still here");
     }
+    // Open connections moved again, their TLS sessions (and lanes' own record layer's
+    // sequence numbers) with them.
+    for client in &mut clients {
+        for _ in 0..3 {
+            client.send(true, OpCode::Text, b"move");
+            assert_eq!(client.recv().payload, b"moving");
+            echo_once(client, OpCode::Binary, &[9u8; 40_000]);
+        }
+    }
+    wait_until("every move counted", || {
+        server.stats().total().moved_in == 12
+    });
 }
 
 #[test]

@@ -57,6 +57,7 @@ impl<H: Handler> Worker<H> {
                 });
             }
             Command::Adopt(handoff) => self.adopt(*handoff),
+            Command::Arrive(moved) => self.arrive(*moved),
             Command::Answer { id, answer } => self.on_deferred_answer(id, *answer),
             Command::Broadcast { message } => {
                 self.local.note_published();
@@ -115,6 +116,9 @@ impl<H: Handler> Worker<H> {
     /// End of a loop iteration: deliver this worker's own publishes, then write every
     /// connection that got output outside its own I/O, once.
     pub(super) fn settle(&mut self, now: Instant) {
+        if !self.local.moves.is_empty() {
+            self.move_out_requested();
+        }
         while !self.local.deferred.is_empty() || !self.local.deferred_commands.is_empty() {
             let deferred = std::mem::take(&mut self.local.deferred);
             for (topic, message, except) in &deferred {

@@ -1,10 +1,12 @@
 //! A worker: one thread, pinned to one core, with its own mio loop, listener, connection table,
 //! buffer pool and timer wheel. A connection stays on the worker that accepted it, unless the
-//! handler places its upgrade on another worker: then it moves there before it opens.
+//! handler places its upgrade on another worker (it moves there before it opens) or a callback
+//! moves it once open.
 //!
 //! One file per job: the loop itself (here), [`accept`] (the listener and its back-off),
 //! [`upgrade`] (the answer to a request head), [`deferral`] (upgrades answered later),
-//! [`handoff`] (connections placed on another worker, handed over and taken in), [`io`] (the only code that touches a
+//! [`handoff`] (connections placed on another worker, handed over and taken in), [`moving`]
+//! (open connections moved to another worker), [`io`] (the only code that touches a
 //! connection's socket), [`dispatch`] (received frames to handler callbacks), [`keepalive`]
 //! (protocol deadlines and the application's timers), [`commands`] (work from other threads
 //! and this worker's own publishes) and [`shutdown`].
@@ -17,6 +19,7 @@ mod dispatch;
 mod handoff;
 mod io;
 mod keepalive;
+mod moving;
 mod shutdown;
 mod upgrade;
 
@@ -197,6 +200,7 @@ impl<H: Handler> Worker<H> {
                 deferred: Vec::new(),
                 deferred_commands: Vec::new(),
                 dirty: Vec::new(),
+                moves: Vec::new(),
                 latest: Default::default(),
                 panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
             },
