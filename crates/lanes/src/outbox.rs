@@ -56,14 +56,15 @@ pub(crate) struct Outbox {
     /// On a connection with lanes' own TLS record layer: the backlog is laid out as records,
     /// sealed in place before they are written.
     #[cfg(feature = "tls")]
-    framing: Option<RecordFraming>,
+    /// (Boxed: a plain connection pays one word for it.)
+    framing: Option<Box<RecordFraming>>,
 }
 
 /// Appends `bytes` to the backlog `buf`: as they are, or into its TLS records.
 #[inline(always)]
 fn append(
     buf: &mut Vec<u8>,
-    #[cfg(feature = "tls")] framing: &mut Option<RecordFraming>,
+    #[cfg(feature = "tls")] framing: &mut Option<Box<RecordFraming>>,
     bytes: &[u8],
 ) {
     #[cfg(feature = "tls")]
@@ -129,7 +130,7 @@ impl Outbox {
             self.buf = Some(buf);
             self.written = 0;
         }
-        self.framing = Some(framing);
+        self.framing = Some(Box::new(framing));
     }
 
     /// Sealed records ready to write (framed backlog only).

@@ -70,8 +70,10 @@ impl<'a> Ws<'a> {
     /// [`Handler::on_arrive`](crate::Handler::on_arrive) with it; `on_close` is not called for
     /// the old one. Sends to the old id do not follow: they fail with [`SendError::Moved`]
     /// (until the old slot is used again: then [`SendError::Gone`]), and sends already queued
-    /// for the old worker when it moved are dropped (counted as stale). The connection's
-    /// timers ([`set_timer`](Self::set_timer)) stay behind and do not fire.
+    /// for the old worker when it moved are dropped (counted as stale). A message published to
+    /// one of its topics while it is on its way may reach it twice (through both workers) or
+    /// not at all; otherwise it receives its topics' messages in the order published. The
+    /// connection's timers ([`set_timer`](Self::set_timer)) stay behind and do not fire.
     ///
     /// Moving to this worker does nothing. Fails at once with [`SendError::NoSuchWorker`]; if
     /// the new worker's queue is full when the move is made, the connection stays here (it is
