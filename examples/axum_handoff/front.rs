@@ -13,8 +13,37 @@ use axum::Router;
 use axum::routing::get;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
+use lanes::{Accept, Handler, Message, Request, Upgrade, Ws};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
+
+/// lanes' side: echoes, after saying which worker serves the connection.
+pub(crate) struct Rooms {
+    index: usize,
+}
+
+impl Rooms {
+    /// Worker `index`'s handler.
+    pub(crate) fn new(index: usize) -> Rooms {
+        Rooms { index }
+    }
+}
+
+impl Handler for Rooms {
+    type State = ();
+    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+        Upgrade::Accept(Accept::new(()))
+    }
+    fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) {
+        ws.send_text(&format!("served by lanes worker {}", self.index));
+    }
+    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
+        match message {
+            Message::Text(text) => ws.send_text(text),
+            Message::Binary(bytes) => ws.send_binary(bytes),
+        };
+    }
+}
 
 /// The longest request head looked at.
 const MAX_HEAD: usize = 8 * 1024;

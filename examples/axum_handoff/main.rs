@@ -14,30 +14,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use clap::Parser;
-use lanes::{Accept, Config, Handler, Message, Request, Server, Upgrade, Ws};
+use lanes::{Config, Server};
 
 mod front;
-
-/// Echoes, after saying which worker serves the connection.
-struct Rooms {
-    index: usize,
-}
-
-impl Handler for Rooms {
-    type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
-        Upgrade::Accept(Accept::new(()))
-    }
-    fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) {
-        ws.send_text(&format!("served by lanes worker {}", self.index));
-    }
-    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
-        match message {
-            Message::Text(text) => ws.send_text(text),
-            Message::Binary(bytes) => ws.send_binary(bytes),
-        };
-    }
-}
 
 /// The options.
 #[derive(Debug, Parser)]
@@ -51,8 +30,8 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     // lanes' own port is not used here: connections come through the front.
-    let lanes = match Server::new(SocketAddr::from(([127, 0, 0, 1], 0)), |info| Rooms {
-        index: info.index,
+    let lanes = match Server::new(SocketAddr::from(([127, 0, 0, 1], 0)), |info| {
+        front::Rooms::new(info.index)
     })
     .config(Config::default())
     .start()

@@ -11,32 +11,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use lanes::{Accept, Config, Handler, Message, Request, Upgrade, Ws, worker_for};
+use lanes::{Config, worker_for};
 use lanes_proto::OpCode;
 use support::{Client, start_server};
 
-struct Rooms {
-    index: usize,
-}
-
-impl Handler for Rooms {
-    type State = ();
-    fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
-        Upgrade::Accept(Accept::new(()))
-    }
-    fn on_open(&mut self, ws: &mut Ws<'_>, _: &mut ()) {
-        ws.send_text(&format!("served by lanes worker {}", self.index));
-    }
-    fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
-        if let Message::Text(text) = message {
-            ws.send_text(text);
-        }
-    }
-}
-
 #[test]
 fn ws_connections_go_to_lanes_on_their_rooms_worker_and_the_rest_stays_in_axum() {
-    let lanes = start_server(2, Config::default(), |info| Rooms { index: info.index });
+    let lanes = start_server(2, Config::default(), |info| front::Rooms::new(info.index));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();

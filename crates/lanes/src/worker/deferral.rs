@@ -6,10 +6,10 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 
 use lanes_proto::CloseCode;
-use lanes_proto::handshake::{Parsed, RequestHead, write_reject};
+use lanes_proto::handshake::{Parsed, RequestHead};
 
 use super::Worker;
-use super::upgrade::{answer_placed, write_refusal};
+use super::upgrade::{answer_placed, error_response, write_refusal};
 use crate::conn::{Conn, Input, Phase, mark_dirty};
 use crate::deferred::{DeferredAnswer, DeferredCell};
 use crate::handler::Handler;
@@ -79,14 +79,7 @@ impl<H: Handler> Worker<H> {
         }
         tracing::debug!(peer = %conn.peer, "deferred upgrade not answered in time: 503");
         let _ = end_deferral(conn, &self.local.counters);
-        let mut response = Vec::new();
-        let _ = write_reject(
-            &mut response,
-            503,
-            &[],
-            b"the upgrade was not answered in time",
-        );
-        self.close_with(key, &response, 503);
+        self.close_with(key, 503, b"the upgrade was not answered in time");
     }
 
     /// The application answered deferred upgrade `id`: refuse, accept here, or accept on the
@@ -108,7 +101,7 @@ impl<H: Handler> Worker<H> {
             DeferredAnswer::Refuse(refusal) => {
                 let mut response = Vec::new();
                 write_refusal(&mut response, &refusal);
-                self.close_with(key, &response, refusal.status);
+                self.answer_and_close(key, &response, refusal.status);
                 return;
             }
             DeferredAnswer::Accept {
@@ -120,14 +113,7 @@ impl<H: Handler> Worker<H> {
         let count = self.local.remote.worker_count();
         let target = placement.map_or(own, |p| p.resolve(count));
         if target >= count {
-            let mut response = Vec::new();
-            let _ = write_reject(
-                &mut response,
-                500,
-                &[],
-                b"upgrade placed on a worker that does not exist",
-            );
-            self.close_with(key, &response, 500);
+            self.close_with(key, 500, b"upgrade placed on a worker that does not exist");
             return;
         }
         if target != own {
@@ -146,9 +132,7 @@ impl<H: Handler> Worker<H> {
             }
             // It was parsed before it was deferred: this cannot fail.
             _ => {
-                let mut response = Vec::new();
-                let _ = write_reject(&mut response, 500, &[], b"internal error");
-                self.close_with(key, &response, 500);
+                self.close_with(key, 500, b"internal error");
                 return;
             }
         };
@@ -161,9 +145,15 @@ impl<H: Handler> Worker<H> {
         self.arm(key);
     }
 
+    /// Answers connection `key` with lanes' own `status` and `body`, and closes it once
+    /// written.
+    fn close_with(&mut self, key: usize, status: u16, body: &[u8]) {
+        self.answer_and_close(key, &error_response(status, body), status);
+    }
+
     /// Answers connection `key` with `response` (counted as a refusal with `status`) and
     /// closes it once written.
-    fn close_with(&mut self, key: usize, response: &[u8], status: u16) {
+    fn answer_and_close(&mut self, key: usize, response: &[u8], status: u16) {
         let now_ms = self.local.now_us / 1000;
         self.local.counters.note_rejected(status);
         let conn = &mut self.conns[key];

@@ -2,12 +2,12 @@
 //! placed elsewhere over ([`Worker::hand_off`]), and the worker it was placed on takes it into
 //! its table and answers it ([`Worker::adopt`]).
 
-use lanes_proto::handshake::{Parsed, RequestHead, write_reject};
+use lanes_proto::handshake::{Parsed, RequestHead};
 use mio::Token;
 
 use super::Worker;
 use super::io;
-use super::upgrade::answer_placed;
+use super::upgrade::{answer_placed, error_response};
 use crate::conn::{Conn, Phase, mark_dirty};
 use crate::handler::Handler;
 use crate::handoff::{Handoff, PlacedAccept};
@@ -162,13 +162,7 @@ fn refuse_placed(mut handoff: Handoff) {
     if handoff.tls.is_some() {
         return;
     }
-    let mut response = Vec::new();
-    let _ = write_reject(
-        &mut response,
-        503,
-        &[],
-        b"the worker this connection was placed on is busy",
-    );
+    let response = error_response(503, b"the worker this connection was placed on is busy");
     let _ = std::io::Write::write(&mut handoff.stream, &response);
     let _ = handoff.stream.shutdown(std::net::Shutdown::Write);
 }

@@ -419,6 +419,13 @@ fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
     }
 }
 
+/// One of lanes' own error answers: `status` (400-599) with a plain-text `body`.
+pub(super) fn error_response(status: u16, body: &[u8]) -> Vec<u8> {
+    let mut response = Vec::new();
+    let _ = write_reject(&mut response, status, &[], body);
+    response
+}
+
 /// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
 pub(super) fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
     let headers = header_pairs(&refusal.headers);
