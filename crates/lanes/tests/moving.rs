@@ -12,13 +12,10 @@ use std::thread;
 use std::time::Duration;
 
 use lanes::{
-    Accept, Config, ConnId, DeflateConfig, Handler, Message, Request, SendError, Upgrade,
-    WorkerContext, Ws,
+    Accept, Config, ConnId, Handler, Message, Request, SendError, Upgrade, WorkerContext, Ws,
 };
 use lanes_proto::OpCode;
-use lanes_proto::deflate::{DeflateParams, SendAs};
-use lanes_proto::frame::{RSV1, Role};
-use support::{Client, start_server, wait_until};
+use support::{Client, start_server};
 
 const WORKERS: usize = 2;
 
@@ -201,57 +198,68 @@ fn moved_back_and_forth_under_a_stream_of_news_it_receives_in_order() {
     server.shutdown().unwrap();
 }
 
-#[test]
-fn a_compressed_connection_and_a_partial_message_survive_the_move() {
-    let mut config = Config::default();
-    config.deflate = DeflateConfig {
-        enabled: true,
-        min_compress_len: 0,
-        ..DeflateConfig::default()
-    };
-    let (server, _arrivals) = start(config);
-    let (mut client, answer) = Client::connect_with_extensions(
-        server.local_addr(),
-        "permessage-deflate; client_max_window_bits",
-    );
-    assert!(answer.starts_with("permessage-deflate"), "{answer}");
-    let params = DeflateParams::default();
-    client.enable_deflate(&params);
-    let every_message = DeflateConfig {
-        min_compress_len: 0,
-        ..config_on()
-    };
-    let mut deflater = params.deflater(Role::Client, &every_message);
-    let mut send_compressed = |client: &mut Client, message: &[u8]| {
-        let mut out = Vec::new();
-        assert_eq!(deflater.compress(message, &mut out), SendAs::Compressed);
-        client.send_raw(&Client::encode_rsv(OpCode::Text, RSV1, &out));
-    };
-    let first = opened_on(&mut client);
-    let long = "the same words again and again ".repeat(20);
-    send_compressed(&mut client, long.as_bytes());
-    assert_eq!(text(&mut client), long);
-    // The first fragment of a message, then the move, then the rest.
-    send_compressed(&mut client, b"move");
-    client.send(false, OpCode::Text, b"split ");
-    assert_eq!(
-        text(&mut client),
-        format!("anon arrived on {}", (first + 1) % WORKERS)
-    );
-    client.send(true, OpCode::Continuation, b"message");
-    assert_eq!(text(&mut client), "split message");
-    // The compression contexts (takeover both ways) came along.
-    for _ in 0..3 {
+/// permessage-deflate across a move (with the feature only).
+#[cfg(feature = "deflate")]
+mod deflate {
+    use lanes::DeflateConfig;
+    use lanes_proto::deflate::{DeflateParams, SendAs};
+    use lanes_proto::frame::{RSV1, Role};
+
+    use super::*;
+    use crate::support::wait_until;
+
+    #[test]
+    fn a_compressed_connection_and_a_partial_message_survive_the_move() {
+        let mut config = Config::default();
+        config.deflate = DeflateConfig {
+            enabled: true,
+            min_compress_len: 0,
+            ..DeflateConfig::default()
+        };
+        let (server, _arrivals) = start(config);
+        let (mut client, answer) = Client::connect_with_extensions(
+            server.local_addr(),
+            "permessage-deflate; client_max_window_bits",
+        );
+        assert!(answer.starts_with("permessage-deflate"), "{answer}");
+        let params = DeflateParams::default();
+        client.enable_deflate(&params);
+        let every_message = DeflateConfig {
+            min_compress_len: 0,
+            ..config_on()
+        };
+        let mut deflater = params.deflater(Role::Client, &every_message);
+        let mut send_compressed = |client: &mut Client, message: &[u8]| {
+            let mut out = Vec::new();
+            assert_eq!(deflater.compress(message, &mut out), SendAs::Compressed);
+            client.send_raw(&Client::encode_rsv(OpCode::Text, RSV1, &out));
+        };
+        let first = opened_on(&mut client);
+        let long = "the same words again and again ".repeat(20);
         send_compressed(&mut client, long.as_bytes());
         assert_eq!(text(&mut client), long);
+        // The first fragment of a message, then the move, then the rest.
+        send_compressed(&mut client, b"move");
+        client.send(false, OpCode::Text, b"split ");
+        assert_eq!(
+            text(&mut client),
+            format!("anon arrived on {}", (first + 1) % WORKERS)
+        );
+        client.send(true, OpCode::Continuation, b"message");
+        assert_eq!(text(&mut client), "split message");
+        // The compression contexts (takeover both ways) came along.
+        for _ in 0..3 {
+            send_compressed(&mut client, long.as_bytes());
+            assert_eq!(text(&mut client), long);
+        }
+        wait_until("the move counted", || server.stats().total().moved_in == 1);
+        server.shutdown().unwrap();
     }
-    wait_until("the move counted", || server.stats().total().moved_in == 1);
-    server.shutdown().unwrap();
-}
 
-fn config_on() -> DeflateConfig {
-    DeflateConfig {
-        enabled: true,
-        ..DeflateConfig::default()
+    fn config_on() -> DeflateConfig {
+        DeflateConfig {
+            enabled: true,
+            ..DeflateConfig::default()
+        }
     }
 }
