@@ -60,33 +60,6 @@ pub(crate) struct Outbox {
     framing: Option<Box<RecordFraming>>,
 }
 
-/// Appends `bytes` to the backlog `buf`: as they are, or into its TLS records.
-#[inline(always)]
-fn append(
-    buf: &mut Vec<u8>,
-    #[cfg(feature = "tls")] framing: &mut Option<Box<RecordFraming>>,
-    bytes: &[u8],
-) {
-    #[cfg(feature = "tls")]
-    if let Some(framing) = framing {
-        framing.append(buf, bytes);
-        return;
-    }
-    buf.extend_from_slice(bytes);
-}
-
-/// `append` with the outbox's framing when TLS is built in.
-macro_rules! append {
-    ($self:ident, $buf:expr, $bytes:expr) => {
-        append(
-            $buf,
-            #[cfg(feature = "tls")]
-            &mut $self.framing,
-            $bytes,
-        )
-    };
-}
-
 impl Outbox {
     pub(crate) const fn new() -> Outbox {
         Outbox {
@@ -188,11 +161,7 @@ impl Outbox {
             if let Some(buf) = self.buf.take() {
                 pool.put(buf);
             }
-            self.written = 0;
-            #[cfg(feature = "tls")]
-            if let Some(framing) = self.framing.as_mut() {
-                framing.reset();
-            }
+            self.buffer_returned();
         } else if self.written >= COMPACT_AFTER && self.written * 2 >= buf.len() {
             // A peer that always leaves a little unread must not make the buffer keep every
             // byte ever sent: drop the written part once it is most of the buffer.
@@ -211,9 +180,31 @@ impl Outbox {
         self.buf.as_ref().map_or(0, Vec::capacity)
     }
 
+    /// Appends `bytes` to the backlog (in a buffer from the pool if it has none): as they are,
+    /// or into its TLS records.
+    #[inline(always)]
+    fn extend(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        #[cfg(feature = "tls")]
+        if let Some(framing) = self.framing.as_mut() {
+            framing.append(buf, bytes);
+            return;
+        }
+        buf.extend_from_slice(bytes);
+    }
+
+    /// The buffer went back to the pool: nothing is written of the next one, nor framed.
+    fn buffer_returned(&mut self) {
+        self.written = 0;
+        #[cfg(feature = "tls")]
+        if let Some(framing) = self.framing.as_mut() {
+            framing.reset();
+        }
+    }
+
     /// Appends raw bytes (the handshake response).
     pub(crate) fn push_raw(&mut self, bytes: &[u8], pool: &mut BufferPool) {
-        append!(self, self.buf.get_or_insert_with(|| pool.take()), bytes);
+        self.extend(bytes, pool);
     }
 
     /// Gives the buffer back (the connection is going away).
@@ -221,11 +212,7 @@ impl Outbox {
         if let Some(buf) = self.buf.take() {
             pool.put(buf);
         }
-        self.written = 0;
-        #[cfg(feature = "tls")]
-        if let Some(framing) = self.framing.as_mut() {
-            framing.reset();
-        }
+        self.buffer_returned();
     }
 
     /// Queues one frame; the caller has checked the phase and the caps.
@@ -345,11 +332,7 @@ impl Outbox {
             return status;
         }
         stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
-        append!(
-            self,
-            self.buf.get_or_insert_with(|| local.pool.take()),
-            frame
-        );
+        self.extend(frame, &mut local.pool);
         self.status(local)
     }
 }

@@ -103,6 +103,35 @@ impl<H: Handler> Worker<H> {
         }
     }
 
+    /// Takes a connection into the table in its handshake phase (registered with this worker's
+    /// poll, under the next generation); its key, or `None` when it could not be registered.
+    pub(super) fn take_in(
+        &mut self,
+        mut stream: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        now_ms: u64,
+        receiver: Receiver,
+        outbox: Outbox,
+        #[cfg(feature = "tls")] tls: Option<Box<crate::tls::TlsLayer>>,
+    ) -> Option<usize> {
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        io::register(&self.poll, &mut stream, Token(key)).ok()?;
+        let generation = self.next_generation;
+        self.next_generation = self.next_generation.wrapping_add(1);
+        entry.insert(Conn::handshaking(
+            stream,
+            peer,
+            generation,
+            now_ms,
+            receiver,
+            outbox,
+            #[cfg(feature = "tls")]
+            tls,
+        ));
+        Some(key)
+    }
+
     /// Takes a new TCP connection into the table (or refuses it with 503 when the worker is
     /// full) and arms its handshake timeout.
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
@@ -128,24 +157,20 @@ impl<H: Handler> Worker<H> {
                 return;
             }
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if io::register(&self.poll, &mut stream, Token(key)).is_err() {
-            return;
-        }
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        entry.insert(Conn::handshaking(
+        let receiver = Receiver::new(&self.session_config);
+        let Some(key) = self.take_in(
             stream,
             peer,
-            generation,
             now_ms,
-            Receiver::new(&self.session_config),
+            receiver,
             Outbox::new(),
             #[cfg(feature = "tls")]
             tls,
-        ));
+        ) else {
+            return;
+        };
+        let generation = self.conns[key].generation;
         self.local.wheel.schedule(
             key,
             generation,

@@ -6,10 +6,9 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 
 use lanes_proto::CloseCode;
-use lanes_proto::handshake::{Parsed, RequestHead};
 
 use super::Worker;
-use super::upgrade::{answer_placed, error_response, write_refusal};
+use super::upgrade::write_refusal;
 use crate::conn::{Conn, Input, Phase, mark_dirty};
 use crate::deferred::{DeferredAnswer, DeferredCell};
 use crate::handler::Handler;
@@ -120,46 +119,13 @@ impl<H: Handler> Worker<H> {
             self.hand_off(key, target, head, accepted);
             return;
         }
-        let conn = &self.conns[key];
-        let (peer, generation) = (conn.peer, conn.generation);
-        let answer = match RequestHead::parse(&head, &self.head_limits) {
-            Ok(Parsed::Complete(request)) => {
-                let head_len = request.head_len();
-                (
-                    answer_placed(&request, peer, &self.local.config, accepted),
-                    head_len,
-                )
-            }
-            // It was parsed before it was deferred: this cannot fail.
-            _ => {
-                self.close_with(key, 500, b"internal error");
-                return;
-            }
-        };
-        self.act_on_answer(key, answer.0, head, answer.1);
+        let generation = self.conns[key].generation;
+        self.open_placed(key, head, accepted);
         // What the peer sent while it waited is read now.
         self.pending_reads.push((key, generation));
         if let Some(conn) = self.conns.get_mut(key) {
             mark_dirty(conn, key, &mut self.local.dirty);
         }
-        self.arm(key);
-    }
-
-    /// Answers connection `key` with lanes' own `status` and `body`, and closes it once
-    /// written.
-    fn close_with(&mut self, key: usize, status: u16, body: &[u8]) {
-        self.answer_and_close(key, &error_response(status, body), status);
-    }
-
-    /// Answers connection `key` with `response` (counted as a refusal with `status`) and
-    /// closes it once written.
-    fn answer_and_close(&mut self, key: usize, response: &[u8], status: u16) {
-        let now_ms = self.local.now_us / 1000;
-        self.local.counters.note_rejected(status);
-        let conn = &mut self.conns[key];
-        conn.outbox.push_raw(response, &mut self.local.pool);
-        conn.set_phase(Phase::Closing, now_ms);
-        mark_dirty(conn, key, &mut self.local.dirty);
         self.arm(key);
     }
 }

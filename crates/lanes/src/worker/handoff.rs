@@ -2,13 +2,10 @@
 //! placed elsewhere over ([`Worker::hand_off`]), and the worker it was placed on takes it into
 //! its table and answers it ([`Worker::adopt`]).
 
-use lanes_proto::handshake::{Parsed, RequestHead};
-use mio::Token;
-
 use super::Worker;
 use super::io;
-use super::upgrade::{answer_placed, error_response};
-use crate::conn::{Conn, Phase, mark_dirty};
+use super::upgrade::error_response;
+use crate::conn::{Phase, mark_dirty};
 use crate::handler::Handler;
 use crate::handoff::{Handoff, PlacedAccept};
 use crate::hub::Command;
@@ -73,35 +70,30 @@ impl<H: Handler> Worker<H> {
             io::configure(&handoff.stream, &self.local.config.socket);
         }
         let Handoff {
-            mut stream,
+            stream,
             peer,
             bytes,
             #[cfg(feature = "tls")]
             tls,
             accepted,
         } = handoff;
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if io::register(&self.poll, &mut stream, Token(key)).is_err() {
-            return;
-        }
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
         let now_ms = self.local.now_us / 1000;
         #[cfg(feature = "tls")]
         let (tls, outbox) = adopted_outbox(tls, &mut self.local.pool);
         #[cfg(not(feature = "tls"))]
         let outbox = Outbox::new();
-        entry.insert(Conn::handshaking(
+        let receiver = lanes_proto::session::Receiver::new(&self.session_config);
+        let Some(key) = self.take_in(
             stream,
             peer,
-            generation,
             now_ms,
-            lanes_proto::session::Receiver::new(&self.session_config),
+            receiver,
             outbox,
             #[cfg(feature = "tls")]
             tls,
-        ));
+        ) else {
+            return;
+        };
         stats::add(&self.local.counters.adopted, 1);
         let Some(accepted) = accepted else {
             // Adopted: the bytes read elsewhere are the start of the request, answered here as
@@ -114,23 +106,7 @@ impl<H: Handler> Worker<H> {
             self.arm(key);
             return;
         };
-        let answer = match RequestHead::parse(&bytes, &self.head_limits) {
-            Ok(Parsed::Complete(head)) => {
-                let head_len = head.head_len();
-                let answer = answer_placed(&head, peer, &self.local.config, accepted);
-                Some((answer, head_len))
-            }
-            // The accepting worker parsed this head: it cannot fail here.
-            _ => None,
-        };
-        match answer {
-            Some((answer, head_len)) => self.act_on_answer(key, answer, bytes, head_len),
-            None => {
-                self.local.pool.put(bytes);
-                let conn = &mut self.conns[key];
-                conn.set_phase(Phase::Closing, now_ms);
-            }
-        }
+        self.open_placed(key, bytes, accepted);
         if let Some(conn) = self.conns.get_mut(key) {
             mark_dirty(conn, key, &mut self.local.dirty);
         }

@@ -7,8 +7,7 @@ use std::any::TypeId;
 
 use super::Worker;
 use super::dispatch;
-use super::io;
-use crate::conn::{Conn, Phase, mark_dirty};
+use crate::conn::{Phase, mark_dirty};
 use crate::handler::Handler;
 use crate::handoff::{MoveRequest, MovedConn};
 use crate::hub::Command;
@@ -94,7 +93,7 @@ impl<H: Handler> Worker<H> {
     /// `on_arrive`, then what it has to read and write.
     pub(super) fn arrive(&mut self, moved: MovedConn) {
         let MovedConn {
-            mut stream,
+            stream,
             peer,
             state,
             session,
@@ -110,24 +109,20 @@ impl<H: Handler> Worker<H> {
             tracing::error!("a moved connection's state is of another type: dropped");
             return;
         };
-        let entry = self.conns.vacant_entry();
-        let key = entry.key();
-        if io::register(&self.poll, &mut stream, mio::Token(key)).is_err() {
-            return;
-        }
-        let generation = self.next_generation;
-        self.next_generation = self.next_generation.wrapping_add(1);
         let now_ms = self.local.now_us / 1000;
-        let mut conn = Conn::handshaking(
+        let Some(key) = self.take_in(
             stream,
             peer,
-            generation,
             now_ms,
             receiver,
             outbox,
             #[cfg(feature = "tls")]
             tls,
-        );
+        ) else {
+            return;
+        };
+        let conn = &mut self.conns[key];
+        let generation = conn.generation;
         conn.phase = Phase::Open {
             state: *state,
             session,
@@ -143,7 +138,6 @@ impl<H: Handler> Worker<H> {
         if !topics.is_empty() {
             self.local.note_subscriptions();
         }
-        entry.insert(conn);
         self.local.live.open(key, generation);
         stats::add(&self.local.counters.connections, 1);
         stats::add(&self.local.counters.moved_in, 1);

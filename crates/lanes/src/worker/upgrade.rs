@@ -22,7 +22,7 @@ use super::dispatch::{self, on_frames};
 #[cfg(feature = "deflate")]
 use crate::compress::SendCompression;
 use crate::config::Config;
-use crate::conn::Phase;
+use crate::conn::{Phase, mark_dirty};
 use crate::deferred::{Deferrable, DeferredCell};
 use crate::handler::{Handler, HttpResponse, Request, Upgrade};
 use crate::handoff::PlacedAccept;
@@ -202,7 +202,7 @@ pub(super) fn answer<H: Handler>(
 
 /// The answer, on the worker it was placed on, to an upgrade another worker accepted: the
 /// handler's acceptance carried out as if it had been given here.
-pub(super) fn answer_placed<S: 'static>(
+fn answer_placed<S: 'static>(
     head: &RequestHead<'_>,
     peer: SocketAddr,
     config: &Config,
@@ -399,6 +399,48 @@ impl<H: Handler> Worker<H> {
             );
         }
         self.local.pool.put(head_buf);
+    }
+}
+
+impl<H: Handler> Worker<H> {
+    /// Answers connection `key`'s request `head` (and handles what followed it) as the handler
+    /// of another worker, or a deferred answer, accepted it; the worker that took it in parsed
+    /// the head before, so a head that does not parse is an internal error.
+    pub(super) fn open_placed(&mut self, key: usize, head: Vec<u8>, accepted: PlacedAccept) {
+        let peer = self.conns[key].peer;
+        let answer = match RequestHead::parse(&head, &self.head_limits) {
+            Ok(Parsed::Complete(request)) => {
+                let head_len = request.head_len();
+                let answer = answer_placed(&request, peer, &self.local.config, accepted);
+                Some((answer, head_len))
+            }
+            _ => None,
+        };
+        match answer {
+            Some((answer, head_len)) => self.act_on_answer(key, answer, head, head_len),
+            None => {
+                self.local.pool.put(head);
+                self.close_with(key, 500, b"internal error");
+            }
+        }
+    }
+
+    /// Answers connection `key` with lanes' own `status` and `body`, and closes it once
+    /// written.
+    pub(super) fn close_with(&mut self, key: usize, status: u16, body: &[u8]) {
+        self.answer_and_close(key, &error_response(status, body), status);
+    }
+
+    /// Answers connection `key` with `response` (counted as a refusal with `status`) and
+    /// closes it once written.
+    pub(super) fn answer_and_close(&mut self, key: usize, response: &[u8], status: u16) {
+        let now_ms = self.local.now_us / 1000;
+        self.local.counters.note_rejected(status);
+        let conn = &mut self.conns[key];
+        conn.outbox.push_raw(response, &mut self.local.pool);
+        conn.set_phase(Phase::Closing, now_ms);
+        mark_dirty(conn, key, &mut self.local.dirty);
+        self.arm(key);
     }
 }
 
