@@ -7,6 +7,7 @@ use lanes_proto::session::{Receiver, Session, SessionState};
 use mio::net::TcpStream;
 
 use crate::id::ConnId;
+use crate::input::Input;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox};
 use crate::table::Table;
@@ -92,19 +93,6 @@ impl<S> Phase<S> {
     pub(crate) fn can_send(&self) -> bool {
         matches!(self, Phase::Open { session, .. } if session.can_send())
     }
-}
-
-/// Whether reading from the socket goes on.
-#[derive(Debug, Default)]
-pub(crate) enum Input {
-    /// Reading.
-    #[default]
-    Reading,
-    /// Paused because the outgoing backlog is over the backpressure limit; `stash` holds what
-    /// was read but not yet processed when it paused (handled first on resume).
-    Paused { stash: Option<Vec<u8>> },
-    /// Reading resumed after a pause; `stash` is processed before the socket is read again.
-    Resuming { stash: Vec<u8> },
 }
 
 /// A connection in a worker's table.
@@ -205,7 +193,7 @@ impl<S> Conn<S> {
             code,
             reason,
             now_us,
-            &mut ControlSink::new(&mut self.outbox, local),
+            &mut ControlSink::new(&mut self.outbox, local.sending()),
         )
     }
 

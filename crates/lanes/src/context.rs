@@ -177,7 +177,7 @@ impl<C> WorkerContext<'_, C> {
         let slot = id.slot as usize;
         let local = &mut *self.local;
         let conn = open_conn(self.conns, id).ok_or_else(|| gone(local, id))?;
-        let status = conn.outbox.send(opcode, payload, local);
+        let status = conn.outbox.send(opcode, payload, &mut local.sending());
         mark_dirty(conn, slot, &mut local.dirty);
         Ok(status)
     }

@@ -9,12 +9,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
+use crate::answer::{Accept, HttpResponse};
 use crate::error::SendError;
-use crate::handler::{Accept, HttpResponse};
-use crate::handoff::PlacedAccept;
+use crate::handoff::{DeferredAnswer, PlacedAccept};
 use crate::hub::Command;
 use crate::id::ConnId;
-use crate::placement::Placement;
 use crate::remote::Remote;
 
 /// Where a deferred upgrade stands, shared by its [`PendingUpgrade`] and its worker.
@@ -85,27 +84,6 @@ pub(crate) struct Deferrable<'a> {
     pub(crate) made: Cell<Option<Arc<DeferredCell>>>,
 }
 
-/// The application's answer to a deferred upgrade, on its way to the connection's worker.
-pub(crate) enum DeferredAnswer {
-    Accept {
-        accepted: PlacedAccept,
-        placement: Option<Placement>,
-    },
-    Refuse(HttpResponse),
-}
-
-impl fmt::Debug for DeferredAnswer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DeferredAnswer::Accept { placement, .. } => f
-                .debug_struct("Accept")
-                .field("placement", placement)
-                .finish_non_exhaustive(),
-            DeferredAnswer::Refuse(response) => f.debug_tuple("Refuse").field(response).finish(),
-        }
-    }
-}
-
 /// Why an answer to a deferred upgrade was not delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeferError {
@@ -133,6 +111,16 @@ impl fmt::Display for DeferError {
 }
 
 impl std::error::Error for DeferError {}
+
+/// An owned copy of a request (what a [`PendingUpgrade`] shows).
+pub(crate) struct RequestCopy {
+    pub(crate) method: String,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: Vec<(String, Vec<u8>)>,
+    pub(crate) subprotocols: Vec<String>,
+    pub(crate) peer: SocketAddr,
+}
 
 /// An upgrade `on_upgrade` deferred ([`Request::defer`](crate::Request::defer)): an owned copy
 /// of the request, and the right to answer it once, from any thread. `Send`; dropping it
@@ -166,12 +154,7 @@ impl std::error::Error for DeferError {}
 /// }
 /// ```
 pub struct PendingUpgrade {
-    method: String,
-    path: String,
-    query: Option<String>,
-    headers: Vec<(String, Vec<u8>)>,
-    subprotocols: Vec<String>,
-    peer: SocketAddr,
+    request: RequestCopy,
     id: ConnId,
     remote: Remote,
     cell: Arc<DeferredCell>,
@@ -180,37 +163,24 @@ pub struct PendingUpgrade {
 impl fmt::Debug for PendingUpgrade {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PendingUpgrade")
-            .field("method", &self.method)
-            .field("path", &self.path)
-            .field("query", &self.query)
-            .field("peer", &self.peer)
+            .field("method", &self.request.method)
+            .field("path", &self.request.path)
+            .field("query", &self.request.query)
+            .field("peer", &self.request.peer)
             .field("id", &self.id)
             .finish_non_exhaustive()
     }
 }
 
 impl PendingUpgrade {
-    /// The copy of `request`, answerable through `deferrable`.
+    /// `request`, answerable through `deferrable`.
     pub(crate) fn new(
-        request: &crate::handler::Request<'_>,
+        request: RequestCopy,
         deferrable: &Deferrable<'_>,
         cell: Arc<DeferredCell>,
     ) -> PendingUpgrade {
         PendingUpgrade {
-            method: request.method().to_string(),
-            path: request.path().to_string(),
-            query: request.query().map(str::to_string),
-            headers: request
-                .headers()
-                .iter()
-                .map(|h| (h.name.to_string(), h.value.to_vec()))
-                .collect(),
-            subprotocols: request
-                .subprotocols()
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            peer: request.peer_addr(),
+            request,
             id: deferrable.id,
             remote: deferrable.remote.clone(),
             cell,
@@ -219,22 +189,23 @@ impl PendingUpgrade {
 
     /// The request method (`GET`).
     pub fn method(&self) -> &str {
-        &self.method
+        &self.request.method
     }
 
     /// The request path, without the query.
     pub fn path(&self) -> &str {
-        &self.path
+        &self.request.path
     }
 
     /// The query string (after `?`), if any.
     pub fn query(&self) -> Option<&str> {
-        self.query.as_deref()
+        self.request.query.as_deref()
     }
 
     /// The first header field named `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&[u8]> {
-        self.headers
+        self.request
+            .headers
             .iter()
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_slice())
@@ -242,17 +213,17 @@ impl PendingUpgrade {
 
     /// Every header field, in order.
     pub fn headers(&self) -> &[(String, Vec<u8>)] {
-        &self.headers
+        &self.request.headers
     }
 
     /// The subprotocols the client offers, in its order of preference.
     pub fn subprotocols(&self) -> &[String] {
-        &self.subprotocols
+        &self.request.subprotocols
     }
 
     /// The client's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        self.peer
+        self.request.peer
     }
 
     /// Whether the upgrade still waits for an answer: false once the peer left, the deadline

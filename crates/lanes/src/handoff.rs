@@ -12,9 +12,11 @@ use std::net::SocketAddr;
 use lanes_proto::session::{Receiver, Session};
 use mio::net::TcpStream;
 
-use crate::conn::Input;
+use crate::answer::HttpResponse;
 use crate::id::ConnId;
+use crate::input::Input;
 use crate::outbox::Outbox;
+use crate::placement::Placement;
 
 /// What the accepting worker hands over.
 pub(crate) struct Handoff {
@@ -110,4 +112,25 @@ pub(crate) fn erase_moved<S: Send + 'static>(state: Box<dyn Any>) -> Option<Box<
         .downcast::<S>()
         .ok()
         .map(|state| state as Box<dyn Any + Send>)
+}
+
+/// The application's answer to a deferred upgrade, on its way to the connection's worker.
+pub(crate) enum DeferredAnswer {
+    Accept {
+        accepted: PlacedAccept,
+        placement: Option<Placement>,
+    },
+    Refuse(HttpResponse),
+}
+
+impl fmt::Debug for DeferredAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeferredAnswer::Accept { placement, .. } => f
+                .debug_struct("Accept")
+                .field("placement", placement)
+                .finish_non_exhaustive(),
+            DeferredAnswer::Refuse(response) => f.debug_tuple("Refuse").field(response).finish(),
+        }
+    }
 }

@@ -16,9 +16,8 @@ use lanes_metrics::{Registry, Snapshot};
 use lanes_proto::CloseCode;
 use mio::Waker;
 
-use crate::deferred::DeferredAnswer;
 use crate::error::SendError;
-use crate::handoff::{Handoff, MovedConn};
+use crate::handoff::{DeferredAnswer, Handoff, MovedConn};
 use crate::id::ConnId;
 use crate::live::LiveTable;
 use crate::message::WorkerMessage;

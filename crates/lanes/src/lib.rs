@@ -45,6 +45,7 @@
 //! What it does not do (yet): outbound connections, placing connections on a chosen worker.
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
+mod answer;
 mod closed;
 mod compress;
 pub mod config;
@@ -59,6 +60,7 @@ mod handler;
 mod handoff;
 mod hub;
 mod id;
+mod input;
 mod latest;
 mod listener;
 mod live;
@@ -70,6 +72,7 @@ mod placement;
 mod pool;
 mod published;
 mod remote;
+mod request;
 mod server;
 mod stats;
 mod supervisor;
@@ -87,16 +90,18 @@ pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
 #[cfg(feature = "tls")]
 pub use config::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
 
+pub use answer::{Accept, HttpResponse, Upgrade};
 pub use context::WorkerContext;
 pub use deferred::{DeferError, PendingUpgrade};
 pub use error::{Error, SendError};
-pub use handler::{Accept, Handler, HttpResponse, Message, Request, Upgrade};
+pub use handler::{Handler, Message};
 pub use id::ConnId;
 pub use lanes_proto::CloseCode;
 pub use message::WorkerMessage;
 pub use outbox::SendStatus;
 pub use placement::worker_for;
 pub use remote::Remote;
+pub use request::Request;
 pub use server::{Cores, Server, ServerHandle, WorkerInfo};
 pub use stats::{
     CloseCause, OPCODES, PROTOCOL_ERROR_CODES, REJECT_STATUSES, Stats, TlsFailure, WorkerStats,

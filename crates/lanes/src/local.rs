@@ -12,6 +12,7 @@ use crate::hub::Command;
 use crate::id::ConnId;
 use crate::latest::LatestValues;
 use crate::live::LiveTable;
+use crate::outbox::Sending;
 use crate::pool::BufferPool;
 use crate::published::{Published, encode, encode_latest};
 use crate::remote::Remote;
@@ -64,6 +65,18 @@ pub(crate) const PANIC_LOG_BURST: usize = 10;
 pub(crate) const PANIC_LOG_WINDOW: Duration = Duration::from_secs(60);
 
 impl Local {
+    /// What an outbox needs to queue a message: the pool, the counters, the backlog caps and
+    /// the shared compressors.
+    #[inline(always)]
+    pub(crate) fn sending(&mut self) -> Sending<'_> {
+        Sending {
+            pool: &mut self.pool,
+            counters: &self.counters,
+            backpressure: &self.config.backpressure,
+            deflate: &mut self.deflate,
+        }
+    }
+
     /// Records the number of subscriptions after a change.
     pub(crate) fn note_subscriptions(&self) {
         self.counters.subscriptions.store(

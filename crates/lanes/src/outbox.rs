@@ -6,9 +6,8 @@ use lanes_proto::deflate::SendAs;
 use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
 use lanes_proto::session::Output;
 
-use crate::compress::SendCompression;
-use crate::config::BackpressurePolicy;
-use crate::local::Local;
+use crate::compress::{SendCompression, SharedDeflate};
+use crate::config::{Backpressure, BackpressurePolicy};
 use crate::pool::BufferPool;
 use crate::stats::{self, Counters, opcode_slot};
 #[cfg(feature = "tls")]
@@ -16,6 +15,15 @@ use crate::tls::{RecordFraming, RecordLayer};
 
 /// Written bytes at the front of the backlog beyond which the buffer is compacted.
 const COMPACT_AFTER: usize = 64 * 1024;
+
+/// What queuing a message needs from its worker: the buffer pool, the counters, the backlog
+/// caps and the shared compressors ([`Local::sending`](crate::local::Local::sending) lends them).
+pub(crate) struct Sending<'a> {
+    pub(crate) pool: &'a mut BufferPool,
+    pub(crate) counters: &'a Counters,
+    pub(crate) backpressure: &'a Backpressure,
+    pub(crate) deflate: &'a mut SharedDeflate,
+}
 
 /// What became of a message given to [`Ws::send_text`](crate::Ws::send_text) and friends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -242,20 +250,20 @@ impl Outbox {
     /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
     /// counts it) and says why not.
     #[inline]
-    fn admit(&mut self, len: usize, local: &mut Local) -> Result<(), SendStatus> {
+    fn admit(&mut self, len: usize, ctx: &mut Sending<'_>) -> Result<(), SendStatus> {
         if self.overflowed {
             return Err(SendStatus::Dropped);
         }
         if self.stale {
-            stats::add(&local.counters.messages_dropped, 1);
+            stats::add(&ctx.counters.messages_dropped, 1);
             return Err(SendStatus::Dropped);
         }
-        if self.buffered_len() + len > local.config.backpressure.max_len {
-            if local.config.backpressure.policy == BackpressurePolicy::Close {
+        if self.buffered_len() + len > ctx.backpressure.max_len {
+            if ctx.backpressure.policy == BackpressurePolicy::Close {
                 self.overflowed = true;
-                stats::add(&local.counters.closed_slow, 1);
+                stats::add(&ctx.counters.closed_slow, 1);
             } else {
-                stats::add(&local.counters.messages_dropped, 1);
+                stats::add(&ctx.counters.messages_dropped, 1);
             }
             return Err(SendStatus::Dropped);
         }
@@ -263,8 +271,8 @@ impl Outbox {
     }
 
     #[inline]
-    fn status(&self, local: &Local) -> SendStatus {
-        if self.buffered_len() > local.config.backpressure.pause_len {
+    fn status(&self, ctx: &Sending<'_>) -> SendStatus {
+        if self.buffered_len() > ctx.backpressure.pause_len {
             SendStatus::Backpressure
         } else {
             SendStatus::Sent
@@ -274,35 +282,40 @@ impl Outbox {
     /// Queues a data or control frame, applying the backlog caps; a data message is
     /// compressed when the connection negotiated permessage-deflate and it is long enough.
     #[inline(always)]
-    pub(crate) fn send(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) -> SendStatus {
+    pub(crate) fn send(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        ctx: &mut Sending<'_>,
+    ) -> SendStatus {
         // Admitted on its uncompressed length (plus what deflate may add to incompressible
         // data), before compressing: a compressor with context takeover must not advance
         // over a message that is then dropped.
-        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, local) {
+        if let Err(status) = self.admit(payload.len() + MAX_HEADER_LEN + 64, ctx) {
             return status;
         }
-        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
+        stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
         if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
-            self.push_compressible(opcode, payload, local);
+            self.push_compressible(opcode, payload, ctx);
         } else {
-            self.push_frame(opcode, payload, &mut local.pool);
+            self.push_frame(opcode, payload, ctx.pool);
         }
-        self.status(local)
+        self.status(ctx)
     }
 
     /// Queues a data message on a connection with compression: compressed when long enough.
     /// Kept out of line so that the uncompressed path of [`send`](Self::send) stays small.
     #[inline(never)]
-    fn push_compressible(&mut self, opcode: OpCode, payload: &[u8], local: &mut Local) {
+    fn push_compressible(&mut self, opcode: OpCode, payload: &[u8], ctx: &mut Sending<'_>) {
         if let Some(side) = self.compression.as_deref_mut()
-            && payload.len() >= local.deflate.config().min_compress_len
-            && local.deflate.compress(side, payload) == SendAs::Compressed
+            && payload.len() >= ctx.deflate.config().min_compress_len
+            && ctx.deflate.compress(side, payload) == SendAs::Compressed
         {
-            let compressed = std::mem::take(&mut local.deflate.out);
-            self.push_frame_rsv(opcode, RSV1, &compressed, &mut local.pool);
-            local.deflate.out = compressed;
+            let compressed = std::mem::take(&mut ctx.deflate.out);
+            self.push_frame_rsv(opcode, RSV1, &compressed, ctx.pool);
+            ctx.deflate.out = compressed;
         } else {
-            self.push_frame(opcode, payload, &mut local.pool);
+            self.push_frame(opcode, payload, ctx.pool);
         }
     }
 
@@ -311,14 +324,14 @@ impl Outbox {
         &mut self,
         opcode: OpCode,
         compressed: &[u8],
-        local: &mut Local,
+        ctx: &mut Sending<'_>,
     ) -> SendStatus {
-        if let Err(status) = self.admit(compressed.len() + MAX_HEADER_LEN, local) {
+        if let Err(status) = self.admit(compressed.len() + MAX_HEADER_LEN, ctx) {
             return status;
         }
-        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
-        self.push_frame_rsv(opcode, RSV1, compressed, &mut local.pool);
-        self.status(local)
+        stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
+        self.push_frame_rsv(opcode, RSV1, compressed, ctx.pool);
+        self.status(ctx)
     }
 
     /// Queues an already encoded frame (a published message), applying the backlog caps.
@@ -326,14 +339,14 @@ impl Outbox {
         &mut self,
         opcode: OpCode,
         frame: &[u8],
-        local: &mut Local,
+        ctx: &mut Sending<'_>,
     ) -> SendStatus {
-        if let Err(status) = self.admit(frame.len(), local) {
+        if let Err(status) = self.admit(frame.len(), ctx) {
             return status;
         }
-        stats::add(&local.counters.frames_sent[opcode_slot(opcode)], 1);
-        self.extend(frame, &mut local.pool);
-        self.status(local)
+        stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
+        self.extend(frame, ctx.pool);
+        self.status(ctx)
     }
 }
 
@@ -347,11 +360,11 @@ pub(crate) struct ControlSink<'a> {
 
 impl<'a> ControlSink<'a> {
     /// The sink for `outbox`, with the worker's pool and counters.
-    pub(crate) fn new(outbox: &'a mut Outbox, local: &'a mut Local) -> ControlSink<'a> {
+    pub(crate) fn new(outbox: &'a mut Outbox, sending: Sending<'a>) -> ControlSink<'a> {
         ControlSink {
             outbox,
-            pool: &mut local.pool,
-            counters: &local.counters,
+            pool: sending.pool,
+            counters: sending.counters,
         }
     }
 }
@@ -378,6 +391,7 @@ impl Output for ControlSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::local::Local;
 
     #[test]
     fn a_backlog_that_never_empties_stays_bounded() {
@@ -386,7 +400,7 @@ mod tests {
         let payload = [7u8; 1000];
         for _ in 0..100_000 {
             assert_eq!(
-                outbox.send(OpCode::Binary, &payload, &mut local),
+                outbox.send(OpCode::Binary, &payload, &mut local.sending()),
                 SendStatus::Sent
             );
             // The socket takes all but the last byte each time.

@@ -135,7 +135,7 @@ impl<'a> Ws<'a> {
         if !self.session.can_send() {
             return SendStatus::Dropped;
         }
-        self.outbox.send(opcode, payload, self.local)
+        self.outbox.send(opcode, payload, &mut self.local.sending())
     }
 
     /// Starts the close handshake with `code` and `reason` (cut to 123 bytes at a character
@@ -145,7 +145,7 @@ impl<'a> Ws<'a> {
     /// application's own range are made with [`CloseCode::new`] (`CloseCode::new(4000)`).
     pub fn close(&mut self, code: CloseCode, reason: &str) {
         let now_us = self.local.now_us;
-        let mut sink = ControlSink::new(self.outbox, self.local);
+        let mut sink = ControlSink::new(self.outbox, self.local.sending());
         self.session.close(code, reason, now_us, &mut sink);
     }
 

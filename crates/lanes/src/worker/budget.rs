@@ -6,8 +6,9 @@
 use lanes_proto::CloseCode;
 
 use super::Worker;
-use crate::conn::{Conn, Input, PhaseKind};
+use crate::conn::{Conn, PhaseKind};
 use crate::handler::Handler;
+use crate::input::Input;
 use crate::stats::CloseCause;
 
 /// What a connection holds for input not yet delivered: the partial frame or message in its

@@ -163,10 +163,10 @@ pub(super) fn send_published(
     compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
 ) -> SendStatus {
     let Some(side) = outbox.compression.as_deref() else {
-        return outbox.send_encoded(message.opcode, &message.frame, local);
+        return outbox.send_encoded(message.opcode, &message.frame, &mut local.sending());
     };
     let Some(window_bits) = side.shared_window() else {
-        return outbox.send(message.opcode, message.payload(), local);
+        return outbox.send(message.opcode, message.payload(), &mut local.sending());
     };
     let at = match compressed.iter().position(|(bits, _)| *bits == window_bits) {
         Some(at) => at,
@@ -180,7 +180,7 @@ pub(super) fn send_published(
         }
     };
     match &compressed[at].1 {
-        Some(bytes) => outbox.send_compressed(message.opcode, bytes, local),
-        None => outbox.send_encoded(message.opcode, &message.frame, local),
+        Some(bytes) => outbox.send_compressed(message.opcode, bytes, &mut local.sending()),
+        None => outbox.send_encoded(message.opcode, &message.frame, &mut local.sending()),
     }
 }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use lanes_proto::CloseCode;
 
 use super::Worker;
-use super::upgrade::write_refusal;
-use crate::conn::{Conn, Input, Phase, mark_dirty};
-use crate::deferred::{DeferredAnswer, DeferredCell};
+use super::response::write_refusal;
+use crate::conn::{Conn, Phase, mark_dirty};
+use crate::deferred::DeferredCell;
 use crate::handler::Handler;
+use crate::handoff::DeferredAnswer;
 use crate::id::ConnId;
+use crate::input::Input;
 use crate::stats::{self, CloseCause, Counters};
 
 /// Takes a deferred connection's head out of its phase (leaving it closing), and stops

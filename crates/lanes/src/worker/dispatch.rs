@@ -11,9 +11,10 @@ use lanes_proto::session::{Closed as SessionClosed, Event, Initiator};
 
 use super::Worker;
 use crate::closed::Closed;
-use crate::conn::{Conn, Input, Phase};
+use crate::conn::{Conn, Phase};
 use crate::handler::{Handler, Message};
 use crate::id::ConnId;
+use crate::input::Input;
 use crate::local::Local;
 use crate::outbox::ControlSink;
 use crate::stats::{self, CloseCause};
@@ -201,7 +202,7 @@ fn run_frames<H: Handler>(
         let Phase::Open { state, session } = &mut conn.phase else {
             return;
         };
-        let mut sink = ControlSink::new(&mut conn.outbox, local);
+        let mut sink = ControlSink::new(&mut conn.outbox, local.sending());
         let step =
             conn.receiver
                 .handle_bytes(session, &mut data[offset..], inflate, now_us, &mut sink);

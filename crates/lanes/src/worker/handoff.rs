@@ -4,7 +4,7 @@
 
 use super::Worker;
 use super::io;
-use super::upgrade::error_response;
+use super::response::error_response;
 use crate::conn::{Phase, mark_dirty};
 use crate::handler::Handler;
 use crate::handoff::{Handoff, PlacedAccept};

@@ -17,8 +17,9 @@ use super::Worker;
 use super::commands::send_published;
 use super::dispatch;
 use crate::config::SocketTuning;
-use crate::conn::{Conn, Input, Phase};
+use crate::conn::{Conn, Phase};
 use crate::handler::Handler;
+use crate::input::Input;
 use crate::local::Local;
 #[cfg(feature = "tls")]
 use crate::stats::TlsFailure;

@@ -288,7 +288,7 @@ impl<H: Handler> Worker<H> {
             self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");
             return;
         };
-        let mut sink = ControlSink::new(&mut conn.outbox, &mut self.local);
+        let mut sink = ControlSink::new(&mut conn.outbox, self.local.sending());
         match session.handle_timeout(now_us, &mut sink) {
             None => {
                 // The keepalive ping is queued.

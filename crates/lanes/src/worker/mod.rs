@@ -20,6 +20,7 @@ mod handoff;
 mod io;
 mod keepalive;
 mod moving;
+mod response;
 mod shutdown;
 mod upgrade;
 

@@ -10,8 +10,7 @@ use lanes_proto::deflate::DeflateParams;
 #[cfg(feature = "deflate")]
 use lanes_proto::deflate::negotiate;
 use lanes_proto::handshake::{
-    AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_http_response,
-    write_reject,
+    AcceptOptions, Parsed, RequestHead, UpgradeOffer, write_accept, write_reject,
 };
 use std::panic::{self, AssertUnwindSafe};
 
@@ -19,15 +18,18 @@ use lanes_proto::session::Session;
 
 use super::Worker;
 use super::dispatch::{self, on_frames};
+use super::response::{error_response, header_pairs, write_plain, write_refusal};
+use crate::answer::{HttpResponse, Upgrade};
 #[cfg(feature = "deflate")]
 use crate::compress::SendCompression;
 use crate::config::Config;
 use crate::conn::{Phase, mark_dirty};
 use crate::deferred::{Deferrable, DeferredCell};
-use crate::handler::{Handler, HttpResponse, Request, Upgrade};
+use crate::handler::Handler;
 use crate::handoff::PlacedAccept;
 use crate::id::ConnId;
 use crate::remote::Remote;
+use crate::request::Request;
 use crate::stats;
 
 /// What to do with a complete request head.
@@ -444,43 +446,11 @@ impl<H: Handler> Worker<H> {
     }
 }
 
-/// Header fields as the protocol crate's writers take them.
-fn header_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(name, value)| (name.as_str(), value.as_str()))
-        .collect()
-}
-
-/// Writes an application's plain HTTP answer, or a 500 if it cannot be sent as given.
-fn write_plain(out: &mut Vec<u8>, answer: &HttpResponse) {
-    let headers = header_pairs(&answer.headers);
-    if write_http_response(out, answer.status, &headers, &answer.body).is_err() {
-        out.clear();
-        let _ = write_reject(out, 500, &[], b"invalid response from the application");
-    }
-}
-
-/// One of lanes' own error answers: `status` (400-599) with a plain-text `body`.
-pub(super) fn error_response(status: u16, body: &[u8]) -> Vec<u8> {
-    let mut response = Vec::new();
-    let _ = write_reject(&mut response, status, &[], body);
-    response
-}
-
-/// Writes an application's refusal of an upgrade, or a 500 if it cannot be sent as given.
-pub(super) fn write_refusal(out: &mut Vec<u8>, refusal: &HttpResponse) {
-    let headers = header_pairs(&refusal.headers);
-    if write_reject(out, refusal.status, &headers, &refusal.body).is_err() {
-        out.clear();
-        let _ = write_reject(out, 500, &[], b"invalid refusal from the application");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::{Accept, Message};
+    use crate::answer::Accept;
+    use crate::handler::Message;
     use crate::ws::Ws;
     use lanes_proto::handshake::HeadLimits;
 
