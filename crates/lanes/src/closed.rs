@@ -42,10 +42,18 @@ pub struct Closed<'a> {
     pub(crate) cause: CloseCause,
     pub(crate) code: CloseCode,
     pub(crate) reason: &'a str,
+    pub(crate) reconnect_in: Option<std::time::Duration>,
     pub(crate) local: &'a mut Local,
 }
 
 impl Closed<'_> {
+    /// For an outbound connection with a [`Reconnect`](crate::Reconnect) policy: when the next
+    /// attempt to connect is made (its `on_open`, or `on_connect_failed`, follows). `None` for
+    /// accepted connections, outbound ones that do not reconnect, and during shutdown.
+    pub fn reconnect_in(&self) -> Option<std::time::Duration> {
+        self.reconnect_in
+    }
+
     /// The id the connection had.
     pub fn id(&self) -> ConnId {
         self.id

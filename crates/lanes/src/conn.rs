@@ -6,6 +6,7 @@ use lanes_proto::CloseCode;
 use lanes_proto::session::{Receiver, Session, SessionState};
 use mio::net::TcpStream;
 
+use crate::dials::NO_DIAL;
 use crate::id::ConnId;
 use crate::input::Input;
 use crate::local::Local;
@@ -28,6 +29,14 @@ pub(crate) enum Phase<S> {
         head: Vec<u8>,
         cell: std::sync::Arc<crate::deferred::DeferredCell>,
     },
+    /// An outbound connection's TCP connect is under way.
+    Connecting,
+    /// An outbound connection's request is sent (after the TLS handshake, on `wss://`):
+    /// reading the server's answer (the bytes so far, from the worker's pool).
+    Upgrading {
+        expect: Box<lanes_proto::handshake::ClientHandshake>,
+        head: Option<Vec<u8>>,
+    },
     /// A WebSocket: messages flow both ways until the close handshake begins; the session
     /// says how far that is (after our close frame nothing is delivered any more).
     Open { state: S, session: Session },
@@ -43,6 +52,8 @@ pub(crate) enum Phase<S> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PhaseKind {
     Handshake,
+    Connecting,
+    Upgrading,
     Deferred,
     Open,
     /// Open, with a frame or message the peer began and has not finished: its deadline (the
@@ -73,6 +84,8 @@ impl<S> Phase<S> {
     pub(crate) fn kind(&self) -> PhaseKind {
         match self {
             Phase::Handshake { .. } => PhaseKind::Handshake,
+            Phase::Connecting => PhaseKind::Connecting,
+            Phase::Upgrading { .. } => PhaseKind::Upgrading,
             Phase::Deferred { .. } => PhaseKind::Deferred,
             Phase::Open { session, .. } if session.state() == SessionState::Open => {
                 if session.is_unfinished() {
@@ -125,6 +138,9 @@ pub(crate) struct Conn<S> {
     /// The partial input (receiver and stash) counted in the worker's memory-budget total for
     /// this connection (as of its last I/O).
     pub(crate) partial_reported: u32,
+    /// An outbound connection's entry in the worker's dials ([`NO_DIAL`] for an accepted one,
+    /// and for an outbound one that does not reconnect once it is open).
+    pub(crate) dial: u32,
     /// TLS, on a TLS port (boxed: a plain connection pays one word for it).
     #[cfg(feature = "tls")]
     pub(crate) tls: Option<Box<crate::tls::TlsLayer>>,
@@ -149,6 +165,7 @@ impl<S> Conn<S> {
             phase_since_ms: now_ms,
             backlog_reported: 0,
             partial_reported: 0,
+            dial: NO_DIAL,
             receiver,
             outbox,
             input: Input::Reading,

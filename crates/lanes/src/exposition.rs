@@ -185,6 +185,18 @@ const FAMILIES: &[PerWorker] = &[
         |w| counter(w.moved_in),
     ),
     (
+        "lanes_outbound_opened_total",
+        "Outbound connections opened (reconnections included).",
+        Kind::Counter,
+        |w| counter(w.outbound_opened),
+    ),
+    (
+        "lanes_outbound_failed_total",
+        "Outbound connection attempts that failed.",
+        Kind::Counter,
+        |w| counter(w.outbound_failed),
+    ),
+    (
         "lanes_remote_stale_total",
         "Cross-core commands for connections that had ended.",
         Kind::Counter,

@@ -2,6 +2,7 @@
 
 use crate::answer::{HttpResponse, Upgrade};
 use crate::closed::Closed;
+use crate::connect::ConnectFailure;
 use crate::context::WorkerContext;
 use crate::message::WorkerMessage;
 use crate::request::Request;
@@ -122,6 +123,21 @@ pub trait Handler: 'static {
         message: WorkerMessage,
     ) {
         let _ = (ctx, message);
+    }
+
+    /// An outbound connection attempt ([`Remote::connect`](crate::Remote::connect)) failed:
+    /// `state` is the state it was asked with (with a [`Reconnect`](crate::Reconnect) policy,
+    /// that attempt's clone), `failure` says why and whether another attempt follows
+    /// ([`ConnectFailure::retry_in`]). Nothing of the attempt is left on the worker. Default:
+    /// logged at `debug`. A panic here is logged and counted, and the worker goes on.
+    fn on_connect_failed(
+        &mut self,
+        ctx: &mut WorkerContext<'_, Self::State>,
+        state: Self::State,
+        failure: &ConnectFailure,
+    ) {
+        let _ = (ctx, state);
+        tracing::debug!(%failure, "outbound connection failed");
     }
 
     /// A request that is not a WebSocket upgrade (a health check, a page). Default: 426

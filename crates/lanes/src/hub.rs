@@ -16,6 +16,7 @@ use lanes_metrics::{Registry, Snapshot};
 use lanes_proto::CloseCode;
 use mio::Waker;
 
+use crate::connect::DialRequest;
 use crate::error::SendError;
 use crate::handoff::{DeferredAnswer, Handoff, MovedConn};
 use crate::id::ConnId;
@@ -49,6 +50,13 @@ pub(crate) enum Command {
     Answer {
         id: ConnId,
         answer: Box<DeferredAnswer>,
+    },
+    /// An outbound connection to make ([`Remote::connect`](crate::Remote::connect)).
+    Connect(Box<DialRequest>),
+    /// The resolver's answer for the dial in this slot and generation.
+    Resolved {
+        dial: (u32, u32),
+        resolved: Result<Vec<std::net::SocketAddr>, String>,
     },
 }
 

@@ -50,8 +50,10 @@ mod closed;
 mod compress;
 pub mod config;
 mod conn;
+mod connect;
 mod context;
 mod deferred;
+mod dials;
 mod error;
 #[cfg(feature = "metrics")]
 mod exporters;
@@ -73,6 +75,8 @@ mod pool;
 mod published;
 mod remote;
 mod request;
+mod resolver;
+mod rng;
 mod server;
 mod stats;
 mod supervisor;
@@ -88,7 +92,8 @@ mod ws;
 pub use closed::Closed;
 pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
 #[cfg(feature = "tls")]
-pub use config::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
+pub use config::{ClientTls, TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
+pub use connect::{Connect, ConnectError, ConnectFailure, Reconnect};
 
 pub use answer::{Accept, HttpResponse, Upgrade};
 pub use context::WorkerContext;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::compress::SharedDeflate;
 use crate::config::Config;
+use crate::dials::Dials;
 use crate::error::SendError;
 use crate::hub::Command;
 use crate::id::ConnId;
@@ -16,6 +17,7 @@ use crate::outbox::Sending;
 use crate::pool::BufferPool;
 use crate::published::{Published, encode, encode_latest};
 use crate::remote::Remote;
+use crate::rng::WorkerRng;
 use crate::stats::{self, Counters};
 use crate::throttle::Throttle;
 use crate::timer::TimerWheel;
@@ -50,6 +52,12 @@ pub(crate) struct Local {
     /// Connections callbacks asked to move to another worker ([`Ws::move_to`](crate::Ws::move_to)),
     /// moved at the end of the iteration.
     pub(crate) moves: Vec<crate::handoff::MoveRequest>,
+    /// The worker's random source: masking keys, reconnection jitter.
+    pub(crate) rng: WorkerRng,
+    /// The outbound connections being made or kept.
+    pub(crate) dials: Dials,
+    /// During an outbound connection's `on_open`: the subprotocol its server chose.
+    pub(crate) opening_subprotocol: Option<String>,
     /// Keyed published messages waiting for subscribers that are behind.
     pub(crate) latest: LatestValues,
     /// The lines for handler panics: every panic is counted, the first
@@ -74,6 +82,7 @@ impl Local {
             counters: &self.counters,
             backpressure: &self.config.backpressure,
             deflate: &mut self.deflate,
+            rng: &mut self.rng,
         }
     }
 
@@ -162,6 +171,9 @@ impl Local {
             dirty: Vec::new(),
             moves: Vec::new(),
             latest: LatestValues::default(),
+            rng: WorkerRng::new(),
+            dials: Dials::default(),
+            opening_subprotocol: None,
             panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
         }
     }

@@ -4,11 +4,13 @@
 use lanes_proto::OpCode;
 use lanes_proto::deflate::SendAs;
 use lanes_proto::frame::{FrameHeader, MAX_HEADER_LEN, RSV1};
+use lanes_proto::mask::apply_mask;
 use lanes_proto::session::Output;
 
 use crate::compress::{SendCompression, SharedDeflate};
 use crate::config::{Backpressure, BackpressurePolicy};
 use crate::pool::BufferPool;
+use crate::rng::WorkerRng;
 use crate::stats::{self, Counters, opcode_slot};
 #[cfg(feature = "tls")]
 use crate::tls::{RecordFraming, RecordLayer};
@@ -23,6 +25,7 @@ pub(crate) struct Sending<'a> {
     pub(crate) counters: &'a Counters,
     pub(crate) backpressure: &'a Backpressure,
     pub(crate) deflate: &'a mut SharedDeflate,
+    pub(crate) rng: &'a mut WorkerRng,
 }
 
 /// What became of a message given to [`Ws::send_text`](crate::Ws::send_text) and friends.
@@ -56,6 +59,8 @@ pub(crate) struct Outbox {
     /// A [`TimerKind::Backlog`](crate::timer::TimerKind::Backlog) entry is on the wheel for
     /// this connection (at most one is).
     pub(crate) age_check: bool,
+    /// An outbound connection's: data frames are masked, each with a fresh key.
+    pub(crate) masked: bool,
     /// permessage-deflate, when negotiated.
     pub(crate) compression: Option<Box<SendCompression>>,
     /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
@@ -76,6 +81,7 @@ impl Outbox {
             overflowed: false,
             stale: false,
             age_check: false,
+            masked: false,
             compression: None,
             sealed_len: 0,
             #[cfg(feature = "tls")]
@@ -229,6 +235,24 @@ impl Outbox {
         self.push_frame_rsv(opcode, 0, payload, pool);
     }
 
+    /// Queues one frame of an outbound connection: masked with a fresh key (with RSV bits; RSV1:
+    /// compressed). Outbound connections keep rustls' record layer, so there is no framing.
+    #[inline(never)]
+    fn push_masked(&mut self, opcode: OpCode, rsv: u8, payload: &[u8], ctx: &mut Sending<'_>) {
+        let key = ctx.rng.next_key();
+        let buf = self.buf.get_or_insert_with(|| ctx.pool.take());
+        let mut header = [0u8; MAX_HEADER_LEN];
+        let n = FrameHeader::new(true, opcode, payload.len() as u64)
+            .with_rsv(rsv)
+            .with_mask(key)
+            .encode(&mut header);
+        buf.reserve(n + payload.len());
+        buf.extend_from_slice(&header[..n]);
+        let start = buf.len();
+        buf.extend_from_slice(payload);
+        apply_mask(&mut buf[start..], key, 0);
+    }
+
     /// Queues one frame with RSV bits (RSV1: compressed).
     #[inline]
     fn push_frame_rsv(&mut self, opcode: OpCode, rsv: u8, payload: &[u8], pool: &mut BufferPool) {
@@ -297,6 +321,8 @@ impl Outbox {
         stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
         if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
             self.push_compressible(opcode, payload, ctx);
+        } else if self.masked {
+            self.push_masked(opcode, 0, payload, ctx);
         } else {
             self.push_frame(opcode, payload, ctx.pool);
         }
@@ -312,8 +338,14 @@ impl Outbox {
             && ctx.deflate.compress(side, payload) == SendAs::Compressed
         {
             let compressed = std::mem::take(&mut ctx.deflate.out);
-            self.push_frame_rsv(opcode, RSV1, &compressed, ctx.pool);
+            if self.masked {
+                self.push_masked(opcode, RSV1, &compressed, ctx);
+            } else {
+                self.push_frame_rsv(opcode, RSV1, &compressed, ctx.pool);
+            }
             ctx.deflate.out = compressed;
+        } else if self.masked {
+            self.push_masked(opcode, 0, payload, ctx);
         } else {
             self.push_frame(opcode, payload, ctx.pool);
         }
@@ -330,11 +362,16 @@ impl Outbox {
             return status;
         }
         stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
-        self.push_frame_rsv(opcode, RSV1, compressed, ctx.pool);
+        if self.masked {
+            self.push_masked(opcode, RSV1, compressed, ctx);
+        } else {
+            self.push_frame_rsv(opcode, RSV1, compressed, ctx.pool);
+        }
         self.status(ctx)
     }
 
-    /// Queues an already encoded frame (a published message), applying the backlog caps.
+    /// Queues an already encoded frame (a published message), applying the backlog caps. Not
+    /// for a masked outbox: the frame is a server's.
     pub(crate) fn send_encoded(
         &mut self,
         opcode: OpCode,
@@ -356,6 +393,7 @@ pub(crate) struct ControlSink<'a> {
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) pool: &'a mut BufferPool,
     pub(crate) counters: &'a Counters,
+    pub(crate) rng: &'a mut WorkerRng,
 }
 
 impl<'a> ControlSink<'a> {
@@ -365,6 +403,7 @@ impl<'a> ControlSink<'a> {
             outbox,
             pool: sending.pool,
             counters: sending.counters,
+            rng: sending.rng,
         }
     }
 }
@@ -377,6 +416,10 @@ impl Output for ControlSink<'_> {
             stats::add(&self.counters.pings_sent, 1);
         }
         self.outbox.push_raw(frame, self.pool);
+    }
+
+    fn mask_key(&mut self) -> [u8; 4] {
+        self.rng.next_key()
     }
 
     #[inline]

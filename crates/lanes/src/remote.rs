@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use lanes_proto::{CloseCode, OpCode};
 
+use crate::connect::Connect;
 use crate::error::SendError;
 use crate::handoff::Handoff;
 use crate::hub::{Command, Link, Shared};
@@ -132,6 +133,56 @@ impl Remote {
     ) -> Result<(), SendError> {
         let link = self.link(worker).ok_or(SendError::NoSuchWorker)?;
         link.push(Command::Message(WorkerMessage::new(message)))
+    }
+
+    /// Opens an outbound WebSocket connection on worker `worker` (see [`Connect`]): the worker
+    /// resolves the host (off its loop), connects, runs the TLS and opening handshakes on its
+    /// own loop, and serves the connection with its handler from `on_open` on, like an accepted
+    /// one. A failed attempt goes to
+    /// [`Handler::on_connect_failed`](crate::Handler::on_connect_failed). `S` must be the
+    /// handler's state type (a mismatch is logged and the request dropped).
+    ///
+    /// Fails when the request could not be queued (the worker's queue is full, no such
+    /// worker, shutting down); the request is dropped then.
+    ///
+    /// ```no_run
+    /// use lanes::{Connect, Handler, Message, Request, Server, Upgrade, Ws};
+    ///
+    /// struct Relay;
+    /// impl Handler for Relay {
+    ///     type State = ();
+    ///     fn on_upgrade(&mut self, _: &Request<'_>) -> Upgrade<()> {
+    ///         Upgrade::Accept(lanes::Accept::new(()))
+    ///     }
+    ///     fn on_message(&mut self, ws: &mut Ws<'_>, _: &mut (), message: Message<'_>) {
+    ///         if ws.is_outbound() {
+    ///             if let Message::Text(text) = message {
+    ///                 ws.publish_text("feed", text);
+    ///             }
+    ///         }
+    ///     }
+    /// }
+    /// let server = Server::new("127.0.0.1:9002".parse().unwrap(), |_| Relay).start().unwrap();
+    /// let upstream = Connect::new("ws://127.0.0.1:9001/", ()).unwrap();
+    /// server.remote().connect(0, upstream).unwrap();
+    /// ```
+    pub fn connect<S: Send + 'static>(
+        &self,
+        worker: usize,
+        connect: Connect<S>,
+    ) -> Result<(), SendError> {
+        let link = self.link(worker).ok_or(SendError::NoSuchWorker)?;
+        link.push(Command::Connect(Box::new(connect.erase())))
+    }
+
+    /// [`connect`](Self::connect) on the worker that owns `key`
+    /// ([`worker_for`](Self::worker_for)).
+    pub fn connect_for<S: Send + 'static>(
+        &self,
+        key: impl AsRef<[u8]>,
+        connect: Connect<S>,
+    ) -> Result<(), SendError> {
+        self.connect(self.worker_for(key), connect)
     }
 
     /// Hands lanes a TCP connection another server accepted (the gorilla `Upgrade` pattern):

@@ -195,6 +195,10 @@ pub(crate) struct Counters {
     pub(crate) moved_out: AtomicU64,
     /// Open connections moved here from another worker.
     pub(crate) moved_in: AtomicU64,
+    /// Outbound connections opened.
+    pub(crate) outbound_opened: AtomicU64,
+    /// Outbound connection attempts that failed.
+    pub(crate) outbound_failed: AtomicU64,
     /// Bytes held by upgrades waiting for their answer (a gauge).
     pub(crate) deferred_bytes: AtomicU64,
     pub(crate) accepted: AtomicU64,
@@ -289,6 +293,8 @@ impl Counters {
             deferred: get(&self.deferred),
             moved_out: get(&self.moved_out),
             moved_in: get(&self.moved_in),
+            outbound_opened: get(&self.outbound_opened),
+            outbound_failed: get(&self.outbound_failed),
             deferred_bytes: get(&self.deferred_bytes),
             accepted: get(&self.accepted),
             opened: get(&self.opened),
@@ -365,6 +371,11 @@ pub struct WorkerStats {
     pub moved_out: u64,
     /// Open connections moved here from another worker.
     pub moved_in: u64,
+    /// Outbound connections opened ([`Remote::connect`](crate::Remote::connect)), reconnections
+    /// included.
+    pub outbound_opened: u64,
+    /// Outbound connection attempts that failed (each goes to `on_connect_failed`).
+    pub outbound_failed: u64,
     /// Bytes held now by upgrades waiting for their answer: each holds its request head (and
     /// any bytes read behind it), in a buffer of that length.
     pub deferred_bytes: u64,
@@ -471,6 +482,8 @@ impl WorkerStats {
         self.deferred += w.deferred;
         self.moved_out += w.moved_out;
         self.moved_in += w.moved_in;
+        self.outbound_opened += w.outbound_opened;
+        self.outbound_failed += w.outbound_failed;
         self.deferred_bytes += w.deferred_bytes;
         self.accepted += w.accepted;
         self.opened += w.opened;

@@ -26,6 +26,9 @@ pub(crate) enum TimerKind {
     /// The worker's reclaiming of memory after a spike of connections (the slot and
     /// generation are unused).
     Reclaim,
+    /// An outbound connection's resolution deadline or back-off: the slot and generation are
+    /// the dial's (see `dials.rs`), `seq` its timer sequence number.
+    Dial { seq: u32 },
 }
 
 /// One scheduled entry: a connection slot and generation, and what it is for.

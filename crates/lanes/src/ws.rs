@@ -256,6 +256,20 @@ impl<'a> Ws<'a> {
         self.id
     }
 
+    /// Whether this is an outbound connection (made with
+    /// [`Remote::connect`](crate::Remote::connect)) rather than one the server accepted. Its
+    /// frames are masked; everything else is the same.
+    pub fn is_outbound(&self) -> bool {
+        self.outbox.masked
+    }
+
+    /// In `on_open` of an outbound connection: the subprotocol the server chose, if any (keep
+    /// it in the state if it is needed later). `None` elsewhere, and on accepted connections
+    /// (whose subprotocol is the one their acceptance named).
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.local.opening_subprotocol.as_deref()
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
         *self.peer

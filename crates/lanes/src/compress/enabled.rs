@@ -34,6 +34,15 @@ impl SendCompression {
         }
     }
 
+    /// The send side of an outbound connection: the client's parameters.
+    pub(crate) fn for_client(params: &DeflateParams) -> SendCompression {
+        SendCompression {
+            takeover: !params.client_no_context_takeover,
+            own: None,
+            window_bits: params.client_max_window_bits,
+        }
+    }
+
     /// Whether this connection's messages can share one compressed copy (no context takeover).
     pub(crate) fn shared_window(&self) -> Option<u8> {
         (!self.takeover).then_some(self.window_bits)

@@ -18,9 +18,13 @@
 
 mod check;
 #[cfg(feature = "tls")]
+mod client_tls;
+#[cfg(feature = "tls")]
 mod tls;
 
 pub use check::ConfigError;
+#[cfg(feature = "tls")]
+pub use client_tls::ClientTls;
 #[cfg(feature = "tls")]
 pub use tls::{TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
 

@@ -28,8 +28,11 @@ use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
+use rustls::client::UnbufferedClientConnection;
 use rustls::server::UnbufferedServerConnection;
-use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, InsufficientSizeError};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncryptError, InsufficientSizeError, UnbufferedStatus,
+};
 use rustls::{AlertDescription, Error, PeerIncompatible, ProtocolVersion};
 
 pub(crate) use framing::RecordFraming;
@@ -139,10 +142,34 @@ pub(crate) struct Received {
     pub(crate) own_records: bool,
 }
 
+/// rustls' unbuffered connection in either role: the server's (accepted connections) or the
+/// client's (outbound ones), driven by the same code.
+trait Unbuffered {
+    type Data;
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Unbuffered for UnbufferedServerConnection {
+    type Data = rustls::server::ServerConnectionData;
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(input)
+    }
+}
+
+impl Unbuffered for UnbufferedClientConnection {
+    type Data = rustls::client::ClientConnectionData;
+    fn process<'c, 'i>(&'c mut self, input: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(input)
+    }
+}
+
 /// Who protects a connection's records.
 enum Link {
     /// rustls: during the handshake, and for the life of a TLS 1.2 connection.
     Rustls(Box<UnbufferedServerConnection>),
+    /// rustls' client, for the life of an outbound connection (lanes' own record layer takes
+    /// over on accepted connections only).
+    Client(Box<UnbufferedClientConnection>),
     /// lanes' own record layer, after a TLS 1.3 handshake.
     Own(Box<RecordLayer>),
     /// The take-over from rustls failed: the connection is being dropped.
@@ -195,10 +222,40 @@ impl TlsLayer {
         })
     }
 
+    /// The TLS side of an outbound connection to `server_name` (its SNI and the name its
+    /// certificate must carry).
+    pub(crate) fn client(
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> Result<TlsLayer, Error> {
+        Ok(TlsLayer {
+            extractable: false,
+            link: Link::Client(Box::new(UnbufferedClientConnection::new(
+                config,
+                server_name,
+            )?)),
+            resumed: None,
+            carry: None,
+            written: 0,
+            wire: None,
+            fresh: false,
+            failure_counted: false,
+        })
+    }
+
+    /// Starts an outbound connection's handshake: its ClientHello is queued to be written.
+    pub(crate) fn start(&mut self, pool: &mut BufferPool) -> Result<(), Error> {
+        let mut plain = Vec::new();
+        self.receive(&mut [], &mut plain, pool)
+            .map(|_| ())
+            .map_err(|broken| broken.error)
+    }
+
     /// Whether the TLS handshake is still going on.
     pub(crate) fn is_handshaking(&self) -> bool {
         match &self.link {
             Link::Rustls(conn) => conn.is_handshaking(),
+            Link::Client(conn) => conn.is_handshaking(),
             Link::Own(_) | Link::Gone => false,
         }
     }
@@ -280,6 +337,16 @@ impl TlsLayer {
     ) -> Result<Received, TlsBroken> {
         let conn = match &mut self.link {
             Link::Rustls(conn) => conn,
+            Link::Client(conn) => {
+                let driven = drive(conn.as_mut(), input, plain, &mut self.wire, false, pool)?;
+                if driven.received.handshake_done {
+                    self.resumed = conn
+                        .handshake_kind()
+                        .map(|kind| kind == rustls::HandshakeKind::Resumed);
+                }
+                self.carry_from(&input[driven.offset..], pool);
+                return Ok(driven.received);
+            }
             Link::Own(records) => {
                 return match records.open(input) {
                     Ok(opened) => {
@@ -308,73 +375,9 @@ impl TlsLayer {
                 });
             }
         };
-        let was_handshaking = conn.is_handshaking();
         let first = std::mem::take(&mut self.fresh);
-        let fail = |error: Error, input: &[u8]| TlsBroken {
-            handshake: was_handshaking.then(|| {
-                let head = if first {
-                    &input[..input.len().min(16)]
-                } else {
-                    &[]
-                };
-                failure_of(&error, head)
-            }),
-            error,
-        };
-        let mut received = Received::default();
-        let mut offset = 0;
-        let mut writable = false;
-        loop {
-            let status = conn.process_tls_records(&mut input[offset..]);
-            let discard = status.discard;
-            let state = match status.state {
-                Ok(state) => state,
-                Err(error) => {
-                    let broken = fail(error, input);
-                    queue_alert(conn, &mut self.wire, pool);
-                    return Err(broken);
-                }
-            };
-            let more = match state {
-                ConnectionState::ReadTraffic(mut traffic) => {
-                    while let Some(record) = traffic.next_record() {
-                        match record {
-                            Ok(record) => plain.extend_from_slice(record.payload),
-                            Err(error) => return Err(fail(error, input)),
-                        }
-                    }
-                    true
-                }
-                ConnectionState::EncodeTlsData(mut data) => {
-                    let wire = self.wire.get_or_insert_with(|| pool.take());
-                    let encoded = append_with(wire, |out| data.encode(out).map_err(encode_room));
-                    debug_assert!(encoded, "a handshake record encoded twice");
-                    true
-                }
-                // What was encoded is queued; it goes out with the connection's next write.
-                ConnectionState::TransmitTlsData(data) => {
-                    data.done();
-                    true
-                }
-                ConnectionState::PeerClosed => {
-                    received.peer_closed = true;
-                    true
-                }
-                // Everything complete in `input` is processed.
-                ConnectionState::WriteTraffic(_) => {
-                    writable = true;
-                    false
-                }
-                ConnectionState::BlockedHandshake | ConnectionState::Closed => false,
-                // Early data is never accepted (the configuration's max_early_data_size is 0).
-                _ => false,
-            };
-            offset += discard;
-            if !more {
-                break;
-            }
-        }
-        received.handshake_done = was_handshaking && !conn.is_handshaking();
+        let driven = drive(conn.as_mut(), input, plain, &mut self.wire, first, pool)?;
+        let (mut received, offset) = (driven.received, driven.offset);
         if received.handshake_done {
             self.resumed = conn
                 .handshake_kind()
@@ -382,7 +385,7 @@ impl TlsLayer {
         }
         // A TLS 1.3 connection with nothing of its handshake left to send goes over to lanes'
         // own record layer; an incomplete record carried from here is opened by it.
-        let take_over = writable
+        let take_over = driven.writable
             && !received.peer_closed
             && self.extractable
             && conn.protocol_version() == Some(ProtocolVersion::TLSv1_3);
@@ -425,21 +428,10 @@ impl TlsLayer {
         if plain.is_empty() {
             return Ok(0);
         }
-        let Link::Rustls(conn) = &mut self.link else {
-            return Err(Error::EncryptError);
-        };
-        let status = conn.process_tls_records(&mut []);
-        let mut traffic = match status.state {
-            Ok(ConnectionState::WriteTraffic(traffic)) => traffic,
-            Ok(_) => return Err(Error::General("TLS output while not ready to send".into())),
-            Err(error) => return Err(error),
-        };
-        loop {
-            match traffic.encrypt(plain, out).map_err(encrypt_room) {
-                Ok(n) => return Ok(n),
-                Err(Some(required)) => out.resize(required, 0),
-                Err(None) => return Err(Error::EncryptError),
-            }
+        match &mut self.link {
+            Link::Rustls(conn) => encrypt(conn.as_mut(), plain, out),
+            Link::Client(conn) => encrypt(conn.as_mut(), plain, out),
+            Link::Own(_) | Link::Gone => Err(Error::EncryptError),
         }
     }
 
@@ -455,21 +447,14 @@ impl TlsLayer {
 
     /// Queues a close_notify alert (once the handshake is done; before it, nothing).
     pub(crate) fn close_notify(&mut self, pool: &mut BufferPool) {
-        let conn = match &mut self.link {
-            Link::Rustls(conn) => conn,
+        match &mut self.link {
+            Link::Rustls(conn) => queue_close_notify(conn.as_mut(), &mut self.wire, pool),
+            Link::Client(conn) => queue_close_notify(conn.as_mut(), &mut self.wire, pool),
             Link::Own(records) => {
                 let wire = self.wire.get_or_insert_with(|| pool.take());
                 records.seal_alert(AlertDescription::CloseNotify, wire);
-                return;
             }
-            Link::Gone => return,
-        };
-        let status = conn.process_tls_records(&mut []);
-        if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
-            let wire = self.wire.get_or_insert_with(|| pool.take());
-            append_with(wire, |out| {
-                traffic.queue_close_notify(out).map_err(encrypt_room)
-            });
+            Link::Gone => {}
         }
     }
 
@@ -485,14 +470,141 @@ impl TlsLayer {
     }
 }
 
-/// After a rustls error: queues the alert rustls prepared for the peer, if any, in `wire` (the
-/// caller writes it once before dropping the connection).
-fn queue_alert(
-    conn: &mut UnbufferedServerConnection,
+/// What [`drive`] made of one input.
+struct Driven {
+    received: Received,
+    /// How much of the input the records processed took.
+    offset: usize,
+    /// rustls is ready to send application data (its handshake has nothing left to send).
+    writable: bool,
+}
+
+/// Runs `input` through rustls' records (either role): handshake messages answered (queued in
+/// `wire`), application data appended to `plain`. `first`: these are the connection's first
+/// bytes (a failed handshake is told by them).
+fn drive<C>(
+    conn: &mut C,
+    input: &mut [u8],
+    plain: &mut Vec<u8>,
+    wire: &mut Option<Vec<u8>>,
+    first: bool,
+    pool: &mut BufferPool,
+) -> Result<Driven, TlsBroken>
+where
+    C: Unbuffered
+        + std::ops::Deref<
+            Target = rustls::unbuffered::UnbufferedConnectionCommon<<C as Unbuffered>::Data>,
+        >,
+{
+    let was_handshaking = conn.is_handshaking();
+    let fail = |error: Error, input: &[u8]| TlsBroken {
+        handshake: was_handshaking.then(|| {
+            let head = if first {
+                &input[..input.len().min(16)]
+            } else {
+                &[]
+            };
+            failure_of(&error, head)
+        }),
+        error,
+    };
+    let mut received = Received::default();
+    let mut offset = 0;
+    let mut writable = false;
+    loop {
+        let status = conn.process(&mut input[offset..]);
+        let discard = status.discard;
+        let state = match status.state {
+            Ok(state) => state,
+            Err(error) => {
+                let broken = fail(error, input);
+                queue_alert(conn, wire, pool);
+                return Err(broken);
+            }
+        };
+        let more = match state {
+            ConnectionState::ReadTraffic(mut traffic) => {
+                while let Some(record) = traffic.next_record() {
+                    match record {
+                        Ok(record) => plain.extend_from_slice(record.payload),
+                        Err(error) => return Err(fail(error, input)),
+                    }
+                }
+                true
+            }
+            ConnectionState::EncodeTlsData(mut data) => {
+                let wire = wire.get_or_insert_with(|| pool.take());
+                let encoded = append_with(wire, |out| data.encode(out).map_err(encode_room));
+                debug_assert!(encoded, "a handshake record encoded twice");
+                true
+            }
+            // What was encoded is queued; it goes out with the connection's next write.
+            ConnectionState::TransmitTlsData(data) => {
+                data.done();
+                true
+            }
+            ConnectionState::PeerClosed => {
+                received.peer_closed = true;
+                true
+            }
+            // Everything complete in `input` is processed.
+            ConnectionState::WriteTraffic(_) => {
+                writable = true;
+                false
+            }
+            ConnectionState::BlockedHandshake | ConnectionState::Closed => false,
+            // Early data is never accepted (the configuration's max_early_data_size is 0).
+            _ => false,
+        };
+        offset += discard;
+        if !more {
+            break;
+        }
+    }
+    received.handshake_done = was_handshaking && !conn.is_handshaking();
+    Ok(Driven {
+        received,
+        offset,
+        writable,
+    })
+}
+
+/// Encrypts `plain` with rustls' record layer into `out` from its start; the encrypted length.
+fn encrypt<C: Unbuffered>(conn: &mut C, plain: &[u8], out: &mut Vec<u8>) -> Result<usize, Error> {
+    let status = conn.process(&mut []);
+    let mut traffic = match status.state {
+        Ok(ConnectionState::WriteTraffic(traffic)) => traffic,
+        Ok(_) => return Err(Error::General("TLS output while not ready to send".into())),
+        Err(error) => return Err(error),
+    };
+    loop {
+        match traffic.encrypt(plain, out).map_err(encrypt_room) {
+            Ok(n) => return Ok(n),
+            Err(Some(required)) => out.resize(required, 0),
+            Err(None) => return Err(Error::EncryptError),
+        }
+    }
+}
+
+/// Queues a close_notify through rustls' record layer (once the handshake is done).
+fn queue_close_notify<C: Unbuffered>(
+    conn: &mut C,
     wire: &mut Option<Vec<u8>>,
     pool: &mut BufferPool,
 ) {
-    let status = conn.process_tls_records(&mut []);
+    let status = conn.process(&mut []);
+    if let Ok(ConnectionState::WriteTraffic(mut traffic)) = status.state {
+        let wire = wire.get_or_insert_with(|| pool.take());
+        append_with(wire, |out| {
+            traffic.queue_close_notify(out).map_err(encrypt_room)
+        });
+    }
+}
+
+/// After a rustls error: queues the alert rustls prepared for the peer, if any, in `wire` (the
+/// caller writes it once before dropping the connection).
+fn queue_alert<C: Unbuffered>(conn: &mut C, wire: &mut Option<Vec<u8>>, pool: &mut BufferPool) {
+    let status = conn.process(&mut []);
     if let Ok(ConnectionState::EncodeTlsData(mut data)) = status.state {
         let wire = wire.get_or_insert_with(|| pool.take());
         append_with(wire, |out| data.encode(out).map_err(encode_room));

@@ -59,6 +59,8 @@ impl<H: Handler> Worker<H> {
             Command::Adopt(handoff) => self.adopt(*handoff),
             Command::Arrive(moved) => self.arrive(*moved),
             Command::Answer { id, answer } => self.on_deferred_answer(id, *answer),
+            Command::Connect(request) => self.on_connect_request(request),
+            Command::Resolved { dial, resolved } => self.on_resolved(dial, resolved),
             Command::Broadcast { message } => {
                 self.local.note_published();
                 let local = &mut self.local;
@@ -162,6 +164,10 @@ pub(super) fn send_published(
     local: &mut Local,
     compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
 ) -> SendStatus {
+    if outbox.masked {
+        // An outbound connection masks each frame with its own key: encoded here.
+        return outbox.send(message.opcode, message.payload(), &mut local.sending());
+    }
     let Some(side) = outbox.compression.as_deref() else {
         return outbox.send_encoded(message.opcode, &message.frame, &mut local.sending());
     };

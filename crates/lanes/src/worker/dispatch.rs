@@ -12,6 +12,7 @@ use lanes_proto::session::{Closed as SessionClosed, Event, Initiator};
 use super::Worker;
 use crate::closed::Closed;
 use crate::conn::{Conn, Phase};
+use crate::dials::NO_DIAL;
 use crate::handler::{Handler, Message};
 use crate::id::ConnId;
 use crate::input::Input;
@@ -29,6 +30,7 @@ impl<H: Handler> Worker<H> {
         };
         match conn.phase {
             Phase::Handshake { .. } => self.on_head_bytes(key, bytes),
+            Phase::Upgrading { .. } => self.on_answer_bytes(key, bytes),
             Phase::Open { .. } => {
                 let id = self.conn_id(key);
                 let conn = &mut self.conns[key];
@@ -43,7 +45,7 @@ impl<H: Handler> Worker<H> {
                 );
             }
             // Discarded (a deferred connection reads nothing, so none comes).
-            Phase::Deferred { .. } | Phase::Closing | Phase::Draining => {}
+            Phase::Deferred { .. } | Phase::Connecting | Phase::Closing | Phase::Draining => {}
         }
     }
 }
@@ -61,8 +63,34 @@ impl<H: Handler> Worker<H> {
         Some(conn)
     }
 
-    /// Removes a connection; fires `on_close` if it has not fired yet.
+    /// Removes a connection; fires `on_close` if it has not fired yet. An outbound connection
+    /// that had not opened ends its attempt (`on_connect_failed`); a reconnecting one that was
+    /// open is made again after its back-off.
     pub(super) fn remove(&mut self, key: usize, cause: CloseCause, code: CloseCode, reason: &str) {
+        let Some(conn) = self.conns.get(key) else {
+            return;
+        };
+        let dial = conn.dial;
+        if dial == NO_DIAL {
+            self.remove_conn(key, cause, code, reason);
+            return;
+        }
+        if matches!(conn.phase, Phase::Connecting | Phase::Upgrading { .. }) {
+            self.attempt_ended(key, cause);
+            return;
+        }
+        self.remove_conn(key, cause, code, reason);
+        self.after_removal(dial, key);
+    }
+
+    /// Takes connection `key` out of the table for good (see [`remove`](Self::remove)).
+    pub(super) fn remove_conn(
+        &mut self,
+        key: usize,
+        cause: CloseCause,
+        code: CloseCode,
+        reason: &str,
+    ) {
         let id = self.conn_id(key);
         let Some(mut conn) = self.take_out(key) else {
             return;
@@ -76,7 +104,16 @@ impl<H: Handler> Worker<H> {
         }
         let state = conn.take_state(0);
         let local = &mut self.local;
-        fire_close(state, &mut self.handler, local, id, cause, code, reason);
+        fire_close(
+            state,
+            &mut self.handler,
+            local,
+            id,
+            conn.dial,
+            cause,
+            code,
+            reason,
+        );
         conn.outbox.release(&mut self.local.pool);
         #[cfg(feature = "tls")]
         if let Some(tls) = conn.tls.as_deref_mut() {
@@ -96,7 +133,11 @@ impl<H: Handler> Worker<H> {
             cell.peer_left();
         }
         let _ = super::deferral::end_deferral(&mut conn, &self.local.counters);
-        if let Phase::Handshake { head: Some(head) } = conn.phase {
+        if let Phase::Handshake { head: Some(head) }
+        | Phase::Upgrading {
+            head: Some(head), ..
+        } = conn.phase
+        {
             self.local.pool.put(head);
         }
         self.deregister(&mut conn.stream);
@@ -155,6 +196,7 @@ pub(super) fn handler_panicked<H: Handler>(
         handler,
         local,
         id,
+        conn.dial,
         CloseCause::HandlerPanic,
         code,
         reason,
@@ -255,7 +297,7 @@ fn run_frames<H: Handler>(
                 on_ping_or_pong(handler, &mut ws, state, payload, pong);
             }
             Event::Close(close) => {
-                on_peer_close(&mut conn.phase, handler, local, id, close);
+                on_peer_close(&mut conn.phase, handler, local, id, conn.dial, close);
                 conn.phase_since_ms = now_us / 1000;
                 conn.receiver.release();
                 return;
@@ -299,6 +341,7 @@ fn on_peer_close<H: Handler>(
     handler: &mut H,
     local: &mut Local,
     id: ConnId,
+    dial: u32,
     close: SessionClosed<'_>,
 ) {
     let (cause, code, reason) = match close.initiator {
@@ -320,7 +363,7 @@ fn on_peer_close<H: Handler>(
         }
     };
     let state = phase.take_state();
-    fire_close(state, handler, local, id, cause, code, reason);
+    fire_close(state, handler, local, id, dial, cause, code, reason);
 }
 
 /// A protocol error: the session has queued its close frame with the error's code; `on_close`
@@ -343,6 +386,7 @@ fn fail<H: Handler>(
         handler,
         local,
         id,
+        conn.dial,
         CloseCause::ProtocolError,
         code,
         &reason,
@@ -400,6 +444,7 @@ fn close_slow_consumer<H: Handler>(
         handler,
         local,
         id,
+        conn.dial,
         CloseCause::SlowConsumer,
         code,
         reason,
@@ -408,11 +453,13 @@ fn close_slow_consumer<H: Handler>(
 
 /// Hands a connection's state to `on_close` (when it has not been yet) and marks its id as
 /// gone, so a [`Remote`](crate::Remote) send to it fails from now on.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn fire_close<H: Handler>(
     state: Option<H::State>,
     handler: &mut H,
     local: &mut Local,
     id: ConnId,
+    dial: u32,
     cause: CloseCause,
     code: CloseCode,
     reason: &str,
@@ -423,11 +470,18 @@ pub(super) fn fire_close<H: Handler>(
     local.live.close(id.slot as usize);
     stats::sub(&local.counters.connections, 1);
     local.counters.note_closed(cause);
+    let reconnect_in = if dial == NO_DIAL {
+        None
+    } else {
+        let shutting_down = local.remote.shutting_down();
+        local.dials.plan_loss(dial, shutting_down, &mut local.rng)
+    };
     let mut closed = Closed {
         id,
         cause,
         code,
         reason,
+        reconnect_in,
         local: &mut *local,
     };
     let caught = panic::catch_unwind(AssertUnwindSafe(|| handler.on_close(state, &mut closed)));

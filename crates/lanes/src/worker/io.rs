@@ -110,6 +110,20 @@ impl<H: Handler> Worker<H> {
     /// `read_closed` says the peer's end of stream came with the event, so reading goes on
     /// until it is seen even after a short read.
     pub(super) fn on_io(&mut self, key: usize, readable: bool, read_closed: bool, writable: bool) {
+        if self
+            .conns
+            .get(key)
+            .is_some_and(|c| matches!(c.phase, Phase::Connecting))
+        {
+            self.on_connect_ready(key);
+            if !self
+                .conns
+                .get(key)
+                .is_some_and(|c| matches!(c.phase, Phase::Upgrading { .. }))
+            {
+                return; // not connected yet, or this address failed
+            }
+        }
         if writable {
             self.flush(key);
         }
@@ -377,7 +391,13 @@ impl<H: Handler> Worker<H> {
             Err(broken) => {
                 // The alert rustls prepared (protocol_version, decode_error, ...), once.
                 let _ = conn.stream.write(tls.wire());
-                if let Some(reason) = broken.handshake {
+                if conn.dial != crate::dials::NO_DIAL
+                    && let Some(dial) = self.local.dials.get_mut(conn.dial as usize)
+                {
+                    dial.last_error =
+                        Some(crate::connect::ConnectError::Tls(broken.error.to_string()));
+                    tls.failure_counted = true;
+                } else if let Some(reason) = broken.handshake {
                     self.local.counters.note_tls_failure(reason);
                     tracing::debug!(peer = %conn.peer, %reason, error = %broken.error, "TLS handshake failed");
                     tls.failure_counted = true;

@@ -14,6 +14,7 @@ use super::dispatch;
 use crate::config::{BackpressurePolicy, Config};
 use crate::conn::{Conn, Phase, PhaseKind, mark_dirty};
 use crate::context::WorkerContext;
+use crate::dials::Dials;
 use crate::handler::Handler;
 use crate::outbox::ControlSink;
 use crate::stats::{self, CloseCause};
@@ -36,6 +37,8 @@ pub(super) fn deadline_us(
     };
     match kind {
         PhaseKind::Handshake => after(config.timeouts.handshake),
+        // The dial's timeouts (see `Worker::deadline_of`).
+        PhaseKind::Connecting | PhaseKind::Upgrading => None,
         PhaseKind::Deferred => after(config.timeouts.deferred_upgrade),
         PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::PongWait | PhaseKind::CloseSent => {
             session.and_then(Session::poll_timeout)
@@ -55,7 +58,12 @@ pub(super) fn timer_outdated<S>(conn: &Conn<S>, kind: PhaseKind) -> bool {
 /// Whether a timer entry still means something: the tick always; a connection's entry while
 /// that connection (same slot and generation) is in the table, and for its protocol deadline
 /// only while it is the connection's latest entry.
-fn entry_is_live<S>(conns: &Table<Conn<S>>, entry: &TimerEntry) -> bool {
+fn entry_is_live<S>(conns: &Table<Conn<S>>, dials: &Dials, entry: &TimerEntry) -> bool {
+    if let TimerKind::Dial { seq } = entry.kind {
+        return dials
+            .get(entry.slot)
+            .is_some_and(|d| d.generation == entry.generation && d.timer_seq == seq);
+    }
     let conn = conns
         .get(entry.slot)
         .filter(|c| c.generation == entry.generation);
@@ -65,6 +73,7 @@ fn entry_is_live<S>(conns: &Table<Conn<S>>, entry: &TimerEntry) -> bool {
         // At most one per connection (Outbox::age_check), put back while it is behind.
         TimerKind::Backlog => conn.is_some_and(|c| c.outbox.age_check),
         TimerKind::Conn { seq } => conn.is_some_and(|c| c.timer_seq == seq),
+        TimerKind::Dial { .. } => false, // answered above
     }
 }
 
@@ -82,9 +91,10 @@ impl<H: Handler> Worker<H> {
     /// Drops every stale entry from the wheel. O(entries + slots).
     pub(super) fn compact_timers(&mut self) {
         let conns = &self.conns;
+        let dials = &self.local.dials;
         self.local
             .wheel
-            .compact(|entry| entry_is_live(conns, entry));
+            .compact(|entry| entry_is_live(conns, dials, entry));
     }
 
     /// The connection's next deadline, in microseconds since the epoch.
@@ -95,6 +105,10 @@ impl<H: Handler> Worker<H> {
             _ => None,
         };
         let kind = conn.phase.kind();
+        if matches!(kind, PhaseKind::Connecting | PhaseKind::Upgrading) {
+            let upgrading = kind == PhaseKind::Upgrading;
+            return self.dial_deadline_us(conn.dial, upgrading, conn.phase_since_ms);
+        }
         deadline_us(kind, conn.phase_since_ms, session, &self.local.config)
     }
 
@@ -139,6 +153,7 @@ impl<H: Handler> Worker<H> {
             TimerKind::Tick => self.on_tick(now),
             TimerKind::Backlog => self.on_backlog_age(entry),
             TimerKind::Reclaim => self.reclaim(),
+            TimerKind::Dial { seq } => self.on_dial_timer(entry.slot, entry.generation, seq),
         }
     }
 

@@ -15,6 +15,7 @@ mod accept;
 mod budget;
 mod commands;
 mod deferral;
+mod dial;
 mod dispatch;
 mod handoff;
 mod io;
@@ -122,6 +123,8 @@ pub(crate) struct Worker<H: Handler> {
     /// of one write is made (one of each per worker; see `tls/mod.rs`).
     #[cfg(feature = "tls")]
     tls: TlsBuffers,
+    /// Resolves the host names of outbound connections, on a thread of its own.
+    resolver: crate::resolver::Resolver,
     /// Where compressed messages are inflated (and the shared decompressor).
     inflate: InflateScratch,
     epoch: Instant,
@@ -187,6 +190,7 @@ impl<H: Handler> Worker<H> {
             #[cfg(feature = "tls")]
             tls: TlsBuffers::default(),
             inflate: InflateScratch::new(config.limits.max_message_len),
+            resolver: Default::default(),
             local: Local {
                 index,
                 now_us: 0,
@@ -203,6 +207,9 @@ impl<H: Handler> Worker<H> {
                 dirty: Vec::new(),
                 moves: Vec::new(),
                 latest: Default::default(),
+                rng: crate::rng::WorkerRng::new(),
+                dials: Default::default(),
+                opening_subprotocol: None,
                 panic_log: Throttle::new(PANIC_LOG_WINDOW, PANIC_LOG_BURST),
             },
             commands,

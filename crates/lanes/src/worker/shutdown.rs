@@ -25,7 +25,10 @@ impl<H: Handler> Worker<H> {
         for key in keys {
             let conn = &mut self.conns[key];
             match conn.phase {
-                Phase::Handshake { .. } | Phase::Deferred { .. } => {
+                Phase::Handshake { .. }
+                | Phase::Deferred { .. }
+                | Phase::Connecting
+                | Phase::Upgrading { .. } => {
                     self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "")
                 }
                 Phase::Open { .. } => {
@@ -40,6 +43,7 @@ impl<H: Handler> Worker<H> {
                 _ => {}
             }
         }
+        self.drop_dials();
     }
 
     /// Whether the worker is done: shutting down, and every connection gone (or dropped at
