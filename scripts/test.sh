@@ -5,7 +5,8 @@
 # the check that lanes-proto stays free of I/O crates, the fuzz targets (built, replayed on
 # their committed corpus, and fuzzed briefly), a minute's soak of examples/echo under churn and
 # hostile peers (scripts/soak.sh), the Autobahn TestSuite (cases 1.*-10.*, 12.*, 13.*, over ws://
-# and wss://) against examples/echo, the chat example end to end in headless Chromium (over ws
+# and wss://) against examples/echo, its client cases against lanes' outbound connections
+# (scripts/autobahn_client.sh), the chat example end to end in headless Chromium (over ws
 # and wss), and the wss:// tests of scripts/tls_test.sh (Python websockets, Node ws, hostile
 # TLS clients).
 #
@@ -69,6 +70,9 @@ scripts/soak.sh 60
 
 step "Autobahn TestSuite against examples/echo"
 scripts/autobahn.sh
+
+step "Autobahn TestSuite's client cases: lanes' outbound connections against wstest -m fuzzingserver"
+scripts/autobahn_client.sh
 
 step "browser test: examples/chat in headless Chromium (installs chromium and playwright-core)"
 scripts/browser_test.sh
