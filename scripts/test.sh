@@ -7,8 +7,9 @@
 # hostile peers (scripts/soak.sh), the Autobahn TestSuite (cases 1.*-10.*, 12.*, 13.*, over ws://
 # and wss://) against examples/echo, its client cases against lanes' outbound connections
 # (scripts/autobahn_client.sh), the chat example end to end in headless Chromium (over ws
-# and wss), and the wss:// tests of scripts/tls_test.sh (Python websockets, Node ws, hostile
-# TLS clients).
+# and wss), the wss:// tests of scripts/tls_test.sh (Python websockets, Node ws, hostile
+# TLS clients), and outbound connections against Python websockets and Node ws servers
+# (scripts/outbound_test.sh).
 #
 # Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium and
 #                                    playwright-core if missing)
@@ -77,6 +78,7 @@ scripts/autobahn_client.sh
 step "browser test: examples/chat in headless Chromium (installs chromium and playwright-core)"
 scripts/browser_test.sh
 scripts/tls_test.sh # wss:// with Python and Node clients, hostile TLS clients, their counters
+scripts/outbound_test.sh # outbound ws:// and wss:// against Python and Node servers
 
 step "monitoring: Prometheus and InfluxDB against examples/echo and lanes-load (installs prometheus and influxdb)"
 scripts/monitoring_test.sh
