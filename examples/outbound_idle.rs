@@ -21,8 +21,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lanes::{
-    Accept, Connect, ConnectFailure, Cores, Handler, HttpResponse, Message, Request, Server,
-    Upgrade, WorkerContext, Ws,
+    Connect, ConnectFailure, Cores, Handler, HttpResponse, Message, Request, Server, Upgrade,
+    WorkerContext, Ws,
 };
 
 /// Counts outbound connections opened and failed; refuses inbound ones.
