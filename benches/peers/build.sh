@@ -55,6 +55,8 @@ build_rust() {
 build_tokio_tungstenite() {
   build_rust
   place "$out/release/tokio-tungstenite" tokio-tungstenite
+  # The client of scripts/client_cost.sh.
+  place "$out/release/tokio-tungstenite-client" tokio-tungstenite-client
 }
 
 build_fastwebsockets() {
