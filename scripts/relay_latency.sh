@@ -46,7 +46,7 @@ wait_port() {
 run() {
   taskset -c 1 "$target/release/lanes-load" --addr "127.0.0.1:$1" --json --quiet \
     --duration 3 --warmup 1 fanout --source server -n "$n" |
-    python3 -c 'import json, sys; r = json.load(sys.stdin); l = r["latency_us"]; print(l["p50"], l["p99"])'
+    python3 -c 'import json, sys; r = json.load(sys.stdin); l = r["latency_us"]; print(round(l["p50"]), round(l["p99"]))'
 }
 
 results=$(mktemp)
@@ -68,7 +68,11 @@ for round in $(seq 1 "$rounds"); do
 done
 python3 - "$results" "$n" "$rate" <<'PY'
 import re, statistics, sys
-rows = [re.findall(r"(\d+) (\d+)", line) for line in open(sys.argv[1])]
+rows = [
+    re.search(r"direct p50/p99 (\d+) (\d+) µs, relayed (\d+) (\d+)", line).groups()
+    for line in open(sys.argv[1])
+]
+rows = [((a, b), (c, d)) for a, b, c, d in rows]
 d50 = [int(r[0][0]) for r in rows]; d99 = [int(r[0][1]) for r in rows]
 r50 = [int(r[1][0]) for r in rows]; r99 = [int(r[1][1]) for r in rows]
 add50 = [b - a for a, b in zip(d50, r50)]; add99 = [b - a for a, b in zip(d99, r99)]

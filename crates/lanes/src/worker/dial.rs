@@ -17,7 +17,6 @@ use lanes_proto::session::{Receiver, Session, SessionConfig};
 use mio::net::TcpStream;
 
 use super::Worker;
-use super::dispatch::{self, on_frames};
 use super::io;
 use crate::conn::{Phase, mark_dirty};
 use crate::connect::{ConnectError, ConnectFailure, DialRequest};
@@ -382,7 +381,7 @@ impl<H: Handler> Worker<H> {
         slot: usize,
         subprotocol: Option<String>,
         deflate: Option<lanes_proto::deflate::DeflateParams>,
-        mut head_buf: Vec<u8>,
+        head_buf: Vec<u8>,
         head_len: usize,
     ) {
         let now_us = self.local.now_us;
@@ -427,34 +426,12 @@ impl<H: Handler> Worker<H> {
         }
         #[cfg(not(feature = "deflate"))]
         let _ = deflate;
-        self.local.live.open(key, conn.generation);
-        stats::add(&self.local.counters.connections, 1);
-        stats::add(&self.local.counters.opened, 1);
         stats::add(&self.local.counters.outbound_opened, 1);
-        let id = self.conn_id(key);
-        let conn = &mut self.conns[key];
-        self.local.opening_subprotocol = subprotocol;
-        let (handler, local) = (&mut self.handler, &mut self.local);
-        let opened = dispatch::guarded_callback(conn, handler, local, id, "on_open", |h, ws, s| {
-            h.on_open(ws, s)
-        });
-        self.local.opening_subprotocol = None;
-        if opened {
-            dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
-            if head_buf.len() > head_len {
-                on_frames(
-                    conn,
-                    &mut head_buf[head_len..],
-                    &mut self.handler,
-                    &mut self.local,
-                    &mut self.inflate,
-                    id,
-                    now_us,
-                );
-            }
-        }
-        self.local.pool.put(head_buf);
-        mark_dirty(&mut self.conns[key], key, &mut self.local.dirty);
+        self.opened(key, subprotocol, head_buf, head_len);
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        mark_dirty(conn, key, &mut self.local.dirty);
         self.arm(key);
     }
 

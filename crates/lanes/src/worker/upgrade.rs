@@ -344,7 +344,7 @@ impl<H: Handler> Worker<H> {
         &mut self,
         key: usize,
         answer: Answer<H::State>,
-        mut head_buf: Vec<u8>,
+        head_buf: Vec<u8>,
         head_len: usize,
     ) {
         let now_us = self.local.now_us;
@@ -374,31 +374,48 @@ impl<H: Handler> Worker<H> {
         }
         #[cfg(not(feature = "deflate"))]
         let _ = compression;
-        self.local.live.open(key, conn.generation);
+        self.opened(key, None, head_buf, head_len);
+    }
+
+    /// Connection `key` was just set open: it is counted and marked live, `on_open` runs
+    /// (with `subprotocol` for [`Ws::subprotocol`](crate::Ws::subprotocol): an outbound
+    /// connection's server's choice), then the frames the peer sent right behind its
+    /// handshake (in `head_buf`, from `head_len`) are handled.
+    pub(super) fn opened(
+        &mut self,
+        key: usize,
+        subprotocol: Option<String>,
+        mut head_buf: Vec<u8>,
+        head_len: usize,
+    ) {
+        let now_us = self.local.now_us;
+        let now_ms = now_us / 1000;
+        let generation = self.conns[key].generation;
+        self.local.live.open(key, generation);
         stats::add(&self.local.counters.connections, 1);
         stats::add(&self.local.counters.opened, 1);
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
+        self.local.opening_subprotocol = subprotocol;
         let (handler, local) = (&mut self.handler, &mut self.local);
         let opened = dispatch::guarded_callback(conn, handler, local, id, "on_open", |h, ws, s| {
             h.on_open(ws, s)
         });
-        if !opened {
-            self.local.pool.put(head_buf);
-            return;
-        }
-        dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
-        // Frames the client sent right behind its request.
-        if head_buf.len() > head_len {
-            on_frames(
-                conn,
-                &mut head_buf[head_len..],
-                &mut self.handler,
-                &mut self.local,
-                &mut self.inflate,
-                id,
-                now_us,
-            );
+        self.local.opening_subprotocol = None;
+        if opened {
+            dispatch::after_callbacks(conn, &mut self.handler, &mut self.local, key, now_ms);
+            // Frames the peer sent right behind its side of the handshake.
+            if head_buf.len() > head_len {
+                on_frames(
+                    conn,
+                    &mut head_buf[head_len..],
+                    &mut self.handler,
+                    &mut self.local,
+                    &mut self.inflate,
+                    id,
+                    now_us,
+                );
+            }
         }
         self.local.pool.put(head_buf);
     }
