@@ -306,8 +306,9 @@ impl<H: Handler> Worker<H> {
             },
             now_ms,
         );
+        // Its timer is re-armed for the handshake by `settle_conn` after this I/O event (the
+        // connect deadline's entry is noted stale then).
         mark_dirty(conn, key, &mut self.local.dirty);
-        self.arm(key);
         Ok(())
     }
 
@@ -428,11 +429,11 @@ impl<H: Handler> Worker<H> {
         let _ = deflate;
         stats::add(&self.local.counters.outbound_opened, 1);
         self.opened(key, subprotocol, head_buf, head_len);
-        let Some(conn) = self.conns.get_mut(key) else {
-            return;
-        };
-        mark_dirty(conn, key, &mut self.local.dirty);
-        self.arm(key);
+        // Written at the end of the iteration; its timer is re-armed for the open session by
+        // `settle_conn` after this I/O event.
+        if let Some(conn) = self.conns.get_mut(key) {
+            mark_dirty(conn, key, &mut self.local.dirty);
+        }
     }
 
     /// An outbound connection is being removed before it opened (`cause`): its attempt
