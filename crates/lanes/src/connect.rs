@@ -118,10 +118,11 @@ impl<S: Send + 'static> Connect<S> {
         self
     }
 
-    /// Offers permessage-deflate (RFC 7692) with the worker's
-    /// [`Config::deflate`](crate::Config::deflate) settings, asking for no context takeover
-    /// when they turn it off; used if the server accepts. Off by default. Needs the `deflate`
-    /// feature (without it, nothing is offered).
+    /// Offers permessage-deflate (RFC 7692), used if the server accepts; off by default. The
+    /// worker's [`Config::deflate`](crate::Config::deflate) is read from our side as the
+    /// sender: with `server_no_context_takeover` we compress each message on its own (and say
+    /// so), with `client_no_context_takeover` we ask the server to. Needs the `deflate` feature
+    /// (without it, nothing is offered).
     pub fn deflate(mut self, offer: bool) -> Connect<S> {
         self.options.deflate = offer;
         self
@@ -349,8 +350,9 @@ pub enum ConnectError {
     Handshake(String),
     /// The server closed the connection before its answer was complete.
     Closed,
-    /// The worker has no room for another connection, or the handler's state type is not the
-    /// one the connection was asked with.
+    /// The worker has no room for another connection
+    /// ([`Limits::max_connections_per_worker`](crate::config::Limits)), or its socket could not
+    /// be registered.
     Refused(&'static str),
 }
 
