@@ -21,14 +21,11 @@ bash benches/peers/build.sh tokio-tungstenite >/dev/null
 lanes_client=$target/release/examples/client_load
 tokio_client=$target/peers/bin/tokio-tungstenite-client
 
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-taskset -c 0 "$target/release/examples/echo" --addr "127.0.0.1:$port" --cores 1 --no-pin 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+server_core=0
+. "$repo/scripts/echo_servers.sh"
+trap stop_echo_servers EXIT
+port=$(free_port)
+echo_pids+=("$(start_echo_server "$port")")
 url=ws://127.0.0.1:$port/
 
 rows=("100 20 1" "100 20 16" "10 16384 1")

@@ -14,13 +14,11 @@ target=${CARGO_TARGET_DIR:-$repo/target}
 cargo build --release --locked -p lanes --example echo --example outbound_idle
 ulimit -n "$(ulimit -Hn)"
 [ "$(ulimit -n)" -gt $((n + 100)) ] || { echo "need $((n + 100)) descriptors" >&2; exit 1; }
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-taskset -c 0 "$target/release/examples/echo" --addr "127.0.0.1:$port" --cores 1 --no-pin 2>/dev/null &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-  sleep 0.1
-done
+server_core=0
+. "$repo/scripts/echo_servers.sh"
+trap stop_echo_servers EXIT
+port=$(free_port)
+server=$(start_echo_server "$port")
+echo_pids+=("$server")
 taskset -c 1 timeout 120 "$target/release/examples/outbound_idle" "ws://127.0.0.1:$port/" "$n" \
   --server-pid "$server"

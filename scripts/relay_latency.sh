@@ -31,9 +31,8 @@ stop_all() {
   pids=()
 }
 trap stop_all EXIT
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port
+. "$repo/scripts/echo_servers.sh"
 wait_port() {
   for _ in $(seq 100); do
     python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return 0

@@ -102,6 +102,15 @@ impl<H: Handler> Worker<H> {
         self.local.wheel.schedule(slot, dial.generation, kind, at);
     }
 
+    /// Dial `slot` waits `delay` (its back-off), then makes its next attempt.
+    fn wait_to_retry(&mut self, slot: usize, delay: Duration) {
+        if let Some(dial) = self.local.dials.get_mut(slot) {
+            dial.stage = Stage::Waiting;
+        }
+        let at_us = self.local.now_us.saturating_add(delay.as_micros() as u64);
+        self.schedule_dial(slot, at_us);
+    }
+
     /// The resolver's answer for a dial.
     pub(super) fn on_resolved(
         &mut self,
@@ -462,6 +471,8 @@ impl<H: Handler> Worker<H> {
     /// runs with the attempt's state, and the dial waits for its next attempt or is dropped.
     fn attempt_failed(&mut self, slot: usize, error: ConnectError) {
         let shutting_down = self.local.remote.shutting_down();
+        // This attempt's place in its run of retries, before the count moves on.
+        let retry = self.local.dials.get(slot).map_or(0, |d| d.retries);
         let retry_in = self
             .local
             .dials
@@ -473,16 +484,12 @@ impl<H: Handler> Worker<H> {
         let failure = ConnectFailure {
             url: dial.target.url.clone(),
             error,
-            retry: dial.retries.saturating_sub(u32::from(retry_in.is_some())),
+            retry,
             retry_in,
         };
         let state = dial.state.take();
         match retry_in {
-            Some(delay) => {
-                dial.stage = Stage::Waiting;
-                let at_us = self.local.now_us.saturating_add(delay.as_micros() as u64);
-                self.schedule_dial(slot, at_us);
-            }
+            Some(delay) => self.wait_to_retry(slot, delay),
             None => {
                 self.local.dials.remove(slot);
             }
@@ -505,11 +512,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         match dial.stage {
-            Stage::Lost(delay) => {
-                dial.stage = Stage::Waiting;
-                let at_us = self.local.now_us.saturating_add(delay.as_micros() as u64);
-                self.schedule_dial(slot, at_us);
-            }
+            Stage::Lost(delay) => self.wait_to_retry(slot, delay),
             Stage::Conn(k) if k == key => {
                 self.local.dials.remove(slot);
             }

@@ -110,11 +110,15 @@ impl<H: Handler> Worker<H> {
     /// `read_closed` says the peer's end of stream came with the event, so reading goes on
     /// until it is seen even after a short read.
     pub(super) fn on_io(&mut self, key: usize, readable: bool, read_closed: bool, writable: bool) {
-        if self
-            .conns
-            .get(key)
-            .is_some_and(|c| matches!(c.phase, Phase::Connecting))
-        {
+        // One look at the phase for the two that read differently (a flush changes neither).
+        let (connecting, deferred) = match self.conns.get(key) {
+            Some(c) => (
+                matches!(c.phase, Phase::Connecting),
+                matches!(c.phase, Phase::Deferred { .. }),
+            ),
+            None => return,
+        };
+        if connecting {
             self.on_connect_ready(key);
             if !self
                 .conns
@@ -127,12 +131,7 @@ impl<H: Handler> Worker<H> {
         if writable {
             self.flush(key);
         }
-        if readable
-            && self
-                .conns
-                .get(key)
-                .is_some_and(|c| matches!(c.phase, Phase::Deferred { .. }))
-        {
+        if readable && deferred {
             self.check_deferred(key, read_closed);
             return;
         }
