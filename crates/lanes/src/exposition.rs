@@ -237,6 +237,102 @@ const FAMILIES: &[PerWorker] = &[
     ),
 ];
 
+/// The broker bridge's families (`lanes_bridge_*`), one sample each (the bridge is one per
+/// node, not per worker).
+#[cfg(feature = "bridge")]
+pub(crate) fn bridge(stats: &crate::bridge::BridgeStats) -> Snapshot {
+    let one = |name: &str, help: &str, kind: Kind, value: Value| {
+        Family::new(name, help, kind).with(&[], value)
+    };
+    let mut dropped = Family::new(
+        "lanes_bridge_dropped_total",
+        "Messages the bridge dropped, by reason: queue_full (a publish found the queue to the \
+         broker full), send_failed (lost in a failed write to the broker), delivery (a worker's \
+         queue had no room for a message from the broker).",
+        Kind::Counter,
+    );
+    dropped.push(
+        &[("reason", "queue_full")],
+        counter(stats.dropped_queue_full),
+    );
+    dropped.push(
+        &[("reason", "send_failed")],
+        counter(stats.dropped_send_failed),
+    );
+    dropped.push(&[("reason", "delivery")], counter(stats.dropped_delivery));
+    Snapshot {
+        families: vec![
+            one(
+                "lanes_bridge_connected",
+                "1 while the bridge is connected to the broker, else 0.",
+                Kind::Gauge,
+                gauge(u64::from(stats.connected)),
+            ),
+            one(
+                "lanes_bridge_messages_out_total",
+                "This node's publishes sent to the broker.",
+                Kind::Counter,
+                counter(stats.sent),
+            ),
+            one(
+                "lanes_bridge_messages_in_total",
+                "Messages from other nodes handed to this node's workers.",
+                Kind::Counter,
+                counter(stats.received),
+            ),
+            one(
+                "lanes_bridge_own_echoes_total",
+                "This node's own messages sent back by the broker, skipped.",
+                Kind::Counter,
+                counter(stats.own_echoes),
+            ),
+            one(
+                "lanes_bridge_malformed_total",
+                "Messages on the bridge's subjects that were not lanes messages, skipped.",
+                Kind::Counter,
+                counter(stats.malformed),
+            ),
+            dropped,
+            one(
+                "lanes_bridge_refused_topics_total",
+                "Publishes and subscriptions whose topic cannot cross (empty, too long), kept local.",
+                Kind::Counter,
+                counter(stats.refused_topics),
+            ),
+            one(
+                "lanes_bridge_queue_depth",
+                "Publishes waiting for the broker.",
+                Kind::Gauge,
+                gauge(stats.queue_depth),
+            ),
+            one(
+                "lanes_bridge_losses_total",
+                "Times the connection to the broker was lost or could not be made.",
+                Kind::Counter,
+                counter(stats.losses),
+            ),
+            one(
+                "lanes_bridge_reconnects_total",
+                "Times the bridge connected again after a loss.",
+                Kind::Counter,
+                counter(stats.reconnects),
+            ),
+            one(
+                "lanes_bridge_upstream_subscriptions",
+                "Topics this node has subscribed at the broker.",
+                Kind::Gauge,
+                gauge(stats.upstream_subscriptions),
+            ),
+            one(
+                "lanes_bridge_latency_seconds",
+                "From a message's publish on its node to its hand-over to this node's workers.",
+                Kind::Histogram,
+                micros(&stats.latency_us),
+            ),
+        ],
+    }
+}
+
 /// Every lanes metric, then the application's registry, then `extra` (the InfluxDB
 /// reporter's own figures, where one runs).
 pub(crate) fn snapshot(stats: &Stats, registry: &Registry, extra: Option<Snapshot>) -> Snapshot {

@@ -165,6 +165,10 @@ pub(crate) struct Shared {
     /// The TLS configuration for new connections (never set on a plain port).
     #[cfg(feature = "tls")]
     pub(crate) tls: crate::tls::TlsCell,
+    /// The broker bridge, when [`Config::broker`](crate::Config::broker) is set (before any
+    /// worker starts).
+    #[cfg(feature = "bridge")]
+    pub(crate) bridge: OnceLock<crate::bridge::BridgeLink>,
 }
 
 impl fmt::Debug for Shared {

@@ -46,6 +46,8 @@
 //! Linux only (SO_REUSEPORT spreading, epoll).
 
 mod answer;
+#[cfg(feature = "bridge")]
+pub mod bridge;
 mod closed;
 mod compress;
 pub mod config;
@@ -89,8 +91,12 @@ mod topic;
 mod worker;
 mod ws;
 
+#[cfg(feature = "bridge")]
+pub use bridge::BridgeStats;
 pub use closed::Closed;
 pub use config::{BackpressurePolicy, Config, ConfigError, DeflateConfig};
+#[cfg(feature = "bridge")]
+pub use config::{BrokerConfig, BrokerKind};
 #[cfg(feature = "tls")]
 pub use config::{ClientTls, TlsConfig, TlsConfigBuilder, TlsError, TlsVersions};
 pub use connect::{Connect, ConnectError, ConnectFailure, Reconnect};

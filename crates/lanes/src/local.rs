@@ -94,6 +94,21 @@ impl Local {
         );
     }
 
+    /// Sends the topics' interest changes to the broker bridge; what its queue has no room
+    /// for waits for the next loop iteration.
+    #[cfg(feature = "bridge")]
+    pub(crate) fn send_interest(&mut self) {
+        let Some(mut changes) = self.topics.take_changes() else {
+            return;
+        };
+        if let Some(bridge) = self.remote.shared().bridge.get() {
+            bridge.send_changes(self.index, &mut changes);
+        }
+        if !changes.is_empty() {
+            self.topics.keep_changes(changes);
+        }
+    }
+
     /// Counts one publish handled here.
     pub(crate) fn note_published(&self) {
         stats::add(&self.counters.published, 1);

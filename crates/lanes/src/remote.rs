@@ -353,7 +353,20 @@ impl Remote {
     pub fn metrics(&self) -> lanes_metrics::Snapshot {
         let shared = &self.inner.shared;
         let extra = shared.reporter_stats.get().map(|source| source());
-        crate::exposition::snapshot(&self.stats(), &shared.registry, extra)
+        #[allow(unused_mut)]
+        let mut snapshot = crate::exposition::snapshot(&self.stats(), &shared.registry, extra);
+        #[cfg(feature = "bridge")]
+        if let Some(bridge) = self.bridge_stats() {
+            snapshot.extend(crate::exposition::bridge(&bridge));
+        }
+        snapshot
+    }
+
+    /// The broker bridge's figures, when [`Config::broker`](crate::Config::broker) is set
+    /// (see [`crate::bridge`]).
+    #[cfg(feature = "bridge")]
+    pub fn bridge_stats(&self) -> Option<crate::bridge::BridgeStats> {
+        self.inner.shared.bridge.get().map(|bridge| bridge.stats())
     }
 
     /// The application's own metrics (see
@@ -413,6 +426,10 @@ impl Remote {
             return Err(SendError::ShutDown);
         }
         let topic: Arc<str> = topic.into();
+        #[cfg(feature = "bridge")]
+        if let Some(bridge) = self.inner.shared.bridge.get() {
+            bridge.offer(&topic, &message);
+        }
         self.each_link(skip, |link| {
             link.push(Command::Publish {
                 topic: Arc::clone(&topic),

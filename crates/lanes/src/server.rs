@@ -151,6 +151,13 @@ where
         if let Some(tls) = &self.config.tls {
             shared.tls.set(tls.clone());
         }
+        #[cfg(feature = "bridge")]
+        let bridge_parts = self.config.broker.as_ref().map(|broker| {
+            let (link, parts) =
+                crate::bridge::channels(broker, self.config.limits.max_message_len as usize);
+            let _ = shared.bridge.set(link);
+            parts
+        });
         let config = Arc::new(self.config);
         let (ready_tx, ready_rx) = mpsc::channel();
         // Every worker's loop, waker and queue exist before any thread starts, so each
@@ -225,6 +232,8 @@ where
             stop_on_signals: self.stop_on_signals,
             #[cfg(feature = "metrics")]
             exporters: Default::default(),
+            #[cfg(feature = "bridge")]
+            bridge: None,
         };
         for _ in 0..handle.threads.len() {
             match ready_rx.recv() {
@@ -234,6 +243,16 @@ where
                     return Err(error);
                 }
                 Err(_) => break,
+            }
+        }
+        #[cfg(feature = "bridge")]
+        if let Some(parts) = bridge_parts {
+            match crate::bridge::BridgeThread::start(parts, handle.remote.clone()) {
+                Ok(bridge) => handle.bridge = Some(bridge),
+                Err(error) => {
+                    let _ = handle.stop();
+                    return Err(Error::Io(error));
+                }
             }
         }
         #[cfg(feature = "metrics")]
@@ -303,6 +322,9 @@ pub struct ServerHandle {
     /// The metrics exporters the configuration asked for.
     #[cfg(feature = "metrics")]
     exporters: Exporters,
+    /// The broker bridge's thread, when [`Config::broker`](crate::Config::broker) is set.
+    #[cfg(feature = "bridge")]
+    bridge: Option<crate::bridge::BridgeThread>,
 }
 
 impl ServerHandle {
@@ -412,16 +434,24 @@ impl ServerHandle {
             self.supervisor.watch_signals().map_err(Error::Io)?;
         }
         let result = self.join_all();
+        self.stop_helpers();
+        result
+    }
+
+    /// Stops the threads beside the workers: the broker bridge and the metrics exporters.
+    fn stop_helpers(&mut self) {
+        #[cfg(feature = "bridge")]
+        if let Some(mut bridge) = self.bridge.take() {
+            bridge.stop();
+        }
         #[cfg(feature = "metrics")]
         self.exporters.stop();
-        result
     }
 
     fn stop(&mut self) -> Result<(), Error> {
         self.remote.shutdown();
         let result = self.join_all();
-        #[cfg(feature = "metrics")]
-        self.exporters.stop();
+        self.stop_helpers();
         result
     }
 
@@ -474,6 +504,8 @@ impl Drop for ServerHandle {
         let exporting = self.exporters.is_running();
         #[cfg(not(feature = "metrics"))]
         let exporting = false;
+        #[cfg(feature = "bridge")]
+        let exporting = exporting || self.bridge.is_some();
         if self.threads.iter().any(Option::is_some) || exporting {
             let _ = self.stop();
         }

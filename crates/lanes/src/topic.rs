@@ -3,6 +3,7 @@
 //! reaches the other workers through their command queues.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use slab::Slab;
 
@@ -30,6 +31,9 @@ pub(crate) struct Topics {
     topics: Slab<Topic>,
     /// Subscriptions in all topics.
     count: usize,
+    /// With a broker bridge: the topics that got their first subscriber here (`true`) or lost
+    /// their last one (`false`) since the worker last sent them on, in order.
+    changes: Option<Vec<(Arc<str>, bool)>>,
 }
 
 /// What became of a subscribe or unsubscribe.
@@ -44,6 +48,33 @@ pub(crate) enum Change {
 }
 
 impl Topics {
+    /// Topics that note their first subscriber and their last one leaving, for a broker bridge
+    /// ([`take_changes`](Self::take_changes)).
+    pub(crate) fn noting_changes() -> Topics {
+        Topics {
+            changes: Some(Vec::new()),
+            ..Topics::default()
+        }
+    }
+
+    /// The changes noted since the last call (empty without a bridge); the caller gives back
+    /// what it could not send with [`keep_changes`](Self::keep_changes).
+    pub(crate) fn take_changes(&mut self) -> Option<Vec<(Arc<str>, bool)>> {
+        let changes = self.changes.as_mut()?;
+        if changes.is_empty() {
+            return None;
+        }
+        Some(std::mem::take(changes))
+    }
+
+    /// Puts back changes not sent yet, before any noted since.
+    pub(crate) fn keep_changes(&mut self, mut unsent: Vec<(Arc<str>, bool)>) {
+        if let Some(changes) = self.changes.as_mut() {
+            unsent.append(changes);
+            *changes = unsent;
+        }
+    }
+
     /// Subscriptions in all topics.
     pub(crate) fn count(&self) -> usize {
         self.count
@@ -73,6 +104,9 @@ impl Topics {
                     subscribers: Slab::new(),
                 });
                 self.by_name.insert(name.into(), topic);
+                if let Some(changes) = self.changes.as_mut() {
+                    changes.push((name.into(), true));
+                }
                 topic
             }
         };
@@ -125,6 +159,9 @@ impl Topics {
             // The last subscriber left: forget the topic, so names cannot pile up.
             let topic = self.topics.remove(sub.topic);
             self.by_name.remove(&topic.name);
+            if let Some(changes) = self.changes.as_mut() {
+                changes.push((Arc::from(topic.name), false));
+            }
         }
     }
 
@@ -170,6 +207,32 @@ mod tests {
         assert_eq!(topics.count(), 0);
         assert_eq!(topics.subscribers("t").count(), 0);
         assert!(topics.by_name.is_empty() && topics.topics.is_empty());
+    }
+
+    #[test]
+    fn first_and_last_subscribers_are_noted_in_order() {
+        let mut plain = Topics::default();
+        plain.subscribe("t", (1, 0), &mut Vec::new(), 8);
+        assert_eq!(plain.take_changes(), None);
+
+        let mut topics = Topics::noting_changes();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        topics.subscribe("t", (1, 0), &mut a, 8);
+        topics.subscribe("t", (2, 0), &mut b, 8);
+        topics.subscribe("u", (2, 0), &mut b, 8);
+        topics.unsubscribe("t", &mut a);
+        let changes = topics.take_changes().unwrap();
+        let plain: Vec<(&str, bool)> = changes.iter().map(|(t, on)| (&**t, *on)).collect();
+        assert_eq!(plain, [("t", true), ("u", true)]);
+        topics.unsubscribe_all(&mut b);
+        topics.keep_changes(vec![("x".into(), true)]);
+        let changes = topics.take_changes().unwrap();
+        let mut plain: Vec<(&str, bool)> = changes.iter().map(|(t, on)| (&**t, *on)).collect();
+        // The kept change first; the two removals in either order.
+        assert_eq!(plain.remove(0), ("x", true));
+        plain.sort();
+        assert_eq!(plain, [("t", false), ("u", false)]);
+        assert_eq!(topics.take_changes(), None);
     }
 
     #[test]

@@ -215,8 +215,74 @@ impl Config {
                 allowed: "a path starting with /",
             });
         }
+        #[cfg(feature = "bridge")]
+        if let Some(broker) = &self.broker {
+            check_broker(broker)?;
+        }
         Ok(())
     }
+}
+
+/// The broker's settings: a URL of a backend this build has, a prefix NATS reads as meant, and
+/// the sizes in range.
+#[cfg(feature = "bridge")]
+fn check_broker(broker: &super::BrokerConfig) -> Result<(), ConfigError> {
+    match broker.kind() {
+        Some(kind) if kind.is_built() => {}
+        Some(_) => {
+            return Err(ConfigError {
+                field: "broker.url",
+                value: format!("{:?}", broker.url),
+                allowed: "a broker whose feature (nats, redis) lanes was built with",
+            });
+        }
+        None => {
+            return Err(ConfigError {
+                field: "broker.url",
+                value: format!("{:?}", broker.url),
+                allowed: "nats://host:port or redis://host:port[/db]",
+            });
+        }
+    }
+    if !super::BrokerConfig::prefix_is_valid(&broker.prefix) {
+        return Err(ConfigError {
+            field: "broker.prefix",
+            value: format!("{:?}", broker.prefix),
+            allowed: "letters, digits and _ - . : only, no leading dot, no two dots in a row",
+        });
+    }
+    let range = "1 to 16,777,216";
+    check("broker.queue_len", broker.queue_len, 1, 1 << 24, range)?;
+    check(
+        "broker.max_batch",
+        broker.max_batch,
+        1,
+        65_536,
+        "1 to 65,536",
+    )?;
+    let (ms, minute) = (Duration::from_millis(10), Duration::from_secs(60));
+    check(
+        "broker.timeout",
+        broker.timeout,
+        ms,
+        minute,
+        "10 ms to 1 minute",
+    )?;
+    let r = &broker.reconnect;
+    check(
+        "broker.reconnect.initial",
+        r.initial,
+        ms,
+        minute,
+        "10 ms to 1 minute",
+    )?;
+    check(
+        "broker.reconnect.max",
+        r.max,
+        r.initial,
+        Duration::from_secs(3600),
+        "initial to 1 hour",
+    )
 }
 
 /// `Ok` when `min <= value <= max`, else the error naming `field` and `allowed`.

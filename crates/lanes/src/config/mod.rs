@@ -16,12 +16,16 @@
 //! assert_eq!(config.validate().unwrap_err().field(), "socket.reads_per_wakeup");
 //! ```
 
+#[cfg(feature = "bridge")]
+mod broker;
 mod check;
 #[cfg(feature = "tls")]
 mod client_tls;
 #[cfg(feature = "tls")]
 mod tls;
 
+#[cfg(feature = "bridge")]
+pub use broker::{BrokerConfig, BrokerKind};
 pub use check::ConfigError;
 #[cfg(feature = "tls")]
 pub use client_tls::ClientTls;
@@ -88,6 +92,11 @@ pub struct Config {
     /// handshake and the WebSocket one together.
     #[cfg(feature = "tls")]
     pub tls: Option<TlsConfig>,
+    /// The broker (NATS or Redis) that shares this node's topics with other nodes' (features
+    /// `nats` and `redis`; see [`crate::bridge`]). Default: `None`, topics are this node's
+    /// alone.
+    #[cfg(feature = "bridge")]
+    pub broker: Option<BrokerConfig>,
 }
 
 impl Default for Config {
@@ -105,6 +114,8 @@ impl Default for Config {
             auto_pong: true,
             #[cfg(feature = "tls")]
             tls: None,
+            #[cfg(feature = "bridge")]
+            broker: None,
         }
     }
 }

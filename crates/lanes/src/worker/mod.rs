@@ -196,7 +196,7 @@ impl<H: Handler> Worker<H> {
                 now_us: 0,
                 pool: BufferPool::new(),
                 config,
-                topics: Topics::default(),
+                topics: topics_for(&shared),
                 wheel,
                 remote,
                 counters,
@@ -368,6 +368,8 @@ impl<H: Handler> Worker<H> {
                 self.begin_shutdown(now);
             }
             self.settle(now);
+            #[cfg(feature = "bridge")]
+            self.local.send_interest();
             if self.held > self.local.config.memory.worker_budget {
                 self.shed_memory();
             }
@@ -400,4 +402,14 @@ impl<H: Handler> Worker<H> {
             (a, b) => a.or(b),
         }
     }
+}
+
+/// A worker's topics: noting interest changes when a broker bridge runs.
+fn topics_for(shared: &crate::hub::Shared) -> Topics {
+    #[cfg(feature = "bridge")]
+    if shared.bridge.get().is_some() {
+        return Topics::noting_changes();
+    }
+    let _ = shared;
+    Topics::default()
 }
