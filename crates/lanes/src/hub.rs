@@ -168,7 +168,7 @@ pub(crate) struct Shared {
     /// The broker bridge, when [`Config::broker`](crate::Config::broker) is set (before any
     /// worker starts).
     #[cfg(feature = "bridge")]
-    pub(crate) bridge: OnceLock<crate::bridge::BridgeLink>,
+    pub(crate) bridge: OnceLock<crate::bridge::link::BridgeLink>,
 }
 
 impl fmt::Debug for Shared {

@@ -154,7 +154,7 @@ where
         #[cfg(feature = "bridge")]
         let bridge_parts = self.config.broker.as_ref().map(|broker| {
             let (link, parts) =
-                crate::bridge::channels(broker, self.config.limits.max_message_len as usize);
+                crate::bridge::link::channels(broker, self.config.limits.max_message_len as usize);
             let _ = shared.bridge.set(link);
             parts
         });

@@ -50,6 +50,7 @@ pub(crate) enum Change {
 impl Topics {
     /// Topics that note their first subscriber and their last one leaving, for a broker bridge
     /// ([`take_changes`](Self::take_changes)).
+    #[cfg(feature = "bridge")]
     pub(crate) fn noting_changes() -> Topics {
         Topics {
             changes: Some(Vec::new()),
@@ -59,6 +60,7 @@ impl Topics {
 
     /// The changes noted since the last call (empty without a bridge); the caller gives back
     /// what it could not send with [`keep_changes`](Self::keep_changes).
+    #[cfg(feature = "bridge")]
     pub(crate) fn take_changes(&mut self) -> Option<Vec<(Arc<str>, bool)>> {
         let changes = self.changes.as_mut()?;
         if changes.is_empty() {
@@ -68,6 +70,7 @@ impl Topics {
     }
 
     /// Puts back changes not sent yet, before any noted since.
+    #[cfg(feature = "bridge")]
     pub(crate) fn keep_changes(&mut self, mut unsent: Vec<(Arc<str>, bool)>) {
         if let Some(changes) = self.changes.as_mut() {
             unsent.append(changes);
@@ -210,6 +213,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "bridge")]
     fn first_and_last_subscribers_are_noted_in_order() {
         let mut plain = Topics::default();
         plain.subscribe("t", (1, 0), &mut Vec::new(), 8);

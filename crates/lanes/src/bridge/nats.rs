@@ -36,7 +36,7 @@ pub(crate) async fn run(mut node: Node, config: &BrokerConfig) {
         .subscription_capacity(INBOUND_LEN)
         .reconnect_delay_callback(move |attempts| {
             let n = attempts.saturating_sub(1).min(u32::MAX as usize) as u32;
-            let unit = super::unit_from(id ^ u64::from(n));
+            let unit = super::link::unit_from(id ^ u64::from(n));
             reconnect.delay(n, unit).unwrap_or(reconnect.max)
         })
         .event_callback(move |event| {

@@ -14,8 +14,8 @@ use lanes_metrics::owned::add;
 use super::counters::BridgeCounters;
 use super::envelope;
 use super::interest::Interest;
+use super::link::{BridgeParts, CHANGES_LEN, Change, Outgoing, Wake, now_us};
 use super::subject::Subjects;
-use super::{BridgeParts, Change, Outgoing, Wake, now_us};
 use crate::hub::Command;
 use crate::published::{encode, encode_latest};
 use crate::remote::Remote;
@@ -114,7 +114,7 @@ impl Node {
     /// Takes the workers' interest changes that wait (at most the queue's length, so a
     /// worker that keeps changing cannot hold the bridge here).
     pub(crate) fn take_changes(&mut self) {
-        for _ in 0..super::CHANGES_LEN {
+        for _ in 0..CHANGES_LEN {
             let Ok(change) = self.changes.try_recv() else {
                 break;
             };

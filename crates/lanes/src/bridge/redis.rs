@@ -40,7 +40,7 @@ pub(crate) async fn run(mut node: Node, config: &BrokerConfig) {
             End::Lost(error) => node.lost(&error),
         }
         let n = node.failures().saturating_sub(1);
-        let unit = super::unit_from(node.id ^ u64::from(n));
+        let unit = super::link::unit_from(node.id ^ u64::from(n));
         let delay = config
             .reconnect
             .delay(n, unit)
