@@ -6,6 +6,10 @@
 //! ```
 //! then open <http://127.0.0.1:9001/> in two browser windows.
 //!
+//! Across nodes: start several, each with `--broker nats://127.0.0.1:4222` (or
+//! `redis://127.0.0.1:6379`; build with `--features lanes/nats,lanes/redis`), and a room spans
+//! them all (the README's deployment section puts HAProxy in front).
+//!
 //! Protocol: the page opens `/ws?room=ROOM&name=NAME`; each text message it sends is one
 //! chat line; the server sends JSON text messages to everyone in the room (the sender too):
 //! `{"type":"message","room":R,"name":N,"text":T}`, and `{"type":"join",...}` /

@@ -53,6 +53,10 @@ pub(crate) struct ServerArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub(crate) tls_key: Option<std::path::PathBuf>,
+    /// Share topics with other nodes through this broker: nats://HOST:PORT or
+    /// redis://HOST:PORT (needs lanes' `nats` or `redis` feature: `--features lanes/nats`).
+    #[arg(long)]
+    pub(crate) broker: Option<String>,
 }
 
 /// Log lines to standard error through `tracing`; `RUST_LOG` chooses the level (default
@@ -90,6 +94,9 @@ impl ServerArgs {
                 }
             }
         }
+        if let Some(url) = &self.broker {
+            broker(&mut config, url);
+        }
         Server::new(self.addr, factory)
             .cores(cores)
             .pin(!self.no_pin)
@@ -106,4 +113,24 @@ impl ServerArgs {
         };
         Some(config.interval(Duration::from_secs_f64(self.influx_interval.max(0.01))))
     }
+}
+
+/// Sets `--broker` in `config`.
+#[cfg(feature = "bridge")]
+fn broker(config: &mut Config, url: &str) {
+    config.broker = Some(lanes::BrokerConfig::new(url));
+    if let Err(error) = config.validate() {
+        eprintln!("error: {error}");
+        std::process::exit(2);
+    }
+}
+
+/// `--broker` without a bridge in this build.
+#[cfg(not(feature = "bridge"))]
+fn broker(_: &mut Config, url: &str) {
+    eprintln!(
+        "error: --broker {url}: this build has no broker bridge; build the example with \
+         --features lanes/nats,lanes/redis"
+    );
+    std::process::exit(2);
 }

@@ -10,6 +10,10 @@
 //!
 //! `scripts/fanout.sh` runs both, pinned, at 1,000 and 10,000 subscribers and prints a table.
 //!
+//! Across nodes (`--broker`, features `lanes/nats` or `lanes/redis`): one node produces, the
+//! others run with `--rate 0` and pass on what reaches them through the broker
+//! (`scripts/bridge_latency.sh`).
+//!
 //! An update is `--size` bytes (at least 16): the sequence number (u64, little-endian, from 0),
 //! the time it was published in nanoseconds since the UNIX epoch (u64, little-endian, from
 //! `SystemTime`, so another process on the machine can compute the delivery latency), then
@@ -166,8 +170,9 @@ fn produce(remote: &Remote, rate: u32, size: usize) {
 struct Args {
     #[command(flatten)]
     server: ServerArgs,
-    /// Updates published per second.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    /// Updates published per second; 0: no producer (a node that only passes on what other
+    /// nodes publish, with --broker).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     rate: u32,
     /// Bytes per update: the 16-byte stamp, then zero padding.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(16..=(16 << 20)))]
@@ -195,6 +200,15 @@ fn main() -> ExitCode {
         args.rate,
         args.size
     );
+    if args.rate == 0 {
+        return match handle.wait() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("ticker: {error}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let remote = handle.remote();
     let (rate, size) = (args.rate, args.size as usize);
     let producer = std::thread::Builder::new()

@@ -8,11 +8,13 @@
 # and wss://) against examples/echo, its client cases against lanes' outbound connections
 # (scripts/autobahn_client.sh), the chat example end to end in headless Chromium (over ws
 # and wss), the wss:// tests of scripts/tls_test.sh (Python websockets, Node ws, hostile
-# TLS clients), and outbound connections against Python websockets and Node ws servers
-# (scripts/outbound_test.sh).
+# TLS clients), outbound connections against Python websockets and Node ws servers
+# (scripts/outbound_test.sh), and the broker bridge with real nats-server, redis-server and
+# HAProxy (scripts/bridge_test.sh).
 #
-# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium and
-#                                    playwright-core if missing)
+# Usage: scripts/test.sh            (from anywhere; installs cargo-fuzz, wstest, chromium,
+#                                    playwright-core, nats-server, redis-server and haproxy
+#                                    if missing)
 #        LANES_FUZZ_SECONDS=60 scripts/test.sh   (fuzz each target longer; 0 skips fuzzing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +29,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test --workspace"
 cargo test --workspace --locked
+
+step "lanes with the broker bridge (features nats, redis): clippy"
+cargo clippy -p lanes --all-features --all-targets --locked -- -D warnings
 
 step "lanes without its default features (deflate, metrics): clippy and tests"
 cargo clippy -p lanes --no-default-features --all-targets --locked -- -D warnings
@@ -79,6 +84,9 @@ step "browser test: examples/chat in headless Chromium (installs chromium and pl
 scripts/browser_test.sh
 scripts/tls_test.sh # wss:// with Python and Node clients, hostile TLS clients, their counters
 scripts/outbound_test.sh # outbound ws:// and wss:// against Python and Node servers
+
+step "broker bridge: nats-server, redis-server, HAProxy (installs them)"
+scripts/bridge_test.sh
 
 step "monitoring: Prometheus and InfluxDB against examples/echo and lanes-load (installs prometheus and influxdb)"
 scripts/monitoring_test.sh
