@@ -187,6 +187,11 @@ pub enum Mode {
         /// produces the messages; each subscriber's first delivery sets its sequence base).
         #[arg(long, value_enum, default_value_t = Source::Client)]
         source: Source,
+        /// More servers (IP:PORT,...) to spread the subscribers over, round robin with
+        /// `--addr`: nodes that share the topic through a broker. The publisher (`--source
+        /// client`) stays on `--addr`.
+        #[arg(long, value_delimiter = ',')]
+        spread: Vec<SocketAddr>,
     },
     /// Players of examples/game: P players in R rooms (player i joins room r{i % R} as p{i},
     /// token t-p{i}), each sending `move 1 0` I times a second; the time between two states a
@@ -523,6 +528,7 @@ mod tests {
                     subscribers,
                     rate,
                     source,
+                    ..
                 } => (subscribers, rate, source),
                 other => panic!("{other:?}"),
             }

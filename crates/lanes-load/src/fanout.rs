@@ -366,6 +366,9 @@ pub struct FanoutPlan {
     pub duration: Duration,
     /// The server's PID, to read its CPU time over the window.
     pub server_pid: Option<u32>,
+    /// More servers the subscribers are spread over, round robin with `addr` (nodes sharing
+    /// the topic through a broker); the publisher stays on `addr`.
+    pub spread: Vec<SocketAddr>,
 }
 
 impl FanoutPlan {
@@ -387,6 +390,21 @@ impl FanoutPlan {
             warmup,
             duration,
             server_pid: None,
+            spread: Vec::new(),
+        }
+    }
+
+    /// The server for subscriber `k` of client thread `thread` (of `threads`).
+    fn subscriber_addr(&self, thread: u32, k: usize) -> SocketAddr {
+        if self.spread.is_empty() {
+            return self.addr;
+        }
+        let n = self.spread.len() + 1;
+        let index = (k * self.threads.max(1) as usize + thread as usize) % n;
+        if index == 0 {
+            self.addr
+        } else {
+            self.spread[index - 1]
         }
     }
 }
@@ -565,8 +583,9 @@ fn connect_share(
     let mut pending = Vec::with_capacity(CONNECT_BATCH as usize);
     for batch_start in (0..share).step_by(CONNECT_BATCH as usize) {
         pending.clear();
-        for _ in batch_start..share.min(batch_start + CONNECT_BATCH) {
-            pending.push(start_upgrade(plan.addr, tls.as_ref(), rng)?);
+        for k in batch_start..share.min(batch_start + CONNECT_BATCH) {
+            let addr = plan.subscriber_addr(thread, k as usize);
+            pending.push(start_upgrade(addr, tls.as_ref(), rng)?);
         }
         for upgrade in pending.drain(..) {
             let (blocking, mut early) = upgrade.finish()?;

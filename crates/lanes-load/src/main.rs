@@ -71,7 +71,8 @@ fn main() -> ExitCode {
             subscribers,
             rate,
             source,
-        } => fanout(&args, tls, subscribers, rate, source),
+            ref spread,
+        } => fanout(&args, tls, subscribers, rate, source, spread),
         Mode::Game {
             players,
             rooms,
@@ -667,6 +668,7 @@ fn fanout(
     subscribers: u32,
     rate: Option<u32>,
     source: Source,
+    spread: &[std::net::SocketAddr],
 ) -> Result<bool, String> {
     let publish_rate = match source {
         Source::Client => Some(rate.unwrap_or(DEFAULT_FANOUT_RATE)),
@@ -677,6 +679,7 @@ fn fanout(
         threads: u32::from(args.threads),
         cores: args.cores.clone(),
         server_pid: args.server_pid,
+        spread: spread.to_vec(),
         ..FanoutPlan::new(
             args.addr,
             subscribers,

@@ -39,11 +39,20 @@
 //!   [`ServerHandle::stats`] and [`ServerHandle::metrics`] are there either way.
 //! - `tls`: `wss://` (rustls with the ring provider; `Config::tls`, [`TlsConfig`]).
 //!
+//! Off by default:
+//! - `nats`, `redis`: the broker bridge (`Config::broker`, the `bridge` module): topics shared
+//!   by every node that uses the same NATS or Redis server, on a thread of the bridge's own.
+//!
 //! Every accepted socket gets `TCP_NODELAY`: each write is a whole batch of frames (one `write`
 //! per connection per loop iteration), so Nagle's algorithm would only add latency.
 //!
-//! What it does not do (yet): outbound connections, placing connections on a chosen worker.
-//! Linux only (SO_REUSEPORT spreading, epoll).
+//! Also: outbound connections on the same loops ([`Remote::connect`], [`Connect`]), and
+//! connections placed on, or moved to, a chosen worker ([`Accept::on_worker`],
+//! [`Ws::move_to`]).
+//!
+//! What it does not do: WebSockets over HTTP/2 (RFC 8441); replay of what a node missed while
+//! its broker was away (core pub/sub keeps nothing). Linux only (SO_REUSEPORT spreading,
+//! epoll).
 
 mod answer;
 #[cfg(feature = "bridge")]

@@ -81,6 +81,7 @@ impl Interest {
     }
 
     /// Whether some topics wait to be settled.
+    #[cfg(test)]
     pub(crate) fn has_pending(&self) -> bool {
         !self.dirty.is_empty()
     }

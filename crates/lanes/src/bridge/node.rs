@@ -144,9 +144,11 @@ impl Node {
         (subscribe, unsubscribe)
     }
 
-    /// Whether interest changes wait to be settled.
+    /// Whether workers' interest changes wait to be taken. (A change that failed to reach the
+    /// broker waits for the next turn of the loop instead, so a broker that keeps refusing it
+    /// does not keep the bridge busy.)
     pub(crate) fn has_pending(&self) -> bool {
-        self.interest.has_pending() || !self.changes.is_empty()
+        !self.changes.is_empty()
     }
 
     /// The broker has `subject` subscribed for `topic`.
