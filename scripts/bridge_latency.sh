@@ -42,25 +42,10 @@ echo "==> build (release)"
 cargo build --release --locked --quiet -p lanes --features nats,redis --example ticker
 cargo build --release --locked --quiet -p lanes-load
 
-. scripts/echo_servers.sh # free_port
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-trap 'stop_all; rm -rf "$logs"; [ -n "${LANES_BRIDGE_JSON:-}" ] || rm -f "$json_out"' EXIT
-
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "nothing listens on $1 (logs: $logs)" >&2
-  exit 1
-}
+# pids, stop_all, free_port, wait_port
+. scripts/processes.sh
+broker_pids=()
+trap 'stop_all; kill "${broker_pids[@]}" 2>/dev/null; rm -rf "$logs"; [ -n "${LANES_BRIDGE_JSON:-}" ] || rm -f "$json_out"' EXIT
 
 nats_port=$(free_port)
 redis_port=$(free_port)
@@ -69,7 +54,6 @@ broker_pids=($!)
 taskset -c $server_core redis-server --bind 127.0.0.1 --port "$redis_port" --save "" \
   --appendonly no >"$logs/redis.log" 2>&1 &
 broker_pids+=($!)
-trap 'stop_all; kill "${broker_pids[@]}" 2>/dev/null; rm -rf "$logs"; [ -n "${LANES_BRIDGE_JSON:-}" ] || rm -f "$json_out"' EXIT
 wait_port "$nats_port"
 wait_port "$redis_port"
 

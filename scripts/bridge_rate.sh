@@ -30,25 +30,10 @@ echo "==> build (release)"
 cargo build --release --locked --quiet -p lanes --features nats,redis --example ticker
 cargo build --release --locked --quiet -p lanes-load
 
-. scripts/echo_servers.sh # free_port
-pids=()
+# pids, stop_all, free_port, wait_port
+. scripts/processes.sh
 broker_pids=()
-stop_nodes() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
-trap 'stop_nodes; kill "${broker_pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
+trap 'stop_all; kill "${broker_pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
 nats_port=$(free_port)
 redis_port=$(free_port)
 taskset -c $server_core nats-server -a 127.0.0.1 -p "$nats_port" >"$logs/nats.log" 2>&1 &
@@ -141,7 +126,7 @@ print(json.dumps({"rate": rate, "broker": broker, "window": window,
     "a_bridge_cpu": d(a0, a1, "bridge_cpu"), "b_bridge_cpu": d(b0, b1, "bridge_cpu"),
     "missed": load.get("missed"), "deliveries_per_s": load.get("deliveries_per_s")}))
 PY
-    stop_nodes
+    stop_all
   done
 done
 

@@ -43,28 +43,9 @@ pylib=$target/tls/pylib
 step "cargo build --release -p lanes --features nats,redis --example chat"
 cargo build --release --locked -p lanes --features nats,redis --example chat
 
-. "$repo/scripts/echo_servers.sh" # free_port
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
+# pids, stop_all, free_port, wait_port
+. "$repo/scripts/processes.sh"
 trap stop_all EXIT
-
-# Waits until 127.0.0.1:$1 accepts connections (the process $2 must stay alive meanwhile).
-wait_port() {
-  for _ in $(seq 100); do
-    if python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null; then
-      return
-    fi
-    kill -0 "$2" 2>/dev/null || die "$3 exited (log: $out)"
-    sleep 0.1
-  done
-  die "$3 did not listen on $1"
-}
 
 mkdir -p "$out"
 for broker in nats redis; do

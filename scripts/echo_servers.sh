@@ -12,10 +12,8 @@ stop_echo_servers() {
   done
 }
 
-# A TCP port free on 127.0.0.1 now.
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+# free_port
+. "$(dirname "${BASH_SOURCE[0]}")/processes.sh"
 
 # Starts target/release/examples/echo on port $1, on core $server_core, with the options after
 # the port (default: one unpinned worker); prints its PID once it listens.

@@ -22,25 +22,9 @@ ulimit -n "$(ulimit -Hn)"
 cargo build --release --locked --quiet -p lanes --example ticker --example relay
 cargo build --release --locked --quiet -p lanes-load
 
-pids=()
-stop_all() {
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  pids=()
-}
+# pids, stop_all, free_port, wait_port
+. "$repo/scripts/processes.sh"
 trap stop_all EXIT
-# free_port
-. "$repo/scripts/echo_servers.sh"
-wait_port() {
-  for _ in $(seq 100); do
-    python3 -c "import socket; socket.create_connection(('127.0.0.1', $1), 0.2).close()" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listens on $1" >&2
-  exit 1
-}
 # run PORT: lanes-load fanout against 127.0.0.1:PORT; prints "p50 p99" in microseconds.
 run() {
   taskset -c 1 "$target/release/lanes-load" --addr "127.0.0.1:$1" --json --quiet \
