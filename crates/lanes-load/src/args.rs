@@ -164,6 +164,12 @@ pub enum Mode {
         /// periodic payload (see above) compresses unrealistically well.
         #[arg(long, value_enum, default_value_t = Deflate::Off)]
         deflate: Deflate,
+        /// Open loop: send this many messages per second in total, spread round robin over
+        /// the connections, on a fixed schedule whatever the echoes, and measure each round
+        /// trip from when its message was due (coordinated omission corrected). `--depth` is
+        /// then not used. The client spins between sends less than 1 ms apart.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+        rate: Option<u32>,
     },
     /// Completed handshakes per second: connect, upgrade, close, again.
     Connect {
@@ -343,6 +349,7 @@ mod tests {
                 size,
                 kind,
                 deflate,
+                ..
             } => assert_eq!(
                 (connections, depth, size, kind, deflate),
                 (10, 16, 1024, Kind::Text, Deflate::Off)

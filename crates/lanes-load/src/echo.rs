@@ -23,6 +23,7 @@ use crate::client::{Wire, connect_and_upgrade_offering, push_frame, session_conf
 use crate::deflate::{Codec, ConnCodec, Sent, offer, params_from_answer};
 use crate::metrics::ThreadMetrics;
 use crate::rng::Rng;
+use crate::schedule::Schedule;
 use crate::tls::Tls;
 use crate::tracker::EchoTracker;
 use crate::transport::Transport;
@@ -58,6 +59,10 @@ pub struct EchoPlan {
     pub duration: Duration,
     /// This thread's index (varies patterns and keys).
     pub thread: usize,
+    /// Open loop: this thread's messages per second, sent on a fixed schedule round robin
+    /// over its connections whatever the echoes ([`crate::schedule`]); `depth` is then not
+    /// used. `None`: the closed loop, `depth` messages in flight per connection.
+    pub rate: Option<f64>,
 }
 
 /// What one thread measured.
@@ -89,6 +94,9 @@ pub struct EchoResult {
     pub deflate_params: Option<DeflateParams>,
     /// Round-trip times of those echoes, in nanoseconds.
     pub latency_ns: Histogram<u64>,
+    /// Open loop: the latest any message of the window went out after it was due (0 in the
+    /// closed loop).
+    pub max_send_lag: Duration,
     /// Failed checks, closed connections and I/O errors.
     pub errors: u64,
     /// The first error, described.
@@ -109,6 +117,7 @@ impl EchoResult {
             compressed_sent: 0,
             deflate_params: None,
             latency_ns: new_histogram(),
+            max_send_lag: Duration::ZERO,
             errors: 0,
             first_error: None,
         }
@@ -132,6 +141,7 @@ impl EchoResult {
         self.compressed_sent += other.compressed_sent;
         self.deflate_params = self.deflate_params.or(other.deflate_params);
         let _ = self.latency_ns.add(&other.latency_ns);
+        self.max_send_lag = self.max_send_lag.max(other.max_send_lag);
         self.errors += other.errors;
         if self.first_error.is_none() {
             self.first_error.clone_from(&other.first_error);
@@ -355,8 +365,12 @@ fn echo_thread(
     let mut result = EchoResult::new();
     result.deflate_params = codec.as_ref().map(|c| *c.params());
     let measuring_from_start = plan.warmup.is_zero();
+    let schedule = plan.rate.map(Schedule::new);
+    // Open loop: the next message of the schedule (sent round robin over the connections).
+    let mut next_due = 0u64;
+    let depth = if schedule.is_some() { 0 } else { plan.depth };
     for conn in &mut conns {
-        for _ in 0..plan.depth {
+        for _ in 0..depth {
             let key = rng.key();
             let sent = queue_next(conn, codec.as_mut(), opcode, key, began);
             if measuring_from_start {
@@ -368,6 +382,26 @@ fn echo_thread(
     let mut dirty: Vec<usize> = (0..conns.len()).collect();
     let mut since_progress = 0u64;
     loop {
+        if let Some(schedule) = &schedule {
+            let now = Instant::now();
+            let due = schedule.due_by(now.saturating_duration_since(began));
+            while next_due < due && !conns.is_empty() {
+                let intended = began + schedule.due_at(next_due);
+                let index = (next_due % conns.len() as u64) as usize;
+                next_due += 1;
+                let conn = &mut conns[index];
+                if !conn.alive {
+                    continue;
+                }
+                // Measured from when it was due: a late send shows in its round trip.
+                let sent = queue_next(conn, codec.as_mut(), opcode, rng.key(), intended);
+                if intended >= window_start && intended < window_end {
+                    result.count_sent(sent);
+                    result.max_send_lag = result.max_send_lag.max(now - intended);
+                }
+                dirty.push(index);
+            }
+        }
         for &index in &dirty {
             flush(&mut conns[index], false, &mut result, metrics);
         }
@@ -376,7 +410,17 @@ fn echo_thread(
         if now >= window_end {
             break;
         }
-        let timeout = (window_end - now).min(Duration::from_millis(20));
+        let mut timeout = (window_end - now).min(Duration::from_millis(20));
+        if let Some(schedule) = &schedule {
+            let next = (began + schedule.due_at(next_due)).saturating_duration_since(now);
+            // The poll sleeps in whole milliseconds: closer than that, it only looks (the
+            // client spins on its core rather than send late).
+            timeout = if next < Duration::from_millis(1) {
+                Duration::ZERO
+            } else {
+                timeout.min(next - Duration::from_millis(1))
+            };
+        }
         if let Err(e) = poll.poll(&mut events, Some(timeout))
             && e.kind() != std::io::ErrorKind::Interrupted
         {
@@ -419,7 +463,12 @@ fn echo_thread(
                     continue;
                 }
             };
-            if echoed > 0 {
+            if echoed > 0 && schedule.is_some() {
+                since_progress += echoed;
+                if conn.written < conn.outbuf.len() {
+                    dirty.push(index);
+                }
+            } else if echoed > 0 {
                 for _ in 0..echoed {
                     let key = rng.key();
                     let sent = queue_next(conn, codec.as_mut(), opcode, key, now);

@@ -37,6 +37,7 @@ pub mod metrics;
 pub mod report;
 pub mod rlimit;
 pub mod rng;
+pub mod schedule;
 pub mod tls;
 pub mod tracker;
 pub mod transport;

@@ -64,7 +64,19 @@ fn main() -> ExitCode {
             size,
             kind,
             deflate,
-        } => echo(&args, tls, connections, depth, size as usize, kind, deflate),
+            rate,
+        } => echo(
+            &args,
+            tls,
+            EchoLoad {
+                connections,
+                depth,
+                size: size as usize,
+                kind,
+                deflate,
+                rate,
+            },
+        ),
         Mode::Connect { concurrency } => connect(&args, tls, concurrency),
         Mode::Idle { connections } => idle(&args, tls, connections),
         Mode::Fanout {
@@ -177,15 +189,26 @@ fn ratio(wire: u64, payload: u64) -> Option<f64> {
     (payload > 0).then(|| wire as f64 / payload as f64)
 }
 
-fn echo(
-    args: &Args,
-    tls: Option<&Tls>,
+/// The echo mode's own options.
+struct EchoLoad {
     connections: u32,
     depth: u32,
     size: usize,
     kind: Kind,
     deflate: Deflate,
-) -> Result<bool, String> {
+    /// Open loop: messages per second in total.
+    rate: Option<u32>,
+}
+
+fn echo(args: &Args, tls: Option<&Tls>, load: EchoLoad) -> Result<bool, String> {
+    let EchoLoad {
+        connections,
+        depth,
+        size,
+        kind,
+        deflate,
+        rate: open_rate,
+    } = load;
     let threads = u32::from(args.threads).min(connections);
     let metrics = Arc::new(LoadMetrics::new(threads as usize));
     let exporters = start_exporters(args, &metrics)?;
@@ -210,6 +233,8 @@ fn echo(
             warmup: args.warmup,
             duration: args.duration,
             thread: thread as usize,
+            // Each thread's share of the rate is its share of the connections.
+            rate: open_rate.map(|r| f64::from(r) * f64::from(share) / f64::from(connections)),
         };
         let (start, failed, progress, released, cores, metrics) = (
             Arc::clone(&start),
@@ -301,6 +326,17 @@ fn echo(
     let per_client_cpu_s = (client_cpu_s > 0.0).then(|| total.messages as f64 / client_cpu_s);
     let ratio_sent = ratio(total.wire_bytes_sent, total.payload_bytes_sent);
     let ratio_received = ratio(total.wire_bytes_received, total.bytes);
+    // Open loop: what was asked, what went out, and whether the schedule held.
+    let open_loop = open_rate.map(|offered| {
+        let schedule = lanes_load::schedule::Schedule::new(f64::from(offered) / f64::from(threads));
+        let kept = lanes_load::schedule::kept(&schedule, total.max_send_lag);
+        json!({
+            "offered_per_s": offered,
+            "sent_per_s": total.sent as f64 / seconds,
+            "max_send_lag_us": total.max_send_lag.as_secs_f64() * 1e6,
+            "schedule_kept": kept,
+        })
+    });
     if args.json {
         let params = total.deflate_params.map(|p| {
             json!({
@@ -337,6 +373,7 @@ fn echo(
             "wire_ratio_sent": ratio_sent,
             "wire_ratio_received": ratio_received,
             "latency_us": latency,
+            "open_loop": open_loop,
             "echo_check": "full",
             "server_cpu_s": server_cpu_s,
             "messages_per_server_cpu_s": per_cpu_s,
@@ -357,6 +394,19 @@ fn echo(
         );
         print_tls(args);
         println!("  messages/s : {}", grouped(rate));
+        if let Some(open) = &open_loop {
+            println!(
+                "  open loop  : {} offered/s, {} sent/s, latest send {:.0} us after due{}",
+                open["offered_per_s"],
+                grouped(open["sent_per_s"].as_f64().unwrap_or(0.0)),
+                open["max_send_lag_us"].as_f64().unwrap_or(0.0),
+                if open["schedule_kept"] == true {
+                    ""
+                } else {
+                    " (SCHEDULE NOT KEPT: the client offered less than asked)"
+                }
+            );
+        }
         println!("  MB/s       : {mbps:.1} (payload, uncompressed)");
         println!(
             "  sent       : {} in the window, {} in all (warm-up and the end of the run included)",
@@ -391,8 +441,18 @@ fn echo(
             None => println!("  deflate    : off (no offer)"),
         }
         println!(
-            "  latency us : p50 {} p90 {} p99 {} p99.9 {} max {}",
-            latency["p50"], latency["p90"], latency["p99"], latency["p99_9"], latency["max"]
+            "  latency us : p50 {} p90 {} p99 {} p99.9 {} p99.99 {} max {}{}",
+            latency["p50"],
+            latency["p90"],
+            latency["p99"],
+            latency["p99_9"],
+            latency["p99_99"],
+            latency["max"],
+            if open_loop.is_some() {
+                " (from when each message was due)"
+            } else {
+                ""
+            }
         );
         if let (Some(cpu), Some(per)) = (server_cpu_s, per_cpu_s) {
             println!(
@@ -424,7 +484,8 @@ fn echo(
             println!("  first error: {first}");
         }
     }
-    Ok(total.errors == 0)
+    let kept = open_loop.is_none_or(|open| open["schedule_kept"] == true);
+    Ok(total.errors == 0 && kept)
 }
 
 fn connect(args: &Args, tls: Option<&Tls>, concurrency: u32) -> Result<bool, String> {

@@ -11,6 +11,7 @@ pub fn percentiles_us(latency_ns: &Histogram<u64>) -> Value {
         "p90": at(0.90),
         "p99": at(0.99),
         "p99_9": at(0.999),
+        "p99_99": at(0.9999),
         "max": latency_ns.max() as f64 / 1000.0,
     })
 }

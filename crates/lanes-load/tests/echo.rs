@@ -156,6 +156,47 @@ fn sent_total_is_exactly_what_the_server_received() {
     }
 }
 
+/// The open loop: 200 messages/s over 3 connections, whatever the echoes. The window (1 s
+/// from 0.2 s) holds exactly the 200 messages due in it (k / 200 s for k = 40..240), the
+/// rate sent is the rate asked, the schedule is kept (the bound is 10 intervals, 50 ms), and
+/// the server got every message sent.
+#[test]
+fn the_open_loop_sends_on_its_schedule_whatever_the_echoes() {
+    let (addr, counts) = echo_server();
+    let addr = addr.to_string();
+    let output = lanes_load(&[
+        "--addr",
+        &addr,
+        "--json",
+        "--quiet",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "echo",
+        "-c",
+        "3",
+        "-s",
+        "32",
+        "--rate",
+        "200",
+    ]);
+    let summary = summary(&output);
+    assert_eq!(output.status.code(), Some(0), "{summary}");
+    assert_eq!(summary["errors"], 0, "{summary}");
+    assert_eq!(number(&summary, "sent"), 200, "{summary}");
+    let open = &summary["open_loop"];
+    assert_eq!(open["offered_per_s"], 200, "{summary}");
+    assert_eq!(open["sent_per_s"].as_f64(), Some(200.0), "{summary}");
+    assert_eq!(open["schedule_kept"], true, "{summary}");
+    assert!(summary["latency_us"]["p99_99"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        counts.received.load(Ordering::SeqCst),
+        number(&summary, "sent_total"),
+        "{summary}"
+    );
+}
+
 #[test]
 fn metrics_are_served_during_the_run_and_pushed_to_influxdb_before_the_exit() {
     let (addr, counts) = echo_server();
