@@ -34,28 +34,16 @@ json_out=${LANES_BRIDGE_JSON:-$(mktemp)}
 : >"$json_out"
 logs=$(mktemp -d)
 
-for tool in nats-server redis-server; do
-  command -v "$tool" >/dev/null || bash scripts/apt_install.sh "$tool"
-done
 ulimit -n "$(ulimit -Hn)"
 echo "==> build (release)"
 cargo build --release --locked --quiet -p lanes --features nats,redis --example ticker
 cargo build --release --locked --quiet -p lanes-load
 
-# pids, stop_all, free_port, wait_port
+# pids, stop_all, free_port, wait_port; start_brokers
 . scripts/processes.sh
-broker_pids=()
+. scripts/brokers.sh
 trap 'stop_all; kill "${broker_pids[@]}" 2>/dev/null; rm -rf "$logs"; [ -n "${LANES_BRIDGE_JSON:-}" ] || rm -f "$json_out"' EXIT
-
-nats_port=$(free_port)
-redis_port=$(free_port)
-taskset -c $server_core nats-server -a 127.0.0.1 -p "$nats_port" >"$logs/nats.log" 2>&1 &
-broker_pids=($!)
-taskset -c $server_core redis-server --bind 127.0.0.1 --port "$redis_port" --save "" \
-  --appendonly no >"$logs/redis.log" 2>&1 &
-broker_pids+=($!)
-wait_port "$nats_port"
-wait_port "$redis_port"
+start_brokers $server_core "$logs"
 
 # ticker PORT RATE [--broker URL]: a one-worker ticker node on core $server_core.
 ticker() {

@@ -23,27 +23,15 @@ window=5
 logs=$(mktemp -d)
 rows=$logs/rows.jsonl
 
-for tool in nats-server redis-server; do
-  command -v "$tool" >/dev/null || bash scripts/apt_install.sh "$tool"
-done
 echo "==> build (release)"
 cargo build --release --locked --quiet -p lanes --features nats,redis --example ticker
 cargo build --release --locked --quiet -p lanes-load
 
-# pids, stop_all, free_port, wait_port
+# pids, stop_all, free_port, wait_port; start_brokers
 . scripts/processes.sh
-broker_pids=()
+. scripts/brokers.sh
 trap 'stop_all; kill "${broker_pids[@]}" 2>/dev/null || true; rm -rf "$logs"' EXIT
-nats_port=$(free_port)
-redis_port=$(free_port)
-taskset -c $server_core nats-server -a 127.0.0.1 -p "$nats_port" >"$logs/nats.log" 2>&1 &
-nats_pid=$!
-taskset -c $server_core redis-server --bind 127.0.0.1 --port "$redis_port" --save "" \
-  --appendonly no >"$logs/redis.log" 2>&1 &
-redis_pid=$!
-broker_pids=("$nats_pid" "$redis_pid")
-wait_port "$nats_port"
-wait_port "$redis_port"
+start_brokers $server_core "$logs"
 
 ticker() {
   local port=$1 rate=$2

@@ -47,14 +47,18 @@ impl Interest {
         self.dirty.insert(topic);
     }
 
-    /// The workers with subscribers of `topic` (empty when none has).
-    pub(crate) fn workers(&self, topic: &str) -> &[u16] {
-        self.workers.get(topic).map_or(&[], Vec::as_slice)
+    /// The name held here for `topic` (to share rather than copy it) and the workers with
+    /// subscribers of it; `None` when no worker has any.
+    pub(crate) fn local(&self, topic: &str) -> Option<(&Arc<str>, &[u16])> {
+        self.workers
+            .get_key_value(topic)
+            .map(|(name, workers)| (name, workers.as_slice()))
     }
 
-    /// The topic name held here for `topic` (to share rather than copy it).
-    pub(crate) fn name(&self, topic: &str) -> Option<&Arc<str>> {
-        self.workers.get_key_value(topic).map(|(name, _)| name)
+    /// The workers with subscribers of `topic` (empty when none has).
+    #[cfg(test)]
+    fn workers(&self, topic: &str) -> &[u16] {
+        self.local(topic).map_or(&[], |(_, workers)| workers)
     }
 
     /// The broker connection was lost (or made anew): nothing is subscribed there now, and every

@@ -243,7 +243,7 @@ impl Node {
             add(&self.counters.own, 1);
             return;
         }
-        let Some(name) = self.interest.name(topic).cloned() else {
+        let Some((name, workers)) = self.interest.local(topic) else {
             // The last local subscriber left while the message was on its way.
             return;
         };
@@ -253,12 +253,12 @@ impl Node {
         };
         let latency = now_us().saturating_sub(envelope.published_at_us);
         self.counters.latency_us.record(latency);
-        for &worker in self.interest.workers(topic) {
+        for &worker in workers {
             let Some(link) = self.remote.link(usize::from(worker)) else {
                 continue;
             };
             let command = Command::Publish {
-                topic: Arc::clone(&name),
+                topic: Arc::clone(name),
                 message: message.clone(),
             };
             if link.push(command).is_err() {
