@@ -57,6 +57,11 @@ pub(crate) struct ServerArgs {
     /// redis://HOST:PORT (needs lanes' `nats` or `redis` feature: `--features lanes/nats`).
     #[arg(long)]
     pub(crate) broker: Option<String>,
+    /// Busy polling: after handling events, each worker polls without blocking for this many
+    /// microseconds before it sleeps in epoll_wait (1 to 1,000,000; off by default). Burns
+    /// its core for that long after every event; for cores reserved for the server.
+    #[arg(long)]
+    pub(crate) busy_poll_us: Option<u64>,
 }
 
 /// Log lines to standard error through `tracing`; `RUST_LOG` chooses the level (default
@@ -96,6 +101,13 @@ impl ServerArgs {
         }
         if let Some(url) = &self.broker {
             broker(&mut config, url);
+        }
+        if let Some(us) = self.busy_poll_us {
+            config.socket.busy_poll = Some(Duration::from_micros(us));
+            if let Err(error) = config.validate() {
+                eprintln!("error: {error}");
+                std::process::exit(2);
+            }
         }
         Server::new(self.addr, factory)
             .cores(cores)

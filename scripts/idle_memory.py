@@ -5,7 +5,9 @@ Starts target/release/examples/echo pinned to one core (taskset), opens N connec
 process (each completes the opening handshake, then stays idle), and reads the server's VmRSS
 from /proc before and after. Prints the growth per connection. Loopback only; bounded in time.
 
-Usage: scripts/idle_memory.py [N] [--cores K]     (default N=10000, K=1)
+Usage: scripts/idle_memory.py [N] [--cores K] [--binary PATH]
+    (default N=10000, K=1, PATH=target/release/examples/echo: another build's echo server, to
+    compare side by side)
 """
 import base64
 import os
@@ -35,7 +37,9 @@ def main():
         sys.exit(f"need {n + 100} descriptors, the limit is {hard}")
     port = 19000 + os.getpid() % 1000
     binary = "target/release/examples/echo"
-    if not os.path.exists(binary):
+    if "--binary" in args:
+        binary = args[args.index("--binary") + 1]
+    elif not os.path.exists(binary):
         subprocess.run(["cargo", "build", "--release", "--example", "echo"], check=True)
     server = subprocess.Popen(
         ["taskset", "-c", "0", binary, "--addr", f"127.0.0.1:{port}", "--cores", str(cores), "--no-pin"],

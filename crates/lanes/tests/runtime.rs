@@ -573,3 +573,35 @@ fn after_a_spike_the_connections_left_keep_their_ids_messages_and_timers() {
         assert_eq!(client.recv().opcode, OpCode::Ping);
     }
 }
+
+/// Busy polling changes when the worker sleeps, not what it does: with a 200 µs window, echoes
+/// spaced closer and further than the window, a fragmented message and a keepalive round all
+/// come back as without it, and the server shuts down.
+#[test]
+fn busy_polling_worker_serves_as_the_blocking_one_does() {
+    let mut config = Config::default();
+    config.socket.busy_poll = Some(Duration::from_micros(200));
+    let handle = support::start_echo(1, config);
+    let addr = handle.local_addr();
+    let mut clients: Vec<Client> = (0..4).map(|_| Client::connect(addr)).collect();
+    for round in 0..20u32 {
+        for (i, client) in clients.iter_mut().enumerate() {
+            let payload = format!("{round}:{i}");
+            client.send(true, OpCode::Text, payload.as_bytes());
+            assert_eq!(client.recv().payload, payload.as_bytes());
+        }
+        // Every few rounds, a gap longer than the window: the worker blocks, then wakes.
+        if round % 5 == 4 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    let client = &mut clients[0];
+    client.send(false, OpCode::Binary, b"ab");
+    client.send(true, OpCode::Ping, b"p");
+    client.send(true, OpCode::Continuation, b"cd");
+    assert_eq!(client.recv().opcode, OpCode::Pong);
+    assert_eq!(client.recv().payload, b"abcd");
+    client.send(true, OpCode::Close, &1000u16.to_be_bytes());
+    assert_eq!(client.recv().close_code(), Some(1000));
+    handle.shutdown().unwrap();
+}

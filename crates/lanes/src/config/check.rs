@@ -186,6 +186,17 @@ impl Config {
             hour,
             "1 ms to an hour",
         )?;
+        if let Some(window) = s.busy_poll {
+            let range = "1 µs to 1 s, or None";
+            let second = Duration::from_secs(1);
+            check(
+                "socket.busy_poll",
+                window,
+                Duration::from_micros(1),
+                second,
+                range,
+            )?;
+        }
         let resolution = self.timers.resolution;
         check(
             "timers.resolution",
@@ -402,6 +413,12 @@ mod tests {
             "socket.send_buffer_len"
         );
         config.socket.send_buffer_len = Some(65536);
+        assert_eq!(config.validate(), Ok(()));
+        config.socket.busy_poll = Some(Duration::ZERO);
+        assert_eq!(config.validate().unwrap_err().field(), "socket.busy_poll");
+        config.socket.busy_poll = Some(Duration::from_secs(2));
+        assert_eq!(config.validate().unwrap_err().field(), "socket.busy_poll");
+        config.socket.busy_poll = Some(Duration::from_micros(50));
         assert_eq!(config.validate(), Ok(()));
 
         let mut config = Config::default();

@@ -305,6 +305,20 @@ pub struct SocketTuning {
     /// [`Error::Bind`]: crate::Error::Bind
     /// [`io::ErrorKind::AddrInUse`]: std::io::ErrorKind::AddrInUse
     pub share_port: bool,
+    /// Busy polling: after a loop iteration that handled events, how long a worker keeps
+    /// polling without blocking (non-blocking `epoll_wait`, then the reads it reports) before
+    /// it blocks in `epoll_wait` again. Default `None`: the worker blocks as soon as it has
+    /// nothing to do. 1 µs to 1 s.
+    ///
+    /// What it buys: a message that arrives within the window is picked up without the
+    /// kernel waking a sleeping thread (a scheduler wake-up and, on an idle core, the exit
+    /// from a sleep state), which takes tens of microseconds off each round trip at moderate
+    /// rates. What it costs: the worker's core runs at 100% for the window after every event,
+    /// so under steady traffic spaced closer than the window the core never sleeps, and a
+    /// core shared with other work (another worker, the load generator, the application)
+    /// loses that time to the spin. Use it only on cores reserved for the server. See the
+    /// README's latency table (`scripts/latency.sh`) for measured figures.
+    pub busy_poll: Option<Duration>,
 }
 
 impl Default for SocketTuning {
@@ -317,6 +331,7 @@ impl Default for SocketTuning {
             accept_backoff: Duration::from_millis(100),
             send_buffer_len: None,
             share_port: false,
+            busy_poll: None,
         }
     }
 }

@@ -9,7 +9,7 @@
 //! (open connections moved to another worker), [`io`] (the only code that touches a
 //! connection's socket), [`dispatch`] (received frames to handler callbacks), [`keepalive`]
 //! (protocol deadlines and the application's timers), [`commands`] (work from other threads
-//! and this worker's own publishes) and [`shutdown`].
+//! and this worker's own publishes), [`spin`] (busy polling) and [`shutdown`].
 
 mod accept;
 mod budget;
@@ -23,6 +23,7 @@ mod keepalive;
 mod moving;
 mod response;
 mod shutdown;
+mod spin;
 mod upgrade;
 
 use std::sync::Arc;
@@ -142,6 +143,8 @@ pub(crate) struct Worker<H: Handler> {
     /// The timer entries that came due in this iteration.
     due: Vec<TimerEntry>,
     accept: AcceptState,
+    /// Busy polling: whether the next poll may block.
+    spin: spin::Spin,
     shutdown_deadline: Option<Instant>,
 }
 
@@ -158,6 +161,7 @@ impl<H: Handler> Worker<H> {
         let shared = Arc::clone(remote.shared());
         let now = Instant::now();
         let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let spin = spin::Spin::new(config.socket.busy_poll);
         let session_config = SessionConfig {
             max_frame_len: config.limits.max_frame_len,
             max_message_len: config.limits.max_message_len,
@@ -226,6 +230,7 @@ impl<H: Handler> Worker<H> {
             held: 0,
             due: Vec::new(),
             accept: AcceptState::default(),
+            spin,
             shutdown_deadline: None,
         }
     }
@@ -320,7 +325,8 @@ impl<H: Handler> Worker<H> {
                 let lag = now.saturating_duration_since(since).as_micros() as u64;
                 self.local.counters.loop_lag_us.record(lag);
             }
-            let timeout = self.poll_timeout(now);
+            let blocking = self.poll_timeout(now);
+            let timeout = self.spin.timeout(now, blocking);
             if let Err(e) = self.poll.poll(&mut events, timeout)
                 && e.kind() != std::io::ErrorKind::Interrupted
             {
@@ -378,6 +384,7 @@ impl<H: Handler> Worker<H> {
             counters.loop_events.record(ready);
             if ready > 0 {
                 handling_since = Some(now);
+                self.spin.worked(now);
             }
             if self.shutdown_done(now) {
                 return Ok(());
