@@ -8,6 +8,8 @@
 #        benches/peers/build.sh (tokio-tungstenite, fastwebsockets), or the path of another
 #        build of examples/echo (to compare two commits side by side). Loopback only.
 #   LANES_CALLGRIND_LOAD="-c 10 -d 16 -s 20"  the echo load (lanes-load echo options)
+#   LANES_CALLGRIND_MODE=connect              count per handshake instead: lanes-load connect
+#                                             (connect, upgrade, close, one at a time)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,12 @@ command -v valgrind >/dev/null || { echo "installing valgrind" >&2; apt-get inst
 cargo build --release --locked --quiet -p lanes --example echo
 cargo build --release --locked --quiet -p lanes-load
 read -r -a load_opts <<<"${LANES_CALLGRIND_LOAD:--c 10 -d 16 -s 20}"
+mode=${LANES_CALLGRIND_MODE:-echo}
+case "$mode" in
+  echo) unit=messages what="echoed messages" ;;
+  connect) unit=handshakes what="handshakes" load_opts=() ;;
+  *) echo "LANES_CALLGRIND_MODE: echo or connect" >&2; exit 2 ;;
+esac
 out=target/callgrind
 mkdir -p "$out"
 servers=("$@")
@@ -38,10 +46,10 @@ for name in "${servers[@]}"; do
     sleep 0.1
   done
   messages=$(target/release/lanes-load --addr "127.0.0.1:$port" --duration 3 --warmup 0 --quiet --json \
-    echo "${load_opts[@]}" | python3 -c 'import json, sys; print(json.load(sys.stdin)["messages"])')
+    "$mode" "${load_opts[@]}" | python3 -c "import json, sys; print(json.load(sys.stdin)['$unit'])")
   kill -TERM "$server_pid"
   wait "$server_pid" 2>/dev/null || true
   server_pid=""
   total=$(awk '/^totals:/ {print $2}' "$out/$label.out")
-  echo "$name: $total instructions for $messages echoed messages = $((total / (messages > 0 ? messages : 1))) per message (load: echo ${load_opts[*]})"
+  echo "$name: $total instructions for $messages $what = $((total / (messages > 0 ? messages : 1))) per ${unit%s} (load: $mode ${load_opts[*]})"
 done

@@ -30,7 +30,7 @@ pub(crate) fn bind_workers(
     let mut bound = addr;
     let mut listeners = Vec::with_capacity(workers);
     for _ in 0..workers {
-        let listener = bind_reuseport(bound, tuning.backlog).map_err(|source| Error::Bind {
+        let listener = bind_reuseport(bound, tuning).map_err(|source| Error::Bind {
             addr: bound,
             source,
         })?;
@@ -60,14 +60,22 @@ fn check_unshared(addr: SocketAddr) -> io::Result<()> {
     }
 }
 
-/// A non-blocking listener on `addr` with SO_REUSEADDR and SO_REUSEPORT.
-fn bind_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::TcpListener> {
+/// A non-blocking listener on `addr` with SO_REUSEADDR and SO_REUSEPORT, and the options every
+/// accepted connection needs: `TCP_NODELAY` (each write is a whole batch of frames; waiting for
+/// more would only add latency) and `SO_SNDBUF` when [`SocketTuning::send_buffer_len`] sets it.
+/// Linux copies both to each socket `accept` returns, which saves a `setsockopt` per
+/// connection (tested below).
+fn bind_reuseport(addr: SocketAddr, tuning: &SocketTuning) -> io::Result<mio::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
     socket.set_reuse_port(true)?;
     socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    if let Some(len) = tuning.send_buffer_len {
+        socket.set_send_buffer_size(len)?;
+    }
     socket.bind(&addr.into())?;
-    socket.listen(backlog)?;
+    socket.listen(tuning.backlog)?;
     Ok(mio::net::TcpListener::from_std(socket.into()))
 }
 
@@ -128,5 +136,53 @@ impl AcceptState {
         self.stopped = true;
         self.pending = false;
         self.paused_until = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the accept path relies on instead of a `setsockopt` per connection: an accepted
+    /// socket has the listener's `TCP_NODELAY` and `SO_SNDBUF`.
+    #[test]
+    fn accepted_sockets_inherit_the_listeners_options() {
+        for send_buffer_len in [None, Some(64 * 1024)] {
+            let tuning = SocketTuning {
+                send_buffer_len,
+                ..SocketTuning::default()
+            };
+            let listener = bind_reuseport("127.0.0.1:0".parse().unwrap(), &tuning).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            let accepted = loop {
+                match listener.accept() {
+                    Ok((stream, _)) => break stream,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(e) => panic!("accept: {e}"),
+                }
+            };
+            assert!(accepted.nodelay().unwrap());
+            let sent = socket2::SockRef::from(&accepted)
+                .send_buffer_size()
+                .unwrap();
+            match send_buffer_len {
+                // The kernel doubles what is asked, for its bookkeeping.
+                Some(len) => assert_eq!(sent, 2 * len),
+                None => {
+                    let plain = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+                    let _c = std::net::TcpStream::connect(plain.local_addr().unwrap()).unwrap();
+                    let (other, _) = plain.accept().unwrap();
+                    let default = socket2::SockRef::from(&other).send_buffer_size().unwrap();
+                    assert_eq!(sent, default);
+                    assert!(
+                        !other.nodelay().unwrap(),
+                        "a plain listener's socket lacks it"
+                    );
+                }
+            }
+        }
     }
 }

@@ -28,29 +28,48 @@ type Advance<'a> = Result<(usize, Option<Event<'a>>), ProtocolError>;
 
 /// `bits`: answer pings with a pong ([`SessionConfig::auto_pong`]).
 const AUTO_PONG: u8 = 0x01;
-/// `bits`: `message` or `control` has a buffer, so [`Receiver::release`] has work.
-const HOLDING: u8 = 0x02;
 
-/// The receive half of a connection's session: frames parsed, unmasked in place, validated and
-/// assembled into messages, with the size limits of its [`SessionConfig`].
-///
-/// Holds no heap memory between reads unless a frame or a fragmented message spans them (and
-/// a `Box` for permessage-deflate once [`enable_deflate`](Self::enable_deflate) is called).
-/// See the [module documentation](super) for the calling contract.
-#[derive(Debug)]
-pub struct Receiver {
-    frame_config: FrameConfig,
-    assembler: MessageAssembler,
+/// What a receiver keeps between calls while something spans them: a partial header, a frame
+/// whose payload is still arriving, a fragmented message, a split control frame. Boxed and
+/// made only when something first spans calls, and freed by [`Receiver::release`] once nothing
+/// is left, so that an idle connection's receiver is a few words.
+#[derive(Debug, Default)]
+pub(super) struct Carry {
     header: [u8; MAX_HEADER_LEN],
-    header_len: u8,
-    /// [`AUTO_PONG`] and [`HOLDING`].
-    bits: u8,
+    pub(super) header_len: u8,
     partial: Option<PartialFrame>,
     /// The fragmented message being assembled (compressed bytes for a compressed message), or
     /// the payload of a single-frame message that spans calls.
     message: Vec<u8>,
     /// The payload of a control frame that spans calls (at most 125 bytes).
     control: Vec<u8>,
+}
+
+impl Carry {
+    /// Whether it holds nothing, not even a buffer's capacity.
+    fn is_empty(&self) -> bool {
+        self.header_len == 0
+            && self.partial.is_none()
+            && self.message.capacity() == 0
+            && self.control.capacity() == 0
+    }
+}
+
+/// The receive half of a connection's session: frames parsed, unmasked in place, validated and
+/// assembled into messages, with the size limits of its [`SessionConfig`].
+///
+/// Holds no heap memory between reads unless a frame or a fragmented message spans them (then
+/// one `Box` with what spans them, freed by [`release`](Self::release) once it is delivered;
+/// and a `Box` for permessage-deflate once [`enable_deflate`](Self::enable_deflate) is called).
+/// See the [module documentation](super) for the calling contract.
+#[derive(Debug)]
+pub struct Receiver {
+    frame_config: FrameConfig,
+    assembler: MessageAssembler,
+    /// [`AUTO_PONG`].
+    bits: u8,
+    /// What spans calls, when something does.
+    pub(super) carry: Option<Box<Carry>>,
     /// permessage-deflate, when negotiated.
     compression: Option<Box<RecvCompression>>,
 }
@@ -65,12 +84,8 @@ impl Receiver {
                 max_frame_len: config.max_frame_len,
             },
             assembler: MessageAssembler::new(config.max_message_len),
-            header: [0; MAX_HEADER_LEN],
-            header_len: 0,
             bits: if config.auto_pong { AUTO_PONG } else { 0 },
-            partial: None,
-            message: Vec::new(),
-            control: Vec::new(),
+            carry: None,
             compression: None,
         }
     }
@@ -101,18 +116,16 @@ impl Receiver {
     /// Whether nothing is held between reads: no partial header, frame or message, and no
     /// buffer (after [`release`](Self::release)).
     pub fn is_idle(&self) -> bool {
-        self.header_len == 0
-            && self.partial.is_none()
-            && !self.assembler.is_message_open()
-            && self.message.capacity() == 0
-            && self.control.capacity() == 0
+        !self.assembler.is_message_open() && self.carry.as_deref().is_none_or(Carry::is_empty)
     }
 
     /// How many bytes the receiver holds between calls: the fragmented or partial message
     /// (compressed, for a compressed one), a partial control frame's payload and a partial
     /// header. At most `max_message_len` + 125 + 14. (Allocated capacity can be larger.)
     pub fn buffered_len(&self) -> usize {
-        self.message.len() + self.control.len() + usize::from(self.header_len)
+        self.carry.as_deref().map_or(0, |c| {
+            c.message.len() + c.control.len() + usize::from(c.header_len)
+        })
     }
 
     /// Frees the buffer of a message or control frame just delivered; call once the event is
@@ -120,25 +133,40 @@ impl Receiver {
     /// correctness: a new message never follows an old one in the buffer.)
     #[inline]
     pub fn release(&mut self) {
-        if self.bits & HOLDING != 0 {
-            self.release_buffers();
+        if self.carry.is_some() {
+            self.release_carry();
         }
     }
 
-    /// [`release`](Self::release)'s work, when a buffer is held.
+    /// [`release`](Self::release)'s work, when something was carried.
     #[inline(never)]
-    fn release_buffers(&mut self) {
-        if self.partial.is_none() {
-            if !self.assembler.is_message_open() && self.message.capacity() != 0 {
-                self.message = Vec::new();
+    fn release_carry(&mut self) {
+        let Some(carry) = self.carry.as_deref_mut() else {
+            return;
+        };
+        if carry.partial.is_none() {
+            if !self.assembler.is_message_open() && carry.message.capacity() != 0 {
+                carry.message = Vec::new();
             }
-            if self.control.capacity() != 0 {
-                self.control = Vec::new();
+            if carry.control.capacity() != 0 {
+                carry.control = Vec::new();
             }
         }
-        if self.message.capacity() == 0 && self.control.capacity() == 0 {
-            self.bits &= !HOLDING;
+        if carry.is_empty() {
+            self.carry = None;
         }
+    }
+
+    /// What spans calls, made when something first does.
+    #[inline]
+    fn carry_mut(&mut self) -> &mut Carry {
+        self.carry.get_or_insert_with(Box::default)
+    }
+
+    /// The message bytes carried so far (empty when nothing is carried).
+    #[inline]
+    fn carried_message(&self) -> &[u8] {
+        self.carry.as_deref().map_or(&[], |c| &c.message)
     }
 
     /// Consumes bytes from the start of `data` and returns how many, with the event they
@@ -225,12 +253,8 @@ impl Receiver {
     /// Drops whatever is held (after the session stopped receiving).
     #[cold]
     fn clear(&mut self) {
-        self.header_len = 0;
-        self.partial = None;
+        self.carry = None;
         self.assembler.reset();
-        self.message = Vec::new();
-        self.control = Vec::new();
-        self.bits &= !HOLDING;
     }
 
     /// One step of the frame machine.
@@ -241,18 +265,21 @@ impl Receiver {
         scratch: &'a mut InflateScratch,
         out: &mut impl Output,
     ) -> Advance<'a> {
-        if self.partial.is_some() {
-            return self.continue_frame(data, scratch);
-        }
-        if self.header_len != 0 {
-            return self.continue_header(data, scratch, out);
+        if let Some(carry) = self.carry.as_deref() {
+            if carry.partial.is_some() {
+                return self.continue_frame(data, scratch);
+            }
+            if carry.header_len != 0 {
+                return self.continue_header(data, scratch, out);
+            }
         }
         match decode_header(data, &self.frame_config)? {
             HeaderDecode::NeedMore(_) => {
                 // Fewer than 14 bytes: a header is never longer.
                 let len = data.len().min(MAX_HEADER_LEN);
-                self.header[..len].copy_from_slice(&data[..len]);
-                self.header_len = len as u8;
+                let carry = self.carry_mut();
+                carry.header[..len].copy_from_slice(&data[..len]);
+                carry.header_len = len as u8;
                 Ok((len, None))
             }
             HeaderDecode::Complete { header, header_len } => {
@@ -269,7 +296,7 @@ impl Receiver {
                     let event = self.whole_frame(kind, payload, scratch)?;
                     Ok((total, event))
                 } else {
-                    self.partial = Some(PartialFrame {
+                    self.carry_mut().partial = Some(PartialFrame {
                         header,
                         kind,
                         received: 0,
@@ -288,20 +315,22 @@ impl Receiver {
         scratch: &'a mut InflateScratch,
         out: &mut impl Output,
     ) -> Advance<'a> {
-        let had = usize::from(self.header_len);
+        let frame_config = self.frame_config;
+        let carry = self.carry_mut();
+        let had = usize::from(carry.header_len);
         let take = (MAX_HEADER_LEN - had).min(data.len());
-        self.header[had..had + take].copy_from_slice(&data[..take]);
-        match decode_header(&self.header[..had + take], &self.frame_config)? {
+        carry.header[had..had + take].copy_from_slice(&data[..take]);
+        match decode_header(&carry.header[..had + take], &frame_config)? {
             HeaderDecode::NeedMore(_) => {
-                self.header_len = (had + take) as u8;
+                carry.header_len = (had + take) as u8;
                 Ok((take, None))
             }
             HeaderDecode::Complete { header, header_len } => {
-                self.header_len = 0;
+                carry.header_len = 0;
                 out.frame_received(&header);
                 let used = header_len - had;
                 let kind = self.assembler.handle_header(&header)?;
-                self.partial = Some(PartialFrame {
+                self.carry_mut().partial = Some(PartialFrame {
                     header,
                     kind,
                     received: 0,
@@ -322,7 +351,7 @@ impl Receiver {
         data: &'a mut [u8],
         scratch: &'a mut InflateScratch,
     ) -> Advance<'a> {
-        let Some(mut frame) = self.partial else {
+        let Some(mut frame) = self.carry.as_deref().and_then(|c| c.partial) else {
             return Ok((0, None));
         };
         let remaining = frame.header.payload_len - frame.received;
@@ -331,36 +360,36 @@ impl Receiver {
         if let Some(key) = frame.header.mask {
             apply_mask(chunk, key, (frame.received & 3) as usize);
         }
+        if let FrameKind::Data { .. } = frame.kind
+            && !self.assembler.is_compressed()
+        {
+            // Compressed bytes are checked once inflated, at the message's end.
+            self.assembler.handle_data(chunk)?;
+        }
+        let carry = self.carry_mut();
         if frame.received == 0 {
             // A new frame's payload: nothing of an earlier delivered one may precede it.
             match frame.kind {
-                FrameKind::Control(_) => self.control.clear(),
-                FrameKind::Data { first: true, .. } => self.message.clear(),
+                FrameKind::Control(_) => carry.control.clear(),
+                FrameKind::Data { first: true, .. } => carry.message.clear(),
                 FrameKind::Data { .. } => {}
             }
         }
         match frame.kind {
-            FrameKind::Control(_) => {
-                self.bits |= HOLDING;
-                self.control.extend_from_slice(chunk);
-            }
-            FrameKind::Data { .. } => {
-                if !self.assembler.is_compressed() {
-                    // Compressed bytes are checked once inflated, at the message's end.
-                    self.assembler.handle_data(chunk)?;
-                }
-                self.bits |= HOLDING;
-                self.message.extend_from_slice(chunk);
-            }
+            FrameKind::Control(_) => carry.control.extend_from_slice(chunk),
+            FrameKind::Data { .. } => carry.message.extend_from_slice(chunk),
         }
         frame.received += take as u64;
         if frame.received < frame.header.payload_len {
-            self.partial = Some(frame);
+            carry.partial = Some(frame);
             return Ok((take, None));
         }
-        self.partial = None;
+        carry.partial = None;
         let event = match frame.kind {
-            FrameKind::Control(op) => Some(control_event(op, &self.control)?),
+            FrameKind::Control(op) => {
+                let control = self.carry.as_deref().map_or(&[][..], |c| &c.control);
+                Some(control_event(op, control)?)
+            }
             FrameKind::Data { last, .. } => self.end_data_frame(last, scratch)?,
         };
         Ok((take, event))
@@ -402,11 +431,11 @@ impl Receiver {
                 if !self.assembler.is_compressed() {
                     self.assembler.handle_data(payload)?;
                 }
+                let carry = self.carry_mut();
                 if first {
-                    self.message.clear();
+                    carry.message.clear();
                 }
-                self.bits |= HOLDING;
-                self.message.extend_from_slice(payload);
+                carry.message.extend_from_slice(payload);
                 self.end_data_frame(last, scratch)
             }
         }
@@ -421,24 +450,25 @@ impl Receiver {
         scratch: &'a mut InflateScratch,
     ) -> Result<Option<Event<'a>>, ProtocolError> {
         if last && self.assembler.is_compressed() {
+            let message = self.carry.as_deref().map_or(&[][..], |c| &c.message);
             return inflate_message(
                 &mut self.assembler,
                 self.compression.as_deref_mut(),
-                &self.message,
+                message,
                 scratch,
             );
         }
         let Some(kind) = self.assembler.handle_frame_end()? else {
             return Ok(None);
         };
-        // SAFETY: `self.message` holds exactly the bytes of this message, each passed to
+        // SAFETY: the carried message holds exactly the bytes of this message, each passed to
         // `self.assembler.handle_data` in order as it arrived (`continue_frame` and
         // `whole_frame` append to it only after `handle_data` accepted them, and empty it when
         // a message's first frame begins; a compressed message does not get here), and
         // `handle_frame_end` just returned the message's kind, so for text its validator
         // accepted the whole of it.
         #[allow(unsafe_code)]
-        let event = unsafe { assembled_event(kind, &self.message) };
+        let event = unsafe { assembled_event(kind, self.carried_message()) };
         Ok(Some(event))
     }
 }

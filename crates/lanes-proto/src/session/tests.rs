@@ -40,6 +40,54 @@ fn sizes() {
         size_of::<Receiver>(),
         size_of::<RuntimeReceiver>()
     );
+    // What spans reads is boxed: an idle connection's receiver is its limits, its assembler's
+    // state and two pointers (160 bytes when it held the carried state inline).
+    assert!(
+        size_of::<Receiver>() <= 80,
+        "Receiver is {} bytes",
+        size_of::<Receiver>()
+    );
+}
+
+#[test]
+fn what_spans_reads_is_boxed_only_while_it_does() {
+    let config = SessionConfig::client();
+    let mut conn = Connection::new(config, 0);
+    let mut scratch = InflateScratch::new(1 << 20);
+    let mut out = Frames::default();
+    // A whole message in one read: nothing carried.
+    let mut bytes = vec![0x82, 0x02, b'a', b'b'];
+    let step = conn
+        .handle_bytes(&mut bytes, &mut scratch, 0, &mut out)
+        .unwrap();
+    assert_eq!(step.event, Some(Event::Binary(b"ab")));
+    assert!(conn.receiver.carry.is_none());
+    // A 126-byte binary frame split inside its 4-byte header, then inside its payload.
+    let mut bytes = vec![0x82, 0x7E, 0x00, 0x7E];
+    bytes.extend((0..126u8).map(|i| i.wrapping_mul(7)));
+    let step = conn
+        .handle_bytes(&mut bytes[..3], &mut scratch, 0, &mut out)
+        .unwrap();
+    assert_eq!((step.used, step.event), (3, None));
+    assert_eq!(conn.receiver.carry.as_ref().map(|c| c.header_len), Some(3));
+    assert_eq!(conn.receiver.buffered_len(), 3);
+    let step = conn
+        .handle_bytes(&mut bytes[3..50], &mut scratch, 0, &mut out)
+        .unwrap();
+    assert_eq!((step.used, step.event), (1, None));
+    let step = conn
+        .handle_bytes(&mut bytes[4..50], &mut scratch, 0, &mut out)
+        .unwrap();
+    assert_eq!((step.used, step.event), (46, None));
+    assert_eq!(conn.receiver.buffered_len(), 46);
+    let expected = bytes[4..].to_vec();
+    let step = conn
+        .handle_bytes(&mut bytes[50..], &mut scratch, 0, &mut out)
+        .unwrap();
+    assert_eq!(step.event, Some(Event::Binary(&expected[..])));
+    conn.receiver.release();
+    assert!(conn.receiver.carry.is_none(), "freed once delivered");
+    assert!(conn.receiver.is_idle());
 }
 
 #[test]
@@ -66,4 +114,5 @@ fn a_new_receiver_holds_nothing_and_release_frees_a_delivered_message() {
     );
     conn.receiver.release();
     assert!(conn.receiver.is_idle());
+    assert!(conn.receiver.carry.is_none());
 }

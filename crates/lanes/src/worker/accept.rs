@@ -13,7 +13,6 @@ use crate::conn::Conn;
 use crate::handler::Handler;
 use crate::outbox::Outbox;
 use crate::stats;
-use crate::timer::TimerKind;
 use lanes_proto::session::Receiver;
 
 use super::io;
@@ -133,9 +132,9 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Takes a new TCP connection into the table (or refuses it with 503 when the worker is
-    /// full) and arms its handshake timeout.
+    /// full), reads what it sent, and arms its handshake timeout if the head is still awaited.
     fn admit(&mut self, mut stream: mio::net::TcpStream, peer: std::net::SocketAddr, now: Instant) {
-        io::configure(&stream, &self.local.config.socket);
+        // TCP_NODELAY and SO_SNDBUF come from the listener (see `listener::bind_reuseport`).
         #[cfg(feature = "tls")]
         let is_tls = self.shared.tls.is_on();
         #[cfg(not(feature = "tls"))]
@@ -170,12 +169,11 @@ impl<H: Handler> Worker<H> {
         ) else {
             return;
         };
-        let generation = self.conns[key].generation;
-        self.local.wheel.schedule(
-            key,
-            generation,
-            TimerKind::Conn { seq: 0 },
-            now + self.local.config.timeouts.handshake,
-        );
+        // The request head usually came with the connection (a client sends it right after
+        // connecting): read it now instead of in the next iteration, which saves an epoll
+        // round per handshake, and a timer entry when it completes the upgrade. The I/O arms
+        // the connection's timer for the phase it is left in: the handshake deadline while
+        // the head is awaited (`PhaseKind::Unarmed` until then).
+        self.on_io(key, true, false, false);
     }
 }

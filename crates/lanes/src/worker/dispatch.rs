@@ -140,7 +140,9 @@ impl<H: Handler> Worker<H> {
         {
             self.local.pool.put(head);
         }
-        self.deregister(&mut conn.stream);
+        // No deregistering: dropping `conn` below closes the socket, which takes it out of
+        // the epoll set (no other descriptor refers to it): one `epoll_ctl` less per
+        // connection.
         // A descriptor was freed: accepting may work again.
         self.accept.descriptor_freed();
         // Its timer entries are stale now, and after a spike the table may be far larger
@@ -298,6 +300,7 @@ fn run_frames<H: Handler>(
             }
             Event::Close(close) => {
                 on_peer_close(&mut conn.phase, handler, local, id, conn.dial, close);
+                conn.close_exchanged = true;
                 conn.phase_since_ms = now_us / 1000;
                 conn.receiver.release();
                 return;

@@ -18,6 +18,7 @@ use super::commands::send_published;
 use super::dispatch;
 use crate::config::SocketTuning;
 use crate::conn::{Conn, Phase};
+use crate::dials::NO_DIAL;
 use crate::handler::Handler;
 use crate::input::Input;
 use crate::local::Local;
@@ -304,6 +305,16 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if after == 0 && matches!(conn.phase, Phase::Closing) {
+            if conn.close_exchanged && conn.dial == NO_DIAL && !conn.is_tls() {
+                // The close handshake is done and our close frame written: as the server, we
+                // close the TCP connection first (RFC 6455 §7.1.1), at once. Nothing is left
+                // to drain (the peer sends nothing after its close frame; what it sent behind
+                // it in the same read was discarded), so this saves the shutdown, the wait for
+                // the peer's FIN and the read that sees it. (On TLS the peer may still answer
+                // our close_notify, which a closed socket would answer with a reset: drained.)
+                self.remove(key, CloseCause::Reset, CloseCode::ABNORMAL, "");
+                return;
+            }
             shut_down_writing(conn, self.local.now_us / 1000, &mut self.local.pool);
         }
     }

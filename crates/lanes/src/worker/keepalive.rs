@@ -36,6 +36,7 @@ pub(super) fn deadline_us(
         Some(since_us.saturating_add(d.as_micros().min(u128::from(u64::MAX)) as u64))
     };
     match kind {
+        PhaseKind::Unarmed => None,
         PhaseKind::Handshake => after(config.timeouts.handshake),
         // The dial's timeouts (see `Worker::deadline_of`).
         PhaseKind::Connecting | PhaseKind::Upgrading => None,
@@ -140,9 +141,12 @@ impl<H: Handler> Worker<H> {
             .get(key)
             .is_some_and(|c| timer_outdated(c, c.phase.kind()))
         {
+            let had_entry = self.conns[key].armed_phase != PhaseKind::Unarmed;
             self.arm(key);
-            // The entry armed for the previous phase is stale.
-            self.note_stale_timer();
+            if had_entry {
+                // The entry armed for the previous phase is stale.
+                self.note_stale_timer();
+            }
         }
     }
 
