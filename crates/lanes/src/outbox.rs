@@ -319,6 +319,48 @@ impl Outbox {
             return status;
         }
         stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
+        if self.is_plain() {
+            self.push_plain(opcode, payload, ctx.pool);
+        } else {
+            self.push_special(opcode, payload, ctx);
+        }
+        self.status(ctx)
+    }
+
+    /// Whether frames go out as they are: no compression, no mask, no TLS records.
+    #[inline(always)]
+    fn is_plain(&self) -> bool {
+        let framed = {
+            #[cfg(feature = "tls")]
+            {
+                self.framing.is_some()
+            }
+            #[cfg(not(feature = "tls"))]
+            {
+                false
+            }
+        };
+        self.compression.is_none() && !self.masked && !framed
+    }
+
+    /// The hot path of [`send`](Self::send): an unmasked, uncompressed frame appended to the
+    /// plaintext backlog, a short one's 2-byte header written without the general encoder.
+    #[inline(always)]
+    fn push_plain(&mut self, opcode: OpCode, payload: &[u8], pool: &mut BufferPool) {
+        if payload.len() > 125 {
+            self.push_frame(opcode, payload, pool);
+            return;
+        }
+        let buf = self.buf.get_or_insert_with(|| pool.take());
+        buf.reserve(2 + payload.len());
+        // FIN and the opcode; no mask bit, the length in the second byte (RFC 6455 §5.2).
+        buf.extend_from_slice(&[0x80 | opcode as u8, payload.len() as u8]);
+        buf.extend_from_slice(payload);
+    }
+
+    /// [`send`](Self::send) on a connection that compresses, masks or frames TLS records.
+    #[inline(never)]
+    fn push_special(&mut self, opcode: OpCode, payload: &[u8], ctx: &mut Sending<'_>) {
         if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
             self.push_compressible(opcode, payload, ctx);
         } else if self.masked {
@@ -326,7 +368,6 @@ impl Outbox {
         } else {
             self.push_frame(opcode, payload, ctx.pool);
         }
-        self.status(ctx)
     }
 
     /// Queues a data message on a connection with compression: compressed when long enough.
@@ -452,5 +493,36 @@ mod tests {
         }
         assert_eq!(outbox.buffered_len(), 1);
         assert!(outbox.capacity() < 1 << 20, "{}", outbox.capacity());
+    }
+
+    /// The short-frame path writes what the general encoder writes, for every opcode a
+    /// handler sends and every length on both sides of the 125-byte switch (and of 65,535,
+    /// where the header grows again).
+    #[test]
+    fn plain_frames_match_the_general_encoder() {
+        let mut local = Local::detached(crate::Config::default());
+        for opcode in [OpCode::Text, OpCode::Binary, OpCode::Ping, OpCode::Pong] {
+            // Control frames carry at most 125 bytes (`Ws::ping` cuts them there).
+            let longest = if opcode.is_control() { 125 } else { 300 };
+            for len in (0..=longest).chain([65_535, 65_536]) {
+                if len > longest && opcode.is_control() {
+                    continue;
+                }
+                let payload: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+                let mut outbox = Outbox::new();
+                outbox.send(opcode, &payload, &mut local.sending());
+                let mut expected = Vec::new();
+                let header = FrameHeader::new(true, opcode, len as u64);
+                lanes_proto::session::encode_frame(
+                    &mut expected,
+                    lanes_proto::Role::Server,
+                    header,
+                    &payload,
+                    [0; 4],
+                );
+                assert_eq!(outbox.pending(), &expected[..], "{opcode:?}, {len} bytes");
+                outbox.release(&mut local.pool);
+            }
+        }
     }
 }
