@@ -15,6 +15,43 @@ pub(crate) struct Subscription {
     entry: usize,
 }
 
+/// A connection's subscriptions: one pointer in its slot, and the list on the heap once it has
+/// one (a `Vec` in every slot cost each connection 16 bytes more, subscribed or not).
+#[derive(Debug, Default)]
+#[allow(clippy::box_collection)]
+pub(crate) struct Subscriptions(Option<Box<Vec<Subscription>>>);
+
+impl Subscriptions {
+    /// Whether there are none.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.as_slice().is_empty()
+    }
+
+    fn as_slice(&self) -> &[Subscription] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    fn push(&mut self, sub: Subscription) {
+        self.0.get_or_insert_with(Box::default).push(sub);
+    }
+
+    /// Takes the subscription to `topic` out, if there is one (the list goes once empty).
+    fn take(&mut self, topic: usize) -> Option<Subscription> {
+        let list = self.0.as_mut()?;
+        let at = list.iter().position(|s| s.topic == topic)?;
+        let sub = list.swap_remove(at);
+        if list.is_empty() {
+            self.0 = None;
+        }
+        Some(sub)
+    }
+
+    /// Takes them all out.
+    fn take_all(&mut self) -> Vec<Subscription> {
+        self.0.take().map_or_else(Vec::new, |list| *list)
+    }
+}
+
 /// A subscriber: the connection's slot and generation.
 pub(crate) type Subscriber = (usize, u32);
 
@@ -88,18 +125,18 @@ impl Topics {
         &mut self,
         name: &str,
         subscriber: Subscriber,
-        subs: &mut Vec<Subscription>,
+        subs: &mut Subscriptions,
         limit: usize,
     ) -> Change {
         let topic = match self.by_name.get(name) {
             Some(&topic) => {
-                if subs.iter().any(|s| s.topic == topic) {
+                if subs.as_slice().iter().any(|s| s.topic == topic) {
                     return Change::Unchanged;
                 }
                 topic
             }
             None => {
-                if subs.len() >= limit {
+                if subs.as_slice().len() >= limit {
                     return Change::AtLimit;
                 }
                 let topic = self.topics.insert(Topic {
@@ -113,7 +150,7 @@ impl Topics {
                 topic
             }
         };
-        if subs.len() >= limit {
+        if subs.as_slice().len() >= limit {
             return Change::AtLimit;
         }
         let entry = self.topics[topic].subscribers.insert(subscriber);
@@ -123,32 +160,31 @@ impl Topics {
     }
 
     /// Unsubscribes the connection whose subscriptions are `subs` from `name`.
-    pub(crate) fn unsubscribe(&mut self, name: &str, subs: &mut Vec<Subscription>) -> Change {
+    pub(crate) fn unsubscribe(&mut self, name: &str, subs: &mut Subscriptions) -> Change {
         let Some(&topic) = self.by_name.get(name) else {
             return Change::Unchanged;
         };
-        let Some(at) = subs.iter().position(|s| s.topic == topic) else {
+        let Some(sub) = subs.take(topic) else {
             return Change::Unchanged;
         };
-        let sub = subs.swap_remove(at);
         self.remove(sub);
         Change::Done
     }
 
     /// Removes every subscription in `subs` (the connection is going away).
     /// The names of the topics `subs` are subscriptions to.
-    pub(crate) fn names_of(&self, subs: &[Subscription]) -> Vec<Box<str>> {
-        subs.iter()
+    pub(crate) fn names_of(&self, subs: &Subscriptions) -> Vec<Box<str>> {
+        subs.as_slice()
+            .iter()
             .filter_map(|s| self.topics.get(s.topic))
             .map(|t| t.name.clone())
             .collect()
     }
 
-    pub(crate) fn unsubscribe_all(&mut self, subs: &mut Vec<Subscription>) {
-        for sub in subs.drain(..) {
+    pub(crate) fn unsubscribe_all(&mut self, subs: &mut Subscriptions) {
+        for sub in subs.take_all() {
             self.remove(sub);
         }
-        *subs = Vec::new();
     }
 
     fn remove(&mut self, sub: Subscription) {
@@ -193,8 +229,8 @@ mod tests {
     #[test]
     fn subscribe_unsubscribe_and_cleanup() {
         let mut topics = Topics::default();
-        let mut a = Vec::new();
-        let mut b = Vec::new();
+        let mut a = Subscriptions::default();
+        let mut b = Subscriptions::default();
         assert_eq!(topics.subscribe("t", (1, 0), &mut a, 8), Change::Done);
         assert_eq!(topics.subscribe("t", (1, 0), &mut a, 8), Change::Unchanged);
         assert_eq!(topics.subscribe("t", (2, 5), &mut b, 8), Change::Done);
@@ -216,11 +252,11 @@ mod tests {
     #[cfg(feature = "bridge")]
     fn first_and_last_subscribers_are_noted_in_order() {
         let mut plain = Topics::default();
-        plain.subscribe("t", (1, 0), &mut Vec::new(), 8);
+        plain.subscribe("t", (1, 0), &mut Subscriptions::default(), 8);
         assert_eq!(plain.take_changes(), None);
 
         let mut topics = Topics::noting_changes();
-        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let (mut a, mut b) = (Subscriptions::default(), Subscriptions::default());
         topics.subscribe("t", (1, 0), &mut a, 8);
         topics.subscribe("t", (2, 0), &mut b, 8);
         topics.subscribe("u", (2, 0), &mut b, 8);
@@ -242,8 +278,8 @@ mod tests {
     #[test]
     fn the_limit_bounds_subscriptions_per_connection() {
         let mut topics = Topics::default();
-        let mut a = Vec::new();
-        let mut other = Vec::new();
+        let mut a = Subscriptions::default();
+        let mut other = Subscriptions::default();
         assert_eq!(topics.subscribe("x", (9, 0), &mut other, 2), Change::Done);
         assert_eq!(topics.subscribe("t1", (1, 0), &mut a, 2), Change::Done);
         assert_eq!(topics.subscribe("t2", (1, 0), &mut a, 2), Change::Done);

@@ -14,7 +14,7 @@ use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
 use crate::remote::Remote;
 use crate::timer::TimerKind;
-use crate::topic::{Change, Subscription};
+use crate::topic::{Change, Subscriptions};
 
 /// What became of [`Ws::subscribe`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,7 +34,7 @@ pub enum SubscribeStatus {
 pub struct Ws<'a> {
     pub(crate) outbox: &'a mut Outbox,
     pub(crate) session: &'a mut Session,
-    pub(crate) subs: &'a mut Vec<Subscription>,
+    pub(crate) subs: &'a mut Subscriptions,
     pub(crate) local: &'a mut Local,
     pub(crate) id: ConnId,
     pub(crate) peer: &'a SocketAddr,
@@ -44,7 +44,7 @@ impl<'a> Ws<'a> {
     pub(crate) fn new(
         outbox: &'a mut Outbox,
         session: &'a mut Session,
-        subs: &'a mut Vec<Subscription>,
+        subs: &'a mut Subscriptions,
         local: &'a mut Local,
         id: ConnId,
         peer: &'a SocketAddr,

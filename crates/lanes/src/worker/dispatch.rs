@@ -402,7 +402,9 @@ fn fail<H: Handler>(
 fn stash<S>(conn: &mut Conn<S>, local: &mut Local, rest: &[u8]) {
     let mut stash = local.pool.take();
     stash.extend_from_slice(rest);
-    conn.input = Input::Paused { stash: Some(stash) };
+    conn.input = Input::Paused {
+        stash: Some(Box::new(stash)),
+    };
 }
 
 /// After callbacks or sends: a connection whose backlog passed the hard cap under

@@ -230,7 +230,7 @@ impl<H: Handler> Worker<H> {
             id,
             now_us,
         );
-        self.local.pool.put(stash);
+        self.local.pool.put(*stash);
     }
 
     /// Writes the connection's backlog with one `write`, and moves the connection along:
