@@ -330,16 +330,10 @@ impl Outbox {
     /// Whether frames go out as they are: no compression, no mask, no TLS records.
     #[inline(always)]
     fn is_plain(&self) -> bool {
-        let framed = {
-            #[cfg(feature = "tls")]
-            {
-                self.framing.is_some()
-            }
-            #[cfg(not(feature = "tls"))]
-            {
-                false
-            }
-        };
+        #[cfg(feature = "tls")]
+        let framed = self.framing.is_some();
+        #[cfg(not(feature = "tls"))]
+        let framed = false;
         self.compression.is_none() && !self.masked && !framed
     }
 

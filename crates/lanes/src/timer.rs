@@ -198,7 +198,7 @@ impl TimerWheel {
     /// and gives back the storage of what was dropped once it is most of it.
     pub(crate) fn compact(&mut self, mut keep: impl FnMut(&TimerEntry) -> bool) {
         for index in 0..self.heads.len() {
-            self.unlink_where(index, |entry| !keep(entry), |_| {});
+            self.unlink_where(index, |node| !keep(&node.entry()), |_| {});
         }
         self.stale = 0;
         self.shrink();
@@ -206,19 +206,19 @@ impl TimerWheel {
         // make one due sooner.
     }
 
-    /// Unlinks from slot `index` every entry `drop` selects, handing each to `take`.
+    /// Unlinks from slot `index` every node `drop` selects, handing each one's entry to
+    /// `take` (unpacked only then: expiring looks at the due tick alone).
     fn unlink_where(
         &mut self,
         index: usize,
-        mut drop: impl FnMut(&TimerEntry) -> bool,
+        mut drop: impl FnMut(&Node) -> bool,
         mut take: impl FnMut(TimerEntry),
     ) {
         let mut prev = NIL;
         let mut cur = self.heads[index];
         while cur != NIL {
             let node = self.nodes[cur as usize];
-            let entry = node.entry();
-            if drop(&entry) {
+            if drop(&node) {
                 if prev == NIL {
                     self.heads[index] = node.next;
                 } else {
@@ -229,7 +229,7 @@ impl TimerWheel {
                 vacated.next = self.free;
                 self.free = cur;
                 self.len -= 1;
-                take(entry);
+                take(node.entry());
             } else {
                 prev = cur;
             }
@@ -342,7 +342,7 @@ impl TimerWheel {
         let first = self.next_tick.max(now_tick.saturating_sub(len - 1));
         for tick in first..=now_tick {
             let index = (tick % len) as usize;
-            self.unlink_where(index, |e| e.due_tick <= now_tick, |e| due.push(e));
+            self.unlink_where(index, |n| n.due_tick <= now_tick, |e| due.push(e));
         }
         self.next_tick = now_tick + 1;
         self.wake_tick = None;

@@ -27,6 +27,10 @@ impl Subscriptions {
         self.as_slice().is_empty()
     }
 
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
     fn as_slice(&self) -> &[Subscription] {
         self.0.as_deref().map_or(&[], Vec::as_slice)
     }
@@ -136,7 +140,7 @@ impl Topics {
                 topic
             }
             None => {
-                if subs.as_slice().len() >= limit {
+                if subs.len() >= limit {
                     return Change::AtLimit;
                 }
                 let topic = self.topics.insert(Topic {
@@ -150,7 +154,7 @@ impl Topics {
                 topic
             }
         };
-        if subs.as_slice().len() >= limit {
+        if subs.len() >= limit {
             return Change::AtLimit;
         }
         let entry = self.topics[topic].subscribers.insert(subscriber);

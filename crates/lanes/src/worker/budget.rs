@@ -43,12 +43,7 @@ impl<H: Handler> Worker<H> {
             }
         }
         if super::keepalive::timer_outdated(conn, kind) {
-            let had_entry = conn.armed_phase != PhaseKind::Unarmed;
-            self.arm(key);
-            if had_entry {
-                // The entry armed for the previous phase is stale.
-                self.note_stale_timer();
-            }
+            self.rearm(key);
         }
     }
 

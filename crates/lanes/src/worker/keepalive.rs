@@ -141,12 +141,20 @@ impl<H: Handler> Worker<H> {
             .get(key)
             .is_some_and(|c| timer_outdated(c, c.phase.kind()))
         {
-            let had_entry = self.conns[key].armed_phase != PhaseKind::Unarmed;
-            self.arm(key);
-            if had_entry {
-                // The entry armed for the previous phase is stale.
-                self.note_stale_timer();
-            }
+            self.rearm(key);
+        }
+    }
+
+    /// Arms the connection's timer for its phase now, in place of the entry armed for the
+    /// previous one (which is stale from then on, if there was one).
+    pub(super) fn rearm(&mut self, key: usize) {
+        let had_entry = self
+            .conns
+            .get(key)
+            .is_some_and(|c| c.armed_phase != PhaseKind::Unarmed);
+        self.arm(key);
+        if had_entry {
+            self.note_stale_timer();
         }
     }
 
