@@ -249,7 +249,17 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if conn.outbox.buffered_len() > 0 {
-            match conn.stream.write(conn.outbox.pending()) {
+            let written = if closes_after_write(conn) {
+                // The last write before `close`: held back (MSG_MORE) so that the FIN the
+                // close sends rides on the same segment, one packet fewer for both sides.
+                // Should the write be partial, the rest follows the same way; the close
+                // pushes whatever is held.
+                socket2::SockRef::from(&conn.stream)
+                    .send_with_flags(conn.outbox.pending(), libc::MSG_MORE)
+            } else {
+                conn.stream.write(conn.outbox.pending())
+            };
+            match written {
                 Ok(n) => {
                     stats::add(&self.local.counters.bytes_sent, n as u64);
                     conn.outbox.consume(n, &mut self.local.pool);
@@ -305,7 +315,7 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if after == 0 && matches!(conn.phase, Phase::Closing) {
-            if conn.close_exchanged && conn.dial == NO_DIAL && !conn.is_tls() {
+            if closes_after_write(conn) {
                 // The close handshake is done and our close frame written: as the server, we
                 // close the TCP connection first (RFC 6455 §7.1.1), at once. Nothing is left
                 // to drain (the peer sends nothing after its close frame; what it sent behind
@@ -553,4 +563,13 @@ impl<H: Handler> Worker<H> {
 impl<H: Handler> Worker<H> {
     /// Without TLS nothing is ever carried.
     fn tls_failed_oversized(&mut self, _key: usize) {}
+}
+
+/// Whether the connection is closed as soon as its backlog is written: an accepted plain
+/// connection whose close handshake is complete (see [`Worker::after_write`]).
+fn closes_after_write<S>(conn: &Conn<S>) -> bool {
+    conn.close_exchanged
+        && conn.dial == NO_DIAL
+        && !conn.is_tls()
+        && matches!(conn.phase, Phase::Closing)
 }
