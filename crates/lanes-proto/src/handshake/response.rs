@@ -2,7 +2,7 @@
 
 use core::fmt;
 
-use super::accept_key::accept_key;
+use super::accept_key::{ACCEPT_KEY_LEN, accept_key};
 use super::extension::parse_extensions;
 use super::request::UpgradeOffer;
 use super::token::{is_safe_field_value, is_token};
@@ -55,6 +55,10 @@ impl fmt::Display for ResponseBuildError {
 
 impl std::error::Error for ResponseBuildError {}
 
+/// The 101's fixed lines, up to the accept key.
+const ACCEPT_HEAD: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+    Connection: Upgrade\r\nSec-WebSocket-Accept: ";
+
 /// Appends the 101 Switching Protocols response for a validated `offer` to `out`.
 ///
 /// On error nothing is appended.
@@ -106,8 +110,9 @@ pub fn write_accept(
     }
     check_headers(options.extra_headers)?;
 
-    out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n");
-    out.extend_from_slice(b"Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    // The whole length up front: one allocation instead of the doublings of a growing `out`.
+    out.reserve(accept_len(options));
+    out.extend_from_slice(ACCEPT_HEAD);
     out.extend_from_slice(&accept_key(offer.key()));
     out.extend_from_slice(b"\r\n");
     if let Some(chosen) = options.subprotocol {
@@ -121,6 +126,25 @@ pub fn write_accept(
     }
     out.extend_from_slice(b"\r\n");
     Ok(())
+}
+
+/// The length of the 101 [`write_accept`] writes with `options`.
+fn accept_len(options: &AcceptOptions<'_>) -> usize {
+    let header_len = |name: &str, value: &str| name.len() + value.len() + 4;
+    ACCEPT_HEAD.len()
+        + ACCEPT_KEY_LEN
+        + 4
+        + options
+            .subprotocol
+            .map_or(0, |p| header_len("Sec-WebSocket-Protocol", p))
+        + options
+            .extensions
+            .map_or(0, |e| header_len("Sec-WebSocket-Extensions", e))
+        + options
+            .extra_headers
+            .iter()
+            .map(|(name, value)| header_len(name, value))
+            .sum::<usize>()
 }
 
 /// The answer to each refused handshake (beside the writers, so that errors need not know them).
@@ -286,4 +310,38 @@ fn check_headers(headers: &[(&str, &str)]) -> Result<(), ResponseBuildError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{HeadLimits, Parsed, RequestHead};
+
+    /// The length reserved up front is the length written, with and without each optional
+    /// part (too short would grow `out` again, too long would waste the allocation).
+    #[test]
+    fn the_reserved_length_is_the_written_length() {
+        let request = b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+            Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Extensions: permessage-deflate\r\n\r\n";
+        let Ok(Parsed::Complete(head)) = RequestHead::parse(request, &HeadLimits::default()) else {
+            panic!("the request parses")
+        };
+        let offer = UpgradeOffer::validate(&head).unwrap();
+        let headers = [("Set-Cookie", "id=1"), ("X-Node", "a7")];
+        for subprotocol in [None, Some("chat")] {
+            for extensions in [None, Some("permessage-deflate")] {
+                for extra_headers in [&headers[..0], &headers[..1], &headers[..]] {
+                    let options = AcceptOptions {
+                        subprotocol,
+                        extensions,
+                        extra_headers,
+                    };
+                    let mut out = Vec::new();
+                    write_accept(&offer, &options, &mut out).unwrap();
+                    assert_eq!(accept_len(&options), out.len(), "{options:?}");
+                }
+            }
+        }
+    }
 }

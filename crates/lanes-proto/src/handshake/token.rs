@@ -41,7 +41,10 @@ pub(crate) fn list_items(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// Whether the comma-separated list `value` contains `token`, compared case-insensitively.
 pub(crate) fn list_contains_token(value: &[u8], token: &str) -> bool {
-    list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
+    // The usual value is the token alone (`Upgrade: websocket`, `Connection: Upgrade`): one
+    // comparison instead of splitting and trimming.
+    value.eq_ignore_ascii_case(token.as_bytes())
+        || list_items(value).any(|item| item.eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Whether `value` may be sent as a header field value: no CR, LF or NUL, and no other control
