@@ -198,6 +198,7 @@ pub enum HeaderDecode {
 /// assert_eq!(header.mask, Some([0x37, 0xfa, 0x21, 0x3d]));
 /// assert_eq!(decode_header(&bytes[..3], &FrameConfig::server()), Ok(HeaderDecode::NeedMore(3)));
 /// ```
+#[inline]
 pub fn decode_header(buf: &[u8], config: &FrameConfig) -> Result<HeaderDecode, ProtocolError> {
     // What a server receives most: a masked frame with a 7-bit length and no RSV bit, its
     // header whole. Anything else (and any error) takes the general path below, which gives
