@@ -272,6 +272,14 @@ impl<H: Handler> Worker<H> {
                     return;
                 }
             }
+        } else if conn.backlog_reported == 0
+            && !conn.is_paused()
+            && !matches!(conn.phase, Phase::Closing)
+        {
+            // Nothing to write, nothing was behind, nothing to move along: `after_write`
+            // would change nothing (the common case of a flush after a read with no answer,
+            // or on a writable edge with the backlog already out).
+            return;
         }
         self.after_write(key);
     }
