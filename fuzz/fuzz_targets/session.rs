@@ -65,7 +65,7 @@ fn run(
 ) -> Vec<Owned> {
     let mut conn = Connection::new(config, 0);
     if let Some(params) = deflate {
-        conn.receiver.enable_deflate(&params);
+        conn.enable_deflate(&params);
     }
     let mut scratch = InflateScratch::new(config.max_message_len);
     let mut out = Record::default();

@@ -432,7 +432,7 @@ mod tests {
             let mut conns = [codec.conn(), codec.conn()];
             let session = |role| {
                 let mut conn = Connection::new(SessionConfig::new(role), 0);
-                conn.receiver.enable_deflate(&agreed);
+                conn.enable_deflate(&agreed);
                 conn
             };
             let mut servers = [session(Role::Server), session(Role::Server)];

@@ -316,7 +316,7 @@ fn echo_thread(
                     let salt = (plan.thread as u64) << 32 | u64::from(i);
                     let mut session = Connection::new(config, 0);
                     if let Some(params) = codec.as_ref().map(Codec::params) {
-                        session.receiver.enable_deflate(params);
+                        session.enable_deflate(params);
                     }
                     conns.push(Conn {
                         stream,

@@ -76,14 +76,7 @@ struct OpenMessage {
 #[derive(Debug, Clone)]
 pub struct MessageAssembler {
     max_message_len: u64,
-    open: Option<OpenMessage>,
-    /// Whether the frame now being received is a data frame.
-    in_data_frame: bool,
-    /// Whether the frame now being received has FIN set.
-    frame_is_last: bool,
-    /// Whether the current (or last completed) data message had RSV1 on its first frame.
-    compressed: bool,
-    utf8: Utf8Validator,
+    assembly: Assembly,
 }
 
 impl MessageAssembler {
@@ -91,11 +84,7 @@ impl MessageAssembler {
     pub const fn new(max_message_len: u64) -> MessageAssembler {
         MessageAssembler {
             max_message_len,
-            open: None,
-            in_data_frame: false,
-            frame_is_last: false,
-            compressed: false,
-            utf8: Utf8Validator::new(),
+            assembly: Assembly::new(),
         }
     }
 
@@ -106,7 +95,7 @@ impl MessageAssembler {
 
     /// Whether a fragmented data message has started and not yet ended.
     pub const fn is_message_open(&self) -> bool {
-        self.open.is_some()
+        self.assembly.is_message_open()
     }
 
     /// Whether the data message now being received was sent compressed: RSV1 set on its first
@@ -119,13 +108,78 @@ impl MessageAssembler {
     /// [`deflate::Inflater`](crate::deflate::Inflater) before [`handle_data`](Self::handle_data)
     /// sees it.
     pub const fn is_compressed(&self) -> bool {
-        self.compressed
+        self.assembly.is_compressed()
     }
 
     /// Takes the header of the next frame. Errors: a continuation with no open message, a new
     /// text or binary frame while a message is open, and a message that would grow past the
     /// maximum (checked from the declared length, before any payload is buffered).
     pub fn handle_header(&mut self, header: &FrameHeader) -> Result<FrameKind, ProtocolError> {
+        self.assembly.handle_header(header, self.max_message_len)
+    }
+
+    /// Takes the next piece of a data frame's payload (already unmasked, and inflated where an
+    /// extension compressed it). Text is validated as it comes: an impossible byte fails now.
+    /// The bytes passed here count against the maximum message size too, so inflated data
+    /// that outgrows it fails as soon as it does. Payload of control frames is not passed here.
+    pub fn handle_data(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
+        self.assembly.handle_data(payload, self.max_message_len)
+    }
+
+    /// Marks the end of the current frame. Returns the message's kind when this frame completed
+    /// a data message; fails when a text message ends in the middle of a character.
+    pub fn handle_frame_end(&mut self) -> Result<Option<MessageKind>, ProtocolError> {
+        self.assembly.handle_frame_end()
+    }
+
+    /// Forgets any open message (after an error, or to reuse the assembler).
+    pub fn reset(&mut self) {
+        self.assembly.reset();
+    }
+}
+
+/// [`MessageAssembler`]'s state without its limit, which each call that checks it is given:
+/// what a session's receiver keeps per connection (the limit is the same for all of a
+/// worker's connections, so it is not copied into each).
+#[derive(Debug, Clone)]
+pub(crate) struct Assembly {
+    open: Option<OpenMessage>,
+    /// Whether the frame now being received is a data frame.
+    in_data_frame: bool,
+    /// Whether the frame now being received has FIN set.
+    frame_is_last: bool,
+    /// Whether the current (or last completed) data message had RSV1 on its first frame.
+    compressed: bool,
+    utf8: Utf8Validator,
+}
+
+impl Assembly {
+    pub(crate) const fn new() -> Assembly {
+        Assembly {
+            open: None,
+            in_data_frame: false,
+            frame_is_last: false,
+            compressed: false,
+            utf8: Utf8Validator::new(),
+        }
+    }
+
+    /// See [`MessageAssembler::is_message_open`].
+    pub(crate) const fn is_message_open(&self) -> bool {
+        self.open.is_some()
+    }
+
+    /// See [`MessageAssembler::is_compressed`].
+    pub(crate) const fn is_compressed(&self) -> bool {
+        self.compressed
+    }
+
+    /// See [`MessageAssembler::handle_header`]; `max_message_len` is the limit.
+    pub(crate) fn handle_header(
+        &mut self,
+        header: &FrameHeader,
+        max_message_len: u64,
+    ) -> Result<FrameKind, ProtocolError> {
         let (kind, first) = match header.opcode {
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
                 self.in_data_frame = false;
@@ -148,7 +202,7 @@ impl MessageAssembler {
             .open
             .map_or((0, 0), |open| (open.declared_len, open.received_len));
         let declared_len = so_far.saturating_add(header.payload_len);
-        if declared_len > self.max_message_len {
+        if declared_len > max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
         self.open = Some(OpenMessage {
@@ -165,11 +219,12 @@ impl MessageAssembler {
         })
     }
 
-    /// Takes the next piece of a data frame's payload (already unmasked, and inflated where an
-    /// extension compressed it). Text is validated as it comes: an impossible byte fails now.
-    /// The bytes passed here count against the maximum message size too, so inflated data
-    /// that outgrows it fails as soon as it does. Payload of control frames is not passed here.
-    pub fn handle_data(&mut self, payload: &[u8]) -> Result<(), ProtocolError> {
+    /// See [`MessageAssembler::handle_data`]; `max_message_len` is the limit.
+    pub(crate) fn handle_data(
+        &mut self,
+        payload: &[u8],
+        max_message_len: u64,
+    ) -> Result<(), ProtocolError> {
         if !self.in_data_frame {
             return Ok(());
         }
@@ -177,7 +232,7 @@ impl MessageAssembler {
             return Ok(());
         };
         open.received_len = open.received_len.saturating_add(payload.len() as u64);
-        if open.received_len > self.max_message_len {
+        if open.received_len > max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
         match open.kind {
@@ -186,9 +241,8 @@ impl MessageAssembler {
         }
     }
 
-    /// Marks the end of the current frame. Returns the message's kind when this frame completed
-    /// a data message; fails when a text message ends in the middle of a character.
-    pub fn handle_frame_end(&mut self) -> Result<Option<MessageKind>, ProtocolError> {
+    /// See [`MessageAssembler::handle_frame_end`].
+    pub(crate) fn handle_frame_end(&mut self) -> Result<Option<MessageKind>, ProtocolError> {
         if !self.in_data_frame {
             return Ok(None);
         }
@@ -203,8 +257,8 @@ impl MessageAssembler {
         Ok(finished)
     }
 
-    /// Forgets any open message (after an error, or to reuse the assembler).
-    pub fn reset(&mut self) {
+    /// See [`MessageAssembler::reset`].
+    pub(crate) fn reset(&mut self) {
         self.open = None;
         self.in_data_frame = false;
         self.frame_is_last = false;

@@ -96,7 +96,7 @@ fn run_cut(
 ) -> Run {
     let mut conn = Connection::new(config, 0);
     if let Some(params) = deflate {
-        conn.receiver.enable_deflate(params);
+        conn.enable_deflate(params);
     }
     let mut scratch = InflateScratch::new(config.max_message_len);
     let mut out = Recorder::default();
@@ -402,7 +402,7 @@ fn after_our_close_only_the_peers_close_is_delivered() {
             );
             assert_eq!(out.sent.len(), 1, "our close only: no pong, no echo");
             assert_eq!(conn.session.state(), SessionState::Closed);
-            assert_eq!(conn.session.poll_timeout(), None);
+            assert_eq!(conn.poll_timeout(), None);
             assert!(conn.receiver.is_idle());
         }
     }
@@ -737,12 +737,10 @@ impl Pair {
         let c = self
             .client
             .conn
-            .session
             .handle_timeout(now_us, &mut self.client.out);
         let s = self
             .server
             .conn
-            .session
             .handle_timeout(now_us, &mut self.server.out);
         (c, s)
     }
@@ -768,8 +766,8 @@ fn no_keepalive(role: Role) -> SessionConfig {
 #[test]
 fn keepalive_ping_after_silence_and_an_answered_pong_keeps_the_connection() {
     let mut pair = Pair::new(no_keepalive(Role::Client), keepalive(Role::Server, true));
-    assert_eq!(pair.client.conn.session.poll_timeout(), None);
-    assert_eq!(pair.server.conn.session.poll_timeout(), Some(1_000_000));
+    assert_eq!(pair.client.conn.poll_timeout(), None);
+    assert_eq!(pair.server.conn.poll_timeout(), Some(1_000_000));
     assert_eq!(pair.advance_to(999_999), (None, None));
     assert!(
         pair.server.out.sent.is_empty(),
@@ -778,7 +776,7 @@ fn keepalive_ping_after_silence_and_an_answered_pong_keeps_the_connection() {
     assert_eq!(pair.advance_to(1_000_000), (None, None));
     assert_eq!(pair.server.out.sent, [(OpCode::Ping, vec![0x89, 0x00])]);
     // The pong deadline: ping time + pong timeout.
-    assert_eq!(pair.server.conn.session.poll_timeout(), Some(1_500_000));
+    assert_eq!(pair.server.conn.poll_timeout(), Some(1_500_000));
     pair.now_us = 1_000_300;
     pair.drive();
     assert_eq!(pair.client.events, [Owned::Ping(vec![])]);
@@ -790,7 +788,7 @@ fn keepalive_ping_after_silence_and_an_answered_pong_keeps_the_connection() {
         "taken once"
     );
     // Answered: the next ping is an interval after the pong.
-    assert_eq!(pair.server.conn.session.poll_timeout(), Some(2_000_300));
+    assert_eq!(pair.server.conn.poll_timeout(), Some(2_000_300));
     assert_eq!(pair.advance_to(1_500_000), (None, None));
     assert_eq!(pair.server.conn.session.state(), SessionState::Open);
 }
@@ -822,7 +820,7 @@ fn a_missing_pong_times_out_exactly_at_ping_time_plus_pong_timeout() {
     for (client_role, server_role) in [(Role::Client, Role::Server), (Role::Server, Role::Client)] {
         // The end that pings (`server` here) talks to one that does not answer.
         let mut pair = Pair::new(keepalive(client_role, false), keepalive(server_role, true));
-        pair.client.conn.session = lanes_proto::Session::new(no_keepalive(client_role), 0);
+        pair.client.conn.config.ping_interval_us = None;
         pair.advance_to(1_000_000);
         pair.drive(); // the ping arrives, nothing comes back
         assert_eq!(pair.client.events, [Owned::Ping(vec![])]);
@@ -832,7 +830,7 @@ fn a_missing_pong_times_out_exactly_at_ping_time_plus_pong_timeout() {
             (None, Some(Timeout::PongMissed))
         );
         assert_eq!(pair.server.conn.session.state(), SessionState::TimedOut);
-        assert_eq!(pair.server.conn.session.poll_timeout(), None);
+        assert_eq!(pair.server.conn.poll_timeout(), None);
         assert!(!pair.server.conn.session.can_send());
     }
 }
@@ -868,7 +866,7 @@ fn a_message_after_the_ping_counts_as_a_sign_of_life() {
     // No longer waiting: a runtime that armed its timer for the pong deadline re-arms it.
     assert!(!pair.server.conn.session.is_awaiting_pong());
     assert_eq!(pair.advance_to(1_500_000).1, None);
-    assert_eq!(pair.server.conn.session.poll_timeout(), Some(2_200_000));
+    assert_eq!(pair.server.conn.poll_timeout(), Some(2_200_000));
     assert_eq!(
         pair.server.conn.session.take_ping_rtt_us(),
         None,
@@ -915,21 +913,15 @@ fn a_frame_trickled_a_byte_at_a_time_times_out_from_its_first_byte() {
         let now = 500_000 + i as u64 * 100_000;
         feed(&mut server, &[*byte], now, &mut scratch);
         assert_eq!(
-            server.conn.session.poll_timeout(),
+            server.conn.poll_timeout(),
             Some(3_500_000),
             "the deadline runs from the first byte, whatever follows"
         );
     }
     assert!(server.events.is_empty());
-    let timeout = server
-        .conn
-        .session
-        .handle_timeout(3_499_999, &mut server.out);
+    let timeout = server.conn.handle_timeout(3_499_999, &mut server.out);
     assert_eq!(timeout, None);
-    let timeout = server
-        .conn
-        .session
-        .handle_timeout(3_500_000, &mut server.out);
+    let timeout = server.conn.handle_timeout(3_500_000, &mut server.out);
     assert_eq!(timeout, Some(Timeout::MessageIncomplete));
     assert_eq!(server.conn.session.state(), SessionState::TimedOut);
     // No keepalive ping went out meanwhile; the only frame is the 1008 close.
@@ -954,12 +946,9 @@ fn most_of_a_large_frame_then_a_byte_now_and_then_times_out() {
             &mut scratch,
         );
     }
-    assert_eq!(server.conn.session.poll_timeout(), Some(5_000_000));
+    assert_eq!(server.conn.poll_timeout(), Some(5_000_000));
     assert_eq!(
-        server
-            .conn
-            .session
-            .handle_timeout(5_000_000, &mut server.out),
+        server.conn.handle_timeout(5_000_000, &mut server.out),
         Some(Timeout::MessageIncomplete)
     );
 }
@@ -971,11 +960,11 @@ fn a_finished_message_ends_the_deadline_and_restarts_keepalive_from_its_end() {
     let message = frame(Role::Server, true, OpCode::Text, 0, b"done");
     let (head, tail) = message.split_at(3);
     feed(&mut server, head, 100_000, &mut scratch);
-    assert_eq!(server.conn.session.poll_timeout(), Some(3_100_000));
+    assert_eq!(server.conn.poll_timeout(), Some(3_100_000));
     feed(&mut server, tail, 2_900_000, &mut scratch);
     assert_eq!(server.events, [text("done")]);
     // Keepalive counts from the completed message.
-    assert_eq!(server.conn.session.poll_timeout(), Some(3_900_000));
+    assert_eq!(server.conn.poll_timeout(), Some(3_900_000));
 }
 
 #[test]
@@ -1003,12 +992,9 @@ fn a_fragmented_message_must_finish_in_time_though_pings_come_between_its_fragme
         );
     }
     assert_eq!(server.events.len(), 3, "the pings were delivered");
-    assert_eq!(server.conn.session.poll_timeout(), Some(4_000_000));
+    assert_eq!(server.conn.poll_timeout(), Some(4_000_000));
     assert_eq!(
-        server
-            .conn
-            .session
-            .handle_timeout(4_000_000, &mut server.out),
+        server.conn.handle_timeout(4_000_000, &mut server.out),
         Some(Timeout::MessageIncomplete)
     );
 }
@@ -1017,22 +1003,16 @@ fn a_fragmented_message_must_finish_in_time_though_pings_come_between_its_fragme
 fn stray_bytes_are_no_answer_to_a_keepalive_ping() {
     let mut scratch = InflateScratch::new(1 << 20);
     let mut server = lone_server();
-    assert_eq!(
-        server
-            .conn
-            .session
-            .handle_timeout(1_000_000, &mut server.out),
-        None
-    );
+    assert_eq!(server.conn.handle_timeout(1_000_000, &mut server.out), None);
     assert_eq!(server.out.sent.len(), 1, "the ping");
     // A header byte is not a pong; the message deadline now governs (3 s from that byte).
     let message = frame(Role::Server, true, OpCode::Pong, 0, b"");
     feed(&mut server, &message[..1], 1_200_000, &mut scratch);
-    assert_eq!(server.conn.session.poll_timeout(), Some(4_200_000));
+    assert_eq!(server.conn.poll_timeout(), Some(4_200_000));
     // The rest completes the pong: alive, and keepalive counts from it.
     feed(&mut server, &message[1..], 1_300_000, &mut scratch);
     assert_eq!(server.events, [Owned::Pong(vec![])]);
-    assert_eq!(server.conn.session.poll_timeout(), Some(2_300_000));
+    assert_eq!(server.conn.poll_timeout(), Some(2_300_000));
 }
 
 #[test]
@@ -1044,7 +1024,7 @@ fn an_unanswered_close_times_out_at_close_time_plus_close_timeout() {
             .session
             .close(CloseCode::NORMAL, "", 7, &mut pair.server.out)
     );
-    assert_eq!(pair.server.conn.session.poll_timeout(), Some(200_007));
+    assert_eq!(pair.server.conn.poll_timeout(), Some(200_007));
     // The close is never delivered.
     assert_eq!(pair.advance_to(200_006), (None, None));
     assert_eq!(
@@ -1088,7 +1068,7 @@ fn an_answered_close_ends_both_sessions_closed() {
         );
         for end in [closer, other] {
             assert_eq!(end.conn.session.state(), SessionState::Closed);
-            assert_eq!(end.conn.session.poll_timeout(), None);
+            assert_eq!(end.conn.poll_timeout(), None);
             assert!(!end.conn.session.can_send());
             assert_eq!(end.conn.session.sent_close(), Some(CloseCode::new(4001)));
         }

@@ -18,25 +18,25 @@ use crate::ws::Ws;
 /// Where a connection is in its life. The application's state and the protocol session live in
 /// the phase that has them, so "open implies state present" holds by construction: `on_close`
 /// takes the state by moving the connection to [`Phase::Closing`].
+///
+/// Every connection's slot holds a phase, so what only the rarer phases hold is boxed (a
+/// partial request head, a deferred upgrade, an outbound handshake): the phase is no larger
+/// than an open connection's state and session.
 #[derive(Debug)]
+#[allow(clippy::box_collection)]
 pub(crate) enum Phase<S> {
-    /// Reading the HTTP request head (the bytes so far, from the worker's pool).
-    Handshake { head: Option<Vec<u8>> },
+    /// Reading the HTTP request head: the bytes so far (from the worker's pool) once a read
+    /// ended before the head did.
+    Handshake { head: Option<Box<Vec<u8>>> },
     /// `on_upgrade` deferred its answer: reading nothing, holding the request head (and any
     /// bytes read behind it) in a buffer of its own length, until the application answers
     /// through its [`PendingUpgrade`](crate::PendingUpgrade) or the deadline passes.
-    Deferred {
-        head: Vec<u8>,
-        cell: std::sync::Arc<crate::deferred::DeferredCell>,
-    },
+    Deferred(Box<Deferral>),
     /// An outbound connection's TCP connect is under way.
     Connecting,
     /// An outbound connection's request is sent (after the TLS handshake, on `wss://`):
     /// reading the server's answer (the bytes so far, from the worker's pool).
-    Upgrading {
-        expect: Box<lanes_proto::handshake::ClientHandshake>,
-        head: Option<Vec<u8>>,
-    },
+    Upgrading(Box<Upgrading>),
     /// A WebSocket: messages flow both ways until the close handshake begins; the session
     /// says how far that is (after our close frame nothing is delivered any more).
     Open { state: S, session: Session },
@@ -46,6 +46,25 @@ pub(crate) enum Phase<S> {
     /// Our side is shut down; read and discard until the peer closes (so unread input cannot
     /// turn our close into a reset), or until the close timeout.
     Draining,
+}
+
+/// What a connection whose `on_upgrade` deferred its answer holds ([`Phase::Deferred`]).
+#[derive(Debug)]
+pub(crate) struct Deferral {
+    /// The request head and any bytes read behind it, in a buffer of its own length.
+    pub(crate) head: Vec<u8>,
+    /// Where the application's answer arrives.
+    pub(crate) cell: std::sync::Arc<crate::deferred::DeferredCell>,
+}
+
+/// What an outbound connection holds while its request is out ([`Phase::Upgrading`]).
+#[derive(Debug)]
+pub(crate) struct Upgrading {
+    /// What the server's answer must say.
+    pub(crate) expect: lanes_proto::handshake::ClientHandshake,
+    /// The answer's bytes so far (from the worker's pool), once a read ended before its head
+    /// did.
+    pub(crate) head: Option<Vec<u8>>,
 }
 
 /// A phase without its contents: what the connection's timer was armed for.
@@ -87,8 +106,8 @@ impl<S> Phase<S> {
         match self {
             Phase::Handshake { .. } => PhaseKind::Handshake,
             Phase::Connecting => PhaseKind::Connecting,
-            Phase::Upgrading { .. } => PhaseKind::Upgrading,
-            Phase::Deferred { .. } => PhaseKind::Deferred,
+            Phase::Upgrading(_) => PhaseKind::Upgrading,
+            Phase::Deferred(_) => PhaseKind::Deferred,
             Phase::Open { session, .. } if session.state() == SessionState::Open => {
                 if session.is_unfinished() {
                     PhaseKind::Unfinished
@@ -297,10 +316,17 @@ pub(crate) fn mark_dirty<S>(conn: &mut Conn<S>, slot: usize, dirty: &mut Vec<(us
 mod tests {
     /// Every connection pays for its slot, idle or not (`scripts/idle_memory.py`): a new field
     /// here is a decision, not an accident. 408 bytes before the receiver boxed what spans
-    /// reads (328) and the input stash and subscription list became one pointer each (296).
+    /// reads (328), the input stash and subscription list became one pointer each (296), and
+    /// the session's limits and timeouts left it and the rarer phases' contents were boxed
+    /// (256).
     #[test]
     fn an_idle_connections_slot_stays_small() {
         let size = std::mem::size_of::<super::Conn<()>>();
-        assert!(size <= 296, "Conn<()> is {size} bytes");
+        assert!(size <= 256, "Conn<()> is {size} bytes");
+        // No larger than an open connection's state and session (24 bytes for `()`).
+        let phase = std::mem::size_of::<super::Phase<()>>();
+        assert!(phase <= 24, "Phase<()> is {phase} bytes");
+        // The table needs no tag of its own beside a connection: it uses a niche of the slot.
+        assert_eq!(crate::table::entry_size::<super::Conn<()>>(), size);
     }
 }

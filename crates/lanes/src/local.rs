@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use lanes_proto::session::SessionConfig;
+
 use crate::compress::SharedDeflate;
 use crate::config::Config;
 use crate::dials::Dials;
@@ -32,6 +34,11 @@ pub(crate) struct Local {
     pub(crate) now_us: u64,
     pub(crate) pool: BufferPool,
     pub(crate) config: Arc<Config>,
+    /// Every connection's session settings: limits, auto-pong, keepalive and close timeouts,
+    /// made from `config` once. Sessions and receivers keep only their role; the calls that
+    /// apply limits and timeouts are given these (the same for both roles: an outbound
+    /// connection's session differs only in its role, see `worker/dial.rs`).
+    pub(crate) session: SessionConfig,
     pub(crate) topics: Topics,
     pub(crate) wheel: TimerWheel,
     pub(crate) remote: Remote,
@@ -63,6 +70,23 @@ pub(crate) struct Local {
     /// The lines for handler panics: every panic is counted, the first
     /// [`PANIC_LOG_BURST`] of each [`PANIC_LOG_WINDOW`] are logged.
     pub(crate) panic_log: Throttle,
+}
+
+/// The session settings of a worker's connections under `config` (the server role; an
+/// outbound connection's session and receiver are made in the client role, and apply the same
+/// limits and timeouts).
+pub(crate) fn session_config(config: &Config) -> SessionConfig {
+    let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
+    SessionConfig {
+        max_frame_len: config.limits.max_frame_len,
+        max_message_len: config.limits.max_message_len,
+        auto_pong: config.auto_pong,
+        ping_interval_us: config.timeouts.ping_interval.map(micros),
+        pong_timeout_us: micros(config.timeouts.pong),
+        message_timeout_us: micros(config.timeouts.message),
+        close_timeout_us: micros(config.timeouts.close),
+        ..SessionConfig::server()
+    }
 }
 
 /// How many handler panics a worker logs per [`PANIC_LOG_WINDOW`] (a client that can make a
@@ -174,6 +198,7 @@ impl Local {
             index: 0,
             now_us: 0,
             pool: BufferPool::new(),
+            session: session_config(&config),
             config: Arc::new(config),
             topics: Topics::default(),
             wheel: TimerWheel::new(Instant::now(), Duration::from_millis(5), 64),

@@ -200,6 +200,13 @@ impl<T> IndexMut<usize> for Table<T> {
     }
 }
 
+/// The size of one entry of a table of `T` (the slot and, unless `T` has a niche for it, a
+/// tag).
+#[cfg(test)]
+pub(crate) fn entry_size<T>() -> usize {
+    std::mem::size_of::<Entry<T>>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

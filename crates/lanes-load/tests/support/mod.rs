@@ -104,7 +104,7 @@ pub fn serve_session(
 ) {
     let mut conn = Connection::new(config, 0);
     if let Some(params) = deflate {
-        conn.receiver.enable_deflate(params);
+        conn.enable_deflate(params);
     }
     let mut scratch = InflateScratch::new(config.max_message_len);
     let mut chunk = vec![0u8; CHUNK];

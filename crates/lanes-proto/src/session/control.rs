@@ -62,10 +62,12 @@ pub enum Timeout {
 /// the control frames the session owes the peer (auto-pong, close echo, our close, keepalive
 /// ping), which it gives to an [`Output`] as they become due.
 ///
-/// It is small (40 bytes, no heap) so that a table of idle connections stays small: two
-/// timestamps, the keepalive interval, the pong and close timeouts (as `u32` microseconds: at
-/// most about 71 minutes, see [`SessionConfig`]), the code of the close we sent, the state and
-/// a few flags. See the [module documentation](super) for the calling contract.
+/// It is small (24 bytes, no heap) so that a table of idle connections stays small: two
+/// timestamps, the code of the close we sent, the state and a few flags. The timeouts are not
+/// copied into each session: the calls that need them ([`poll_timeout`](Self::poll_timeout),
+/// [`handle_timeout`](Self::handle_timeout)) are given the [`SessionConfig`] the session was
+/// made from, which an owner of many sessions keeps once. See the
+/// [module documentation](super) for the calling contract.
 ///
 /// ```
 /// use lanes_proto::session::{Session, SessionConfig, SessionState, Output};
@@ -77,7 +79,8 @@ pub enum Timeout {
 ///     fn control(&mut self, _opcode: OpCode, frame: &[u8]) { self.0.extend_from_slice(frame) }
 /// }
 ///
-/// let mut session = Session::new(SessionConfig::server(), 0);
+/// let config = SessionConfig::server();
+/// let mut session = Session::new(config, 0);
 /// let mut wire = Wire::default();
 /// assert!(session.close(CloseCode::GOING_AWAY, "restart", 10, &mut wire));
 /// assert_eq!(wire.0, b"\x88\x09\x03\xe9restart");
@@ -85,7 +88,7 @@ pub enum Timeout {
 /// assert!(!session.can_send());
 /// assert!(!session.close(CloseCode::NORMAL, "", 11, &mut wire)); // once only
 /// // The peer has 2 s (the default close timeout) to answer.
-/// assert_eq!(session.poll_timeout(), Some(10 + 2_000_000));
+/// assert_eq!(session.poll_timeout(&config), Some(10 + 2_000_000));
 /// ```
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -95,11 +98,6 @@ pub struct Session {
     /// [`PING_OUT`]: when the keepalive ping left; [`RTT_READY`]: its round trip;
     /// [`SessionState::CloseSent`]: when our close left.
     mark_us: u64,
-    /// `u32::MAX`: keepalive off.
-    ping_interval_us: u32,
-    message_timeout_us: u32,
-    pong_timeout_us: u32,
-    close_timeout_us: u32,
     sent_close: Option<CloseCode>,
     state: SessionState,
     flags: u8,
@@ -109,16 +107,9 @@ impl Session {
     /// A session that opened at `now_us` (the caller's clock, in microseconds: any monotonic
     /// origin, as long as every call uses the same one).
     pub fn new(config: SessionConfig, now_us: u64) -> Session {
-        let narrow = |us: u64| u32::try_from(us).unwrap_or(u32::MAX);
         Session {
             last_heard_us: now_us,
             mark_us: 0,
-            ping_interval_us: config
-                .ping_interval_us
-                .map_or(u32::MAX, |us| narrow(us).min(u32::MAX - 1)),
-            message_timeout_us: narrow(config.message_timeout_us),
-            pong_timeout_us: narrow(config.pong_timeout_us),
-            close_timeout_us: narrow(config.close_timeout_us),
             sent_close: None,
             state: SessionState::Open,
             flags: if config.role == Role::Client {
@@ -205,24 +196,18 @@ impl Session {
     /// nothing came from the peer since, otherwise `ping_interval_us` after the peer last
     /// completed a message, ping, pong or close (none when keepalive is off). Close sent:
     /// `close_timeout_us` after it left.
-    pub fn poll_timeout(&self) -> Option<u64> {
+    pub fn poll_timeout(&self, config: &SessionConfig) -> Option<u64> {
         match self.state {
-            SessionState::Open if self.flags & UNFINISHED != 0 => Some(
-                self.last_heard_us
-                    .saturating_add(u64::from(self.message_timeout_us)),
-            ),
-            SessionState::Open if self.awaiting_pong() => {
-                Some(self.mark_us.saturating_add(u64::from(self.pong_timeout_us)))
+            SessionState::Open if self.flags & UNFINISHED != 0 => {
+                Some(self.last_heard_us.saturating_add(config.message_timeout_us))
             }
-            SessionState::Open if self.ping_interval_us != u32::MAX => Some(
-                self.last_heard_us
-                    .saturating_add(u64::from(self.ping_interval_us)),
-            ),
-            SessionState::Open => None,
-            SessionState::CloseSent => Some(
-                self.mark_us
-                    .saturating_add(u64::from(self.close_timeout_us)),
-            ),
+            SessionState::Open if self.awaiting_pong() => {
+                Some(self.mark_us.saturating_add(config.pong_timeout_us))
+            }
+            SessionState::Open => config
+                .ping_interval_us
+                .map(|interval| self.last_heard_us.saturating_add(interval)),
+            SessionState::CloseSent => Some(self.mark_us.saturating_add(config.close_timeout_us)),
             SessionState::Closed | SessionState::TimedOut => None,
         }
     }
@@ -239,8 +224,13 @@ impl Session {
     /// - our close unanswered within the close timeout: returns [`Timeout::CloseUnanswered`].
     ///
     /// After a [`Timeout`] the state is [`SessionState::TimedOut`]: drop the connection.
-    pub fn handle_timeout(&mut self, now_us: u64, out: &mut impl Output) -> Option<Timeout> {
-        let deadline = self.poll_timeout()?;
+    pub fn handle_timeout(
+        &mut self,
+        config: &SessionConfig,
+        now_us: u64,
+        out: &mut impl Output,
+    ) -> Option<Timeout> {
+        let deadline = self.poll_timeout(config)?;
         if now_us < deadline {
             return None;
         }
@@ -498,13 +488,23 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_far_beyond_u32_micros_saturate() {
+    fn deadlines_saturate_instead_of_wrapping() {
         let config = SessionConfig {
             close_timeout_us: u64::MAX,
+            ping_interval_us: Some(u64::MAX - 1),
+            ..SessionConfig::server()
+        };
+        let mut session = Session::new(config, 5);
+        assert_eq!(session.poll_timeout(&config), Some(u64::MAX));
+        session.close(CloseCode::NORMAL, "", 5, &mut Frames::default());
+        assert_eq!(session.poll_timeout(&config), Some(u64::MAX));
+        // Timeouts past u32 microseconds (71 minutes) are kept whole.
+        let config = SessionConfig {
+            close_timeout_us: 3 * 3_600_000_000,
             ..SessionConfig::server()
         };
         let mut session = Session::new(config, 5);
         session.close(CloseCode::NORMAL, "", 5, &mut Frames::default());
-        assert_eq!(session.poll_timeout(), Some(5 + u64::from(u32::MAX)));
+        assert_eq!(session.poll_timeout(&config), Some(5 + 3 * 3_600_000_000));
     }
 }

@@ -4,10 +4,10 @@
 //!
 //! A session is split in two halves so that a received message can borrow the receive half
 //! while the application sends and closes through the control half:
-//! - [`Receiver`], the receive half (160 bytes on 64-bit targets): the frame decoder and message
+//! - [`Receiver`], the receive half (56 bytes on 64-bit targets): the frame decoder and message
 //!   assembler, with whatever spans reads (a partial header inline, a partial frame's
 //!   payload, a fragmented message).
-//! - [`Session`], the control half (40 bytes): the close handshake state, keepalive
+//! - [`Session`], the control half (24 bytes): the close handshake state, keepalive
 //!   bookkeeping, and what the session owes the peer.
 //!
 //! [`Connection`] holds both, for owners that need no such split (a test client, a load
@@ -21,7 +21,11 @@
 //!
 //! 1. **Make** a [`Session`] and a [`Receiver`] from one [`SessionConfig`] once the opening
 //!    handshake is done, and call [`Receiver::enable_deflate`] if permessage-deflate was
-//!    agreed. One [`InflateScratch`] per thread serves all of its connections.
+//!    agreed. One [`InflateScratch`] per thread serves all of its connections. Keep the
+//!    config: the limits and timeouts are not copied into each connection, and the calls that
+//!    apply them ([`Receiver::handle_bytes`], [`Receiver::enable_deflate`],
+//!    [`Session::poll_timeout`], [`Session::handle_timeout`]) are given it (one config can
+//!    serve every connection of a role).
 //! 2. **Bytes read** from the peer: call [`Receiver::handle_bytes`] with them (mutable: the
 //!    payload is unmasked in place), then again with the rest (`&mut data[step.used..]`) until
 //!    all are consumed. Each call returns at most one [`Event`], borrowed from the bytes or the
@@ -120,23 +124,19 @@ pub struct SessionConfig {
     pub auto_pong: bool,
     /// Keepalive: send a ping after this many microseconds in which the peer completed no
     /// message, ping, pong or close (stray bytes do not count); `None` turns keepalive off.
-    /// Finds dead peers behind NATs and load balancers. At most `u32::MAX - 1` µs (about 71
-    /// minutes); larger values act as that. Default: 30 s.
+    /// Finds dead peers behind NATs and load balancers. Default: 30 s.
     pub ping_interval_us: Option<u64>,
     /// After a keepalive ping, how long (microseconds) the peer has to complete a message,
-    /// ping, pong or close before [`Timeout::PongMissed`]. At most `u32::MAX` µs (about 71
-    /// minutes); larger values act as that. Default: 30 s.
+    /// ping, pong or close before [`Timeout::PongMissed`]. Default: 30 s.
     pub pong_timeout_us: u64,
     /// How long (microseconds) the peer has to finish a frame or a fragmented message once
     /// its first byte arrived, before [`Timeout::MessageIncomplete`]. Bounds how long a peer
     /// that trickles bytes (a header byte at a time, or most of a large frame and then a byte
     /// now and then) can hold a connection and its partial-message buffer; keepalive is
-    /// suspended meanwhile. At most `u32::MAX` µs (about 71 minutes); larger values act as
-    /// that. Default: 30 s.
+    /// suspended meanwhile. Default: 30 s.
     pub message_timeout_us: u64,
     /// After our close frame, how long (microseconds) we wait for the peer's before
-    /// [`Timeout::CloseUnanswered`]. At most `u32::MAX` µs (about 71 minutes); larger
-    /// values act as that. Default: 2 s.
+    /// [`Timeout::CloseUnanswered`]. Default: 2 s.
     pub close_timeout_us: u64,
 }
 
@@ -231,14 +231,17 @@ pub struct Step<'a> {
     pub event: Option<Event<'a>>,
 }
 
-/// Both halves of a session, for owners that need no split borrow: test clients, load
-/// generators. The fields are public, so the halves can still be used apart.
+/// Both halves of a session and the [`SessionConfig`] they were made from, for owners that
+/// need no split borrow: test clients, load generators. The fields are public, so the halves
+/// can still be used apart (with [`config`](Self::config) passed to the calls that take it).
 #[derive(Debug)]
 pub struct Connection {
     /// The control half.
     pub session: Session,
     /// The receive half.
     pub receiver: Receiver,
+    /// The limits and timeouts both halves are made from and applied with.
+    pub config: SessionConfig,
 }
 
 impl Connection {
@@ -247,7 +250,23 @@ impl Connection {
         Connection {
             session: Session::new(config, now_us),
             receiver: Receiver::new(&config),
+            config,
         }
+    }
+
+    /// [`Session::poll_timeout`] with this connection's configuration.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        self.session.poll_timeout(&self.config)
+    }
+
+    /// [`Session::handle_timeout`] with this connection's configuration.
+    pub fn handle_timeout(&mut self, now_us: u64, out: &mut impl Output) -> Option<Timeout> {
+        self.session.handle_timeout(&self.config, now_us, out)
+    }
+
+    /// [`Receiver::enable_deflate`] with this connection's configuration.
+    pub fn enable_deflate(&mut self, params: &crate::deflate::DeflateParams) {
+        self.receiver.enable_deflate(params, &self.config);
     }
 
     /// [`Receiver::handle_bytes`] with this connection's session.
@@ -260,7 +279,7 @@ impl Connection {
         out: &mut impl Output,
     ) -> Result<Step<'a>, ProtocolError> {
         self.receiver
-            .handle_bytes(&mut self.session, data, scratch, now_us, out)
+            .handle_bytes(&mut self.session, &self.config, data, scratch, now_us, out)
     }
 }
 

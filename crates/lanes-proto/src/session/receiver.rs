@@ -8,9 +8,11 @@
 //! invalid UTF-8 fails at once, even in the middle of a frame.
 
 use super::{Closed, Event, Initiator, Output, Session, SessionConfig, Step};
-use crate::assembler::{FrameKind, MessageAssembler, MessageKind};
+use crate::assembler::{Assembly, FrameKind, MessageKind};
 use crate::deflate::{DeflateParams, InflateScratch, RecvCompression};
-use crate::frame::{FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, decode_header};
+use crate::frame::{
+    FrameConfig, FrameHeader, HeaderDecode, MAX_HEADER_LEN, RSV1, Role, decode_header,
+};
 use crate::mask::apply_mask;
 use crate::{CloseFrame, OpCode, ProtocolError, utf8};
 
@@ -64,8 +66,10 @@ impl Carry {
 /// See the [module documentation](super) for the calling contract.
 #[derive(Debug)]
 pub struct Receiver {
-    frame_config: FrameConfig,
-    assembler: MessageAssembler,
+    role: Role,
+    /// RSV bits a negotiated extension claims ([`FrameConfig::allowed_rsv`]).
+    allowed_rsv: u8,
+    assembler: Assembly,
     /// [`AUTO_PONG`].
     bits: u8,
     /// What spans calls, when something does.
@@ -78,12 +82,9 @@ impl Receiver {
     /// A receive half with `config`'s role, limits and auto-pong rule. Allocates nothing.
     pub fn new(config: &SessionConfig) -> Receiver {
         Receiver {
-            frame_config: FrameConfig {
-                role: config.role,
-                allowed_rsv: 0,
-                max_frame_len: config.max_frame_len,
-            },
-            assembler: MessageAssembler::new(config.max_message_len),
+            role: config.role,
+            allowed_rsv: 0,
+            assembler: Assembly::new(),
             bits: if config.auto_pong { AUTO_PONG } else { 0 },
             carry: None,
             compression: None,
@@ -100,17 +101,13 @@ impl Receiver {
     ///
     /// Without the `deflate` feature this does nothing: compressed messages stay refused
     /// (1002, RSV1 not negotiated).
-    pub fn enable_deflate(&mut self, params: &DeflateParams) {
+    pub fn enable_deflate(&mut self, params: &DeflateParams, config: &SessionConfig) {
         if cfg!(not(feature = "deflate")) {
             return;
         }
-        self.frame_config.allowed_rsv |= RSV1;
-        let max = self.assembler.max_message_len();
-        self.compression = Some(Box::new(RecvCompression::new(
-            params,
-            self.frame_config.role,
-            max,
-        )));
+        self.allowed_rsv |= RSV1;
+        let max = config.max_message_len;
+        self.compression = Some(Box::new(RecvCompression::new(params, self.role, max)));
     }
 
     /// Whether nothing is held between reads: no partial header, frame or message, and no
@@ -198,6 +195,7 @@ impl Receiver {
     pub fn handle_bytes<'a>(
         &'a mut self,
         session: &mut Session,
+        config: &SessionConfig,
         data: &'a mut [u8],
         scratch: &'a mut InflateScratch,
         now_us: u64,
@@ -221,7 +219,7 @@ impl Receiver {
         let auto_pong = self.bits & AUTO_PONG != 0;
         // A control frame leaves a fragmented message as open as it found it.
         let message_open = self.assembler.is_message_open();
-        let (used, event) = match self.advance(data, scratch, out) {
+        let (used, event) = match self.advance(data, config, scratch, out) {
             Ok(step) => step,
             Err(error) => {
                 session.fail(&error, now_us, out);
@@ -250,6 +248,16 @@ impl Receiver {
         Ok(Step { used, event })
     }
 
+    /// The frame decoder's rules: this receiver's role and claimed RSV bits, `config`'s limit.
+    #[inline]
+    fn frame_config(&self, config: &SessionConfig) -> FrameConfig {
+        FrameConfig {
+            role: self.role,
+            allowed_rsv: self.allowed_rsv,
+            max_frame_len: config.max_frame_len,
+        }
+    }
+
     /// Drops whatever is held (after the session stopped receiving).
     #[cold]
     fn clear(&mut self) {
@@ -262,18 +270,19 @@ impl Receiver {
     fn advance<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        config: &SessionConfig,
         scratch: &'a mut InflateScratch,
         out: &mut impl Output,
     ) -> Advance<'a> {
         if let Some(carry) = self.carry.as_deref() {
             if carry.partial.is_some() {
-                return self.continue_frame(data, scratch);
+                return self.continue_frame(data, config, scratch);
             }
             if carry.header_len != 0 {
-                return self.continue_header(data, scratch, out);
+                return self.continue_header(data, config, scratch, out);
             }
         }
-        match decode_header(data, &self.frame_config)? {
+        match decode_header(data, &self.frame_config(config))? {
             HeaderDecode::NeedMore(_) => {
                 // Fewer than 14 bytes: a header is never longer.
                 let len = data.len().min(MAX_HEADER_LEN);
@@ -284,7 +293,9 @@ impl Receiver {
             }
             HeaderDecode::Complete { header, header_len } => {
                 out.frame_received(&header);
-                let kind = self.assembler.handle_header(&header)?;
+                let kind = self
+                    .assembler
+                    .handle_header(&header, config.max_message_len)?;
                 let total = header_len as u64 + header.payload_len;
                 if (data.len() as u64) >= total {
                     // The fast path: the whole frame is here.
@@ -293,7 +304,7 @@ impl Receiver {
                     if let Some(key) = header.mask {
                         apply_mask(payload, key, 0);
                     }
-                    let event = self.whole_frame(kind, payload, scratch)?;
+                    let event = self.whole_frame(kind, payload, config, scratch)?;
                     Ok((total, event))
                 } else {
                     self.carry_mut().partial = Some(PartialFrame {
@@ -312,10 +323,11 @@ impl Receiver {
     fn continue_header<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        config: &SessionConfig,
         scratch: &'a mut InflateScratch,
         out: &mut impl Output,
     ) -> Advance<'a> {
-        let frame_config = self.frame_config;
+        let frame_config = self.frame_config(config);
         let carry = self.carry_mut();
         let had = usize::from(carry.header_len);
         let take = (MAX_HEADER_LEN - had).min(data.len());
@@ -329,14 +341,16 @@ impl Receiver {
                 carry.header_len = 0;
                 out.frame_received(&header);
                 let used = header_len - had;
-                let kind = self.assembler.handle_header(&header)?;
+                let kind = self
+                    .assembler
+                    .handle_header(&header, config.max_message_len)?;
                 self.carry_mut().partial = Some(PartialFrame {
                     header,
                     kind,
                     received: 0,
                 });
                 if header.payload_len == 0 {
-                    let (_, event) = self.continue_frame(&mut [], scratch)?;
+                    let (_, event) = self.continue_frame(&mut [], config, scratch)?;
                     return Ok((used, event));
                 }
                 Ok((used, None))
@@ -349,6 +363,7 @@ impl Receiver {
     fn continue_frame<'a>(
         &'a mut self,
         data: &'a mut [u8],
+        config: &SessionConfig,
         scratch: &'a mut InflateScratch,
     ) -> Advance<'a> {
         let Some(mut frame) = self.carry.as_deref().and_then(|c| c.partial) else {
@@ -364,7 +379,7 @@ impl Receiver {
             && !self.assembler.is_compressed()
         {
             // Compressed bytes are checked once inflated, at the message's end.
-            self.assembler.handle_data(chunk)?;
+            self.assembler.handle_data(chunk, config.max_message_len)?;
         }
         let carry = self.carry_mut();
         if frame.received == 0 {
@@ -390,7 +405,7 @@ impl Receiver {
                 let control = self.carry.as_deref().map_or(&[][..], |c| &c.control);
                 Some(control_event(op, control)?)
             }
-            FrameKind::Data { last, .. } => self.end_data_frame(last, scratch)?,
+            FrameKind::Data { last, .. } => self.end_data_frame(last, config, scratch)?,
         };
         Ok((take, event))
     }
@@ -401,6 +416,7 @@ impl Receiver {
         &'a mut self,
         kind: FrameKind,
         payload: &'a mut [u8],
+        config: &SessionConfig,
         scratch: &'a mut InflateScratch,
     ) -> Result<Option<Event<'a>>, ProtocolError> {
         match kind {
@@ -414,6 +430,7 @@ impl Receiver {
                     // Inflated straight from the caller's buffer into the scratch.
                     return inflate_message(
                         &mut self.assembler,
+                        config,
                         self.compression.as_deref_mut(),
                         payload,
                         scratch,
@@ -429,14 +446,15 @@ impl Receiver {
             }
             FrameKind::Data { first, last, .. } => {
                 if !self.assembler.is_compressed() {
-                    self.assembler.handle_data(payload)?;
+                    self.assembler
+                        .handle_data(payload, config.max_message_len)?;
                 }
                 let carry = self.carry_mut();
                 if first {
                     carry.message.clear();
                 }
                 carry.message.extend_from_slice(payload);
-                self.end_data_frame(last, scratch)
+                self.end_data_frame(last, config, scratch)
             }
         }
     }
@@ -447,12 +465,14 @@ impl Receiver {
     fn end_data_frame<'a>(
         &'a mut self,
         last: bool,
+        config: &SessionConfig,
         scratch: &'a mut InflateScratch,
     ) -> Result<Option<Event<'a>>, ProtocolError> {
         if last && self.assembler.is_compressed() {
             let message = self.carry.as_deref().map_or(&[][..], |c| &c.message);
             return inflate_message(
                 &mut self.assembler,
+                config,
                 self.compression.as_deref_mut(),
                 message,
                 scratch,
@@ -477,7 +497,8 @@ impl Receiver {
 /// (size limit, UTF-8) before it is delivered.
 #[inline(never)]
 fn inflate_message<'a>(
-    assembler: &mut MessageAssembler,
+    assembler: &mut Assembly,
+    config: &SessionConfig,
     side: Option<&mut RecvCompression>,
     compressed: &[u8],
     scratch: &'a mut InflateScratch,
@@ -485,7 +506,7 @@ fn inflate_message<'a>(
     // RSV1 passes the frame decoder only once `enable_deflate` made `side`.
     let side = side.ok_or(ProtocolError::InvalidCompressedData)?;
     let inflated = scratch.inflate(side, compressed)?;
-    assembler.handle_data(inflated)?;
+    assembler.handle_data(inflated, config.max_message_len)?;
     let Some(kind) = assembler.handle_frame_end()? else {
         return Ok(None);
     };

@@ -157,7 +157,7 @@ impl<H: Handler> Worker<H> {
             }
         };
         let now_ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
-        let receiver = Receiver::new(&self.session_config);
+        let receiver = Receiver::new(&self.local.session);
         let Some(key) = self.take_in(
             stream,
             peer,

@@ -9,7 +9,7 @@ use lanes_proto::CloseCode;
 
 use super::Worker;
 use super::response::write_refusal;
-use crate::conn::{Conn, Phase, mark_dirty};
+use crate::conn::{Conn, Deferral, Phase, mark_dirty};
 use crate::deferred::DeferredCell;
 use crate::handler::Handler;
 use crate::handoff::DeferredAnswer;
@@ -20,12 +20,13 @@ use crate::stats::{self, CloseCause, Counters};
 /// Takes a deferred connection's head out of its phase (leaving it closing), and stops
 /// counting it as held; `None` when the connection is not deferred.
 pub(super) fn end_deferral<S>(conn: &mut Conn<S>, counters: &Counters) -> Option<Vec<u8>> {
-    if !matches!(conn.phase, Phase::Deferred { .. }) {
+    if !matches!(conn.phase, Phase::Deferred(_)) {
         return None;
     }
-    let Phase::Deferred { head, .. } = std::mem::replace(&mut conn.phase, Phase::Closing) else {
+    let Phase::Deferred(deferral) = std::mem::replace(&mut conn.phase, Phase::Closing) else {
         return None;
     };
+    let head = deferral.head;
     stats::sub(&counters.deferred_bytes, head.capacity() as u64);
     conn.input = Input::Reading;
     Some(head)
@@ -41,7 +42,7 @@ impl<H: Handler> Worker<H> {
         stats::add(&self.local.counters.deferred_bytes, head.capacity() as u64);
         self.local.pool.put(head_buf);
         let conn = &mut self.conns[key];
-        conn.set_phase(Phase::Deferred { head, cell }, now_ms);
+        conn.set_phase(Phase::Deferred(Box::new(Deferral { head, cell })), now_ms);
         conn.input = Input::Paused { stash: None };
         self.arm(key);
     }
@@ -70,10 +71,10 @@ impl<H: Handler> Worker<H> {
     pub(super) fn deferred_timed_out(&mut self, key: usize) {
         let now_ms = self.local.now_us / 1000;
         let conn = &mut self.conns[key];
-        let Phase::Deferred { cell, .. } = &conn.phase else {
+        let Phase::Deferred(deferral) = &conn.phase else {
             return;
         };
-        if !cell.timed_out() {
+        if !deferral.cell.timed_out() {
             conn.phase_since_ms = now_ms;
             self.arm(key);
             return;

@@ -18,7 +18,7 @@ use mio::net::TcpStream;
 
 use super::Worker;
 use super::io;
-use crate::conn::{Phase, mark_dirty};
+use crate::conn::{Phase, Upgrading, mark_dirty};
 use crate::connect::{ConnectError, ConnectFailure, DialRequest};
 use crate::dials::{NO_DIAL, Stage};
 use crate::handler::Handler;
@@ -32,7 +32,7 @@ impl<H: Handler> Worker<H> {
     fn client_session_config(&self) -> SessionConfig {
         SessionConfig {
             role: Role::Client,
-            ..self.session_config
+            ..self.local.session
         }
     }
 
@@ -309,10 +309,7 @@ impl<H: Handler> Worker<H> {
         let conn = &mut self.conns[key];
         conn.outbox.push_raw(&out, &mut self.local.pool);
         conn.set_phase(
-            Phase::Upgrading {
-                expect: Box::new(expect),
-                head: None,
-            },
+            Phase::Upgrading(Box::new(Upgrading { expect, head: None })),
             now_ms,
         );
         // Its timer is re-armed for the handshake by `settle_conn` after this I/O event (the
@@ -325,14 +322,12 @@ impl<H: Handler> Worker<H> {
     /// connection opens, or the attempt fails.
     pub(super) fn on_answer_bytes(&mut self, key: usize, bytes: std::ops::Range<usize>) {
         let conn = &mut self.conns[key];
-        let Phase::Upgrading { head, .. } = &mut conn.phase else {
+        let Phase::Upgrading(upgrading) = &mut conn.phase else {
             return;
         };
+        let Upgrading { expect, head } = &mut **upgrading;
         let mut head_buf = head.take().unwrap_or_else(|| self.local.pool.take());
         head_buf.extend_from_slice(&self.scratch[bytes]);
-        let Phase::Upgrading { expect, head } = &mut conn.phase else {
-            return;
-        };
         let slot = conn.dial as usize;
         let answer = match expect.handle_response(&head_buf) {
             Ok(Parsed::Partial) => {
@@ -432,7 +427,7 @@ impl<H: Handler> Worker<H> {
             conn.outbox.compression = Some(Box::new(crate::compress::SendCompression::for_client(
                 &params,
             )));
-            conn.receiver.enable_deflate(&params);
+            conn.receiver.enable_deflate(&params, &self.local.session);
         }
         #[cfg(not(feature = "deflate"))]
         let _ = deflate;
@@ -452,7 +447,7 @@ impl<H: Handler> Worker<H> {
             return;
         };
         let slot = conn.dial as usize;
-        let upgrading = matches!(conn.phase, Phase::Upgrading { .. });
+        let upgrading = matches!(conn.phase, Phase::Upgrading(_));
         let noted = self
             .local
             .dials

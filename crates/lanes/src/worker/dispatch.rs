@@ -30,7 +30,7 @@ impl<H: Handler> Worker<H> {
         };
         match conn.phase {
             Phase::Handshake { .. } => self.on_head_bytes(key, bytes),
-            Phase::Upgrading { .. } => self.on_answer_bytes(key, bytes),
+            Phase::Upgrading(_) => self.on_answer_bytes(key, bytes),
             Phase::Open { .. } => {
                 let id = self.conn_id(key);
                 let conn = &mut self.conns[key];
@@ -45,7 +45,7 @@ impl<H: Handler> Worker<H> {
                 );
             }
             // Discarded (a deferred connection reads nothing, so none comes).
-            Phase::Deferred { .. } | Phase::Connecting | Phase::Closing | Phase::Draining => {}
+            Phase::Deferred(_) | Phase::Connecting | Phase::Closing | Phase::Draining => {}
         }
     }
 }
@@ -75,7 +75,7 @@ impl<H: Handler> Worker<H> {
             self.remove_conn(key, cause, code, reason);
             return;
         }
-        if matches!(conn.phase, Phase::Connecting | Phase::Upgrading { .. }) {
+        if matches!(conn.phase, Phase::Connecting | Phase::Upgrading(_)) {
             self.attempt_ended(key, cause);
             return;
         }
@@ -128,17 +128,19 @@ impl<H: Handler> Worker<H> {
             tls.release(&mut self.local.pool);
         }
         conn.release_stash(&mut self.local.pool);
-        if let Phase::Deferred { cell, .. } = &conn.phase {
+        if let Phase::Deferred(deferral) = &conn.phase {
             // The application's answer will find the connection gone.
-            cell.peer_left();
+            deferral.cell.peer_left();
         }
         let _ = super::deferral::end_deferral(&mut conn, &self.local.counters);
-        if let Phase::Handshake { head: Some(head) }
-        | Phase::Upgrading {
-            head: Some(head), ..
-        } = conn.phase
-        {
-            self.local.pool.put(head);
+        match conn.phase {
+            Phase::Handshake { head: Some(head) } => self.local.pool.put(*head),
+            Phase::Upgrading(upgrading) => {
+                if let Some(head) = upgrading.head {
+                    self.local.pool.put(head);
+                }
+            }
+            _ => {}
         }
         // No deregistering: dropping `conn` below closes the socket, which takes it out of
         // the epoll set (no other descriptor refers to it): one `epoll_ctl` less per
@@ -246,10 +248,16 @@ fn run_frames<H: Handler>(
         let Phase::Open { state, session } = &mut conn.phase else {
             return;
         };
+        let config = local.session;
         let mut sink = ControlSink::new(&mut conn.outbox, local.sending());
-        let step =
-            conn.receiver
-                .handle_bytes(session, &mut data[offset..], inflate, now_us, &mut sink);
+        let step = conn.receiver.handle_bytes(
+            session,
+            &config,
+            &mut data[offset..],
+            inflate,
+            now_us,
+            &mut sink,
+        );
         let step = match step {
             Ok(step) => step,
             Err(error) => {

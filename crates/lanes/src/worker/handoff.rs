@@ -82,7 +82,7 @@ impl<H: Handler> Worker<H> {
         let (tls, outbox) = adopted_outbox(tls, &mut self.local.pool);
         #[cfg(not(feature = "tls"))]
         let outbox = Outbox::new();
-        let receiver = lanes_proto::session::Receiver::new(&self.session_config);
+        let receiver = lanes_proto::session::Receiver::new(&self.local.session);
         let Some(key) = self.take_in(
             stream,
             peer,
@@ -98,7 +98,9 @@ impl<H: Handler> Worker<H> {
         let Some(accepted) = accepted else {
             // Adopted: the bytes read elsewhere are the start of the request, answered here as
             // if this worker had read them (and the rest is read from the socket).
-            self.conns[key].phase = Phase::Handshake { head: Some(bytes) };
+            self.conns[key].phase = Phase::Handshake {
+                head: Some(Box::new(bytes)),
+            };
             self.on_head_bytes(key, 0..0);
             if let Some(conn) = self.conns.get_mut(key) {
                 mark_dirty(conn, key, &mut self.local.dirty);

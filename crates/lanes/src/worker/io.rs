@@ -115,7 +115,7 @@ impl<H: Handler> Worker<H> {
         let (connecting, deferred) = match self.conns.get(key) {
             Some(c) => (
                 matches!(c.phase, Phase::Connecting),
-                matches!(c.phase, Phase::Deferred { .. }),
+                matches!(c.phase, Phase::Deferred(_)),
             ),
             None => return,
         };
@@ -124,7 +124,7 @@ impl<H: Handler> Worker<H> {
             if !self
                 .conns
                 .get(key)
-                .is_some_and(|c| matches!(c.phase, Phase::Upgrading { .. }))
+                .is_some_and(|c| matches!(c.phase, Phase::Upgrading(_)))
             {
                 return; // not connected yet, or this address failed
             }

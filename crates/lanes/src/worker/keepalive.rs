@@ -7,7 +7,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
 use lanes_proto::CloseCode;
-use lanes_proto::session::{Session, Timeout};
+use lanes_proto::session::{Session, SessionConfig, Timeout};
 
 use super::Worker;
 use super::dispatch;
@@ -24,12 +24,14 @@ use crate::timer::{TimerEntry, TimerKind};
 /// When a connection's timer must look at it next, in microseconds since the worker's epoch:
 /// the handshake timeout after the connection was accepted; the session's next deadline
 /// (keepalive ping, pong, close answer) while open; the close timeout after the protocol ended
-/// (writing out, then draining). `None`: nothing is pending.
+/// (writing out, then draining). `None`: nothing is pending. `session_config`: the timeouts
+/// the session's deadlines are reckoned with.
 pub(super) fn deadline_us(
     kind: PhaseKind,
     phase_since_ms: u64,
     session: Option<&Session>,
     config: &Config,
+    session_config: &SessionConfig,
 ) -> Option<u64> {
     let after = |d: Duration| {
         let since_us = phase_since_ms.saturating_mul(1000);
@@ -42,7 +44,7 @@ pub(super) fn deadline_us(
         PhaseKind::Connecting | PhaseKind::Upgrading => None,
         PhaseKind::Deferred => after(config.timeouts.deferred_upgrade),
         PhaseKind::Open | PhaseKind::Unfinished | PhaseKind::PongWait | PhaseKind::CloseSent => {
-            session.and_then(Session::poll_timeout)
+            session.and_then(|s| s.poll_timeout(session_config))
         }
         PhaseKind::Closing | PhaseKind::Draining => after(config.timeouts.close),
     }
@@ -110,7 +112,13 @@ impl<H: Handler> Worker<H> {
             let upgrading = kind == PhaseKind::Upgrading;
             return self.dial_deadline_us(conn.dial, upgrading, conn.phase_since_ms);
         }
-        deadline_us(kind, conn.phase_since_ms, session, &self.local.config)
+        deadline_us(
+            kind,
+            conn.phase_since_ms,
+            session,
+            &self.local.config,
+            &self.local.session,
+        )
     }
 
     /// Replaces the connection's timer entry with one for its next deadline.
@@ -306,7 +314,7 @@ impl<H: Handler> Worker<H> {
             Some(_) => {}
         }
         let conn = &mut self.conns[key];
-        if matches!(conn.phase, Phase::Deferred { .. }) {
+        if matches!(conn.phase, Phase::Deferred(_)) {
             self.deferred_timed_out(key);
             return;
         }
@@ -315,8 +323,9 @@ impl<H: Handler> Worker<H> {
             self.remove(key, CloseCause::Timeout, CloseCode::ABNORMAL, "");
             return;
         };
+        let config = self.local.session;
         let mut sink = ControlSink::new(&mut conn.outbox, self.local.sending());
-        match session.handle_timeout(now_us, &mut sink) {
+        match session.handle_timeout(&config, now_us, &mut sink) {
             None => {
                 // The keepalive ping is queued.
                 self.flush(key);
@@ -361,14 +370,23 @@ mod tests {
 
     #[test]
     fn the_handshake_deadline_is_the_handshake_timeout_after_accepting() {
-        let due = deadline_us(PhaseKind::Handshake, 1_000, None, &config());
+        let due = deadline_us(
+            PhaseKind::Handshake,
+            1_000,
+            None,
+            &config(),
+            &SessionConfig::server(),
+        );
         assert_eq!(due, Some(11_000_000));
     }
 
     #[test]
     fn the_closing_phases_end_at_the_close_timeout() {
         for kind in [PhaseKind::Closing, PhaseKind::Draining] {
-            assert_eq!(deadline_us(kind, 7_000, None, &config()), Some(9_000_000));
+            assert_eq!(
+                deadline_us(kind, 7_000, None, &config(), &SessionConfig::server()),
+                Some(9_000_000)
+            );
         }
     }
 
@@ -387,15 +405,21 @@ mod tests {
             ..SessionConfig::new(Role::Server)
         };
         let mut session = Session::new(session_config, 1_000_000);
-        let due = |s: &Session, kind| deadline_us(kind, 0, Some(s), &config);
+        let due = |s: &Session, kind| deadline_us(kind, 0, Some(s), &config, &session_config);
         // Keepalive: 30 s of silence after opening at 1 s.
         assert_eq!(due(&session, PhaseKind::Open), Some(31_000_000));
-        assert_eq!(session.handle_timeout(30_999_999, &mut Discard), None);
-        assert_eq!(session.handle_timeout(31_000_000, &mut Discard), None); // the ping
+        assert_eq!(
+            session.handle_timeout(&session_config, 30_999_999, &mut Discard),
+            None
+        );
+        assert_eq!(
+            session.handle_timeout(&session_config, 31_000_000, &mut Discard),
+            None
+        ); // the ping
         // Then the pong deadline, 5 s after the ping.
         assert_eq!(due(&session, PhaseKind::Open), Some(36_000_000));
         assert_eq!(
-            session.handle_timeout(36_000_000, &mut Discard),
+            session.handle_timeout(&session_config, 36_000_000, &mut Discard),
             Some(Timeout::PongMissed)
         );
         // Our close: answered within the close timeout, or not.
@@ -403,7 +427,7 @@ mod tests {
         session.close(CloseCode::NORMAL, "", 4_000_000, &mut Discard);
         assert_eq!(due(&session, PhaseKind::CloseSent), Some(6_000_000));
         assert_eq!(
-            session.handle_timeout(6_000_000, &mut Discard),
+            session.handle_timeout(&session_config, 6_000_000, &mut Discard),
             Some(Timeout::CloseUnanswered)
         );
     }

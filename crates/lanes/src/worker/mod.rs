@@ -33,7 +33,6 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::Receiver as CommandQueue;
 use lanes_proto::deflate::InflateScratch;
 use lanes_proto::handshake::HeadLimits;
-use lanes_proto::session::SessionConfig;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token};
 
@@ -132,8 +131,6 @@ pub(crate) struct Worker<H: Handler> {
     /// When the next tick callback is due (with a tick interval configured).
     tick_deadline: Option<Instant>,
     next_generation: u32,
-    /// Every connection's session: limits, auto-pong, keepalive and close timeouts.
-    session_config: SessionConfig,
     head_limits: HeadLimits,
     /// Connections to read from again in the next iteration (read bound hit, or resumed).
     pending_reads: Vec<(usize, u32)>,
@@ -160,18 +157,8 @@ impl<H: Handler> Worker<H> {
     ) -> Worker<H> {
         let shared = Arc::clone(remote.shared());
         let now = Instant::now();
-        let micros = |d: Duration| d.as_micros().min(u128::from(u64::MAX)) as u64;
         let spin = spin::Spin::new(config.socket.busy_poll);
-        let session_config = SessionConfig {
-            max_frame_len: config.limits.max_frame_len,
-            max_message_len: config.limits.max_message_len,
-            auto_pong: config.auto_pong,
-            ping_interval_us: config.timeouts.ping_interval.map(micros),
-            pong_timeout_us: micros(config.timeouts.pong),
-            message_timeout_us: micros(config.timeouts.message),
-            close_timeout_us: micros(config.timeouts.close),
-            ..SessionConfig::server()
-        };
+        let session_config = crate::local::session_config(&config);
         let head_limits = HeadLimits {
             max_head_len: config.limits.max_head_len,
             max_headers: config.limits.max_headers,
@@ -200,6 +187,7 @@ impl<H: Handler> Worker<H> {
                 now_us: 0,
                 pool: BufferPool::new(),
                 config,
+                session: session_config,
                 topics: topics_for(&shared),
                 wheel,
                 remote,
@@ -224,7 +212,6 @@ impl<H: Handler> Worker<H> {
             epoch: now,
             tick_deadline,
             next_generation: 0,
-            session_config,
             head_limits,
             pending_reads: Vec::new(),
             held: 0,

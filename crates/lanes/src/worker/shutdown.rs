@@ -26,9 +26,9 @@ impl<H: Handler> Worker<H> {
             let conn = &mut self.conns[key];
             match conn.phase {
                 Phase::Handshake { .. }
-                | Phase::Deferred { .. }
+                | Phase::Deferred(_)
                 | Phase::Connecting
-                | Phase::Upgrading { .. } => {
+                | Phase::Upgrading(_) => {
                     self.remove(key, CloseCause::Shutdown, CloseCode::ABNORMAL, "")
                 }
                 Phase::Open { .. } => {

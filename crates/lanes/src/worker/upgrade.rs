@@ -280,7 +280,7 @@ impl<H: Handler> Worker<H> {
         let now_ms = self.local.now_us / 1000;
         let conn = &mut self.conns[key];
         let head = match &mut conn.phase {
-            Phase::Handshake { head } => head.take(),
+            Phase::Handshake { head } => head.take().map(|head| *head),
             _ => return,
         };
         let mut head_buf = head.unwrap_or_else(|| self.local.pool.take());
@@ -288,7 +288,7 @@ impl<H: Handler> Worker<H> {
         let head = match RequestHead::parse(&head_buf, &self.head_limits) {
             Ok(Parsed::Partial) => {
                 conn.phase = Phase::Handshake {
-                    head: Some(head_buf),
+                    head: Some(Box::new(head_buf)),
                 };
                 return;
             }
@@ -365,12 +365,12 @@ impl<H: Handler> Worker<H> {
             self.local.pool.put(head_buf);
             return;
         };
-        let session = Session::new(self.session_config, now_us);
+        let session = Session::new(self.local.session, now_us);
         conn.set_phase(Phase::Open { state, session }, now_ms);
         #[cfg(feature = "deflate")]
         if let Some(params) = compression {
             conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
-            conn.receiver.enable_deflate(&params);
+            conn.receiver.enable_deflate(&params, &self.local.session);
         }
         #[cfg(not(feature = "deflate"))]
         let _ = compression;

@@ -202,7 +202,7 @@ impl<S: Read + Write> Client<S> {
 
     /// Inflates compressed messages from now on, under the negotiated `params`.
     pub fn enable_deflate(&mut self, params: &DeflateParams) {
-        self.session.receiver.enable_deflate(params);
+        self.session.enable_deflate(params);
     }
 
     /// Reads more bytes; panics on end of stream.
