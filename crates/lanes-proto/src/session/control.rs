@@ -189,7 +189,9 @@ impl Session {
 
     /// The earliest time (microseconds, the caller's clock) at which
     /// [`handle_timeout`](Self::handle_timeout) must be called, or `None` when nothing is
-    /// pending. Changes after every call that takes `now_us`: ask again after each.
+    /// pending. Changes after every call that takes `now_us`: ask again after each. The
+    /// timeouts are `config`'s: the [`SessionConfig`] the session was made from (its role and
+    /// auto-pong rule are not looked at here).
     ///
     /// Open: `message_timeout_us` after the first byte of a frame or fragmented message the
     /// peer has not finished; otherwise `pong_timeout_us` after our keepalive ping when

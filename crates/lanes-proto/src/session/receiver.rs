@@ -58,7 +58,9 @@ impl Carry {
 }
 
 /// The receive half of a connection's session: frames parsed, unmasked in place, validated and
-/// assembled into messages, with the size limits of its [`SessionConfig`].
+/// assembled into messages, within the size limits of the [`SessionConfig`] each call that
+/// applies them is given (the receiver keeps only its role, the RSV bits an extension claims
+/// and the auto-pong rule).
 ///
 /// Holds no heap memory between reads unless a frame or a fragmented message spans them (then
 /// one `Box` with what spans them, freed by [`release`](Self::release) once it is delivered;
@@ -79,7 +81,8 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// A receive half with `config`'s role, limits and auto-pong rule. Allocates nothing.
+    /// A receive half with `config`'s role and auto-pong rule (its limits are given to
+    /// [`handle_bytes`](Self::handle_bytes)). Allocates nothing.
     pub fn new(config: &SessionConfig) -> Receiver {
         Receiver {
             role: config.role,
@@ -96,8 +99,9 @@ impl Receiver {
     /// parameters, a client with the `server_*` ones). A connection whose peer takes context
     /// over makes its own inflater on its first compressed message; one without uses the
     /// shared inflater of the [`InflateScratch`] given to
-    /// [`handle_bytes`](Self::handle_bytes). Inflated messages are bounded by the same
-    /// `max_message_len`, enforced while inflating.
+    /// [`handle_bytes`](Self::handle_bytes). Inflated messages are bounded by `config`'s
+    /// `max_message_len` (the same config `handle_bytes` is given), enforced while
+    /// inflating.
     ///
     /// Without the `deflate` feature this does nothing: compressed messages stay refused
     /// (1002, RSV1 not negotiated).
@@ -171,6 +175,9 @@ impl Receiver {
     /// never 0 for non-empty `data`). The frames' payloads are unmasked in place in `data`,
     /// and a message lying whole in `data` is handed out borrowed from it; a compressed message
     /// is inflated into `scratch` and handed out from there.
+    ///
+    /// `config` is the [`SessionConfig`] the halves were made from: its frame and message
+    /// limits apply (its role and auto-pong rule were fixed by [`new`](Self::new)).
     ///
     /// The session's rules are applied here (see the [module documentation](super)):
     /// - `now_us` is when the bytes arrived. A completed message, ping, pong or close is a sign
