@@ -61,17 +61,6 @@ pub enum FrameKind {
     },
 }
 
-/// The state of a data message being received.
-#[derive(Debug, Clone, Copy)]
-struct OpenMessage {
-    kind: MessageKind,
-    /// Payload bytes declared by this message's frames so far, the current one included.
-    declared_len: u64,
-    /// Payload bytes passed to `handle_data` so far (after inflation, where an extension
-    /// compresses: this is what bounds a decompression bomb).
-    received_len: u64,
-}
-
 /// Tracks fragmentation, message size and text validity for one connection's receive side.
 #[derive(Debug, Clone)]
 pub struct MessageAssembler {
@@ -140,27 +129,49 @@ impl MessageAssembler {
 
 /// [`MessageAssembler`]'s state without its limit, which each call that checks it is given:
 /// what a session's receiver keeps per connection (the limit is the same for all of a
-/// worker's connections, so it is not copied into each).
+/// worker's connections, so it is not copied into each). 24 bytes: the flags share a byte.
 #[derive(Debug, Clone)]
 pub(crate) struct Assembly {
-    open: Option<OpenMessage>,
-    /// Whether the frame now being received is a data frame.
-    in_data_frame: bool,
-    /// Whether the frame now being received has FIN set.
-    frame_is_last: bool,
-    /// Whether the current (or last completed) data message had RSV1 on its first frame.
-    compressed: bool,
+    /// The open data message's payload bytes declared by its frames so far, the current one
+    /// included (0 when none is open).
+    declared_len: u64,
+    /// The open message's payload bytes passed to `handle_data` so far (after inflation,
+    /// where an extension compresses: this is what bounds a decompression bomb).
+    received_len: u64,
+    /// The open data message's kind: `None` between messages.
+    open: Option<MessageKind>,
+    /// [`IN_DATA_FRAME`], [`FRAME_IS_LAST`], [`COMPRESSED`].
+    flags: u8,
     utf8: Utf8Validator,
 }
+
+/// The frame now being received is a data frame.
+const IN_DATA_FRAME: u8 = 1;
+/// The frame now being received has FIN set.
+const FRAME_IS_LAST: u8 = 2;
+/// The current (or last completed) data message had RSV1 on its first frame.
+const COMPRESSED: u8 = 4;
 
 impl Assembly {
     pub(crate) const fn new() -> Assembly {
         Assembly {
+            declared_len: 0,
+            received_len: 0,
             open: None,
-            in_data_frame: false,
-            frame_is_last: false,
-            compressed: false,
+            flags: 0,
             utf8: Utf8Validator::new(),
+        }
+    }
+
+    const fn has(&self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
         }
     }
 
@@ -171,7 +182,7 @@ impl Assembly {
 
     /// See [`MessageAssembler::is_compressed`].
     pub(crate) const fn is_compressed(&self) -> bool {
-        self.compressed
+        self.has(COMPRESSED)
     }
 
     /// See [`MessageAssembler::handle_header`]; `max_message_len` is the limit.
@@ -182,11 +193,11 @@ impl Assembly {
     ) -> Result<FrameKind, ProtocolError> {
         let (kind, first) = match header.opcode {
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
-                self.in_data_frame = false;
+                self.set(IN_DATA_FRAME, false);
                 return Ok(FrameKind::Control(header.opcode));
             }
             OpCode::Continuation => match self.open {
-                Some(open) => (open.kind, false),
+                Some(kind) => (kind, false),
                 None => return Err(ProtocolError::UnexpectedContinuation),
             },
             OpCode::Text | OpCode::Binary if self.open.is_some() => {
@@ -196,22 +207,18 @@ impl Assembly {
             OpCode::Binary => (MessageKind::Binary, true),
         };
         if first {
-            self.compressed = header.rsv & RSV1 != 0;
+            self.set(COMPRESSED, header.rsv & RSV1 != 0);
+            self.declared_len = 0;
+            self.received_len = 0;
         }
-        let (so_far, received_len) = self
-            .open
-            .map_or((0, 0), |open| (open.declared_len, open.received_len));
-        let declared_len = so_far.saturating_add(header.payload_len);
+        let declared_len = self.declared_len.saturating_add(header.payload_len);
         if declared_len > max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
-        self.open = Some(OpenMessage {
-            kind,
-            declared_len,
-            received_len,
-        });
-        self.in_data_frame = true;
-        self.frame_is_last = header.fin;
+        self.declared_len = declared_len;
+        self.open = Some(kind);
+        self.set(IN_DATA_FRAME, true);
+        self.set(FRAME_IS_LAST, header.fin);
         Ok(FrameKind::Data {
             kind,
             first,
@@ -225,17 +232,17 @@ impl Assembly {
         payload: &[u8],
         max_message_len: u64,
     ) -> Result<(), ProtocolError> {
-        if !self.in_data_frame {
+        if !self.has(IN_DATA_FRAME) {
             return Ok(());
         }
-        let Some(open) = self.open.as_mut() else {
+        let Some(kind) = self.open else {
             return Ok(());
         };
-        open.received_len = open.received_len.saturating_add(payload.len() as u64);
-        if open.received_len > max_message_len {
+        self.received_len = self.received_len.saturating_add(payload.len() as u64);
+        if self.received_len > max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
-        match open.kind {
+        match kind {
             MessageKind::Text => self.utf8.feed(payload),
             MessageKind::Binary => Ok(()),
         }
@@ -243,14 +250,14 @@ impl Assembly {
 
     /// See [`MessageAssembler::handle_frame_end`].
     pub(crate) fn handle_frame_end(&mut self) -> Result<Option<MessageKind>, ProtocolError> {
-        if !self.in_data_frame {
+        if !self.has(IN_DATA_FRAME) {
             return Ok(None);
         }
-        self.in_data_frame = false;
-        if !self.frame_is_last {
+        self.set(IN_DATA_FRAME, false);
+        if !self.has(FRAME_IS_LAST) {
             return Ok(None);
         }
-        let finished = self.open.take().map(|open| open.kind);
+        let finished = self.open.take();
         if finished == Some(MessageKind::Text) {
             self.utf8.finish()?;
         }
@@ -259,11 +266,7 @@ impl Assembly {
 
     /// See [`MessageAssembler::reset`].
     pub(crate) fn reset(&mut self) {
-        self.open = None;
-        self.in_data_frame = false;
-        self.frame_is_last = false;
-        self.compressed = false;
-        self.utf8.reset();
+        *self = Assembly::new();
     }
 }
 

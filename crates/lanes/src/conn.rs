@@ -11,6 +11,7 @@ use crate::id::ConnId;
 use crate::input::Input;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox};
+use crate::peer::PeerAddr;
 use crate::table::Table;
 use crate::topic::Subscriptions;
 use crate::ws::Ws;
@@ -132,7 +133,7 @@ impl<S> Phase<S> {
 /// A connection in a worker's table.
 pub(crate) struct Conn<S> {
     pub(crate) stream: TcpStream,
-    pub(crate) peer: SocketAddr,
+    pub(crate) peer: PeerAddr,
     pub(crate) generation: u32,
     pub(crate) phase: Phase<S>,
     /// Milliseconds since the worker's epoch when the current phase began (the handshake and
@@ -184,7 +185,7 @@ impl<S> Conn<S> {
     ) -> Conn<S> {
         Conn {
             stream,
-            peer,
+            peer: peer.into(),
             generation,
             phase: Phase::Handshake { head: None },
             phase_since_ms: now_ms,
@@ -193,7 +194,7 @@ impl<S> Conn<S> {
             dial: NO_DIAL,
             receiver,
             outbox,
-            input: Input::Reading,
+            input: Input::READING,
             timer_seq: 0,
             armed_phase: PhaseKind::Unarmed,
             subs: Subscriptions::default(),
@@ -206,10 +207,8 @@ impl<S> Conn<S> {
 
     /// Gives the input read before a pause back to `pool`, if any is held.
     pub(crate) fn release_stash(&mut self, pool: &mut crate::pool::BufferPool) {
-        if let Input::Paused { stash: Some(stash) } | Input::Resuming { stash } =
-            std::mem::take(&mut self.input)
-        {
-            pool.put(*stash);
+        if let Some(stash) = self.input.take_stash() {
+            pool.put(stash);
         }
     }
 
@@ -261,7 +260,7 @@ impl<S> Conn<S> {
 
     /// Whether reading is paused for backpressure.
     pub(crate) fn is_paused(&self) -> bool {
-        matches!(self.input, Input::Paused { .. })
+        self.input.is_paused()
     }
 
     /// The application's state, while the connection has one.
@@ -318,11 +317,15 @@ mod tests {
     /// here is a decision, not an accident. 408 bytes before the receiver boxed what spans
     /// reads (328), the input stash and subscription list became one pointer each (296), and
     /// the session's limits and timeouts left it and the rarer phases' contents were boxed
-    /// (256).
+    /// (256), then the peer address was packed, the input became one word, the outbox's
+    /// compression and TLS parts one pointer and the receiver's assembly flags one byte
+    /// (208).
     #[test]
     fn an_idle_connections_slot_stays_small() {
         let size = std::mem::size_of::<super::Conn<()>>();
-        assert!(size <= 256, "Conn<()> is {size} bytes");
+        // mio's socket is 4 bytes, and 16 in a debug build (where it carries a selector id).
+        let socket = std::mem::size_of::<super::TcpStream>();
+        assert!(size <= 204 + socket, "Conn<()> is {size} bytes");
         // No larger than an open connection's state and session (24 bytes for `()`).
         let phase = std::mem::size_of::<super::Phase<()>>();
         assert!(phase <= 24, "Phase<()> is {phase} bytes");

@@ -81,6 +81,7 @@ mod local;
 mod memory;
 mod message;
 mod outbox;
+mod peer;
 mod placement;
 mod pool;
 mod published;

@@ -61,16 +61,23 @@ pub(crate) struct Outbox {
     pub(crate) age_check: bool,
     /// An outbound connection's: data frames are masked, each with a fresh key.
     pub(crate) masked: bool,
+    /// What only a connection with compression or TLS needs (boxed: every connection's slot
+    /// holds an outbox, and a plain one pays one word for these).
+    extras: Option<Box<Extras>>,
+}
+
+/// The part of an [`Outbox`] only a connection with compression or TLS uses.
+#[derive(Debug, Default)]
+struct Extras {
     /// permessage-deflate, when negotiated.
-    pub(crate) compression: Option<Box<SendCompression>>,
+    compression: Option<Box<SendCompression>>,
     /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
     /// (kept by the connection's TLS layer, counted here so that the caps see them).
-    pub(crate) sealed_len: usize,
+    sealed_len: usize,
     /// On a connection with lanes' own TLS record layer: the backlog is laid out as records,
     /// sealed in place before they are written.
     #[cfg(feature = "tls")]
-    /// (Boxed: a plain connection pays one word for it.)
-    framing: Option<Box<RecordFraming>>,
+    framing: Option<RecordFraming>,
 }
 
 impl Outbox {
@@ -82,17 +89,53 @@ impl Outbox {
             stale: false,
             age_check: false,
             masked: false,
-            compression: None,
-            sealed_len: 0,
-            #[cfg(feature = "tls")]
-            framing: None,
+            extras: None,
         }
+    }
+
+    #[cfg_attr(not(any(feature = "tls", feature = "deflate")), allow(dead_code))]
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// permessage-deflate's compressor, when negotiated.
+    pub(crate) fn compression(&self) -> Option<&SendCompression> {
+        self.extras.as_deref()?.compression.as_deref()
+    }
+
+    fn compression_mut(&mut self) -> Option<&mut SendCompression> {
+        self.extras.as_deref_mut()?.compression.as_deref_mut()
+    }
+
+    /// Sends data messages through `compression` from now on (permessage-deflate was
+    /// negotiated).
+    #[cfg_attr(not(any(feature = "tls", feature = "deflate")), allow(dead_code))]
+    pub(crate) fn set_compression(&mut self, compression: SendCompression) {
+        self.extras_mut().compression = Some(Box::new(compression));
+    }
+
+    /// Encrypted bytes waiting to be written (on a TLS connection).
+    pub(crate) fn sealed_len(&self) -> usize {
+        self.extras.as_deref().map_or(0, |e| e.sealed_len)
+    }
+
+    /// Counts `len` encrypted bytes waiting in the connection's TLS layer.
+    #[cfg_attr(not(any(feature = "tls", feature = "deflate")), allow(dead_code))]
+    pub(crate) fn set_sealed_len(&mut self, len: usize) {
+        if len != 0 || self.extras.is_some() {
+            self.extras_mut().sealed_len = len;
+        }
+    }
+
+    #[cfg(feature = "tls")]
+    fn framing_mut(&mut self) -> Option<&mut RecordFraming> {
+        self.extras.as_deref_mut()?.framing.as_mut()
     }
 
     /// Bytes queued and not yet written (encrypted ones included).
     #[inline]
     pub(crate) fn buffered_len(&self) -> usize {
-        self.buf.as_ref().map_or(0, |b| b.len() - self.written) + self.sealed_len
+        self.buf.as_ref().map_or(0, |b| b.len() - self.written) + self.sealed_len()
     }
 
     /// Whether plaintext is queued (on a TLS connection: frames not yet encrypted).
@@ -106,7 +149,7 @@ impl Outbox {
     /// record layer took over). Anything queued before is moved into records.
     #[cfg(feature = "tls")]
     pub(crate) fn frame_records(&mut self, pool: &mut BufferPool) {
-        if self.framing.is_some() {
+        if self.framing_mut().is_some() {
             return;
         }
         let mut framing = RecordFraming::new();
@@ -117,13 +160,14 @@ impl Outbox {
             self.buf = Some(buf);
             self.written = 0;
         }
-        self.framing = Some(Box::new(framing));
+        self.extras_mut().framing = Some(framing);
     }
 
     /// Sealed records ready to write (framed backlog only).
     #[cfg(feature = "tls")]
     pub(crate) fn sealed(&self) -> &[u8] {
-        match (&self.buf, &self.framing) {
+        let framing = self.extras.as_deref().and_then(|e| e.framing.as_ref());
+        match (&self.buf, framing) {
             (Some(buf), Some(framing)) => &buf[self.written..framing.sealed_end()],
             _ => &[],
         }
@@ -137,7 +181,8 @@ impl Outbox {
         records: &mut RecordLayer,
         budget: usize,
     ) -> Result<(), rustls::Error> {
-        match (&mut self.buf, &mut self.framing) {
+        let framing = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut());
+        match (&mut self.buf, framing) {
             (Some(buf), Some(framing)) => framing.seal(buf, records, budget),
             _ => Ok(()),
         }
@@ -151,7 +196,7 @@ impl Outbox {
         records: &mut RecordLayer,
         pool: &mut BufferPool,
     ) -> Result<(), rustls::Error> {
-        let Some(framing) = self.framing.as_mut() else {
+        let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) else {
             return Ok(());
         };
         framing.seal_owed_update(self.buf.get_or_insert_with(|| pool.take()), records)
@@ -181,7 +226,7 @@ impl Outbox {
             // byte ever sent: drop the written part once it is most of the buffer.
             buf.drain(..self.written);
             #[cfg(feature = "tls")]
-            if let Some(framing) = self.framing.as_mut() {
+            if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
                 framing.shift(self.written);
             }
             self.written = 0;
@@ -200,7 +245,7 @@ impl Outbox {
     fn extend(&mut self, bytes: &[u8], pool: &mut BufferPool) {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         #[cfg(feature = "tls")]
-        if let Some(framing) = self.framing.as_mut() {
+        if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
             framing.append(buf, bytes);
             return;
         }
@@ -211,7 +256,7 @@ impl Outbox {
     fn buffer_returned(&mut self) {
         self.written = 0;
         #[cfg(feature = "tls")]
-        if let Some(framing) = self.framing.as_mut() {
+        if let Some(framing) = self.framing_mut() {
             framing.reset();
         }
     }
@@ -262,7 +307,7 @@ impl Outbox {
             .with_rsv(rsv)
             .encode(&mut header);
         #[cfg(feature = "tls")]
-        if let Some(framing) = self.framing.as_mut() {
+        if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
             framing.append_frame(buf, &header[..n], payload);
             return;
         }
@@ -330,11 +375,19 @@ impl Outbox {
     /// Whether frames go out as they are: no compression, no mask, no TLS records.
     #[inline(always)]
     fn is_plain(&self) -> bool {
+        // A connection without extras has neither compression nor TLS records; a TLS one
+        // without records (outbound, through rustls) sends its frames as they are.
         #[cfg(feature = "tls")]
-        let framed = self.framing.is_some();
+        let plain = self
+            .extras
+            .as_deref()
+            .is_none_or(|e| e.compression.is_none() && e.framing.is_none());
         #[cfg(not(feature = "tls"))]
-        let framed = false;
-        self.compression.is_none() && !self.masked && !framed
+        let plain = self
+            .extras
+            .as_deref()
+            .is_none_or(|e| e.compression.is_none());
+        plain && !self.masked
     }
 
     /// The hot path of [`send`](Self::send): an unmasked, uncompressed frame appended to the
@@ -355,7 +408,7 @@ impl Outbox {
     /// [`send`](Self::send) on a connection that compresses, masks or frames TLS records.
     #[inline(never)]
     fn push_special(&mut self, opcode: OpCode, payload: &[u8], ctx: &mut Sending<'_>) {
-        if self.compression.is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
+        if self.compression().is_some() && matches!(opcode, OpCode::Text | OpCode::Binary) {
             self.push_compressible(opcode, payload, ctx);
         } else if self.masked {
             self.push_masked(opcode, 0, payload, ctx);
@@ -368,7 +421,7 @@ impl Outbox {
     /// Kept out of line so that the uncompressed path of [`send`](Self::send) stays small.
     #[inline(never)]
     fn push_compressible(&mut self, opcode: OpCode, payload: &[u8], ctx: &mut Sending<'_>) {
-        if let Some(side) = self.compression.as_deref_mut()
+        if let Some(side) = self.compression_mut()
             && payload.len() >= ctx.deflate.config().min_compress_len
             && ctx.deflate.compress(side, payload) == SendAs::Compressed
         {

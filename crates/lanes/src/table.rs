@@ -66,9 +66,10 @@ impl<T> VacantEntry<'_, T> {
 }
 
 impl<T> Table<T> {
-    pub(crate) const fn new() -> Table<T> {
+    /// An empty table with room for `capacity` entries before it grows.
+    pub(crate) fn with_capacity(capacity: usize) -> Table<T> {
         Table {
-            entries: Vec::new(),
+            entries: Vec::with_capacity(capacity),
             len: 0,
             next: 0,
         }
@@ -202,7 +203,6 @@ impl<T> IndexMut<usize> for Table<T> {
 
 /// The size of one entry of a table of `T` (the slot and, unless `T` has a niche for it, a
 /// tag).
-#[cfg(test)]
 pub(crate) fn entry_size<T>() -> usize {
     std::mem::size_of::<Entry<T>>()
 }
@@ -220,7 +220,7 @@ mod tests {
 
     #[test]
     fn keys_are_reused_most_recently_freed_first_and_stay_valid() {
-        let mut table = Table::new();
+        let mut table = Table::with_capacity(0);
         let keys: Vec<usize> = (0..5).map(|i| insert(&mut table, i * 10)).collect();
         assert_eq!(keys, [0, 1, 2, 3, 4]);
         assert_eq!(table.remove(1), Some(10));
@@ -245,7 +245,7 @@ mod tests {
 
     #[test]
     fn shrinking_after_a_spike_keeps_the_keys_of_what_is_left() {
-        let mut table = Table::new();
+        let mut table = Table::with_capacity(0);
         let keys: Vec<usize> = (0..10_000).map(|i| insert(&mut table, i)).collect();
         assert!(table.capacity() >= 10_000);
         // The spike goes; 0, 7 and 500 stay.

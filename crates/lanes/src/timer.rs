@@ -42,33 +42,40 @@ pub(crate) struct TimerEntry {
 }
 
 /// One entry's place in the wheel: the entry, packed, and the next node of its slot's list,
-/// or, when vacant, the next vacant node. 32 bytes, not the 48 of an entry beside a link: an
+/// or, when vacant, the next vacant node. 24 bytes, not the 48 of an entry beside a link: an
 /// idle connection keeps one node on the wheel (its keepalive deadline), so this is memory
 /// every connection pays.
 #[derive(Debug, Clone, Copy)]
 struct Node {
-    due_tick: u64,
     /// `Conn` and `Dial`: the sequence number; `User`: the token.
     payload: u64,
-    /// The slot, with `u32::MAX` for `usize::MAX` (the worker's own entries).
-    slot: u32,
+    /// The turn of the wheel the entry is due in: its due tick divided by the number of
+    /// slots (the slot the node is linked in gives the rest). Saturates at `u32::MAX`, more
+    /// than 2,000 years of 5 ms ticks on a 512-slot wheel.
+    turn: u32,
+    /// The kind's variant (`KIND_*`, or `VACANT`) in the top [`TAG_BITS`] bits, the
+    /// connection's slot below them, all ones for `usize::MAX` (the worker's own entries).
+    tagged_slot: u32,
     generation: u32,
     next: u32,
-    /// The kind's variant (`KIND_*`), or `VACANT`.
-    tag: u8,
 }
 
-const KIND_CONN: u8 = 0;
-const KIND_USER: u8 = 1;
-const KIND_TICK: u8 = 2;
-const KIND_BACKLOG: u8 = 3;
-const KIND_RECLAIM: u8 = 4;
-const KIND_DIAL: u8 = 5;
-const VACANT: u8 = u8::MAX;
+const KIND_CONN: u32 = 0;
+const KIND_USER: u32 = 1;
+const KIND_TICK: u32 = 2;
+const KIND_BACKLOG: u32 = 3;
+const KIND_RECLAIM: u32 = 4;
+const KIND_DIAL: u32 = 5;
+const VACANT: u32 = 15;
+/// Bits of [`Node::tagged_slot`] that hold the kind.
+const TAG_BITS: u32 = 4;
+/// The slot bits of [`Node::tagged_slot`]; all ones stands for `usize::MAX`. Slots are below
+/// it: a worker holds at most 2^24 connections (`limits.max_connections_per_worker`).
+const SLOT_MASK: u32 = u32::MAX >> TAG_BITS;
 
 impl Node {
-    /// `entry`, packed, linked before `next`.
-    fn occupied(entry: TimerEntry, next: u32) -> Node {
+    /// `entry`, packed, linked before `next`, on a wheel of `slots` slots.
+    fn occupied(entry: TimerEntry, next: u32, slots: u64) -> Node {
         let (tag, payload) = match entry.kind {
             TimerKind::Conn { seq } => (KIND_CONN, u64::from(seq)),
             TimerKind::User(token) => (KIND_USER, token),
@@ -77,23 +84,39 @@ impl Node {
             TimerKind::Reclaim => (KIND_RECLAIM, 0),
             TimerKind::Dial { seq } => (KIND_DIAL, u64::from(seq)),
         };
+        debug_assert!(entry.slot < SLOT_MASK as usize || entry.slot == usize::MAX);
+        let slot = u32::try_from(entry.slot).map_or(SLOT_MASK, |s| s.min(SLOT_MASK));
         Node {
-            due_tick: entry.due_tick,
             payload,
-            slot: u32::try_from(entry.slot).unwrap_or(u32::MAX),
+            turn: u32::try_from(entry.due_tick / slots).unwrap_or(u32::MAX),
+            tagged_slot: tag << (32 - TAG_BITS) | slot,
             generation: entry.generation,
             next,
-            tag,
         }
     }
 
-    fn is_occupied(&self) -> bool {
-        self.tag != VACANT
+    fn tag(&self) -> u32 {
+        self.tagged_slot >> (32 - TAG_BITS)
     }
 
-    /// The entry the node holds (only called on occupied nodes).
-    fn entry(&self) -> TimerEntry {
-        let kind = match self.tag {
+    fn is_occupied(&self) -> bool {
+        self.tag() != VACANT
+    }
+
+    fn vacate(&mut self, next: u32) {
+        self.tagged_slot = VACANT << (32 - TAG_BITS);
+        self.next = next;
+    }
+
+    /// The tick the entry is due at, the node being linked in slot `index` of `slots`.
+    fn due_tick(&self, index: usize, slots: u64) -> u64 {
+        u64::from(self.turn) * slots + index as u64
+    }
+
+    /// The entry the node holds (only called on occupied nodes), linked in slot `index` of
+    /// `slots`.
+    fn entry(&self, index: usize, slots: u64) -> TimerEntry {
+        let kind = match self.tag() {
             KIND_CONN => TimerKind::Conn {
                 seq: self.payload as u32,
             },
@@ -105,17 +128,93 @@ impl Node {
                 seq: self.payload as u32,
             },
         };
-        let slot = if self.slot == u32::MAX {
+        let slot = self.tagged_slot & SLOT_MASK;
+        let slot = if slot == SLOT_MASK {
             usize::MAX
         } else {
-            self.slot as usize
+            slot as usize
         };
         TimerEntry {
             slot,
             generation: self.generation,
             kind,
-            due_tick: self.due_tick,
+            due_tick: self.due_tick(index, slots),
         }
+    }
+}
+
+/// Nodes per chunk of storage: 1.5 MiB, past the mmap threshold lanes gives glibc
+/// ([`MemoryConfig::malloc_mmap_threshold`](crate::config::MemoryConfig::malloc_mmap_threshold)),
+/// so a full chunk is a mapping of its own whose pages are resident only once a node in them
+/// is used, grown and shrunk with `mremap`.
+const CHUNK: usize = 1 << 16;
+
+/// The wheel's nodes, in chunks of [`CHUNK`] that never move once full. Only the last one
+/// grows, and it is allocated at full capacity (it shrinks after a spike: see
+/// [`truncate`](Self::truncate)), so growing copies nothing. A vector doubling to 16,384 nodes
+/// for 10,000 connections left its earlier copies in the worker's malloc arena (26 of the 57
+/// bytes per idle connection the wheel then cost, with `scripts/idle_memory.py`), and its
+/// latest copy, allocated above memory the handshakes had just freed, could keep the arena
+/// from trimming that memory.
+#[derive(Debug, Default)]
+struct Nodes {
+    /// All full but the last.
+    chunks: Vec<Vec<Node>>,
+}
+
+impl Nodes {
+    fn get(&self, at: u32) -> &Node {
+        let at = at as usize;
+        &self.chunks[at / CHUNK][at % CHUNK]
+    }
+
+    fn get_mut(&mut self, at: u32) -> &mut Node {
+        let at = at as usize;
+        &mut self.chunks[at / CHUNK][at % CHUNK]
+    }
+
+    /// Nodes in use or vacant in the free list.
+    fn len(&self) -> usize {
+        self.chunks
+            .last()
+            .map_or(0, |last| (self.chunks.len() - 1) * CHUNK + last.len())
+    }
+
+    /// Appends `node`, allocating a chunk when the last is full, or growing the last to a
+    /// full chunk when it was shrunk.
+    fn push(&mut self, node: Node) -> u32 {
+        let at = self.len() as u32;
+        match self.chunks.last_mut() {
+            Some(last) if last.len() < CHUNK => {
+                if last.len() == last.capacity() {
+                    last.reserve_exact(CHUNK - last.len());
+                }
+                last.push(node);
+            }
+            _ => {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                chunk.push(node);
+                self.chunks.push(chunk);
+            }
+        }
+        at
+    }
+
+    /// Drops the nodes from `len` on and frees the chunks that leaves empty (one stays), and
+    /// shrinks the last to `room` nodes or what it holds, whichever is more.
+    fn truncate(&mut self, len: usize, room: usize) {
+        self.chunks.truncate(len.div_ceil(CHUNK).max(1));
+        self.chunks.shrink_to_fit();
+        let full = (self.chunks.len() - 1) * CHUNK;
+        if let Some(last) = self.chunks.last_mut() {
+            last.truncate(len.saturating_sub(full));
+            last.shrink_to(room.saturating_sub(full).clamp(last.len(), CHUNK));
+        }
+    }
+
+    #[cfg(test)]
+    fn capacity(&self) -> usize {
+        self.chunks.iter().map(Vec::capacity).sum()
     }
 }
 
@@ -127,19 +226,18 @@ const KEEP_NODES: usize = 64;
 
 /// The wheel.
 ///
-/// Every entry lives in one vector of nodes, each slot being a list through it, rather than in
-/// one vector per slot: after a spike of connections the nodes are moved down and the vector
-/// shrunk with `realloc`, never freed. Per-slot vectors, each grown by a spike and freed after
-/// it, left the worker's malloc arena holding their pages (about 2 MiB after a spike of 19,900
-/// connections, measured with `scripts/spike_memory.py`); one vector past malloc's mmap
-/// threshold is mapped on its own and gives its pages back when it shrinks.
+/// Every entry lives in one store of nodes, each slot being a list through it, rather than in
+/// one vector per slot: after a spike of connections the nodes are moved down and the chunks
+/// past them freed. Per-slot vectors, each grown by a spike and freed after it, left the
+/// worker's malloc arena holding their pages (about 2 MiB after a spike of 19,900
+/// connections, measured with `scripts/spike_memory.py`).
 #[derive(Debug)]
 pub(crate) struct TimerWheel {
     start: Instant,
     tick: Duration,
     /// The first node of each slot's list.
     heads: Box<[u32]>,
-    nodes: Vec<Node>,
+    nodes: Nodes,
     /// The first vacant node.
     free: u32,
     /// The next tick to process.
@@ -161,7 +259,7 @@ impl TimerWheel {
             start: now,
             tick: tick.max(Duration::from_micros(100)),
             heads: vec![NIL; slot_count.max(1)].into_boxed_slice(),
-            nodes: Vec::new(),
+            nodes: Nodes::default(),
             free: NIL,
             next_tick: 0,
             len: 0,
@@ -182,6 +280,11 @@ impl TimerWheel {
         self.nodes.capacity()
     }
 
+    /// The number of slots, as a divisor of ticks.
+    fn slots(&self) -> u64 {
+        self.heads.len() as u64
+    }
+
     /// Notes that an entry may have gone stale before it was due: its connection was removed,
     /// or its deadline replaced by a new entry. Such an entry is dropped when it comes due, at
     /// the latest; returns true when enough notes have been taken since the last compaction
@@ -197,8 +300,9 @@ impl TimerWheel {
     /// Drops every entry `keep` rejects (stale ones: see [`note_stale`](Self::note_stale)),
     /// and gives back the storage of what was dropped once it is most of it.
     pub(crate) fn compact(&mut self, mut keep: impl FnMut(&TimerEntry) -> bool) {
+        let slots = self.slots();
         for index in 0..self.heads.len() {
-            self.unlink_where(index, |node| !keep(&node.entry()), |_| {});
+            self.unlink_where(index, |node| !keep(&node.entry(index, slots)), |_| {});
         }
         self.stale = 0;
         self.shrink();
@@ -207,29 +311,28 @@ impl TimerWheel {
     }
 
     /// Unlinks from slot `index` every node `drop` selects, handing each one's entry to
-    /// `take` (unpacked only then: expiring looks at the due tick alone).
+    /// `take` (unpacked only then: expiring looks at the due turn alone).
     fn unlink_where(
         &mut self,
         index: usize,
         mut drop: impl FnMut(&Node) -> bool,
         mut take: impl FnMut(TimerEntry),
     ) {
+        let slots = self.slots();
         let mut prev = NIL;
         let mut cur = self.heads[index];
         while cur != NIL {
-            let node = self.nodes[cur as usize];
+            let node = *self.nodes.get(cur);
             if drop(&node) {
                 if prev == NIL {
                     self.heads[index] = node.next;
                 } else {
-                    self.nodes[prev as usize].next = node.next;
+                    self.nodes.get_mut(prev).next = node.next;
                 }
-                let vacated = &mut self.nodes[cur as usize];
-                vacated.tag = VACANT;
-                vacated.next = self.free;
+                self.nodes.get_mut(cur).vacate(self.free);
                 self.free = cur;
                 self.len -= 1;
-                take(node.entry());
+                take(node.entry(index, slots));
             } else {
                 prev = cur;
             }
@@ -238,9 +341,9 @@ impl TimerWheel {
     }
 
     /// Once fewer than a quarter of the nodes hold entries (after a spike), moves the entries
-    /// into the lowest nodes and shrinks the storage to twice their number (never freeing it).
-    /// O(nodes); amortised O(1) per entry, since the storage must grow again, or lose three
-    /// quarters of its entries again, before the next time.
+    /// into the lowest nodes and frees the chunks past twice their number. O(nodes);
+    /// amortised O(1) per entry, since the storage must grow again, or lose three quarters of
+    /// its entries again, before the next time.
     fn shrink(&mut self) {
         let count = self.nodes.len();
         if count <= KEEP_NODES || self.len * 4 >= count {
@@ -249,10 +352,11 @@ impl TimerWheel {
         let target = self.len;
         // The vacant nodes below `target`, lowest first, to move the entries above it into.
         let mut vacant = NIL;
-        for at in (0..target).rev() {
-            if !self.nodes[at].is_occupied() {
-                self.nodes[at].next = vacant;
-                vacant = at as u32;
+        for at in (0..target as u32).rev() {
+            let node = self.nodes.get_mut(at);
+            if !node.is_occupied() {
+                node.next = vacant;
+                vacant = at;
             }
         }
         for index in 0..self.heads.len() {
@@ -261,23 +365,22 @@ impl TimerWheel {
             while cur != NIL {
                 if cur as usize >= target {
                     let to = vacant;
-                    vacant = self.nodes[to as usize].next;
-                    self.nodes[to as usize] = self.nodes[cur as usize];
-                    self.nodes[cur as usize].tag = VACANT;
+                    vacant = self.nodes.get(to).next;
+                    *self.nodes.get_mut(to) = *self.nodes.get(cur);
+                    self.nodes.get_mut(cur).vacate(NIL);
                     if prev == NIL {
                         self.heads[index] = to;
                     } else {
-                        self.nodes[prev as usize].next = to;
+                        self.nodes.get_mut(prev).next = to;
                     }
                     cur = to;
                 }
                 prev = cur;
-                cur = self.nodes[cur as usize].next;
+                cur = self.nodes.get(cur).next;
             }
         }
-        self.nodes.truncate(target);
         self.free = NIL;
-        self.nodes.shrink_to((target * 2).max(KEEP_NODES));
+        self.nodes.truncate(target, (target * 2).max(KEEP_NODES));
     }
 
     fn tick_of(&self, at: Instant) -> u64 {
@@ -301,22 +404,22 @@ impl TimerWheel {
         deadline: Instant,
     ) {
         let due_tick = (self.tick_of(deadline) + 1).max(self.next_tick);
-        let index = (due_tick % self.heads.len() as u64) as usize;
+        let slots = self.slots();
+        let index = (due_tick % slots) as usize;
         let entry = TimerEntry {
             slot,
             generation,
             kind,
             due_tick,
         };
-        let node = Node::occupied(entry, self.heads[index]);
+        let node = Node::occupied(entry, self.heads[index], slots);
         let at = if self.free != NIL {
             let at = self.free;
-            self.free = self.nodes[at as usize].next;
-            self.nodes[at as usize] = node;
+            self.free = self.nodes.get(at).next;
+            *self.nodes.get_mut(at) = node;
             at
         } else {
-            self.nodes.push(node);
-            (self.nodes.len() - 1) as u32
+            self.nodes.push(node)
         };
         self.heads[index] = at;
         self.len += 1;
@@ -342,7 +445,9 @@ impl TimerWheel {
         let first = self.next_tick.max(now_tick.saturating_sub(len - 1));
         for tick in first..=now_tick {
             let index = (tick % len) as usize;
-            self.unlink_where(index, |n| n.due_tick <= now_tick, |e| due.push(e));
+            // Due by now: `turn * len + index <= now_tick` (and `index <= tick <= now_tick`).
+            let turn = (now_tick - index as u64) / len;
+            self.unlink_where(index, |n| u64::from(n.turn) <= turn, |e| due.push(e));
         }
         self.next_tick = now_tick + 1;
         self.wake_tick = None;
@@ -377,8 +482,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_is_32_bytes_and_gives_back_every_entry_it_packs() {
-        assert_eq!(std::mem::size_of::<Node>(), 32);
+    fn a_node_is_24_bytes_and_gives_back_every_entry_it_packs() {
+        assert_eq!(std::mem::size_of::<Node>(), 24);
         let kinds = [
             TimerKind::Conn { seq: u32::MAX },
             TimerKind::User(u64::MAX),
@@ -388,20 +493,72 @@ mod tests {
             TimerKind::Reclaim,
             TimerKind::Dial { seq: 7 },
         ];
+        let slots = 512;
         for kind in kinds {
-            for slot in [0, 12_345, u32::MAX as usize - 1, usize::MAX] {
-                let entry = TimerEntry {
-                    slot,
-                    generation: 0xdead_beef,
-                    kind,
-                    due_tick: u64::MAX - 3,
-                };
-                let node = Node::occupied(entry, 9);
-                assert!(node.is_occupied());
-                assert_eq!(node.entry(), entry);
-                assert_eq!(node.next, 9);
+            // The largest slot of a worker (2^24 connections), and the worker's own.
+            for slot in [0, 12_345, (1 << 24) - 1, SLOT_MASK as usize - 1, usize::MAX] {
+                // Due ticks in every slot of the wheel, up to the last turn a node holds.
+                for due_tick in [0, 1, 511, 512, 1_000_003, u64::from(u32::MAX) * slots + 511] {
+                    let entry = TimerEntry {
+                        slot,
+                        generation: 0xdead_beef,
+                        kind,
+                        due_tick,
+                    };
+                    let node = Node::occupied(entry, 9, slots);
+                    assert!(node.is_occupied());
+                    let index = (due_tick % slots) as usize;
+                    assert_eq!(node.entry(index, slots), entry);
+                    assert_eq!(node.next, 9);
+                }
             }
         }
+    }
+
+    #[test]
+    fn nodes_span_chunks_and_shrink_back_to_one() {
+        let node = |i: u32| Node {
+            payload: 0,
+            turn: 0,
+            tagged_slot: 0,
+            generation: i,
+            next: NIL,
+        };
+        let mut nodes = Nodes::default();
+        let count = 2 * CHUNK as u32 + 10;
+        for i in 0..count {
+            assert_eq!(nodes.push(node(i)), i);
+        }
+        assert_eq!(nodes.len(), count as usize);
+        assert_eq!(nodes.capacity(), 3 * CHUNK);
+        assert!((0..count).all(|i| nodes.get(i).generation == i));
+        nodes.truncate(CHUNK + 3, CHUNK + 100);
+        assert_eq!((nodes.len(), nodes.capacity()), (CHUNK + 3, CHUNK + 100));
+        nodes.truncate(5, 64);
+        assert_eq!((nodes.len(), nodes.capacity()), (5, 64));
+        // The shrunk chunk grows back to a full one, keeping its nodes.
+        for i in 5..CHUNK as u32 + 1 {
+            assert_eq!(nodes.push(node(i)), i);
+        }
+        assert_eq!(nodes.capacity(), 2 * CHUNK);
+        assert!((0..CHUNK as u32 + 1).all(|i| nodes.get(i).generation == i));
+        nodes.truncate(0, 0);
+        assert_eq!((nodes.len(), nodes.capacity()), (0, 0));
+        assert_eq!(nodes.push(node(7)), 0);
+    }
+
+    #[test]
+    fn an_entry_past_the_last_turn_a_node_holds_waits_in_that_turn() {
+        let slots = 512;
+        let far = u64::from(u32::MAX) * slots + 5 * slots + 7;
+        let entry = TimerEntry {
+            slot: 3,
+            generation: 1,
+            kind: K,
+            due_tick: far,
+        };
+        let node = Node::occupied(entry, NIL, slots);
+        assert_eq!(node.due_tick(7, slots), u64::from(u32::MAX) * slots + 7);
     }
 
     /// Expires the wheel at `now` and checks that exactly the model's entries due by then
@@ -613,11 +770,11 @@ mod tests {
             }
             now += Duration::from_micros(rand(100_000));
             expire_and_compare(&mut wheel, now, &mut pending, &format!("round {round}"));
-            // The storage follows the entries down (within the shrink's slack).
+            // The nodes in use follow the entries down (within the shrink's slack).
             assert!(
-                wheel.capacity() <= (8 * wheel.len()).max(4 * KEEP_NODES),
+                wheel.nodes.len() <= (8 * wheel.len()).max(4 * KEEP_NODES),
                 "round {round}: {} nodes for {} entries",
-                wheel.capacity(),
+                wheel.nodes.len(),
                 wheel.len()
             );
         }

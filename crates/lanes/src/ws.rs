@@ -12,6 +12,7 @@ use crate::handoff::{MoveRequest, erase_moved};
 use crate::id::ConnId;
 use crate::local::Local;
 use crate::outbox::{ControlSink, Outbox, SendStatus};
+use crate::peer::PeerAddr;
 use crate::remote::Remote;
 use crate::timer::TimerKind;
 use crate::topic::{Change, Subscriptions};
@@ -37,7 +38,7 @@ pub struct Ws<'a> {
     pub(crate) subs: &'a mut Subscriptions,
     pub(crate) local: &'a mut Local,
     pub(crate) id: ConnId,
-    pub(crate) peer: &'a SocketAddr,
+    pub(crate) peer: &'a PeerAddr,
 }
 
 impl<'a> Ws<'a> {
@@ -47,7 +48,7 @@ impl<'a> Ws<'a> {
         subs: &'a mut Subscriptions,
         local: &'a mut Local,
         id: ConnId,
-        peer: &'a SocketAddr,
+        peer: &'a PeerAddr,
     ) -> Ws<'a> {
         Ws {
             outbox,
@@ -272,6 +273,6 @@ impl<'a> Ws<'a> {
 
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddr {
-        *self.peer
+        self.peer.get()
     }
 }

@@ -8,16 +8,12 @@ use lanes_proto::CloseCode;
 use super::Worker;
 use crate::conn::{Conn, PhaseKind};
 use crate::handler::Handler;
-use crate::input::Input;
 use crate::stats::CloseCause;
 
 /// What a connection holds for input not yet delivered: the partial frame or message in its
 /// receiver, what was read before reading paused, and an incomplete TLS record.
 fn partial_len<S>(conn: &Conn<S>) -> u32 {
-    let stash = match &conn.input {
-        Input::Paused { stash: Some(stash) } | Input::Resuming { stash } => stash.len(),
-        _ => 0,
-    };
+    let stash = conn.input.stash_len();
     (conn.receiver.buffered_len() + stash + conn.tls_carried_len()).min(u32::MAX as usize) as u32
 }
 
@@ -32,9 +28,8 @@ impl<H: Handler> Worker<H> {
         let kind = conn.phase.kind();
         // An open connection with no frame or message begun and reading holds no partial
         // input (its receiver releases what it delivered): no need to look.
-        let idle = kind == PhaseKind::Open
-            && matches!(conn.input, Input::Reading)
-            && conn.tls_carried_len() == 0;
+        let idle =
+            kind == PhaseKind::Open && conn.input.is_reading() && conn.tls_carried_len() == 0;
         if !idle || conn.partial_reported != 0 {
             let now = partial_len(conn);
             if now != conn.partial_reported {

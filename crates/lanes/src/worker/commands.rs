@@ -168,7 +168,7 @@ pub(super) fn send_published(
         // An outbound connection masks each frame with its own key: encoded here.
         return outbox.send(message.opcode, message.payload(), &mut local.sending());
     }
-    let Some(side) = outbox.compression.as_deref() else {
+    let Some(side) = outbox.compression() else {
         return outbox.send_encoded(message.opcode, &message.frame, &mut local.sending());
     };
     let Some(window_bits) = side.shared_window() else {

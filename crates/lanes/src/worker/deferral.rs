@@ -28,7 +28,7 @@ pub(super) fn end_deferral<S>(conn: &mut Conn<S>, counters: &Counters) -> Option
     };
     let head = deferral.head;
     stats::sub(&counters.deferred_bytes, head.capacity() as u64);
-    conn.input = Input::Reading;
+    conn.input = Input::READING;
     Some(head)
 }
 
@@ -43,7 +43,7 @@ impl<H: Handler> Worker<H> {
         self.local.pool.put(head_buf);
         let conn = &mut self.conns[key];
         conn.set_phase(Phase::Deferred(Box::new(Deferral { head, cell })), now_ms);
-        conn.input = Input::Paused { stash: None };
+        conn.input = Input::paused(Vec::new());
         self.arm(key);
     }
 

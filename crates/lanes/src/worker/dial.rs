@@ -424,9 +424,8 @@ impl<H: Handler> Worker<H> {
         );
         #[cfg(feature = "deflate")]
         if let Some(params) = deflate {
-            conn.outbox.compression = Some(Box::new(crate::compress::SendCompression::for_client(
-                &params,
-            )));
+            conn.outbox
+                .set_compression(crate::compress::SendCompression::for_client(&params));
             conn.receiver.enable_deflate(&params, &self.local.session);
         }
         #[cfg(not(feature = "deflate"))]

@@ -410,9 +410,7 @@ fn fail<H: Handler>(
 fn stash<S>(conn: &mut Conn<S>, local: &mut Local, rest: &[u8]) {
     let mut stash = local.pool.take();
     stash.extend_from_slice(rest);
-    conn.input = Input::Paused {
-        stash: Some(Box::new(stash)),
-    };
+    conn.input = Input::paused(stash);
 }
 
 /// After callbacks or sends: a connection whose backlog passed the hard cap under

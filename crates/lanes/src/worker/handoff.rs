@@ -34,7 +34,7 @@ impl<H: Handler> Worker<H> {
         self.shrink_conns();
         let handoff = Handoff {
             stream: conn.stream,
-            peer: conn.peer,
+            peer: conn.peer.get(),
             bytes,
             #[cfg(feature = "tls")]
             tls: conn.tls,

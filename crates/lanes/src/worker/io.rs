@@ -184,7 +184,7 @@ impl<H: Handler> Worker<H> {
                     if conn.outbox.buffered_len() > self.local.config.backpressure.pause_len {
                         // Over the limit: no more reading until the backlog drains.
                         if !conn.is_paused() {
-                            conn.input = Input::Paused { stash: None };
+                            conn.input = Input::paused(Vec::new());
                         }
                         return;
                     }
@@ -212,10 +212,7 @@ impl<H: Handler> Worker<H> {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if !matches!(conn.input, Input::Resuming { .. }) {
-            return;
-        }
-        let Input::Resuming { mut stash } = std::mem::take(&mut conn.input) else {
+        let Some(mut stash) = conn.input.take_resuming() else {
             return;
         };
         let now_us = self.local.now_us;
@@ -230,7 +227,7 @@ impl<H: Handler> Worker<H> {
             id,
             now_us,
         );
-        self.local.pool.put(*stash);
+        self.local.pool.put(stash);
     }
 
     /// Writes the connection's backlog with one `write`, and moves the connection along:
@@ -316,7 +313,7 @@ impl<H: Handler> Worker<H> {
         }
         if after > self.local.config.backpressure.pause_len {
             if !conn.is_paused() {
-                conn.input = Input::Paused { stash: None };
+                conn.input = Input::paused(Vec::new());
             }
         } else if conn.is_paused() {
             self.resume_reading(key);
@@ -368,10 +365,7 @@ impl<H: Handler> Worker<H> {
         let now_ms = self.local.now_us / 1000;
         let id = self.conn_id(key);
         let conn = &mut self.conns[key];
-        conn.input = match std::mem::take(&mut conn.input) {
-            Input::Paused { stash: Some(stash) } => Input::Resuming { stash },
-            _ => Input::Reading,
-        };
+        conn.input.resume();
         let (handler, local) = (&mut self.handler, &mut self.local);
         dispatch::guarded_callback(conn, handler, local, id, "on_drain", |h, ws, state| {
             h.on_drain(ws, state)
@@ -413,7 +407,7 @@ impl<H: Handler> Worker<H> {
         let plain = &mut self.tls.plain;
         plain.clear();
         let received = tls.receive(&mut self.scratch[..carried + n], plain, pool);
-        conn.outbox.sealed_len = tls.wire_len();
+        conn.outbox.set_sealed_len(tls.wire_len());
         let received = match received {
             Ok(received) => received,
             Err(broken) => {
@@ -549,7 +543,7 @@ impl<H: Handler> Worker<H> {
                 break; // the socket is full: the next writable edge resumes
             }
         }
-        conn.outbox.sealed_len = tls.wire_len();
+        conn.outbox.set_sealed_len(tls.wire_len());
         true
     }
 

@@ -71,6 +71,23 @@ const RECLAIM_DELAY: Duration = Duration::from_secs(1);
 /// round again).
 const WHEEL_SLOTS: usize = 512;
 
+/// The connection table's first capacity: enough entries to fill glibc's mmap threshold
+/// ([`MemoryConfig::malloc_mmap_threshold`](crate::config::MemoryConfig::malloc_mmap_threshold)),
+/// so that the table is a mapping of its own from the start, grown and shrunk by `mremap`,
+/// whose pages are resident only once entries in them are used. Grown from empty, it passed
+/// through the worker's malloc arena, and each copy it left there (up to 0.5 MiB) stayed
+/// resident unless nothing was allocated above it. At most the worker's connection limit;
+/// [`CONNS_KEEP_CAPACITY`] without a threshold.
+fn first_table_capacity<T>(config: &Config) -> usize {
+    let entries = config
+        .memory
+        .malloc_mmap_threshold
+        .map_or(0, |bytes| bytes.div_ceil(crate::table::entry_size::<T>()));
+    entries
+        .min(config.limits.max_connections_per_worker)
+        .max(CONNS_KEEP_CAPACITY)
+}
+
 /// The receive buffer's length: the configured one, and on a TLS port room for a whole
 /// handshake message carried over between reads and more.
 fn scratch_len(config: &Config, shared: &Shared) -> usize {
@@ -159,6 +176,7 @@ impl<H: Handler> Worker<H> {
         let now = Instant::now();
         let spin = spin::Spin::new(config.socket.busy_poll);
         let session_config = crate::local::session_config(&config);
+        let table_capacity = first_table_capacity::<Conn<H::State>>(&config);
         let head_limits = HeadLimits {
             max_head_len: config.limits.max_head_len,
             max_headers: config.limits.max_headers,
@@ -206,7 +224,7 @@ impl<H: Handler> Worker<H> {
             },
             commands,
             shared,
-            conns: Table::new(),
+            conns: Table::with_capacity(table_capacity),
             conns_shrunk: (0, 0),
             reclaim_at_us: None,
             epoch: now,

@@ -65,7 +65,7 @@ impl<H: Handler> Worker<H> {
         };
         let moved = MovedConn {
             stream: conn.stream,
-            peer: conn.peer,
+            peer: conn.peer.get(),
             state,
             session,
             receiver: conn.receiver,

@@ -319,7 +319,7 @@ impl<H: Handler> Worker<H> {
         };
         let answer = answer(
             &head,
-            conn.peer,
+            conn.peer.get(),
             &self.local.config,
             &mut self.handler,
             workers,
@@ -369,7 +369,7 @@ impl<H: Handler> Worker<H> {
         conn.set_phase(Phase::Open { state, session }, now_ms);
         #[cfg(feature = "deflate")]
         if let Some(params) = compression {
-            conn.outbox.compression = Some(Box::new(SendCompression::new(&params)));
+            conn.outbox.set_compression(SendCompression::new(&params));
             conn.receiver.enable_deflate(&params, &self.local.session);
         }
         #[cfg(not(feature = "deflate"))]
@@ -426,7 +426,7 @@ impl<H: Handler> Worker<H> {
     /// of another worker, or a deferred answer, accepted it; the worker that took it in parsed
     /// the head before, so a head that does not parse is an internal error.
     pub(super) fn open_placed(&mut self, key: usize, head: Vec<u8>, accepted: PlacedAccept) {
-        let peer = self.conns[key].peer;
+        let peer = self.conns[key].peer.get();
         let answer = match RequestHead::parse(&head, &self.head_limits) {
             Ok(Parsed::Complete(request)) => {
                 let head_len = request.head_len();
