@@ -167,14 +167,6 @@ impl Assembly {
         self.flags & flag != 0
     }
 
-    fn set(&mut self, flag: u8, on: bool) {
-        if on {
-            self.flags |= flag;
-        } else {
-            self.flags &= !flag;
-        }
-    }
-
     /// See [`MessageAssembler::is_message_open`].
     pub(crate) const fn is_message_open(&self) -> bool {
         self.open.is_some()
@@ -193,7 +185,7 @@ impl Assembly {
     ) -> Result<FrameKind, ProtocolError> {
         let (kind, first) = match header.opcode {
             OpCode::Close | OpCode::Ping | OpCode::Pong => {
-                self.set(IN_DATA_FRAME, false);
+                self.flags &= !IN_DATA_FRAME;
                 return Ok(FrameKind::Control(header.opcode));
             }
             OpCode::Continuation => match self.open {
@@ -206,19 +198,23 @@ impl Assembly {
             OpCode::Text => (MessageKind::Text, true),
             OpCode::Binary => (MessageKind::Binary, true),
         };
-        if first {
-            self.set(COMPRESSED, header.rsv & RSV1 != 0);
+        let compressed = if first {
             self.declared_len = 0;
             self.received_len = 0;
-        }
+            header.rsv & RSV1 != 0
+        } else {
+            self.has(COMPRESSED)
+        };
         let declared_len = self.declared_len.saturating_add(header.payload_len);
         if declared_len > max_message_len {
             return Err(ProtocolError::MessageTooBig);
         }
         self.declared_len = declared_len;
         self.open = Some(kind);
-        self.set(IN_DATA_FRAME, true);
-        self.set(FRAME_IS_LAST, header.fin);
+        // One store for the three flags.
+        self.flags = IN_DATA_FRAME
+            | if header.fin { FRAME_IS_LAST } else { 0 }
+            | if compressed { COMPRESSED } else { 0 };
         Ok(FrameKind::Data {
             kind,
             first,
@@ -253,7 +249,7 @@ impl Assembly {
         if !self.has(IN_DATA_FRAME) {
             return Ok(None);
         }
-        self.set(IN_DATA_FRAME, false);
+        self.flags &= !IN_DATA_FRAME;
         if !self.has(FRAME_IS_LAST) {
             return Ok(None);
         }

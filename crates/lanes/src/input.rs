@@ -24,6 +24,7 @@ impl Input {
 
     /// Paused because the outgoing backlog is over the backpressure limit (or the upgrade
     /// was deferred), holding `stash`, what was read but not yet processed.
+    #[inline]
     pub(crate) fn paused(stash: Vec<u8>) -> Input {
         Input(Some(Box::new(Held {
             stash,
@@ -32,26 +33,31 @@ impl Input {
     }
 
     /// Whether the socket is read (no pause, nothing stashed).
+    #[inline]
     pub(crate) fn is_reading(&self) -> bool {
         self.0.is_none()
     }
 
     /// Whether reading is paused.
+    #[inline]
     pub(crate) fn is_paused(&self) -> bool {
         self.0.as_deref().is_some_and(|held| !held.resuming)
     }
 
     /// Whether reading resumed with a stash still to process.
+    #[inline]
     pub(crate) fn is_resuming(&self) -> bool {
         self.0.as_deref().is_some_and(|held| held.resuming)
     }
 
     /// The bytes stashed.
+    #[inline]
     pub(crate) fn stash_len(&self) -> usize {
         self.0.as_deref().map_or(0, |held| held.stash.len())
     }
 
     /// Ends a pause: resuming with the stash, or reading when there is none.
+    #[inline]
     pub(crate) fn resume(&mut self) {
         match self.0.as_deref_mut() {
             Some(held) if held.stash.capacity() != 0 => held.resuming = true,
@@ -61,6 +67,7 @@ impl Input {
 
     /// A resuming connection's stash, to process now; reading from then on. `None` (and no
     /// change) otherwise.
+    #[inline]
     pub(crate) fn take_resuming(&mut self) -> Option<Vec<u8>> {
         if !self.is_resuming() {
             return None;
@@ -69,6 +76,7 @@ impl Input {
     }
 
     /// Takes out whatever stash is held (for the pool), leaving the connection reading.
+    #[inline]
     pub(crate) fn take_stash(&mut self) -> Option<Vec<u8>> {
         let held = self.0.take()?;
         (held.stash.capacity() != 0).then_some(held.stash)

@@ -61,6 +61,12 @@ pub(crate) struct Outbox {
     pub(crate) age_check: bool,
     /// An outbound connection's: data frames are masked, each with a fresh key.
     pub(crate) masked: bool,
+    /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
+    /// (kept by the connection's TLS layer, counted here so that the caps see them). A `u32`
+    /// in the outbox's padding, read on every cap check: the layer holds at most a batch of
+    /// ciphertext (256 KiB, `SEAL_BATCH` in `worker/io.rs`) and a handshake flight; the
+    /// count saturates rather than wrap.
+    sealed_len: u32,
     /// What only a connection with compression or TLS needs (boxed: every connection's slot
     /// holds an outbox, and a plain one pays one word for these).
     extras: Option<Box<Extras>>,
@@ -71,9 +77,6 @@ pub(crate) struct Outbox {
 struct Extras {
     /// permessage-deflate, when negotiated.
     compression: Option<Box<SendCompression>>,
-    /// On a TLS connection: encrypted bytes waiting to be written, beside the plaintext here
-    /// (kept by the connection's TLS layer, counted here so that the caps see them).
-    sealed_len: usize,
     /// On a connection with lanes' own TLS record layer: the backlog is laid out as records,
     /// sealed in place before they are written.
     #[cfg(feature = "tls")]
@@ -89,6 +92,7 @@ impl Outbox {
             stale: false,
             age_check: false,
             masked: false,
+            sealed_len: 0,
             extras: None,
         }
     }
@@ -99,10 +103,12 @@ impl Outbox {
     }
 
     /// permessage-deflate's compressor, when negotiated.
+    #[inline]
     pub(crate) fn compression(&self) -> Option<&SendCompression> {
         self.extras.as_deref()?.compression.as_deref()
     }
 
+    #[inline]
     fn compression_mut(&mut self) -> Option<&mut SendCompression> {
         self.extras.as_deref_mut()?.compression.as_deref_mut()
     }
@@ -115,19 +121,19 @@ impl Outbox {
     }
 
     /// Encrypted bytes waiting to be written (on a TLS connection).
+    #[inline]
     pub(crate) fn sealed_len(&self) -> usize {
-        self.extras.as_deref().map_or(0, |e| e.sealed_len)
+        self.sealed_len as usize
     }
 
     /// Counts `len` encrypted bytes waiting in the connection's TLS layer.
-    #[cfg_attr(not(any(feature = "tls", feature = "deflate")), allow(dead_code))]
+    #[cfg_attr(not(feature = "tls"), allow(dead_code))]
     pub(crate) fn set_sealed_len(&mut self, len: usize) {
-        if len != 0 || self.extras.is_some() {
-            self.extras_mut().sealed_len = len;
-        }
+        self.sealed_len = u32::try_from(len).unwrap_or(u32::MAX);
     }
 
     #[cfg(feature = "tls")]
+    #[inline]
     fn framing_mut(&mut self) -> Option<&mut RecordFraming> {
         self.extras.as_deref_mut()?.framing.as_mut()
     }
