@@ -27,6 +27,17 @@ def rss_kib(pid):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
 
+def read_upgrade(s):
+    """Reads the server's answer to the upgrade request on `s`; exits unless it is a 101."""
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("server closed a connection during the handshake")
+        response += chunk
+    if not response.startswith(b"HTTP/1.1 101"):
+        sys.exit(f"handshake refused: {response[:60]!r}")
+
 def main():
     args = sys.argv[1:]
     n = int(args[0]) if args and not args[0].startswith("--") else 10000
@@ -68,12 +79,7 @@ def main():
         for _ in range(3):
             s = socket.create_connection(("127.0.0.1", port), timeout=10)
             s.sendall(request)
-            response = b""
-            while b"\r\n\r\n" not in response:
-                chunk = s.recv(4096)
-                if not chunk:
-                    sys.exit("server closed the warm-up connection")
-                response += chunk
+            read_upgrade(s)
             s.close()
         time.sleep(0.3)
         before = rss_kib(server.pid)
@@ -88,14 +94,7 @@ def main():
                 s.sendall(request)
                 group.append(s)
             for s in group:
-                response = b""
-                while b"\r\n\r\n" not in response:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        sys.exit("server closed a connection during the handshake")
-                    response += chunk
-                if not response.startswith(b"HTTP/1.1 101"):
-                    sys.exit(f"handshake refused: {response[:60]!r}")
+                read_upgrade(s)
             conns.extend(group)
             if time.time() - started > 120:
                 sys.exit("took too long")
