@@ -90,6 +90,7 @@ mod request;
 mod resolver;
 mod rng;
 mod server;
+mod socket_io;
 mod stats;
 mod supervisor;
 mod table;

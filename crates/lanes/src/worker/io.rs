@@ -3,7 +3,7 @@
 //! connection per loop iteration. On a TLS port the bytes go through the connection's TLS layer
 //! (`tls/`) on the way in and out.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,7 @@ use crate::dials::NO_DIAL;
 use crate::handler::Handler;
 use crate::input::Input;
 use crate::local::Local;
+use crate::socket_io;
 #[cfg(feature = "tls")]
 use crate::stats::TlsFailure;
 use crate::stats::{self, CloseCause};
@@ -160,7 +161,7 @@ impl<H: Handler> Worker<H> {
                 return;
             }
             let room = self.scratch.len() - carried;
-            match conn.stream.read(&mut self.scratch[carried..]) {
+            match socket_io::recv(&conn.stream, &mut self.scratch[carried..]) {
                 Ok(0) => {
                     // The peer closed its side: whatever the phase, the connection is over. A
                     // peer that closed after the close handshake already had on_close fire
@@ -246,16 +247,12 @@ impl<H: Handler> Worker<H> {
             return;
         }
         if conn.outbox.buffered_len() > 0 {
-            let written = if closes_after_write(conn) {
-                // The last write before `close`: held back (MSG_MORE) so that the FIN the
-                // close sends rides on the same segment, one packet fewer for both sides.
-                // Should the write be partial, the rest follows the same way; the close
-                // pushes whatever is held.
-                socket2::SockRef::from(&conn.stream)
-                    .send_with_flags(conn.outbox.pending(), libc::MSG_MORE)
-            } else {
-                conn.stream.write(conn.outbox.pending())
-            };
+            // The last write before `close` is held back (MSG_MORE) so that the FIN the close
+            // sends rides on the same segment, one packet fewer for both sides. Should the
+            // write be partial, the rest follows the same way; the close pushes whatever is
+            // held.
+            let more = closes_after_write(conn);
+            let written = socket_io::send(&conn.stream, conn.outbox.pending(), more);
             match written {
                 Ok(n) => {
                     stats::add(&self.local.counters.bytes_sent, n as u64);
@@ -519,7 +516,7 @@ impl<H: Handler> Worker<H> {
                 Next::Outbox => conn.outbox.sealed(),
                 Next::Sealed(n) => &self.tls.sealed[..n],
             };
-            let written = match conn.stream.write(out) {
+            let written = match socket_io::send(&conn.stream, out, false) {
                 Ok(n) => n,
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock
