@@ -205,7 +205,7 @@ impl Nodes {
     fn truncate(&mut self, len: usize, room: usize) {
         self.chunks.truncate(len.div_ceil(CHUNK).max(1));
         self.chunks.shrink_to_fit();
-        let full = (self.chunks.len() - 1) * CHUNK;
+        let full = self.chunks.len().saturating_sub(1) * CHUNK;
         if let Some(last) = self.chunks.last_mut() {
             last.truncate(len.saturating_sub(full));
             last.shrink_to(room.saturating_sub(full).clamp(last.len(), CHUNK));
@@ -545,6 +545,10 @@ mod tests {
         nodes.truncate(0, 0);
         assert_eq!((nodes.len(), nodes.capacity()), (0, 0));
         assert_eq!(nodes.push(node(7)), 0);
+        // Truncating storage that never had a chunk leaves it empty.
+        let mut empty = Nodes::default();
+        empty.truncate(0, 64);
+        assert_eq!((empty.len(), empty.capacity()), (0, 0));
     }
 
     #[test]
