@@ -20,23 +20,14 @@ import subprocess
 import sys
 import time
 
+from loopback import read_upgrade
+
 def rss_kib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError("no VmRSS")
-
-def read_upgrade(s):
-    """Reads the server's answer to the upgrade request on `s`; exits unless it is a 101."""
-    response = b""
-    while b"\r\n\r\n" not in response:
-        chunk = s.recv(4096)
-        if not chunk:
-            sys.exit("server closed a connection during the handshake")
-        response += chunk
-    if not response.startswith(b"HTTP/1.1 101"):
-        sys.exit(f"handshake refused: {response[:60]!r}")
 
 def main():
     args = sys.argv[1:]

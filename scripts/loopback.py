@@ -1,9 +1,11 @@
 """Helpers the measurement scripts share: a free loopback port, a server process's RSS and
-open descriptors from /proc, and a WebSocket opening handshake's request head."""
+open descriptors from /proc, and a WebSocket opening handshake's request head and the reading
+of its answer."""
 
 import base64
 import os
 import socket
+import sys
 import time
 
 
@@ -49,3 +51,15 @@ def request_head(path="/"):
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     ).encode()
+
+
+def read_upgrade(s):
+    """Reads the server's answer to an upgrade request on socket `s`; exits unless it is a 101."""
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = s.recv(4096)
+        if not chunk:
+            sys.exit("server closed a connection during the handshake")
+        response += chunk
+    if not response.startswith(b"HTTP/1.1 101"):
+        sys.exit(f"handshake refused: {response[:60]!r}")

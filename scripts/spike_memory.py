@@ -36,7 +36,7 @@ import sys
 import threading
 import time
 
-from loopback import open_fds, request_head, rss_kib
+from loopback import open_fds, read_upgrade, request_head, rss_kib
 
 
 
@@ -109,14 +109,7 @@ class Run:
                 s.sendall(self.request)
                 group.append(s)
             for s in group:
-                response = b""
-                while b"\r\n\r\n" not in response:
-                    chunk = s.recv(4096)
-                    if not chunk:
-                        sys.exit("server closed a connection during the handshake")
-                    response += chunk
-                if not response.startswith(b"HTTP/1.1 101"):
-                    sys.exit(f"handshake refused: {response[:60]!r}")
+                read_upgrade(s)
             conns.extend(group)
             self.check_time()
         return conns

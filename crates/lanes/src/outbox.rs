@@ -72,6 +72,14 @@ pub(crate) struct Outbox {
     extras: Option<Box<Extras>>,
 }
 
+/// The TLS record framing among `extras`, if any: a function of the field alone, so that the
+/// outbox's buffer can be borrowed beside it.
+#[cfg(feature = "tls")]
+#[inline]
+fn framing_in(extras: &mut Option<Box<Extras>>) -> Option<&mut RecordFraming> {
+    extras.as_deref_mut()?.framing.as_mut()
+}
+
 /// The part of an [`Outbox`] only a connection with compression or TLS uses.
 #[derive(Debug, Default)]
 struct Extras {
@@ -135,7 +143,7 @@ impl Outbox {
     #[cfg(feature = "tls")]
     #[inline]
     fn framing_mut(&mut self) -> Option<&mut RecordFraming> {
-        self.extras.as_deref_mut()?.framing.as_mut()
+        framing_in(&mut self.extras)
     }
 
     /// Bytes queued and not yet written (encrypted ones included).
@@ -187,7 +195,7 @@ impl Outbox {
         records: &mut RecordLayer,
         budget: usize,
     ) -> Result<(), rustls::Error> {
-        let framing = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut());
+        let framing = framing_in(&mut self.extras);
         match (&mut self.buf, framing) {
             (Some(buf), Some(framing)) => framing.seal(buf, records, budget),
             _ => Ok(()),
@@ -202,7 +210,7 @@ impl Outbox {
         records: &mut RecordLayer,
         pool: &mut BufferPool,
     ) -> Result<(), rustls::Error> {
-        let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) else {
+        let Some(framing) = framing_in(&mut self.extras) else {
             return Ok(());
         };
         framing.seal_owed_update(self.buf.get_or_insert_with(|| pool.take()), records)
@@ -232,7 +240,7 @@ impl Outbox {
             // byte ever sent: drop the written part once it is most of the buffer.
             buf.drain(..self.written);
             #[cfg(feature = "tls")]
-            if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
+            if let Some(framing) = framing_in(&mut self.extras) {
                 framing.shift(self.written);
             }
             self.written = 0;
@@ -251,7 +259,7 @@ impl Outbox {
     fn extend(&mut self, bytes: &[u8], pool: &mut BufferPool) {
         let buf = self.buf.get_or_insert_with(|| pool.take());
         #[cfg(feature = "tls")]
-        if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
+        if let Some(framing) = framing_in(&mut self.extras) {
             framing.append(buf, bytes);
             return;
         }
@@ -313,7 +321,7 @@ impl Outbox {
             .with_rsv(rsv)
             .encode(&mut header);
         #[cfg(feature = "tls")]
-        if let Some(framing) = self.extras.as_deref_mut().and_then(|e| e.framing.as_mut()) {
+        if let Some(framing) = framing_in(&mut self.extras) {
             framing.append_frame(buf, &header[..n], payload);
             return;
         }
