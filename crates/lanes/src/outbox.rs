@@ -472,6 +472,37 @@ impl Outbox {
         self.status(ctx)
     }
 
+    /// Whether an encoded frame of `len` bytes may be written to the socket at once, without
+    /// queuing it first: nothing is queued (so nothing must go before it), frames go out as
+    /// they are (no compression, mask or TLS records), and the caps would admit it.
+    #[inline]
+    pub(crate) fn writes_through(&self, len: usize, backpressure: &Backpressure) -> bool {
+        self.buf.is_none()
+            && self.sealed_len == 0
+            && !self.overflowed
+            && !self.stale
+            && len <= backpressure.max_len
+            && self.is_plain()
+    }
+
+    /// Counts a frame written at once (see [`writes_through`](Self::writes_through)) of which
+    /// the socket took `written` bytes; what it did not take is queued, to follow with the
+    /// next write (a frame is never cut short).
+    pub(crate) fn wrote_through(
+        &mut self,
+        opcode: OpCode,
+        frame: &[u8],
+        written: usize,
+        ctx: &mut Sending<'_>,
+    ) -> SendStatus {
+        stats::add(&ctx.counters.frames_sent[opcode_slot(opcode)], 1);
+        stats::add(&ctx.counters.bytes_sent, written as u64);
+        if written < frame.len() {
+            self.extend(&frame[written..], ctx.pool);
+        }
+        self.status(ctx)
+    }
+
     /// Queues an already encoded frame (a published message), applying the backlog caps. Not
     /// for a masked outbox: the frame is a server's.
     pub(crate) fn send_encoded(

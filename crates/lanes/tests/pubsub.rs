@@ -449,6 +449,32 @@ fn a_slow_subscriber_loses_messages_not_memory_and_never_slows_the_others() {
 }
 
 #[test]
+fn a_published_frame_the_socket_takes_in_part_arrives_whole_and_before_the_next() {
+    // A subscriber with a small receive buffer, not reading while 16 frames of 256 KiB are
+    // published: the first is written at once and the socket takes only part of it; the
+    // rest of it, then the others, are queued and follow.
+    let fx = start(Config::default());
+    let mut slow = stalled_subscriber(fx.addr, "big");
+    const N: usize = 16;
+    const LEN: usize = 256 * 1024;
+    let remote = fx.handle.remote();
+    for i in 0..N {
+        let byte = b'a' + i as u8;
+        remote.publish_binary("big", &vec![byte; LEN]).unwrap();
+    }
+    for i in 0..N {
+        let frame = slow.recv();
+        assert_eq!(frame.opcode, OpCode::Binary);
+        assert_eq!(frame.payload.len(), LEN, "frame {i}");
+        let byte = b'a' + i as u8;
+        assert!(frame.payload.iter().all(|&b| b == byte), "frame {i}");
+    }
+    let total = fx.handle.stats().total();
+    assert_eq!(total.delivered, N as u64);
+    assert_eq!(total.messages_dropped, 0);
+}
+
+#[test]
 fn a_slow_subscriber_is_closed_with_1008_under_the_close_policy() {
     let mut config = Config::default();
     config.backpressure.pause_len = 64 * 1024;

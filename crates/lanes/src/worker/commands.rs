@@ -8,12 +8,13 @@ use lanes_proto::deflate::SendAs;
 
 use super::Worker;
 use super::dispatch;
-use crate::conn::{mark_dirty, open_conn};
+use crate::conn::{Conn, mark_dirty, open_conn};
 use crate::handler::Handler;
 use crate::hub::Command;
 use crate::local::Local;
 use crate::outbox::{Outbox, SendStatus};
 use crate::published::Published;
+use crate::socket_io;
 use crate::stats;
 use crate::topic::Subscriber;
 
@@ -34,8 +35,7 @@ impl<H: Handler> Worker<H> {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        send_published(&mut conn.outbox, &message, local, &mut Vec::new());
-                        mark_dirty(conn, id.slot as usize, &mut local.dirty);
+                        give_published(conn, id.slot as usize, &message, local, &mut Vec::new());
                     }
                     None => stats::add(&local.counters.stale, 1),
                 }
@@ -67,12 +67,10 @@ impl<H: Handler> Worker<H> {
                 let mut compressed = Vec::new();
                 for (key, conn) in self.conns.iter_mut() {
                     if conn.phase.can_send() {
-                        let status =
-                            send_published(&mut conn.outbox, &message, local, &mut compressed);
+                        let status = give_published(conn, key, &message, local, &mut compressed);
                         if status != SendStatus::Dropped {
                             stats::add(&local.counters.delivered, 1);
                         }
-                        mark_dirty(conn, key, &mut local.dirty);
                     }
                 }
             }
@@ -105,12 +103,10 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            let status =
-                send_published(&mut conn.outbox, message, &mut self.local, &mut compressed);
+            let status = give_published(conn, key, message, &mut self.local, &mut compressed);
             if status != SendStatus::Dropped {
                 stats::add(&self.local.counters.delivered, 1);
             }
-            mark_dirty(conn, key, &mut self.local.dirty);
         }
         self.local.topics = topics;
     }
@@ -153,6 +149,58 @@ impl<H: Handler> Worker<H> {
             self.local.dirty = dirty; // keep the capacity
         }
     }
+}
+
+/// Gives a message encoded once for many connections to the connection in `slot`: written at
+/// once when [`write_through`] can, queued otherwise ([`send_published`]). Either way the
+/// connection is marked for the end-of-iteration write, so that whatever it is given next in
+/// this iteration is queued behind this message and goes out with that one write.
+fn give_published<S>(
+    conn: &mut Conn<S>,
+    slot: usize,
+    message: &Published,
+    local: &mut Local,
+    compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
+) -> SendStatus {
+    let status = match write_through(conn, message, local) {
+        Some(status) => status,
+        None => send_published(&mut conn.outbox, message, local, compressed),
+    };
+    mark_dirty(conn, slot, &mut local.dirty);
+    status
+}
+
+/// Writes a published frame to a connection's socket at once, instead of copying it into a
+/// pooled buffer to be written at the end of the iteration, when that is safe: nothing else
+/// was given to the connection in this iteration, nothing is queued, and the frame goes out as
+/// it is (a plain connection without compression). What the socket does not take is queued;
+/// a write that fails leaves the frame queued, and the end-of-iteration write meets the error
+/// and closes the connection there, as for any other output. `None` when the frame is to be
+/// queued as usual.
+#[inline]
+fn write_through<S>(
+    conn: &mut Conn<S>,
+    message: &Published,
+    local: &mut Local,
+) -> Option<SendStatus> {
+    #[cfg(feature = "tls")]
+    if conn.tls.is_some() {
+        return None;
+    }
+    if conn.flush_queued
+        || !conn
+            .outbox
+            .writes_through(message.frame.len(), &local.config.backpressure)
+    {
+        return None;
+    }
+    let written = socket_io::send(&conn.stream, &message.frame, false).ok()?;
+    Some(conn.outbox.wrote_through(
+        message.opcode,
+        &message.frame,
+        written,
+        &mut local.sending(),
+    ))
 }
 
 /// Queues a message encoded once for many connections. A connection that compresses with its
