@@ -25,17 +25,22 @@ impl<H: Handler> Worker<H> {
             link.rearm();
         }
         while let Ok(command) = self.commands.try_recv() {
-            self.on_command(command);
+            // Nothing behind it in the queue: a message it carries may be written through.
+            let alone = self.commands.is_empty();
+            self.on_command(command, alone);
         }
     }
 
-    fn on_command(&mut self, command: Command) {
+    /// Runs one command; `alone` when no other command waits behind it (see
+    /// [`give_published`]).
+    fn on_command(&mut self, command: Command, alone: bool) {
         match command {
             Command::Send { id, message } => {
                 let local = &mut self.local;
                 match open_conn(&mut self.conns, id) {
                     Some(conn) => {
-                        give_published(conn, id.slot as usize, &message, local, &mut Vec::new());
+                        let slot = id.slot as usize;
+                        give_published(conn, slot, &message, local, &mut Vec::new(), alone);
                     }
                     None => stats::add(&local.counters.stale, 1),
                 }
@@ -50,7 +55,7 @@ impl<H: Handler> Worker<H> {
                     None => stats::add(&local.counters.stale, 1),
                 }
             }
-            Command::Publish { topic, message } => self.deliver(&topic, &message, None),
+            Command::Publish { topic, message } => self.deliver(&topic, &message, None, alone),
             Command::Message(message) => {
                 self.run_worker_callback("on_worker_message", |handler, ctx| {
                     handler.on_worker_message(ctx, message)
@@ -67,7 +72,8 @@ impl<H: Handler> Worker<H> {
                 let mut compressed = Vec::new();
                 for (key, conn) in self.conns.iter_mut() {
                     if conn.phase.can_send() {
-                        let status = give_published(conn, key, &message, local, &mut compressed);
+                        let status =
+                            give_published(conn, key, &message, local, &mut compressed, alone);
                         if status != SendStatus::Dropped {
                             stats::add(&local.counters.delivered, 1);
                         }
@@ -78,7 +84,15 @@ impl<H: Handler> Worker<H> {
     }
 
     /// Queues a published frame on every subscriber of `topic` on this worker but `except`.
-    fn deliver(&mut self, topic: &str, message: &Published, except: Option<Subscriber>) {
+    /// `alone` when no other message waits to be delivered in this iteration (see
+    /// [`give_published`]).
+    fn deliver(
+        &mut self,
+        topic: &str,
+        message: &Published,
+        except: Option<Subscriber>,
+        alone: bool,
+    ) {
         self.local.note_published();
         let mut compressed = Vec::new();
         // No callback runs during delivery, so the subscriber sets can be set aside while the
@@ -103,7 +117,8 @@ impl<H: Handler> Worker<H> {
                 }
                 continue;
             }
-            let status = give_published(conn, key, message, &mut self.local, &mut compressed);
+            let status =
+                give_published(conn, key, message, &mut self.local, &mut compressed, alone);
             if status != SendStatus::Dropped {
                 stats::add(&self.local.counters.delivered, 1);
             }
@@ -119,12 +134,13 @@ impl<H: Handler> Worker<H> {
         }
         while !self.local.deferred.is_empty() || !self.local.deferred_commands.is_empty() {
             let deferred = std::mem::take(&mut self.local.deferred);
+            let alone = deferred.len() == 1 && self.local.deferred_commands.is_empty();
             for (topic, message, except) in &deferred {
-                self.deliver(topic, message, *except);
+                self.deliver(topic, message, *except, alone);
             }
             let commands = std::mem::take(&mut self.local.deferred_commands);
             for command in commands {
-                self.on_command(command);
+                self.on_command(command, false);
             }
         }
         if self.local.dirty.is_empty() {
@@ -152,17 +168,30 @@ impl<H: Handler> Worker<H> {
 }
 
 /// Gives a message encoded once for many connections to the connection in `slot`: written at
-/// once when [`write_through`] can, queued otherwise ([`send_published`]). Either way the
-/// connection is marked for the end-of-iteration write, so that whatever it is given next in
-/// this iteration is queued behind this message and goes out with that one write.
+/// once when it is `alone` (no other message waits to be delivered in this iteration) and
+/// [`write_through`] can, queued otherwise ([`send_published`]). Either way the connection is
+/// marked for the end-of-iteration write, so that whatever it is given next in this iteration
+/// is queued behind this message and goes out with that one write.
+///
+/// Why `alone`: a frame written through costs a subscriber one write, and what follows it in
+/// the same iteration one more. When messages come one at a time (a feed slower than the
+/// sweep over its subscribers) that is one write each, without the copy; when they come in
+/// bursts (a worker behind its publishers), queuing them all gives one write per subscriber
+/// for the whole burst, as before.
 fn give_published<S>(
     conn: &mut Conn<S>,
     slot: usize,
     message: &Published,
     local: &mut Local,
     compressed: &mut Vec<(u8, Option<Vec<u8>>)>,
+    alone: bool,
 ) -> SendStatus {
-    let status = match write_through(conn, message, local) {
+    let written = if alone {
+        write_through(conn, message, local)
+    } else {
+        None
+    };
+    let status = match written {
         Some(status) => status,
         None => send_published(&mut conn.outbox, message, local, compressed),
     };
