@@ -333,7 +333,7 @@ impl Outbox {
     /// Whether `len` more bytes may be queued; past the hard cap, applies the policy (and
     /// counts it) and says why not.
     #[inline]
-    fn admit(&mut self, len: usize, ctx: &mut Sending<'_>) -> Result<(), SendStatus> {
+    pub(crate) fn admit(&mut self, len: usize, ctx: &mut Sending<'_>) -> Result<(), SendStatus> {
         if self.overflowed {
             return Err(SendStatus::Dropped);
         }
@@ -472,17 +472,12 @@ impl Outbox {
         self.status(ctx)
     }
 
-    /// Whether an encoded frame of `len` bytes may be written to the socket at once, without
-    /// queuing it first: nothing is queued (so nothing must go before it), frames go out as
-    /// they are (no compression, mask or TLS records), and the caps would admit it.
+    /// Whether an encoded frame may be written to the socket at once, without queuing it
+    /// first: nothing is queued (so nothing must go before it), and frames go out as they are
+    /// (no compression, mask or TLS records). The caps still apply ([`admit`](Self::admit)).
     #[inline]
-    pub(crate) fn writes_through(&self, len: usize, backpressure: &Backpressure) -> bool {
-        self.buf.is_none()
-            && self.sealed_len == 0
-            && !self.overflowed
-            && !self.stale
-            && len <= backpressure.max_len
-            && self.is_plain()
+    pub(crate) fn writes_through(&self) -> bool {
+        self.buf.is_none() && self.sealed_len == 0 && self.is_plain()
     }
 
     /// Counts a frame written at once (see [`writes_through`](Self::writes_through)) of which

@@ -83,7 +83,7 @@ impl<H: Handler> Worker<H> {
         }
     }
 
-    /// Queues a published frame on every subscriber of `topic` on this worker but `except`.
+    /// Gives a published frame to every subscriber of `topic` on this worker but `except`.
     /// `alone` when no other message waits to be delivered in this iteration (see
     /// [`give_published`]).
     fn deliver(
@@ -191,10 +191,8 @@ fn give_published<S>(
     } else {
         None
     };
-    let status = match written {
-        Some(status) => status,
-        None => send_published(&mut conn.outbox, message, local, compressed),
-    };
+    let status =
+        written.unwrap_or_else(|| send_published(&mut conn.outbox, message, local, compressed));
     mark_dirty(conn, slot, &mut local.dirty);
     status
 }
@@ -202,10 +200,10 @@ fn give_published<S>(
 /// Writes a published frame to a connection's socket at once, instead of copying it into a
 /// pooled buffer to be written at the end of the iteration, when that is safe: nothing else
 /// was given to the connection in this iteration, nothing is queued, and the frame goes out as
-/// it is (a plain connection without compression). What the socket does not take is queued;
-/// a write that fails leaves the frame queued, and the end-of-iteration write meets the error
-/// and closes the connection there, as for any other output. `None` when the frame is to be
-/// queued as usual.
+/// it is (a plain connection without compression). The backlog caps apply as to a queued
+/// frame. What the socket does not take is queued; a write that fails leaves the frame
+/// queued, and the end-of-iteration write meets the error and closes the connection there,
+/// as for any other output. `None` when the frame is to be queued as usual.
 #[inline]
 fn write_through<S>(
     conn: &mut Conn<S>,
@@ -216,20 +214,18 @@ fn write_through<S>(
     if conn.tls.is_some() {
         return None;
     }
-    if conn.flush_queued
-        || !conn
-            .outbox
-            .writes_through(message.frame.len(), &local.config.backpressure)
-    {
+    if conn.flush_queued || !conn.outbox.writes_through() {
         return None;
     }
+    let mut sending = local.sending();
+    if let Err(status) = conn.outbox.admit(message.frame.len(), &mut sending) {
+        return Some(status);
+    }
     let written = socket_io::send(&conn.stream, &message.frame, false).ok()?;
-    Some(conn.outbox.wrote_through(
-        message.opcode,
-        &message.frame,
-        written,
-        &mut local.sending(),
-    ))
+    Some(
+        conn.outbox
+            .wrote_through(message.opcode, &message.frame, written, &mut sending),
+    )
 }
 
 /// Queues a message encoded once for many connections. A connection that compresses with its
